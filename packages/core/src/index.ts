@@ -1,0 +1,94 @@
+/**
+ * @ioas/core: one API for IOMMU containers and IOAS objects, whatever the IOMMU underneath
+ * (windowed like Freescale PAMU, paged like ARM SMMU, Intel VT-d, AMD-Vi), and the SPI every
+ * backend implements. Pure TypeScript: no native code is loaded by importing it.
+ *
+ * @packageDocumentation
+ */
+export { BTreeMap, compareBigint, type Comparator, type Entry } from './btree.js';
+export {
+  Container,
+  type AllocateInput,
+  type ContainerMsi,
+  type ContainerOpenOptions,
+  type MapInput,
+  type MapRegionInput,
+  type MapRegionResult,
+  type RangeInput,
+  type SetGeometryInput,
+  type U64Input,
+  type UnmapInput,
+} from './container.js';
+export { ERRNO, errnoName, type ErrnoName } from './errno.js';
+export { IoasError, hex, type IoasErrorCode, type IoasErrorDetails } from './errors.js';
+export { IovaAllocator, type AllocationRequest } from './iova-allocator.js';
+export {
+  alignDown,
+  alignRangeInward,
+  alignUp,
+  compareRanges,
+  formatRange,
+  intersectRange,
+  intersectRanges,
+  iovaRange,
+  isPowerOfTwo,
+  normalizeRanges,
+  rangeContains,
+  rangeContainsRange,
+  rangeEnd,
+  rangeOfSize,
+  rangesCover,
+  rangeSize,
+  rangesOverlap,
+  splitRange,
+  subtractRange,
+  subtractRanges,
+  U64_MAX,
+  unionRanges,
+  type IovaRange,
+} from './iova-range.js';
+export { IovaRangeSet } from './iova-range-set.js';
+export {
+  DEFAULT_WINDOW_PLAN_LIMITS,
+  formatSize,
+  formatWindowPlan,
+  planWindows,
+  type PlannedWindow,
+  type WindowPlan,
+  type WindowPlanLimits,
+  type WindowPlanSegment,
+  type WindowPlanSpec,
+} from './plan-windows.js';
+export { planRegionMappings, type RegionPiece, type RegionPlan } from './plan-region.js';
+export {
+  SPECIFICATION_VERSION,
+  type Backend,
+  type BackendHandle,
+  type BackendHandleV1,
+  type BackendV1,
+  type GeometryCall,
+  type MapCall,
+  type OpenRequest,
+  type ProbeResult,
+} from './spi.js';
+export {
+  granuleOf,
+  isBlockingReserved,
+  type Access,
+  type Capabilities,
+  type ContainerStats,
+  type Geometry,
+  type HostMemory,
+  type IommuModel,
+  type Mapping,
+  type MsiDoorbell,
+  type MsiDoorbellPlacement,
+  type MsiModel,
+  type MsiPlan,
+  type ReservedKind,
+  type ReservedRange,
+  type ReservedSource,
+  type Window,
+  type WindowGeometry,
+  type WindowMode,
+} from './types.js';

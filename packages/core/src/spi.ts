@@ -1,0 +1,85 @@
+/**
+ * The backend SPI (service provider interface), version 1: types only. A backend is a factory with
+ * `probe()` and `open()`; `open()` returns a handle whose `do`-prefixed methods core calls after it
+ * has validated the request. Users call {@link Container}, never these methods.
+ *
+ * Optional methods exist exactly when the handle's declared {@link Capabilities} say so; core checks
+ * this when it opens the handle and refuses a handle that breaks it.
+ */
+import type { IovaRange } from './iova-range.js';
+import type { Access, Capabilities, Geometry, HostMemory, MsiDoorbell, ReservedRange } from './types.js';
+
+/** The SPI version this core implements. */
+export const SPECIFICATION_VERSION = 'v1';
+
+/** Why a backend can or cannot run here. */
+export type ProbeResult =
+  | { readonly available: true; readonly detail?: string }
+  | { readonly available: false; readonly reason: string };
+
+/** What to put in a new container. */
+export interface OpenRequest {
+  /** IOMMU group numbers (`/dev/vfio/<N>`), for group-based backends. */
+  readonly groups: readonly number[];
+  /** Device names (PCI addresses such as `0000:00:03.0`), for device-based backends (iommufd). */
+  readonly devices: readonly string[];
+}
+
+/** A backend: what a user passes to {@link Container.open}. */
+export interface BackendV1 {
+  readonly specificationVersion: typeof SPECIFICATION_VERSION;
+  /** Short name used in errors and logs, such as `'sim'`, `'smmu'`, `'pamu'`. */
+  readonly name: string;
+  /** Says whether the backend can run on this host; never throws for an expected absence. */
+  probe(): Promise<ProbeResult>;
+  /** Opens a container (an IOMMU context holding the given groups or devices). */
+  open(request: OpenRequest): Promise<BackendHandleV1>;
+}
+
+/** A validated map request: `iova` and `memory.length` have the same size and pass every core check. */
+export interface MapCall {
+  readonly iova: IovaRange;
+  readonly memory: HostMemory;
+  readonly access: Access;
+}
+
+/** A validated geometry request for a windowed IOMMU. */
+export interface GeometryCall {
+  readonly aperture: IovaRange;
+  readonly windowCount: number;
+}
+
+/** An open container as a backend sees it. Every method may throw an {@link IoasError}. */
+export interface BackendHandleV1 {
+  readonly capabilities: Capabilities;
+
+  /** Current geometry. Core calls it at open and after every geometry change. */
+  doGetGeometry(): Geometry;
+  /** Reserved ranges of every group or device in the container, as the kernel reports them now. */
+  doGetReserved(): readonly ReservedRange[];
+  /** Maps host memory at a fixed IOVA; one call is one mapping. Leaves nothing behind on failure. */
+  doMap(call: MapCall): void;
+  /**
+   * Unmaps every mapping inside `range` (core passes only ranges covering whole mappings unless
+   * `partialUnmap`); returns the bytes the kernel reports unmapped.
+   */
+  doUnmap(range: IovaRange): bigint;
+  /** Releases everything: mappings, MSI doorbells, file descriptors. Must not throw on a second call. */
+  doClose(): void;
+
+  /** Present exactly when `capabilities.settableGeometry`. */
+  doSetGeometry?(call: GeometryCall): void;
+  /** Present exactly when `capabilities.windows === 'kernel-allow-list'`; replaces the whole list. */
+  doSetAllowedRanges?(ranges: readonly IovaRange[]): void;
+  /** Present exactly when `capabilities.msi === 'explicit'`. */
+  doListMsiDoorbells?(): readonly MsiDoorbell[];
+  /** Present exactly when `capabilities.msi === 'explicit'`: maps doorbell `index` at `iova`. */
+  doMapMsiDoorbell?(index: number, iova: bigint): void;
+  /** Present exactly when `capabilities.msi === 'explicit'`: undoes {@link doMapMsiDoorbell}. */
+  doUnmapMsiDoorbell?(index: number, iova: bigint): void;
+}
+
+/** The current backend interface. */
+export type Backend = BackendV1;
+/** The current handle interface. */
+export type BackendHandle = BackendHandleV1;
