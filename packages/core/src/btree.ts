@@ -4,10 +4,8 @@
  * must stay logarithmic with a million live entries; node arrays keep the per-entry overhead low.
  */
 
-const MAX_LEAF = 64;
-const MAX_BRANCH = 64;
-const MIN_LEAF = MAX_LEAF >> 1;
-const MIN_BRANCH = MAX_BRANCH >> 1;
+/** Default node capacity: entries per leaf and children per branch. */
+const DEFAULT_ORDER = 64;
 
 /** Orders two keys: negative, zero or positive, like `Array.prototype.sort`'s comparator. */
 export type Comparator<K> = (a: K, b: K) => number;
@@ -43,7 +41,21 @@ export class BTreeMap<K, V> {
   private root: Node<K, V> = { leaf: true, keys: [], values: [], next: undefined };
   private count = 0;
 
-  constructor(private readonly compare: Comparator<K>) {}
+  private readonly maxNode: number;
+  private readonly minNode: number;
+
+  /**
+   * @param compare the key order.
+   * @param order node capacity (entries per leaf, children per branch), at least 4; tests use a
+   *   small order to exercise deep trees.
+   */
+  constructor(
+    private readonly compare: Comparator<K>,
+    order = DEFAULT_ORDER,
+  ) {
+    this.maxNode = Math.max(4, Math.floor(order));
+    this.minNode = this.maxNode >> 1;
+  }
 
   /** Number of entries. */
   get size(): number {
@@ -219,7 +231,7 @@ export class BTreeMap<K, V> {
       node.keys.splice(index, 0, key);
       node.values.splice(index, 0, value);
       this.count++;
-      if (node.keys.length <= MAX_LEAF) return undefined;
+      if (node.keys.length <= this.maxNode) return undefined;
       const half = node.keys.length >> 1;
       const sibling: Leaf<K, V> = {
         leaf: true,
@@ -238,7 +250,7 @@ export class BTreeMap<K, V> {
     if (split === undefined) return undefined;
     node.keys.splice(index + 1, 0, split.keys[0]!);
     node.children.splice(index + 1, 0, split);
-    if (node.children.length <= MAX_BRANCH) return undefined;
+    if (node.children.length <= this.maxNode) return undefined;
     const half = node.children.length >> 1;
     return { leaf: false, keys: node.keys.splice(half), children: node.children.splice(half) };
   }
@@ -257,7 +269,7 @@ export class BTreeMap<K, V> {
     if (index < 0) return false;
     const child = node.children[index]!;
     if (!this.remove(child, key)) return false;
-    const minimum = child.leaf ? MIN_LEAF : MIN_BRANCH;
+    const minimum = this.minNode;
     const length = child.leaf ? child.keys.length : child.children.length;
     if (length < minimum && node.children.length > 1) this.rebalance(node, index);
     else if (child.keys.length > 0) node.keys[index] = child.keys[0]!;
@@ -270,7 +282,7 @@ export class BTreeMap<K, V> {
     const left = parent.children[leftIndex]!;
     const right = parent.children[leftIndex + 1]!;
     if (left.leaf && right.leaf) {
-      if (left.keys.length + right.keys.length <= MAX_LEAF) {
+      if (left.keys.length + right.keys.length <= this.maxNode) {
         left.keys.push(...right.keys);
         left.values.push(...right.values);
         left.next = right.next;
@@ -284,7 +296,7 @@ export class BTreeMap<K, V> {
         left.values.push(right.values.shift()!);
       }
     } else if (!left.leaf && !right.leaf) {
-      if (left.children.length + right.children.length <= MAX_BRANCH) {
+      if (left.children.length + right.children.length <= this.maxNode) {
         left.keys.push(...right.keys);
         left.children.push(...right.children);
         parent.keys.splice(leftIndex + 1, 1);

@@ -39,6 +39,7 @@ import {
   type MsiDoorbellPlacement,
   type MsiPlan,
   type ReservedRange,
+  type U64Input,
   type Window,
 } from './types.js';
 
@@ -50,9 +51,6 @@ export interface ContainerOpenOptions {
   /** Device names such as `0000:00:03.0`, for device-based backends (iommufd). */
   readonly devices?: readonly string[];
 }
-
-/** A 64-bit value as a bigint, or as a safe non-negative integer number. */
-export type U64Input = bigint | number;
 
 /** A range as users write it: a start and a size, or a start and an inclusive last address. */
 export type RangeInput = { readonly start: U64Input; readonly size: U64Input } | { readonly start: U64Input; readonly last: U64Input };

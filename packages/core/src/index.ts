@@ -16,7 +16,6 @@ export {
   type MapRegionResult,
   type RangeInput,
   type SetGeometryInput,
-  type U64Input,
   type UnmapInput,
 } from './container.js';
 export { ERRNO, errnoName, type ErrnoName } from './errno.js';
@@ -88,6 +87,7 @@ export {
   type ReservedKind,
   type ReservedRange,
   type ReservedSource,
+  type U64Input,
   type Window,
   type WindowGeometry,
   type WindowMode,

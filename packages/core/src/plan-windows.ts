@@ -2,14 +2,15 @@ import { z } from 'zod';
 import { IoasError, hex } from './errors.js';
 import { isPowerOfTwo, U64_MAX } from './iova-range.js';
 import { parseInput, size64, u64 } from './schemas.js';
+import type { U64Input } from './types.js';
 
 /** One segment of guest RAM, mapped 1:1 (IOVA = guest physical address). */
 export interface WindowPlanSegment {
   /** Guest physical address, which is also the IOVA. */
-  readonly iova: bigint;
-  readonly size: bigint;
+  readonly iova: U64Input;
+  readonly size: U64Input;
   /** The physically contiguous backing unit (a hugepage size such as 64 MiB). */
-  readonly pageSize: bigint;
+  readonly pageSize: U64Input;
 }
 
 /** Hardware and kernel limits the plan must respect. */
@@ -17,7 +18,7 @@ export interface WindowPlanLimits {
   /** Most windows (PAMU through VFIO: 256). */
   readonly maxWindows: number;
   /** Smallest window (PAMU: 4 KiB). */
-  readonly minWindowSize: bigint;
+  readonly minWindowSize: U64Input;
 }
 
 /** Input of {@link planWindows}. */
@@ -53,7 +54,7 @@ export interface WindowPlan {
  * reports 2^(1+MWCE)), windows and aperture powers of two of at least 4 KiB (PAMU_PAGE_SIZE).
  * Source: shared/facts/pamu-sdk-abi.md §4.
  */
-export const DEFAULT_WINDOW_PLAN_LIMITS: WindowPlanLimits = { maxWindows: 256, minWindowSize: 0x1000n };
+export const DEFAULT_WINDOW_PLAN_LIMITS: { readonly maxWindows: number; readonly minWindowSize: bigint } = { maxWindows: 256, minWindowSize: 0x1000n };
 
 const powerOfTwo = size64.refine(isPowerOfTwo, 'must be a power of two');
 
@@ -87,7 +88,7 @@ const specSchema = z
  */
 export function planWindows(spec: WindowPlanSpec): WindowPlan {
   const parsed = parseInput(specSchema, spec, 'planWindows');
-  const limits: WindowPlanLimits = {
+  const limits = {
     maxWindows: parsed.limits?.maxWindows ?? DEFAULT_WINDOW_PLAN_LIMITS.maxWindows,
     minWindowSize: parsed.limits?.minWindowSize ?? DEFAULT_WINDOW_PLAN_LIMITS.minWindowSize,
   };

@@ -1,5 +1,8 @@
 import type { IovaRange } from './iova-range.js';
 
+/** A 64-bit value as users may write it: a bigint, or a safe non-negative integer number. */
+export type U64Input = bigint | number;
+
 /**
  * Whether the IOMMU translates through page tables (any granule-aligned IOVA inside the usable
  * ranges: ARM SMMU, Intel VT-d, AMD-Vi) or through a few large windows (an aperture cut into a
