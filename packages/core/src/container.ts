@@ -219,7 +219,7 @@ export class Container implements Disposable {
    */
   setGeometry(input: SetGeometryInput): Geometry {
     const operation = 'setGeometry';
-    const parsed = parseInput(geometryInput, input, operation);
+    const parsed = this.guard(operation, () => parseInput(geometryInput, input, operation));
     this.assertOpen(operation);
     if (!this.capabilities.settableGeometry || this.handle.doSetGeometry === undefined) {
       throw this.error('unsupported', operation, `the ${this.capabilities.model} IOMMU of backend '${this.backendName}' has a fixed geometry`);
@@ -280,19 +280,19 @@ export class Container implements Disposable {
    */
   createWindow(input: RangeInput): Window {
     const operation = 'createWindow';
-    const range = parseInput(rangeInput, input, operation);
+    const range = this.guard(operation, () => parseInput(rangeInput, input, operation));
     this.assertOpen(operation);
     const unit = this.mappingUnit(operation);
     if (range.start % unit !== 0n || (range.last + 1n) % unit !== 0n) {
       throw this.error('misaligned', operation, `window ${formatRange(range)} must start and end on multiples of ${hex(unit)}`);
     }
-    const base = this.kernelRanges();
-    if (subtractRanges([range], base).length > 0) {
-      throw this.error('out-of-range', operation, `window ${formatRange(range)} is not inside the IOMMU's ranges ${base.map(formatRange).join(', ')}`);
-    }
     const blocking = this.blockingReservedOverlapping(range);
     if (blocking !== undefined) {
       throw this.error('reserved', operation, `window ${formatRange(range)} overlaps the reserved ${describeReserved(blocking)}`);
+    }
+    const base = this.kernelRanges();
+    if (subtractRanges([range], base).length > 0) {
+      throw this.error('out-of-range', operation, `window ${formatRange(range)} is not inside the IOMMU's ranges ${base.map(formatRange).join(', ')}`);
     }
     const clash = this.createdWindows.find((window) => rangesOverlap(window, range));
     if (clash !== undefined) throw this.error('overlap', operation, `window ${formatRange(range)} overlaps window ${formatRange(clash)}`);
@@ -319,7 +319,7 @@ export class Container implements Disposable {
    */
   removeWindow(input: Window | RangeInput): void {
     const operation = 'removeWindow';
-    const range = parseInput(rangeInput, 'range' in input ? input.range : input, operation);
+    const range = this.guard(operation, () => parseInput(rangeInput, 'range' in input ? input.range : input, operation));
     this.assertOpen(operation);
     const index = this.createdWindows.findIndex((window) => window.start === range.start && window.last === range.last);
     if (index < 0) throw this.error('not-found', operation, `no window ${formatRange(range)}; windows: ${this.createdWindows.map(formatRange).join(', ') || 'none'}`);
@@ -342,7 +342,7 @@ export class Container implements Disposable {
    */
   allocate(input: AllocateInput): readonly IovaRange[] {
     const operation = 'allocate';
-    const parsed = parseInput(allocateInput, input, operation);
+    const parsed = this.guard(operation, () => parseInput(allocateInput, input, operation));
     this.assertOpen(operation);
     const ranges = this.guard(operation, () =>
       this.allocator.allocate({
@@ -363,7 +363,7 @@ export class Container implements Disposable {
    */
   release(input: RangeInput): void {
     const operation = 'release';
-    const range = parseInput(rangeInput, input, operation);
+    const range = this.guard(operation, () => parseInput(rangeInput, input, operation));
     this.assertOpen(operation);
     const allocation = this.allocations.get(range.start);
     if (allocation === undefined || allocation.last !== range.last) {
@@ -387,7 +387,7 @@ export class Container implements Disposable {
    */
   map(input: MapInput): Mapping {
     const operation = 'map';
-    const parsed = parseInput(mapInput, input, operation);
+    const parsed = this.guard(operation, () => parseInput(mapInput, input, operation));
     this.assertOpen(operation);
     const memory = toHostMemory(parsed.memory);
     const access = parsed.access ?? { read: true, write: true };
@@ -405,7 +405,7 @@ export class Container implements Disposable {
    */
   mapRegion(input: MapRegionInput): MapRegionResult {
     const operation = 'mapRegion';
-    const parsed = parseInput(mapInput, input, operation);
+    const parsed = this.guard(operation, () => parseInput(mapInput, input, operation));
     this.assertOpen(operation);
     if (parsed.iova === undefined) throw this.error('invalid-argument', operation, 'mapRegion needs an explicit `iova`');
     const memory = toHostMemory(parsed.memory);
@@ -436,7 +436,7 @@ export class Container implements Disposable {
    */
   unmap(input: UnmapInput): bigint {
     const operation = 'unmap';
-    const range = parseInput(unmapInput, isMapping(input) ? input.iova : input, operation);
+    const range = this.guard(operation, () => parseInput(unmapInput, isMapping(input) ? input.iova : input, operation));
     this.assertOpen(operation);
     return this.unmapRange(operation, range);
   }
@@ -487,7 +487,7 @@ export class Container implements Disposable {
 
   private planMsi(input: { readonly iova?: U64Input } | undefined): MsiPlan {
     const operation = 'msi.plan';
-    const parsed = parseInput(msiPlanInput, input ?? {}, operation);
+    const parsed = this.guard(operation, () => parseInput(msiPlanInput, input ?? {}, operation));
     this.assertOpen(operation);
     const model = this.capabilities.msi;
     if (model === 'none') return { model, doorbells: [] };

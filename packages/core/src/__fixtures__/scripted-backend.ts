@@ -1,0 +1,177 @@
+/**
+ * A small scripted backend for testing Container on its own: it records every call, keeps a naive
+ * list of what is mapped, and fails a chosen call with a chosen errno. The simulator
+ * (@ioas/backend-sim) is the faithful model; this double only has to be predictable.
+ */
+import { ERRNO } from '../errno.js';
+import { IoasError } from '../errors.js';
+import type { IovaRange } from '../iova-range.js';
+import type { BackendHandleV1, BackendV1, GeometryCall, MapCall } from '../spi.js';
+import type { Capabilities, Geometry, MsiDoorbell, ReservedRange } from '../types.js';
+
+export interface ScriptedOptions {
+  capabilities?: Partial<Capabilities>;
+  geometry?: Geometry;
+  reserved?: ReservedRange[];
+  doorbells?: MsiDoorbell[];
+  /** Reported unmap size is multiplied by this (to simulate a kernel that disagrees). */
+  unmapReportFactor?: bigint;
+}
+
+export interface ScriptedState {
+  calls: string[];
+  mapped: MapCall[];
+  allowed: readonly IovaRange[];
+  doorbells: Map<number, bigint>;
+  geometry: Geometry;
+  closed: boolean;
+  /** Makes the next call of `operation` (or the nth, counting from 1) throw a kernel error. */
+  failNext(operation: string, errno?: number, nth?: number): void;
+}
+
+export const PAGED: Capabilities = {
+  model: 'paged',
+  windows: 'sdk',
+  msi: 'kernel-managed',
+  partialUnmap: false,
+  mappingBudget: 65535,
+  settableGeometry: false,
+};
+
+export const WINDOWED: Capabilities = {
+  model: 'windowed',
+  windows: 'hardware',
+  msi: 'explicit',
+  partialUnmap: true,
+  mappingBudget: null,
+  settableGeometry: true,
+};
+
+/** The arm-smmuv3 figures of shared/facts/sysfs-and-platforms.md §4. */
+export const SMMU_GEOMETRY: Geometry = {
+  aperture: { start: 0n, last: 0xffffffffffffn },
+  ioPageSizes: 0x40201000n,
+  ranges: [
+    { start: 0n, last: 0x7ffffffn },
+    { start: 0x8100000n, last: 0xffffffffffffn },
+  ],
+};
+
+export const SMMU_RESERVED: ReservedRange[] = [{ start: 0x8000000n, last: 0x80fffffn, kind: 'msi', source: 'sysfs', origin: 'group 0' }];
+
+export function scriptedBackend(options: ScriptedOptions = {}): { backend: BackendV1; state: () => ScriptedState } {
+  let current: ScriptedState | undefined;
+  const capabilities: Capabilities = { ...PAGED, ...options.capabilities };
+  const failures: { operation: string; errno: number; countdown: number }[] = [];
+
+  const backend: BackendV1 = {
+    specificationVersion: 'v1',
+    name: 'scripted',
+    probe: async () => ({ available: true }),
+    open: async (request) => {
+      const state: ScriptedState = {
+        calls: [`open ${request.groups.join(',')}`],
+        mapped: [],
+        allowed: [],
+        doorbells: new Map(),
+        geometry: options.geometry ?? SMMU_GEOMETRY,
+        closed: false,
+        failNext(operation, errno = ERRNO.EINVAL, nth = 1) {
+          failures.push({ operation, errno, countdown: nth });
+        },
+      };
+      current = state;
+      const step = (operation: string, detail = ''): void => {
+        state.calls.push(detail ? `${operation} ${detail}` : operation);
+        const failure = failures.find((candidate) => candidate.operation === operation);
+        if (failure !== undefined && --failure.countdown === 0) {
+          failures.splice(failures.indexOf(failure), 1);
+          throw IoasError.fromErrno(failure.errno, `SCRIPTED_${operation.toUpperCase()}`, `scripted ${operation} failure`, { backend: 'scripted' });
+        }
+      };
+      const handle: BackendHandleV1 = {
+        capabilities,
+        doGetGeometry: () => {
+          step('getGeometry');
+          return state.geometry;
+        },
+        doGetReserved: () => {
+          step('getReserved');
+          return options.reserved ?? [];
+        },
+        doMap: (call) => {
+          step('map', `${call.iova.start.toString(16)}+${(call.iova.last - call.iova.start + 1n).toString(16)}`);
+          state.mapped.push(call);
+        },
+        doUnmap: (range) => {
+          step('unmap', `${range.start.toString(16)}-${range.last.toString(16)}`);
+          let bytes = 0n;
+          const kept: MapCall[] = [];
+          for (const mapped of state.mapped) {
+            if (mapped.iova.start >= range.start && mapped.iova.last <= range.last) {
+              bytes += mapped.iova.last - mapped.iova.start + 1n;
+            } else if (mapped.iova.last < range.start || mapped.iova.start > range.last) {
+              kept.push(mapped);
+            } else if (capabilities.partialUnmap) {
+              const start = mapped.iova.start > range.start ? mapped.iova.start : range.start;
+              const last = mapped.iova.last < range.last ? mapped.iova.last : range.last;
+              bytes += last - start + 1n;
+              if (mapped.iova.start < start) kept.push({ ...mapped, iova: { start: mapped.iova.start, last: start - 1n } });
+              if (mapped.iova.last > last) kept.push({ ...mapped, iova: { start: last + 1n, last: mapped.iova.last } });
+            } else {
+              throw IoasError.fromErrno(ERRNO.EINVAL, 'SCRIPTED_UNMAP', 'bisecting unmap reached the backend');
+            }
+          }
+          state.mapped = kept;
+          return bytes * (options.unmapReportFactor ?? 1n);
+        },
+        doClose: () => {
+          if (state.closed) return;
+          step('close');
+          state.closed = true;
+          state.mapped = [];
+          state.doorbells.clear();
+        },
+      };
+      if (capabilities.settableGeometry) {
+        handle.doSetGeometry = (call: GeometryCall) => {
+          step('setGeometry', `${call.aperture.start.toString(16)}-${call.aperture.last.toString(16)}/${call.windowCount}`);
+          const size = call.aperture.last - call.aperture.start + 1n;
+          state.geometry = {
+            ...state.geometry,
+            aperture: call.aperture,
+            windows: { count: call.windowCount, size: size / BigInt(call.windowCount), maxCount: state.geometry.windows?.maxCount ?? 256 },
+          };
+        };
+      }
+      if (capabilities.windows === 'kernel-allow-list') {
+        handle.doSetAllowedRanges = (ranges) => {
+          step('setAllowedRanges', String(ranges.length));
+          state.allowed = ranges;
+        };
+      }
+      if (capabilities.msi === 'explicit') {
+        handle.doListMsiDoorbells = () => {
+          step('listMsiDoorbells');
+          return options.doorbells ?? [];
+        };
+        handle.doMapMsiDoorbell = (index, iova) => {
+          step('mapMsiDoorbell', `${index}@${iova.toString(16)}`);
+          state.doorbells.set(index, iova);
+        };
+        handle.doUnmapMsiDoorbell = (index, iova) => {
+          step('unmapMsiDoorbell', `${index}@${iova.toString(16)}`);
+          state.doorbells.delete(index);
+        };
+      }
+      return handle;
+    },
+  };
+  return {
+    backend,
+    state: () => {
+      if (current === undefined) throw new Error('scripted backend not opened yet');
+      return current;
+    },
+  };
+}
