@@ -1,8 +1,9 @@
-import { BTreeMap, compareBigint } from './btree.js';
+import { BTreeMap } from './btree.js';
 import { IoasError, type IoasErrorCode, hex } from './errors.js';
 import { IovaAllocator } from './iova-allocator.js';
 import {
   alignRangeInward,
+  compareBigint,
   formatRange,
   intersectRange,
   intersectRanges,
@@ -139,8 +140,8 @@ export class Container implements Disposable {
   private currentGeometry: Geometry;
   private reservedRanges: readonly ReservedRange[];
   private readonly createdWindows: IovaRange[] = [];
-  private readonly allocations = new BTreeMap<bigint, IovaRange>(compareBigint);
-  private readonly records = new BTreeMap<bigint, MappingRecord>(compareBigint);
+  private readonly allocations = new BTreeMap<IovaRange>();
+  private readonly records = new BTreeMap<MappingRecord>();
   private msiDoorbells: MsiDoorbellPlacement[] = [];
   private usableRanges: IovaRange[] = [];
   private usableSet = new IovaRangeSet();

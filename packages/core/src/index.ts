@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-export { BTreeMap, compareBigint, type Comparator, type Entry } from './btree.js';
+export { BTreeMap, type Entry, type KeyBits } from './btree.js';
 export {
   Container,
   type AllocateInput,
@@ -25,6 +25,7 @@ export {
   alignDown,
   alignRangeInward,
   alignUp,
+  compareBigint,
   compareRanges,
   formatRange,
   intersectRange,

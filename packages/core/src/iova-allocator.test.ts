@@ -137,3 +137,16 @@ describe('IovaAllocator', () => {
     expect(() => allocator.allocate({ size: PAGE, align: 0x3000n })).toThrow(/not a power of two/);
   });
 });
+
+describe('IovaAllocator at the edges of the 64-bit space', () => {
+  it('allocates from the whole space and at its very top', () => {
+    const allocator = new IovaAllocator([{ start: 0n, last: U64_MAX }], PAGE);
+    expect(allocator.freeBytes()).toBe(1n << 64n);
+    const [top] = allocator.allocate({ size: PAGE, align: 1n << 63n, contiguous: true });
+    expect(top).toEqual({ start: 0n, last: PAGE - 1n });
+    allocator.reserve({ start: U64_MAX - PAGE + 1n, last: U64_MAX });
+    allocator.release({ start: U64_MAX - PAGE + 1n, last: U64_MAX });
+    allocator.release(top!);
+    expect(allocator.freeRanges()).toEqual([{ start: 0n, last: U64_MAX }]);
+  });
+});

@@ -1,6 +1,6 @@
-import { BTreeMap, compareBigint } from './btree.js';
+import { BTreeMap } from './btree.js';
 import { IoasError, hex } from './errors.js';
-import { alignRangeInward, alignUp, isPowerOfTwo, type IovaRange, U64_MAX } from './iova-range.js';
+import { alignRangeInward, alignUp, compareBigint, isPowerOfTwo, type IovaRange, U64_MAX } from './iova-range.js';
 import { IovaRangeSet } from './iova-range-set.js';
 
 /** What {@link IovaAllocator.allocate} is asked for. */
@@ -26,8 +26,8 @@ export interface AllocationRequest {
  */
 export class IovaAllocator {
   private readonly free = new IovaRangeSet();
-  /** Key: `size << 64 | start`, so that key order is size order, then address order. */
-  private readonly bySize = new BTreeMap<bigint, true>(compareBigint);
+  /** Key: `(size - 1) << 64 | start`, so that key order is size order, then address order. */
+  private readonly bySize = new BTreeMap<true>(128);
   private readonly onRemoved = (range: IovaRange): void => {
     this.bySize.delete(sizeKey(range));
   };
@@ -117,9 +117,9 @@ export class IovaAllocator {
   private bestFit(size: bigint, align: bigint, limit: bigint): IovaRange | undefined {
     let found: IovaRange | undefined;
     // Walk free extents from the smallest whose size is >= `size`, in (size, address) order.
-    this.bySize.forEachFrom(size << 64n, (key) => {
+    this.bySize.forEachFrom((size - 1n) << 64n, (key) => {
       const start = key & U64_MAX;
-      const last = start + (key >> 64n) - 1n;
+      const last = start + (key >> 64n);
       const placed = alignUp(start, align);
       const placedLast = placed + size - 1n;
       if (placedLast <= last && placedLast <= limit) {
@@ -178,5 +178,5 @@ export class IovaAllocator {
 }
 
 function sizeKey(range: IovaRange): bigint {
-  return ((range.last - range.start + 1n) << 64n) | range.start;
+  return ((range.last - range.start) << 64n) | range.start;
 }

@@ -1,4 +1,4 @@
-import { BTreeMap, compareBigint } from './btree.js';
+import { BTreeMap } from './btree.js';
 import type { IovaRange } from './iova-range.js';
 
 /**
@@ -7,7 +7,7 @@ import type { IovaRange } from './iova-range.js';
  * ranges the argument touches.
  */
 export class IovaRangeSet implements Iterable<IovaRange> {
-  private readonly tree = new BTreeMap<bigint, bigint>(compareBigint);
+  private readonly tree = new BTreeMap<bigint>();
 
   constructor(ranges: Iterable<IovaRange> = []) {
     for (const range of ranges) this.add(range);
@@ -26,24 +26,27 @@ export class IovaRangeSet implements Iterable<IovaRange> {
   /**
    * Adds every address of `range`, merging with ranges it overlaps or touches. Calls `onRemoved`
    * and `onAdded` with the stored ranges that disappear and appear (the allocator keeps a size index
-   * in step this way).
+   * in step this way). Written to touch the tree as little as possible: a range that grows keeps
+   * its key and is updated in place.
    */
   add(range: IovaRange, onRemoved?: (range: IovaRange) => void, onAdded?: (range: IovaRange) => void): void {
     let start = range.start;
     let last = range.last;
-    const before = this.tree.floor(start === 0n ? 0n : start - 1n);
-    if (before !== undefined && before.value + 1n >= start) {
-      start = before.key;
-      if (before.value > last) last = before.value;
+    // Stored ranges are disjoint and never adjacent, so only the one starting at or before `start`
+    // can overlap or touch the new range from the left.
+    const base = this.tree.floor(start);
+    const merged = base !== undefined && base.value + 1n >= start;
+    if (merged) {
+      if (base.value >= last) return; // already covered: nothing changes
+      start = base.key;
     }
-    // Absorb every stored range that starts inside [start, last + 1].
-    for (;;) {
-      const next = this.tree.ceiling(start);
-      if (next === undefined || next.key > last + 1n) break;
+    // Absorb every stored range that starts inside (start, last + 1].
+    for (let next = this.tree.higher(start); next !== undefined && next.key <= last + 1n; next = this.tree.higher(start)) {
       if (next.value > last) last = next.value;
       this.tree.delete(next.key);
       onRemoved?.({ start: next.key, last: next.value });
     }
+    if (merged) onRemoved?.({ start: base.key, last: base.value });
     this.tree.set(start, last);
     onAdded?.({ start, last });
   }
@@ -51,21 +54,34 @@ export class IovaRangeSet implements Iterable<IovaRange> {
   /** Removes every address of `range`, splitting stored ranges it cuts. Same callbacks as {@link add}. */
   remove(range: IovaRange, onRemoved?: (range: IovaRange) => void, onAdded?: (range: IovaRange) => void): void {
     let cursor = this.tree.floor(range.start);
-    if (cursor === undefined || cursor.value < range.start) cursor = this.tree.ceiling(range.start);
+    if (cursor === undefined) {
+      cursor = this.tree.ceiling(range.start);
+    } else if (cursor.key < range.start) {
+      if (cursor.value < range.start) {
+        cursor = this.tree.higher(cursor.key);
+      } else {
+        // The range cuts this stored range: keep its left part under the same key (in place).
+        const { key: start, value: last } = cursor;
+        onRemoved?.({ start, last });
+        this.tree.set(start, range.start - 1n);
+        onAdded?.({ start, last: range.start - 1n });
+        if (last > range.last) {
+          this.tree.set(range.last + 1n, last);
+          onAdded?.({ start: range.last + 1n, last });
+          return;
+        }
+        cursor = this.tree.higher(start);
+      }
+    }
     while (cursor !== undefined && cursor.key <= range.last) {
       const { key: start, value: last } = cursor;
       this.tree.delete(start);
       onRemoved?.({ start, last });
-      if (start < range.start) {
-        this.tree.set(start, range.start - 1n);
-        onAdded?.({ start, last: range.start - 1n });
-      }
       if (last > range.last) {
         this.tree.set(range.last + 1n, last);
         onAdded?.({ start: range.last + 1n, last });
-        break;
+        return;
       }
-      // `higher`, not `ceiling`: the left remnant just stored under `start` must not be visited again.
       cursor = this.tree.higher(start);
     }
   }

@@ -114,6 +114,11 @@ export function* splitRange(range: IovaRange, chunk: bigint): Generator<IovaRang
   }
 }
 
+/** Compares bigints in ascending order, for sorting. */
+export function compareBigint(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Compares ranges by start, then by last, for sorting. */
 export function compareRanges(a: IovaRange, b: IovaRange): number {
   if (a.start !== b.start) return a.start < b.start ? -1 : 1;
