@@ -93,3 +93,4 @@ export {
   type WindowGeometry,
   type WindowMode,
 } from './types.js';
+export { SYSCALL_FLAGS, type Syscalls } from './syscalls.js';

@@ -1,0 +1,44 @@
+import type { ConformanceTarget } from '@ioas/conformance';
+import { Container } from '@ioas/core';
+import { sim } from '../sim-backend.js';
+import { createSimulator, type Simulator } from '../simulator.js';
+import type { PlatformName } from '../platforms.js';
+
+/** The conformance target over the simulator's Backend face: one simulated machine per target. */
+export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1'): ConformanceTarget & { simulator: Simulator } {
+  const simulator = createSimulator({ platform });
+  const edu = simulator.devices().find((device) => device.edu)!;
+  return {
+    simulator,
+    canLimitBudget: kernelInterface === 'type1' && platform !== 'p4080',
+    async open(options) {
+      const backend = sim({ simulator, interface: kernelInterface });
+      const defaultLimit = simulator.dmaEntryLimit;
+      if (options?.mappingBudget !== undefined) simulator.dmaEntryLimit = options.mappingBudget;
+      try {
+        return kernelInterface === 'iommufd'
+          ? await Container.open({ backend, devices: [edu.address] })
+          : await Container.open({ backend, groups: [edu.group!] });
+      } finally {
+        simulator.dmaEntryLimit = defaultLimit;
+      }
+    },
+    memory(length, pageSize = 0x1000n) {
+      const region = simulator.memory.allocate(length, pageSize);
+      return pageSize > 0x1000n ? { address: region.address, length, contiguousPageSize: pageSize } : { address: region.address, length };
+    },
+    readMemory: (memory, offset, length) => simulator.memory.read(memory.address + offset, length),
+    writeMemory: (memory, offset, bytes) => simulator.memory.write(memory.address + offset, bytes),
+    device: () => ({
+      dmaWrite: (iova, bytes) => edu.dmaWrite(iova, bytes),
+      dmaRead: (iova, length) => edu.dmaRead(iova, length),
+      faultCount: () => simulator.faults.filter((fault) => fault.device === edu.address).length,
+      enableMsi: (onInterrupt) => edu.enableMsi([onInterrupt]),
+      raiseMsi: () => edu.raiseMsi(0),
+      disableMsi: () => edu.disableMsi(),
+    }),
+    injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
+    clearFaults: () => simulator.clearInjectedFaults(),
+    kernelState: () => ({ mappings: simulator.liveMappings(), openFiles: simulator.openHandles() }),
+  };
+}

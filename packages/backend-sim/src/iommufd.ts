@@ -1,0 +1,280 @@
+import { alignUp, ERRNO, hex, type IovaRange, normalizeRanges, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
+import { KernelError } from './kernel-error.js';
+import { PagedDomain, type Translation, type DmaDomain } from './paged-domain.js';
+import type { SimDevice, Simulator } from './simulator.js';
+
+const PAGE = 0x1000n;
+
+/** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; shared/facts/iommufd.md §2). */
+export const IOAS_MAP_FLAGS = { FIXED_IOVA: 0x1, WRITEABLE: 0x2, READABLE: 0x4 } as const;
+
+/**
+ * An iommufd IOAS: an IO address space with its areas (mappings), its allow-list, and the devices
+ * attached to it. Rules from shared/facts/iommufd.md §3 (6.12 source).
+ */
+export class Ioas implements DmaDomain {
+  readonly areas: PagedDomain;
+  allowed: IovaRange[] = [];
+  readonly devices = new Set<SimDevice>();
+
+  constructor(
+    readonly id: number,
+    private readonly simulator: Simulator,
+  ) {
+    this.areas = new PagedDomain(simulator.platform.swMsiDoorbell?.window);
+  }
+
+  /** Reserved IOVA: outside the aperture and every non-relaxable reserved region, once a device is attached. */
+  reserved(devices: Iterable<SimDevice> = this.devices): IovaRange[] {
+    const reserved: IovaRange[] = [];
+    let any = false;
+    for (const device of devices) {
+      any = true;
+      for (const region of device.reserved) if (region.kind !== 'direct-relaxable') reserved.push(region);
+    }
+    if (any) {
+      const { start, last } = this.simulator.platform.aperture;
+      if (start > 0n) reserved.push({ start: 0n, last: start - 1n });
+      if (last < U64_MAX) reserved.push({ start: last + 1n, last: U64_MAX });
+    }
+    return normalizeRanges(reserved);
+  }
+
+  /** IOAS_IOVA_RANGES: the complement of the reserved set, and the IOVA alignment. */
+  ranges(): { ranges: IovaRange[]; alignment: bigint } {
+    return {
+      ranges: subtractRanges([{ start: 0n, last: U64_MAX }], this.reserved()),
+      // Once a device is attached the alignment is the page size (never above PAGE_SIZE).
+      alignment: this.devices.size > 0 ? PAGE : 1n,
+    };
+  }
+
+  translate(iova: bigint, write: boolean): Translation {
+    return this.areas.translate(iova, write);
+  }
+
+  mapSoftwareMsi(doorbell: bigint): bigint | undefined {
+    return this.areas.mapSoftwareMsi(doorbell);
+  }
+}
+
+/** One `/dev/iommu` file: its objects (IOAS, bound devices) by id. */
+export class IommufdContext {
+  private readonly objects = new Map<number, Ioas | { device: SimDevice; ioas: Ioas | undefined }>();
+  private nextId = 1;
+
+  constructor(private readonly simulator: Simulator) {
+    simulator.kernelObjects.add(this);
+  }
+
+  /** Live areas over every IOAS of this context. */
+  get mappingCount(): number {
+    let count = 0;
+    for (const object of this.objects.values()) if (object instanceof Ioas) count += object.areas.count;
+    return count;
+  }
+
+  /** IOMMU_IOAS_ALLOC. */
+  allocateIoas(flags: number): number {
+    const ioctl = 'IOMMU_IOAS_ALLOC';
+    this.simulator.checkInjected(ioctl);
+    if (flags !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'flags must be 0');
+    const id = this.nextId++;
+    this.objects.set(id, new Ioas(id, this.simulator));
+    return id;
+  }
+
+  /** IOMMU_DESTROY. */
+  destroy(id: number): void {
+    const ioctl = 'IOMMU_DESTROY';
+    this.simulator.checkInjected(ioctl);
+    const object = this.objects.get(id);
+    if (object === undefined) throw new KernelError(ERRNO.ENOENT, ioctl, `no object ${id}`);
+    if (object instanceof Ioas) {
+      if (object.devices.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `IOAS ${id} has attached devices`);
+      this.unmapAll(object);
+    }
+    this.objects.delete(id);
+  }
+
+  ioas(id: number, ioctl: string): Ioas {
+    const object = this.objects.get(id);
+    if (!(object instanceof Ioas)) throw new KernelError(ERRNO.ENOENT, ioctl, `no IOAS ${id}`);
+    return object;
+  }
+
+  /** IOMMU_IOAS_IOVA_RANGES (the caller handles the EMSGSIZE two-step). */
+  iovaRanges(id: number): { ranges: IovaRange[]; alignment: bigint } {
+    this.simulator.checkInjected('IOMMU_IOAS_IOVA_RANGES');
+    return this.ioas(id, 'IOMMU_IOAS_IOVA_RANGES').ranges();
+  }
+
+  /** IOMMU_IOAS_ALLOW_IOVAS: replaces the whole allow-list. */
+  allowIovas(id: number, ranges: readonly IovaRange[]): void {
+    const ioctl = 'IOMMU_IOAS_ALLOW_IOVAS';
+    this.simulator.checkInjected(ioctl);
+    const ioas = this.ioas(id, ioctl);
+    const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
+    for (let index = 0; index < sorted.length; index++) {
+      const range = sorted[index]!;
+      if (range.start >= range.last) throw new KernelError(ERRNO.EINVAL, ioctl, `range ${hex(range.start)}-${hex(range.last)} needs start < last`);
+      if (index > 0 && sorted[index - 1]!.last >= range.start) throw new KernelError(ERRNO.EINVAL, ioctl, 'allowed ranges overlap');
+    }
+    const reserved = ioas.reserved();
+    for (const range of sorted) {
+      if (reserved.some((hole) => rangesOverlap(hole, range))) {
+        throw new KernelError(ERRNO.EADDRINUSE, ioctl, `range ${hex(range.start)}-${hex(range.last)} intersects a reserved region`);
+      }
+    }
+    ioas.allowed = sorted;
+  }
+
+  /** IOMMU_IOAS_MAP: returns the IOVA (chosen by the kernel without FIXED_IOVA). */
+  map(id: number, flags: number, vaddr: bigint, length: bigint, iova: bigint): bigint {
+    const ioctl = 'IOMMU_IOAS_MAP';
+    this.simulator.checkInjected(ioctl);
+    const known = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
+    if ((flags & ~known) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
+    const ioas = this.ioas(id, ioctl);
+    if (iova >= U64_MAX || length >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova or length >= ULONG_MAX');
+    const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
+    const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
+    if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READABLE nor WRITEABLE');
+    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
+    if (vaddr + length - 1n > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'user range wraps');
+    const { alignment } = ioas.ranges();
+    const reserved = ioas.reserved();
+    let start: bigint;
+    if ((flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0) {
+      if (iova + length - 1n > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'range wraps');
+      if (iova % alignment !== 0n || length % alignment !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova and length must be multiples of ${hex(alignment)}`);
+      const range = { start: iova, last: iova + length - 1n };
+      if (reserved.some((hole) => rangesOverlap(hole, range))) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(range.start)}-${hex(range.last)} hits a reserved region`);
+      if (ioas.areas.overlaps(range.start, range.last)) throw new KernelError(ERRNO.EEXIST, ioctl, `${hex(range.start)}-${hex(range.last)} overlaps an existing area`);
+      start = iova;
+    } else {
+      start = this.chooseIova(ioas, length, alignment, reserved);
+    }
+    this.simulator.pin(length, ioctl);
+    if (!this.simulator.memory.isMapped(vaddr, length)) {
+      this.simulator.unpin(length);
+      throw new KernelError(ERRNO.EFAULT, ioctl, `user_va ${hex(vaddr)}+${hex(length)} is not mapped`);
+    }
+    ioas.areas.add({ start, last: start + length - 1n, vaddr, read, write });
+    return start;
+  }
+
+  /** IOMMU_IOAS_UNMAP: returns the bytes unmapped. */
+  unmap(id: number, iova: bigint, length: bigint): bigint {
+    const ioctl = 'IOMMU_IOAS_UNMAP';
+    this.simulator.checkInjected(ioctl);
+    const ioas = this.ioas(id, ioctl);
+    if (iova === 0n && length === U64_MAX) return this.unmapAll(ioas);
+    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
+    if (iova >= U64_MAX || length >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova or length >= ULONG_MAX');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'range wraps');
+    const affected = ioas.areas.overlapping(iova, last);
+    if (affected.length === 0) throw new KernelError(ERRNO.ENOENT, ioctl, `nothing is mapped in ${hex(iova)}-${hex(last)}`);
+    if (affected.some((area) => area.start < iova || area.last > last)) {
+      throw new KernelError(ERRNO.ENOENT, ioctl, `${hex(iova)}-${hex(last)} would split an area`);
+    }
+    let bytes = 0n;
+    for (const area of affected) {
+      ioas.areas.remove(area);
+      const size = area.last - area.start + 1n;
+      this.simulator.unpin(size);
+      bytes += size;
+    }
+    return bytes;
+  }
+
+  /** VFIO_DEVICE_BIND_IOMMUFD: returns the device id. */
+  bind(device: SimDevice): number {
+    const ioctl = 'VFIO_DEVICE_BIND_IOMMUFD';
+    this.simulator.checkInjected(ioctl);
+    for (const object of this.objects.values()) {
+      if (!(object instanceof Ioas) && object.device === device) throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address} is already bound`);
+    }
+    const group = device.group === undefined ? undefined : this.simulator.group(device.group);
+    if (group?.opened) throw new KernelError(ERRNO.EBUSY, ioctl, `group ${group.id} is open through /dev/vfio/${group.id}`);
+    if (group !== undefined && !group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `another driver owns DMA in group ${group.id}`);
+    if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
+      throw new KernelError(ERRNO.EPERM, ioctl, 'no MSI isolation; set iommufd.allow_unsafe_interrupts=1');
+    }
+    const id = this.nextId++;
+    this.objects.set(id, { device, ioas: undefined });
+    return id;
+  }
+
+  /** Closing the device fd unbinds it. */
+  unbind(deviceId: number): void {
+    const binding = this.binding(deviceId, 'close');
+    if (binding.ioas !== undefined) this.detach(deviceId);
+    this.objects.delete(deviceId);
+  }
+
+  /** VFIO_DEVICE_ATTACH_IOMMUFD_PT (an attach while attached is an atomic replace). */
+  attach(deviceId: number, ioasId: number): void {
+    const ioctl = 'VFIO_DEVICE_ATTACH_IOMMUFD_PT';
+    this.simulator.checkInjected(ioctl);
+    const binding = this.binding(deviceId, ioctl);
+    const ioas = this.ioas(ioasId, ioctl);
+    const reserved = ioas.reserved([...ioas.devices, binding.device]);
+    for (const hole of reserved) {
+      if (ioas.areas.overlaps(hole.start, hole.last)) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `a mapping sits in reserved ${hex(hole.start)}-${hex(hole.last)}`);
+      if (ioas.allowed.some((range) => rangesOverlap(range, hole))) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `reserved ${hex(hole.start)}-${hex(hole.last)} cuts an allowed range`);
+    }
+    if (binding.ioas !== undefined) binding.ioas.devices.delete(binding.device);
+    binding.ioas = ioas;
+    ioas.devices.add(binding.device);
+    binding.device.domain = ioas;
+  }
+
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT: the device then blocks all DMA. */
+  detach(deviceId: number): void {
+    const ioctl = 'VFIO_DEVICE_DETACH_IOMMUFD_PT';
+    this.simulator.checkInjected(ioctl);
+    const binding = this.binding(deviceId, ioctl);
+    binding.ioas?.devices.delete(binding.device);
+    binding.ioas = undefined;
+    binding.device.domain = undefined;
+  }
+
+  /** Closing `/dev/iommu`: every device unbound, every IOAS destroyed. */
+  close(): void {
+    for (const [id, object] of this.objects) if (!(object instanceof Ioas)) this.unbind(id);
+    for (const object of this.objects.values()) if (object instanceof Ioas) this.unmapAll(object);
+    this.objects.clear();
+    this.simulator.kernelObjects.delete(this);
+  }
+
+  private binding(deviceId: number, ioctl: string): { device: SimDevice; ioas: Ioas | undefined } {
+    const object = this.objects.get(deviceId);
+    if (object === undefined || object instanceof Ioas) throw new KernelError(ERRNO.ENOENT, ioctl, `no bound device ${deviceId}`);
+    return object;
+  }
+
+  private unmapAll(ioas: Ioas): bigint {
+    let bytes = 0n;
+    for (const area of ioas.areas.all()) {
+      ioas.areas.remove(area);
+      const size = area.last - area.start + 1n;
+      this.simulator.unpin(size);
+      bytes += size;
+    }
+    return bytes;
+  }
+
+  /** The lowest free, non-reserved IOVA for `length` bytes, inside the allow-list when there is one. */
+  private chooseIova(ioas: Ioas, length: bigint, alignment: bigint, reserved: IovaRange[]): bigint {
+    const base = ioas.allowed.length > 0 ? ioas.allowed : [{ start: 0n, last: U64_MAX }];
+    const used = [...reserved, ...ioas.areas.all()];
+    const align = alignment > PAGE ? alignment : PAGE;
+    for (const free of subtractRanges(base, used)) {
+      const start = alignUp(free.start, align);
+      if (start + length - 1n <= free.last) return start;
+    }
+    throw new KernelError(ERRNO.ENOSPC, 'IOMMU_IOAS_MAP', `no free IOVA range of ${hex(length)} bytes`);
+  }
+}

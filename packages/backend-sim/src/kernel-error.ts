@@ -1,0 +1,25 @@
+import { errnoName } from '@ioas/core';
+
+/**
+ * A failure the simulated kernel reports with an errno, as an ioctl returning -1 would. The backend
+ * face turns it into an IoasError naming the ioctl; the syscall face returns `-errno`.
+ */
+export class KernelError extends Error {
+  override readonly name = 'KernelError';
+  constructor(
+    readonly errno: number,
+    readonly ioctl: string,
+    detail: string,
+  ) {
+    super(`${ioctl}: ${errnoName(errno)} (${errno}): ${detail}`);
+  }
+}
+
+/**
+ * What the real kernel would do with a request that crashes it, such as the PAMU SDK driver's
+ * division by a window size of zero (shared/facts/pamu-sdk-abi.md §6). The simulator records it and
+ * throws this instead of answering: a backend must never send such a request.
+ */
+export class KernelOops extends Error {
+  override readonly name = 'KernelOops';
+}

@@ -1,0 +1,120 @@
+import type { IovaRange, MsiModel, ReservedKind } from '@ioas/core';
+
+/** The platform presets: what Linux 6.1 guests on QEMU reported, and the P4080 of the PAMU SDK. */
+export type PlatformName = 'p4080' | 'arm-smmuv3' | 'x86-vtd';
+
+/** A reserved region as sysfs prints it. */
+export interface ReservedRegionSpec extends IovaRange {
+  readonly kind: ReservedKind;
+}
+
+/** A PCI device of a preset. */
+export interface DeviceSpec {
+  /** PCI address, the name sysfs and VFIO use: `0000:00:03.0`. */
+  readonly address: string;
+  readonly vendor: number;
+  readonly device: number;
+  /** Driver bound at boot (`null`: none). */
+  readonly driver: string | null;
+  /** IOMMU group at boot; undefined when the group appears only once a driver binds (arm64 6.1). */
+  readonly group?: number;
+  /** Reserved regions of this device besides the platform's. */
+  readonly reserved?: readonly ReservedRegionSpec[];
+  /** True for QEMU's `edu` teaching device (BAR0 registers with a DMA engine and MSI). */
+  readonly edu?: boolean;
+}
+
+/** Everything the simulator needs to know about a platform. */
+export interface PlatformPreset {
+  readonly name: PlatformName;
+  readonly model: 'paged' | 'windowed';
+  /**
+   * Paged: the IOMMU's input address range (39-bit on QEMU's VT-d, 48-bit on the SMMUv3 domain).
+   * Windowed: the PAMU domain's default geometry, 0 to 64 GiB.
+   */
+  readonly aperture: IovaRange;
+  /** type1 `iova_pgsizes`: 4 KiB | 2 MiB | 1 GiB on both QEMU guests; 4 KiB pages for PAMU. */
+  readonly ioPageSizes: bigint;
+  readonly msi: MsiModel;
+  /** Reserved regions every device has (the MSI windows). */
+  readonly reserved: readonly ReservedRegionSpec[];
+  /** Kernel-managed MSI: the doorbell page (GIC ITS translater) the kernel maps into the SW MSI window. */
+  readonly swMsiDoorbell?: { readonly window: IovaRange; readonly physical: bigint };
+  /** Fixed MSI: the hardware range device MSI writes go to, never translated (interrupt remapping). */
+  readonly hwMsi?: IovaRange;
+  /** PAMU: the MSIIR physical address of each MSI bank, in probe order, and the hardware window maximum. */
+  readonly pamu?: { readonly msiir: readonly bigint[]; readonly maxWindows: number };
+  readonly devices: readonly DeviceSpec[];
+  /** Devices bound to vfio-pci when the simulator starts (the test target). */
+  readonly vfioAtStart: readonly string[];
+  /** Whether the platform has interrupt remapping / MSI isolation (else SET_IOMMU gives EPERM). */
+  readonly interruptRemapping: boolean;
+}
+
+const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
+
+/**
+ * The presets. Sources: shared/facts/sysfs-and-platforms.md §4 (reserved regions and type1 results
+ * observed on 6.1.0-56 guests), real-kernel-rig.md (edu, groups appearing on bind on arm64),
+ * pamu-sdk-abi.md §4 and §7 (PAMU geometry, 256 windows, P4080 MSI banks).
+ */
+export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
+  'x86-vtd': {
+    name: 'x86-vtd',
+    model: 'paged',
+    // QEMU's intel-iommu defaults to a 39-bit address width.
+    aperture: { start: 0n, last: 0x7f_ffff_ffffn },
+    ioPageSizes: 0x4020_1000n,
+    msi: 'fixed',
+    reserved: [{ start: 0xfee0_0000n, last: 0xfeef_ffffn, kind: 'msi' }],
+    hwMsi: { start: 0xfee0_0000n, last: 0xfeef_ffffn },
+    devices: [
+      { address: '0000:00:00.0', vendor: 0x8086, device: 0x29c0, driver: null, group: 0 },
+      { address: '0000:00:01.0', vendor: 0x1234, device: 0x1111, driver: 'bochs-drm', group: 1 },
+      { address: '0000:00:02.0', vendor: 0x1af4, device: 0x1000, driver: 'virtio-pci', group: 2 },
+      { address: '0000:00:03.0', ...EDU, driver: null, group: 3 },
+      // The LPC/SATA/SMBus group also gets the floppy workaround's first 16 MiB, relaxable.
+      ...(['0000:00:1f.0', '0000:00:1f.2', '0000:00:1f.3'] as const).map((address, index) => ({
+        address,
+        vendor: 0x8086,
+        device: [0x2918, 0x2922, 0x2930][index]!,
+        driver: ['lpc_ich', 'ahci', 'i801_smbus'][index]!,
+        group: 4,
+        reserved: [{ start: 0n, last: 0xff_ffffn, kind: 'direct-relaxable' as const }],
+      })),
+    ],
+    vfioAtStart: ['0000:00:03.0'],
+    interruptRemapping: true,
+  },
+  'arm-smmuv3': {
+    name: 'arm-smmuv3',
+    model: 'paged',
+    aperture: { start: 0n, last: 0xffff_ffff_ffffn },
+    ioPageSizes: 0x4020_1000n,
+    msi: 'kernel-managed',
+    // MSI_IOVA_BASE 0x8000000 / MSI_IOVA_LENGTH 0x100000 (drivers/iommu/arm/arm-smmu-v3).
+    reserved: [{ start: 0x800_0000n, last: 0x80f_ffffn, kind: 'msi' }],
+    // The GICv3 ITS of QEMU virt: GITS_TRANSLATER sits at 0x8090040, in the page 0x8090000.
+    swMsiDoorbell: { window: { start: 0x800_0000n, last: 0x80f_ffffn }, physical: 0x809_0040n },
+    devices: [
+      { address: '0000:00:01.0', vendor: 0x1af4, device: 0x1000, driver: 'virtio-pci', group: 0 },
+      { address: '0000:00:02.0', ...EDU, driver: null },
+    ],
+    vfioAtStart: ['0000:00:02.0'],
+    interruptRemapping: true,
+  },
+  p4080: {
+    name: 'p4080',
+    model: 'windowed',
+    aperture: { start: 0n, last: (1n << 36n) - 1n },
+    ioPageSizes: 0x1000n,
+    msi: 'explicit',
+    reserved: [],
+    // msi@41600, msi@41800, msi@41a00 under CCSR 0xf_fe00_0000 (current DTS: MSIIR at +0x140).
+    pamu: { msiir: [0xf_fe04_4140n, 0xf_fe04_5140n, 0xf_fe04_6140n], maxWindows: 256 },
+    // Every device behind a PCIe controller with BRR1 < 0x204 shares its controller's LIODN group.
+    devices: [{ address: '0000:01:00.0', ...EDU, driver: null, group: 0 }],
+    vfioAtStart: ['0000:01:00.0'],
+    interruptRemapping: true,
+  },
+};

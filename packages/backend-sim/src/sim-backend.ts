@@ -1,0 +1,283 @@
+import {
+  ERRNO,
+  IoasError,
+  type BackendHandleV1,
+  type BackendV1,
+  type Capabilities,
+  type Geometry,
+  type IovaRange,
+  type ReservedRange,
+} from '@ioas/core';
+import { IOAS_MAP_FLAGS, IommufdContext } from './iommufd.js';
+import { KernelError, KernelOops } from './kernel-error.js';
+import { PAMU_ATTR } from './pamu-domain.js';
+import type { PlatformName, PlatformPreset } from './platforms.js';
+import { createSimulator, type SimDevice, type SimGroup, type Simulator, type SimulatorOptions } from './simulator.js';
+import { VFIO_EXTENSION, VfioContainer } from './vfio-container.js';
+
+/** Options of {@link sim}. */
+export interface SimBackendOptions extends Omit<SimulatorOptions, 'platform'> {
+  /** The platform to simulate, when no `simulator` is given. */
+  readonly platform?: PlatformName | PlatformPreset;
+  /** An existing simulated machine to open containers on (to look inside it from a test). */
+  readonly simulator?: Simulator;
+  /** The kernel interface on paged platforms: VFIO type1v2 containers (default) or iommufd. */
+  readonly interface?: 'type1' | 'iommufd';
+}
+
+/** The simulator's `Backend` face, with the simulated machine behind it. */
+export interface SimBackend extends BackendV1 {
+  readonly simulator: Simulator;
+}
+
+/**
+ * A backend over the simulator: what a VMM author swaps in for `smmu()` or `pamu()` in tests.
+ *
+ * ```ts
+ * const backend = sim({ platform: 'arm-smmuv3' });
+ * using container = await Container.open({ backend, groups: [backend.simulator.vfioGroups()[0]!.id] });
+ * ```
+ */
+export function sim(options: SimBackendOptions): SimBackend {
+  const simulator =
+    options.simulator ??
+    (() => {
+      if (options.platform === undefined) throw new IoasError('invalid-argument', 'sim(): give a platform (p4080, arm-smmuv3, x86-vtd) or a simulator');
+      return createSimulator({ ...options, platform: options.platform });
+    })();
+  const mode = simulator.platform.model === 'windowed' ? 'pamu' : (options.interface ?? 'type1');
+  if (mode === 'pamu' && options.interface === 'iommufd') {
+    throw new IoasError('invalid-argument', 'sim(): iommufd is for paged platforms; the PAMU platform speaks the SDK type-2 VFIO only');
+  }
+  return {
+    specificationVersion: 'v1',
+    name: 'sim',
+    simulator,
+    probe: async () => ({ available: true, detail: `simulated ${simulator.platform.name} (${mode})` }),
+    open: async (request) => {
+      const groups = request.groups.map((id) => {
+        const group = simulator.group(id);
+        if (group === undefined) throw IoasError.fromErrno(ERRNO.ENOENT, 'open', `no IOMMU group ${id} (/dev/vfio/${id})`, { backend: 'sim' });
+        return group;
+      });
+      const devices = request.devices.map((address) => kernel('open', () => simulator.device(address)));
+      return mode === 'iommufd' ? openIommufd(simulator, groups, devices) : openContainer(simulator, mode, groups, devices);
+    },
+  };
+}
+
+/** Runs a simulated kernel call, turning its failure into the IoasError a real backend would throw. */
+function kernel<T>(what: string, call: () => T): T {
+  try {
+    return call();
+  } catch (error) {
+    if (error instanceof KernelError) throw IoasError.fromErrno(error.errno, error.ioctl, what, { backend: 'sim', cause: error });
+    if (error instanceof KernelOops) throw new IoasError('backend-contract', `${what}: ${error.message}`, { backend: 'sim', cause: error });
+    throw error;
+  }
+}
+
+function reservedOf(groups: Iterable<SimGroup>): ReservedRange[] {
+  const result: ReservedRange[] = [];
+  for (const group of groups) {
+    for (const region of group.reserved) {
+      result.push({ start: region.start, last: region.last, kind: region.kind, source: 'sysfs', origin: `/sys/kernel/iommu_groups/${group.id}/reserved_regions` });
+    }
+  }
+  return result;
+}
+
+function hull(ranges: readonly IovaRange[], fallback: IovaRange): IovaRange {
+  if (ranges.length === 0) return fallback;
+  return { start: ranges[0]!.start, last: ranges[ranges.length - 1]!.last };
+}
+
+function groupsOfDevices(simulator: Simulator, groups: SimGroup[], devices: SimDevice[]): SimGroup[] {
+  const all = new Set(groups);
+  for (const device of devices) {
+    if (device.group === undefined) throw IoasError.fromErrno(ERRNO.ENODEV, 'open', `${device.address} has no IOMMU group (bind it to vfio-pci first)`, { backend: 'sim' });
+    all.add(simulator.group(device.group)!);
+  }
+  return [...all];
+}
+
+async function openContainer(simulator: Simulator, mode: 'type1' | 'pamu', groups: SimGroup[], devices: SimDevice[]): Promise<BackendHandleV1> {
+  const members = groupsOfDevices(simulator, groups, devices);
+  const container = new VfioContainer(simulator);
+  const opened: SimGroup[] = [];
+  const release = (): void => {
+    container.close();
+    for (const group of opened) group.opened = false;
+  };
+  try {
+    return handleFor(simulator, mode, container, members, opened, release);
+  } catch (error) {
+    release();
+    throw error;
+  }
+}
+
+function handleFor(
+  simulator: Simulator,
+  mode: 'type1' | 'pamu',
+  container: VfioContainer,
+  members: SimGroup[],
+  opened: SimGroup[],
+  release: () => void,
+): BackendHandleV1 {
+  for (const group of members) {
+    if (group.opened) throw IoasError.fromErrno(ERRNO.EBUSY, 'open', `/dev/vfio/${group.id} is already open`, { backend: 'sim' });
+    group.opened = true;
+    opened.push(group);
+    kernel(`adding group ${group.id}`, () => container.addGroup(group));
+  }
+  const type = mode === 'pamu' ? simulator.pamuType : VFIO_EXTENSION.TYPE1v2_IOMMU;
+  if (kernel('checking the IOMMU type', () => container.checkExtension(type)) !== 1) {
+    throw new IoasError('backend-unavailable', `the simulated kernel does not offer IOMMU type ${type}`, { backend: 'sim' });
+  }
+  kernel('setting the IOMMU type', () => container.setIommu(type));
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    release();
+  };
+  if (mode === 'type1') {
+    const initial = kernel('reading IOMMU info', () => container.info());
+    const capabilities: Capabilities = {
+      model: 'paged',
+      windows: 'sdk',
+      msi: simulator.platform.msi,
+      partialUnmap: false,
+      mappingBudget: initial.dmaAvailable,
+      settableGeometry: false,
+    };
+    return {
+      capabilities,
+      doGetGeometry: (): Geometry => {
+        const info = kernel('reading IOMMU info', () => container.info());
+        return { aperture: hull(info.ranges, simulator.platform.aperture), ioPageSizes: info.ioPageSizes, ranges: info.ranges };
+      },
+      doGetReserved: () => reservedOf(container.groups),
+      doMap: (call) =>
+        kernel(`mapping ${call.memory.length} bytes`, () =>
+          container.map(call.memory.address, call.iova.start, call.memory.length, call.access.read, call.access.write),
+        ),
+      doUnmap: (range) => kernel('unmapping', () => container.unmap(range.start, range.last - range.start + 1n, false)),
+      doClose: close,
+    };
+  }
+  // PAMU. The backend keeps what it set, since the driver's answers prove nothing (§6).
+  const pamu = container.pamu!;
+  const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+  let configured = false;
+  const capabilities: Capabilities = {
+    model: 'windowed',
+    windows: 'hardware',
+    msi: 'explicit',
+    partialUnmap: true,
+    mappingBudget: null,
+    settableGeometry: true,
+  };
+  const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
+  return {
+    capabilities,
+    doGetGeometry: (): Geometry => {
+      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTR.GEOMETRY)) as { start: bigint; end: bigint };
+      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+      const size = geometry.end - geometry.start + 1n;
+      return {
+        aperture: { start: geometry.start, last: geometry.end },
+        ioPageSizes: simulator.platform.ioPageSizes,
+        windows: { count, size: configured ? size / BigInt(count) : 0n, maxCount },
+      };
+    },
+    doGetReserved: () => reservedOf(container.groups),
+    doSetGeometry: (call) => {
+      // Geometry first, then the window count (the driver's order), each read back: SET_ATTR returns
+      // 0 even when the domain refused.
+      kernel('setting the geometry', () => pamu.setGeometry(call.aperture.start, call.aperture.last));
+      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTR.GEOMETRY)) as { start: bigint; end: bigint };
+      if (geometry.start !== call.aperture.start || geometry.end !== call.aperture.last) {
+        throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', 'the PAMU domain silently refused the geometry', { backend: 'sim' });
+      }
+      kernel('setting the window count', () => pamu.setWindows(call.windowCount));
+      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+      if (count !== call.windowCount) {
+        throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', `the PAMU domain silently refused ${call.windowCount} windows`, { backend: 'sim' });
+      }
+      configured = true;
+    },
+    doMap: (call) =>
+      kernel(`mapping ${call.memory.length} bytes`, () =>
+        container.map(call.memory.address, call.iova.start, call.memory.length, call.access.read, call.access.write),
+      ),
+    doUnmap: (range) => {
+      // The PAMU driver does not write the unmapped size back: measure it from the record.
+      const before = recordedBytes();
+      kernel('unmapping', () => container.unmap(range.start, range.last - range.start + 1n, false));
+      return before - recordedBytes();
+    },
+    doListMsiDoorbells: () => {
+      const count = kernel('counting MSI banks', () => pamu.msiBankCount());
+      const msiir = simulator.platform.pamu?.msiir ?? [];
+      return Array.from({ length: count }, (_, index) => ({ index, size: 0x1000n, physicalAddress: msiir[index]! - (msiir[index]! % 0x1000n) }));
+    },
+    doMapMsiDoorbell: (index, iova) => kernel(`mapping MSI bank ${index}`, () => pamu.mapMsiBank(index, iova, true, true)),
+    doUnmapMsiDoorbell: (index, iova) => kernel(`unmapping MSI bank ${index}`, () => pamu.unmapMsiBank(iova)),
+    doClose: close,
+  };
+}
+
+async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: SimDevice[]): Promise<BackendHandleV1> {
+  const members = new Set(devices);
+  for (const group of groups) for (const device of group.devices) if (device.driver === 'vfio-pci') members.add(device);
+  const context = new IommufdContext(simulator);
+  const bound: number[] = [];
+  let ioas: number;
+  try {
+    ioas = kernel('allocating an IOAS', () => context.allocateIoas(0));
+    for (const device of members) {
+      const id = kernel(`binding ${device.address}`, () => context.bind(device));
+      bound.push(id);
+      kernel(`attaching ${device.address}`, () => context.attach(id, ioas));
+    }
+  } catch (error) {
+    context.close();
+    throw error;
+  }
+  const deviceGroups = (): SimGroup[] => [...new Set([...members].map((device) => simulator.group(device.group!)!))];
+  let closed = false;
+  return {
+    capabilities: {
+      model: 'paged',
+      windows: 'kernel-allow-list',
+      msi: simulator.platform.msi,
+      partialUnmap: false,
+      mappingBudget: null,
+      settableGeometry: false,
+    },
+    doGetGeometry: (): Geometry => {
+      const { ranges, alignment } = kernel('reading IOVA ranges', () => context.iovaRanges(ioas));
+      return { aperture: hull(ranges, simulator.platform.aperture), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges };
+    },
+    doGetReserved: () => reservedOf(deviceGroups()),
+    doMap: (call) =>
+      void kernel(`mapping ${call.memory.length} bytes`, () =>
+        context.map(
+          ioas,
+          IOAS_MAP_FLAGS.FIXED_IOVA | (call.access.read ? IOAS_MAP_FLAGS.READABLE : 0) | (call.access.write ? IOAS_MAP_FLAGS.WRITEABLE : 0),
+          call.memory.address,
+          call.memory.length,
+          call.iova.start,
+        ),
+      ),
+    doUnmap: (range) => kernel('unmapping', () => context.unmap(ioas, range.start, range.last - range.start + 1n)),
+    doSetAllowedRanges: (ranges) => kernel('setting the allowed IOVA ranges', () => context.allowIovas(ioas, ranges)),
+    doClose: () => {
+      if (closed) return;
+      closed = true;
+      context.close();
+    },
+  };
+}

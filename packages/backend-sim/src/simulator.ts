@@ -1,0 +1,428 @@
+import { ERRNO, hex, type IovaRange, normalizeRanges } from '@ioas/core';
+import { KernelError } from './kernel-error.js';
+import type { DmaDomain } from './paged-domain.js';
+import { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
+import { SimMemory } from './sim-memory.js';
+
+/** Options of {@link createSimulator}. */
+export interface SimulatorOptions {
+  /** A preset name or a whole preset. */
+  readonly platform: PlatformName | PlatformPreset;
+  /** vfio_iommu_type1's `dma_entry_limit` (default 65535, U16_MAX: shared/facts/vfio-type1.md §7). */
+  readonly dmaEntryLimit?: number;
+  /** RLIMIT_MEMLOCK in bytes (default: unlimited, as for a process with CAP_IPC_LOCK). */
+  readonly memlockLimit?: bigint;
+  /** vfio_iommu_type1 / iommufd `allow_unsafe_interrupts` (matters only without interrupt remapping). */
+  readonly allowUnsafeInterrupts?: boolean;
+  /** The PAMU type number the SDK kernel uses: 2 (3.x SDKs) or 7 (4.x SDKs); default 7. */
+  readonly pamuType?: 2 | 7;
+  /** Devices to bind to vfio-pci at start (default: the preset's test device). */
+  readonly vfio?: readonly string[];
+}
+
+/** An IOMMU fault, as the kernel logs a DMAR fault or an SMMU event 0x10. */
+export interface SimFault {
+  readonly device: string;
+  readonly iova: bigint;
+  readonly access: 'read' | 'write';
+  /** `unmapped`: no translation; `permission`: mapped without that access; `blocked`: not attached to any domain. */
+  readonly reason: 'unmapped' | 'permission' | 'blocked';
+  /** The line the kernel would log. */
+  readonly log: string;
+}
+
+/** An MSI delivered to a handler (or eventfd). */
+export interface SimInterrupt {
+  readonly device: string;
+  readonly vector: number;
+}
+
+/** Makes a simulated ioctl fail with `errno`: the next matching call, or the one after `skip` matches. */
+export interface FaultInjection {
+  /** Kernel name of the ioctl (`VFIO_IOMMU_MAP_DMA`, `IOMMU_IOAS_MAP`...), or `*` for any. */
+  readonly ioctl: string;
+  readonly errno: number;
+  /** Matching calls to let through first (default 0). */
+  readonly skip?: number;
+}
+
+/** Drivers that do not claim DMA ownership, so a group holding only these stays viable (6.1). */
+const NON_DMA_OWNERS = new Set(['vfio-pci', 'pci-stub', 'pcieport']);
+
+/** An MSI vector's handler: called on delivery, like an eventfd becoming readable. */
+export type MsiHandler = (vector: number) => void;
+
+/** A simulated PCI device that can do DMA through the IOMMU and raise MSIs. */
+export class SimDevice {
+  readonly address: string;
+  readonly vendor: number;
+  readonly deviceId: number;
+  readonly edu: boolean;
+  readonly reserved: readonly ReservedRegionSpec[];
+  driver: string | null;
+  group: number | undefined;
+  /** The domain the device translates through (type1 container, IOAS, PAMU domain); undefined: DMA blocked. */
+  domain: DmaDomain | undefined;
+  /** Handlers of enabled MSI vectors, and the address the kernel programmed into the device. */
+  private msiHandlers: (MsiHandler | undefined)[] = [];
+  private msiAddress: bigint | undefined;
+
+  constructor(
+    private readonly simulator: Simulator,
+    spec: DeviceSpec,
+  ) {
+    this.address = spec.address;
+    this.vendor = spec.vendor;
+    this.deviceId = spec.device;
+    this.edu = spec.edu === true;
+    this.reserved = [...simulator.platform.reserved, ...(spec.reserved ?? [])];
+    this.driver = spec.driver;
+    this.group = spec.group;
+  }
+
+  /** Device writes `bytes` at `iova`. Returns false, records a fault and leaves memory untouched when any page does not translate. */
+  dmaWrite(iova: bigint, bytes: Uint8Array): boolean {
+    const targets = this.translateAll(iova, bytes.length, true);
+    if (targets === undefined) return false;
+    let offset = 0;
+    for (const { vaddr, length } of targets) {
+      this.simulator.memory.write(vaddr, bytes.subarray(offset, offset + length));
+      offset += length;
+    }
+    return true;
+  }
+
+  /** Device reads `length` bytes at `iova`; undefined (and a fault recorded) when any page does not translate. */
+  dmaRead(iova: bigint, length: number): Uint8Array | undefined {
+    const targets = this.translateAll(iova, length, false);
+    if (targets === undefined) return undefined;
+    const result = new Uint8Array(length);
+    let offset = 0;
+    for (const { vaddr, length: count } of targets) {
+      result.set(this.simulator.memory.read(vaddr, count), offset);
+      offset += count;
+    }
+    return result;
+  }
+
+  /**
+   * Enables MSI vectors as VFIO_DEVICE_SET_IRQS does: the kernel picks the doorbell address for the
+   * platform (x86: the fixed 0xfee00000 range; ARM: a page it maps into the SW MSI window; PAMU: the
+   * window holding the bank's MSIIR page) and programs it into the device. Throws EINVAL when PAMU
+   * has no window for any bank (shared/facts/pamu-sdk-abi.md §6).
+   */
+  enableMsi(handlers: readonly (MsiHandler | undefined)[]): void {
+    const platform = this.simulator.platform;
+    let address: bigint | undefined;
+    if (platform.hwMsi !== undefined) {
+      address = platform.hwMsi.start;
+    } else if (platform.swMsiDoorbell !== undefined) {
+      address = this.domain?.mapSoftwareMsi?.(platform.swMsiDoorbell.physical);
+      // Without a domain the kernel still programs an address; the write will fault.
+      address ??= platform.swMsiDoorbell.window.start;
+    } else if (platform.pamu !== undefined) {
+      address = this.simulator.pamuMsiAddress(this);
+      if (address === undefined) {
+        throw new KernelError(ERRNO.EINVAL, 'VFIO_DEVICE_SET_IRQS', 'no PAMU window holds an MSI bank: map the banks before enabling MSI');
+      }
+    }
+    this.msiAddress = address;
+    this.msiHandlers = [...handlers];
+  }
+
+  /** Disables every MSI vector. */
+  disableMsi(): void {
+    this.msiHandlers = [];
+    this.msiAddress = undefined;
+  }
+
+  /** Number of enabled MSI vectors. */
+  get msiVectors(): number {
+    return this.msiHandlers.length;
+  }
+
+  /** The device raises MSI `vector`: a write to its doorbell address, through the IOMMU. Returns whether it was delivered. */
+  raiseMsi(vector: number): boolean {
+    const address = this.msiAddress;
+    if (address === undefined || vector >= this.msiHandlers.length) return false;
+    const platform = this.simulator.platform;
+    let delivered = false;
+    if (platform.hwMsi !== undefined && address >= platform.hwMsi.start && address <= platform.hwMsi.last) {
+      // x86: the MSI range is never translated; interrupt remapping delivers it.
+      delivered = true;
+    } else {
+      const translation = this.domain?.translate(address, true);
+      if (translation === undefined) {
+        this.simulator.recordFault(this, address, 'write', 'blocked');
+      } else if (translation.kind === 'doorbell' && this.simulator.isDoorbell(translation.physical)) {
+        delivered = true;
+      } else {
+        this.simulator.recordFault(this, address, 'write', translation.kind === 'fault' ? translation.reason : 'unmapped');
+      }
+    }
+    if (delivered) {
+      this.simulator.interrupts.push({ device: this.address, vector });
+      this.msiHandlers[vector]?.(vector);
+    }
+    return delivered;
+  }
+
+  private translateAll(iova: bigint, length: number, write: boolean): { vaddr: bigint; length: number }[] | undefined {
+    const domain = this.domain;
+    const targets: { vaddr: bigint; length: number }[] = [];
+    let done = 0;
+    while (done < length) {
+      const at = iova + BigInt(done);
+      const count = Math.min(length - done, Number(0x1000n - (at % 0x1000n)));
+      const translation = domain?.translate(at, write);
+      if (translation === undefined || translation.kind !== 'memory') {
+        const reason = translation === undefined ? 'blocked' : translation.kind === 'fault' ? translation.reason : 'permission';
+        this.simulator.recordFault(this, at, write ? 'write' : 'read', reason);
+        return undefined;
+      }
+      if (!this.simulator.memory.isMapped(translation.vaddr, BigInt(count))) {
+        this.simulator.recordFault(this, at, write ? 'write' : 'read', 'unmapped');
+        return undefined;
+      }
+      targets.push({ vaddr: translation.vaddr, length: count });
+      done += count;
+    }
+    return targets;
+  }
+}
+
+/** A simulated IOMMU group. */
+export class SimGroup {
+  /** The VFIO container or iommufd context that owns it, if any. */
+  owner: object | undefined;
+  /** The group's `/dev/vfio/N` is open (6.1 allows one open at a time). */
+  opened = false;
+  /** Device fds obtained from this group that are still open. */
+  openDevices = 0;
+
+  constructor(
+    readonly id: number,
+    private readonly simulator: Simulator,
+  ) {}
+
+  /** Member devices, in address order. */
+  get devices(): SimDevice[] {
+    return this.simulator.devices().filter((device) => device.group === this.id);
+  }
+
+  /**
+   * VFIO_GROUP_FLAGS_VIABLE: no member is bound to a driver that owns DMA (vfio-pci, pci-stub and
+   * pcieport do not; unbound devices do not). shared/facts/vfio-type1.md §4, sysfs-and-platforms.md §2.
+   */
+  get viable(): boolean {
+    return this.devices.every((device) => device.driver === null || NON_DMA_OWNERS.has(device.driver));
+  }
+
+  /**
+   * The group's reserved regions as sysfs lists them: sorted by start, overlapping or adjacent
+   * regions of the same type merged, different types listed separately (iommu.c
+   * iommu_get_group_resv_regions / iommu_insert_resv_region).
+   */
+  get reserved(): ReservedRegionSpec[] {
+    const byKind = new Map<string, IovaRange[]>();
+    for (const device of this.devices) {
+      for (const region of device.reserved) {
+        const list = byKind.get(region.kind) ?? [];
+        list.push(region);
+        byKind.set(region.kind, list);
+      }
+    }
+    const merged: ReservedRegionSpec[] = [];
+    for (const [kind, ranges] of byKind) {
+      for (const range of normalizeRanges(ranges)) merged.push({ ...range, kind: kind as ReservedRegionSpec['kind'] });
+    }
+    return merged.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  }
+
+  /** The `reserved_regions` file: `0x%016llx 0x%016llx %s\n` per region (iommu.c). */
+  get reservedRegionsFile(): string {
+    const pad = (value: bigint) => `0x${value.toString(16).padStart(16, '0')}`;
+    return this.reserved.map((region) => `${pad(region.start)} ${pad(region.last)} ${region.kind}\n`).join('');
+  }
+}
+
+/**
+ * The simulated kernel and hardware: memory, devices, IOMMU groups, and what tests look at (faults,
+ * interrupts delivered, kernel oopses). One instance is one machine; nothing is global.
+ */
+export class Simulator {
+  readonly platform: PlatformPreset;
+  readonly memory = new SimMemory();
+  readonly faults: SimFault[] = [];
+  readonly interrupts: SimInterrupt[] = [];
+  /** Requests that would have crashed the real kernel (see {@link KernelOops}). */
+  readonly oopses: string[] = [];
+  /** `/sys/module/vfio_iommu_type1/parameters/dma_entry_limit`: root may change it; read at SET_IOMMU. */
+  dmaEntryLimit: number;
+  readonly memlockLimit: bigint | undefined;
+  readonly allowUnsafeInterrupts: boolean;
+  readonly pamuType: 2 | 7;
+  /** Bytes pinned for DMA, counted against RLIMIT_MEMLOCK. */
+  lockedBytes = 0n;
+  private readonly deviceMap = new Map<string, SimDevice>();
+  private readonly groupMap = new Map<number, SimGroup>();
+  private readonly injections: { ioctl: string; errno: number; skip: number }[] = [];
+  /** Open kernel objects (containers, iommufd contexts), for leak checks: see {@link liveMappings}. */
+  readonly kernelObjects = new Set<{ readonly mappingCount: number }>();
+  /** PAMU domains that can hold MSI bank windows, for MSI address lookup. */
+  readonly pamuDomains = new Set<{ msiAddressFor(msiir: bigint): bigint | undefined }>();
+
+  constructor(options: SimulatorOptions) {
+    this.platform = typeof options.platform === 'string' ? PLATFORMS[options.platform] : options.platform;
+    if (this.platform === undefined) throw new RangeError(`unknown platform ${String(options.platform)}; use p4080, arm-smmuv3 or x86-vtd`);
+    this.dmaEntryLimit = options.dmaEntryLimit ?? 65535;
+    this.memlockLimit = options.memlockLimit;
+    this.allowUnsafeInterrupts = options.allowUnsafeInterrupts ?? false;
+    this.pamuType = options.pamuType ?? 7;
+    for (const spec of this.platform.devices) {
+      const device = new SimDevice(this, spec);
+      this.deviceMap.set(device.address, device);
+      if (device.group !== undefined) this.ensureGroup(device.group);
+    }
+    for (const address of options.vfio ?? this.platform.vfioAtStart) this.bind(address, 'vfio-pci');
+  }
+
+  /** Every device, in address order. */
+  devices(): SimDevice[] {
+    return [...this.deviceMap.values()].sort((a, b) => a.address.localeCompare(b.address));
+  }
+
+  /** The device at a PCI address; throws ENODEV when there is none. */
+  device(address: string): SimDevice {
+    const device = this.deviceMap.get(address);
+    if (device === undefined) throw new KernelError(ERRNO.ENODEV, 'device', `no device ${address}`);
+    return device;
+  }
+
+  /** Every IOMMU group, by number. */
+  groups(): SimGroup[] {
+    return [...this.groupMap.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** A group by number, or undefined. */
+  group(id: number): SimGroup | undefined {
+    return this.groupMap.get(id);
+  }
+
+  /** Groups whose every member is bound to vfio-pci or unbound, with at least one vfio-pci member. */
+  vfioGroups(): SimGroup[] {
+    return this.groups().filter((group) => group.viable && group.devices.some((device) => device.driver === 'vfio-pci'));
+  }
+
+  /**
+   * Binds a device to `driver` (or unbinds it with `null`), as driver_override + drivers_probe do.
+   * On platforms whose groups appear only when a driver binds (arm64 6.1), the group is created then.
+   */
+  bind(address: string, driver: string | null): SimDevice {
+    const device = this.device(address);
+    if (device.driver !== null && driver !== null && device.driver !== driver) {
+      throw new KernelError(ERRNO.EBUSY, 'bind', `${address} is bound to ${device.driver}; unbind it first`);
+    }
+    if (driver === null && device.group !== undefined && this.group(device.group)?.openDevices) {
+      throw new KernelError(ERRNO.EBUSY, 'unbind', `${address} has an open VFIO device fd`);
+    }
+    device.driver = driver;
+    if (driver !== null && device.group === undefined) {
+      let id = 0;
+      while (this.groupMap.has(id)) id++;
+      device.group = id;
+      this.ensureGroup(id);
+    }
+    return device;
+  }
+
+  /** Mappings held by every open container and IOAS: what a leak check compares before and after. */
+  liveMappings(): number {
+    let count = 0;
+    for (const object of this.kernelObjects) count += object.mappingCount;
+    return count;
+  }
+
+  /** Open kernel objects plus open group files: what a leak check of file descriptors compares. */
+  openHandles(): number {
+    return this.kernelObjects.size + this.groups().filter((group) => group.opened).length;
+  }
+
+  /** Makes the next matching ioctl fail with `errno` (after `skip` matching calls). */
+  injectFault(injection: FaultInjection): void {
+    this.injections.push({ ioctl: injection.ioctl, errno: injection.errno, skip: injection.skip ?? 0 });
+  }
+
+  /** Removes every pending fault injection. */
+  clearInjectedFaults(): void {
+    this.injections.length = 0;
+  }
+
+  /** Called at the entry of every simulated ioctl: throws an injected failure when one matches. */
+  checkInjected(ioctl: string): void {
+    const index = this.injections.findIndex((injection) => injection.ioctl === ioctl || injection.ioctl === '*');
+    if (index < 0) return;
+    const injection = this.injections[index]!;
+    if (injection.skip > 0) {
+      injection.skip--;
+      return;
+    }
+    this.injections.splice(index, 1);
+    throw new KernelError(injection.errno, ioctl, 'injected failure');
+  }
+
+  /** Pins `bytes` for DMA, refusing with ENOMEM past RLIMIT_MEMLOCK (vfio_lock_acct / iommufd accounting). */
+  pin(bytes: bigint, ioctl: string): void {
+    if (this.memlockLimit !== undefined && this.lockedBytes + bytes > this.memlockLimit) {
+      throw new KernelError(ERRNO.ENOMEM, ioctl, `pinning ${hex(bytes)} bytes would exceed RLIMIT_MEMLOCK ${hex(this.memlockLimit)} (${hex(this.lockedBytes)} locked)`);
+    }
+    this.lockedBytes += bytes;
+  }
+
+  unpin(bytes: bigint): void {
+    this.lockedBytes -= bytes;
+  }
+
+  /** True when `physical` is an MSI doorbell of this platform (ITS translater or a PAMU MSIIR). */
+  isDoorbell(physical: bigint): boolean {
+    const platform = this.platform;
+    if (platform.swMsiDoorbell !== undefined && physical === platform.swMsiDoorbell.physical) return true;
+    return platform.pamu?.msiir.includes(physical) ?? false;
+  }
+
+  /** PAMU: the MSI address the SDK kernel programs: the window holding a bank's MSIIR page, plus its page offset. */
+  pamuMsiAddress(device: SimDevice): bigint | undefined {
+    for (const domain of this.pamuDomains) {
+      if (device.domain !== (domain as unknown)) continue;
+      for (const msiir of this.platform.pamu?.msiir ?? []) {
+        const address = domain.msiAddressFor(msiir);
+        if (address !== undefined) return address;
+      }
+    }
+    return undefined;
+  }
+
+  /** Records an IOMMU fault with the log line the platform's driver prints. */
+  recordFault(device: SimDevice, iova: bigint, access: 'read' | 'write', reason: SimFault['reason']): void {
+    const bdf = device.address.slice(5);
+    let log: string;
+    if (this.platform.name === 'x86-vtd') {
+      const why = reason === 'permission' ? `PTE ${access === 'write' ? 'Write' : 'Read'} access is not set` : 'PTE Read access is not set';
+      log = `DMAR: [DMA ${access === 'write' ? 'Write' : 'Read'} NO_PASID] Request device [${bdf}] fault addr ${hex(iova)} [fault reason 0x05] ${why}`;
+    } else if (this.platform.name === 'arm-smmuv3') {
+      log = `arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received: ${device.address} iova ${hex(iova)} (${reason})`;
+    } else {
+      log = `fsl-pamu: access violation for ${device.address} at ${hex(iova)} (${reason})`;
+    }
+    this.faults.push({ device: device.address, iova, access, reason, log });
+  }
+
+  private ensureGroup(id: number): void {
+    if (!this.groupMap.has(id)) this.groupMap.set(id, new SimGroup(id, this));
+  }
+}
+
+/** Creates a simulated machine. */
+export function createSimulator(options: SimulatorOptions): Simulator {
+  return new Simulator(options);
+}

@@ -1,0 +1,250 @@
+import { ERRNO, hex, intersectRanges, type IovaRange, subtractRanges, U64_MAX } from '@ioas/core';
+import { KernelError } from './kernel-error.js';
+import { PagedDomain, type PagedMapping } from './paged-domain.js';
+import { PamuDomain } from './pamu-domain.js';
+import type { SimGroup, Simulator } from './simulator.js';
+
+/** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h; shared/facts/vfio-type1.md §2). */
+export const VFIO_EXTENSION = {
+  TYPE1_IOMMU: 1,
+  SPAPR_TCE_IOMMU: 2,
+  TYPE1v2_IOMMU: 3,
+  DMA_CC_IOMMU: 4,
+  EEH: 5,
+  TYPE1_NESTING_IOMMU: 6,
+  SPAPR_TCE_v2_IOMMU: 7,
+  NOIOMMU_IOMMU: 8,
+  UNMAP_ALL: 9,
+  UPDATE_VADDR: 10,
+} as const;
+
+const PAGE = 0x1000n;
+
+/** What VFIO_IOMMU_GET_INFO reports for a type1 container. */
+export interface Type1Info {
+  readonly ioPageSizes: bigint;
+  readonly ranges: readonly IovaRange[];
+  readonly dmaAvailable: number;
+  readonly migration: { readonly pageSizes: bigint; readonly maxDirtyBitmapSize: bigint };
+}
+
+/**
+ * A VFIO container (`/dev/vfio/vfio`) with the type1 IOMMU backend (paged platforms) or the PAMU
+ * SDK backend (windowed platforms). Semantics and errnos follow shared/facts/vfio-type1.md §4-§8
+ * (Linux 6.1) and pamu-sdk-abi.md; checks run in the kernel's order.
+ */
+export class VfioContainer {
+  readonly groups = new Set<SimGroup>();
+  iommuType: number | null = null;
+  /** type1: the page table. */
+  paged: PagedDomain | undefined;
+  /** PAMU: the windowed domain. */
+  pamu: PamuDomain | undefined;
+  /** dma_entry_limit as read at SET_IOMMU. */
+  private dmaLimit = 0;
+
+  constructor(private readonly simulator: Simulator) {
+    simulator.kernelObjects.add(this);
+  }
+
+  /** Live mappings (type1 entries, or PAMU recorded DMA ranges). */
+  get mappingCount(): number {
+    return this.paged?.count ?? this.pamu?.dmaRanges.length ?? 0;
+  }
+
+  private get windowed(): boolean {
+    return this.simulator.platform.model === 'windowed';
+  }
+
+  /** VFIO_CHECK_EXTENSION: 1 or 0, never an error. */
+  checkExtension(extension: number): number {
+    this.simulator.checkInjected('VFIO_CHECK_EXTENSION');
+    if (this.windowed) {
+      // The SDK PAMU backend answers 1 only for its own type number (pamu-sdk-abi.md §1).
+      return extension === this.simulator.pamuType ? 1 : 0;
+    }
+    const { TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL, UPDATE_VADDR, DMA_CC_IOMMU } = VFIO_EXTENSION;
+    const always: number[] = [TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL];
+    // UPDATE_VADDR and DMA_CC_IOMMU answer 0 until SET_IOMMU is done (observed on 6.1).
+    const afterSet: number[] = [UPDATE_VADDR, DMA_CC_IOMMU];
+    if (always.includes(extension)) return 1;
+    return this.iommuType !== null && afterSet.includes(extension) ? 1 : 0;
+  }
+
+  /** VFIO_SET_IOMMU. */
+  setIommu(type: number): void {
+    const ioctl = 'VFIO_SET_IOMMU';
+    this.simulator.checkInjected(ioctl);
+    if (this.groups.size === 0) throw new KernelError(ERRNO.EINVAL, ioctl, 'no group in the container yet');
+    if (this.iommuType !== null) throw new KernelError(ERRNO.EINVAL, ioctl, 'an IOMMU type is already set');
+    const accepted: number[] = this.windowed ? [this.simulator.pamuType] : [VFIO_EXTENSION.TYPE1_IOMMU, VFIO_EXTENSION.TYPE1v2_IOMMU];
+    if (!accepted.includes(type)) throw new KernelError(ERRNO.ENODEV, ioctl, `no IOMMU backend accepts type ${type}`);
+    if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
+      throw new KernelError(ERRNO.EPERM, ioctl, 'no interrupt remapping; set vfio_iommu_type1.allow_unsafe_interrupts=1');
+    }
+    this.iommuType = type;
+    if (this.windowed) {
+      this.pamu = new PamuDomain(this.simulator);
+    } else {
+      this.paged = new PagedDomain(this.simulator.platform.swMsiDoorbell?.window);
+      this.dmaLimit = this.simulator.dmaEntryLimit;
+    }
+    for (const group of this.groups) this.attachDevices(group);
+  }
+
+  /** VFIO_GROUP_SET_CONTAINER, after the group fd checks. */
+  addGroup(group: SimGroup): void {
+    const ioctl = 'VFIO_GROUP_SET_CONTAINER';
+    this.simulator.checkInjected(ioctl);
+    if (group.owner !== undefined) throw new KernelError(ERRNO.EINVAL, ioctl, `group ${group.id} is already in a container`);
+    if (!group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `group ${group.id} is not viable: a member is bound to a driver that owns DMA`);
+    if (this.paged !== undefined) {
+      // Attaching to a container that already has mappings: a mapping in the new group's reserved
+      // regions is a conflict (vfio_iommu_resv_conflict -> EINVAL).
+      for (const region of group.reserved) {
+        if (region.kind !== 'direct-relaxable' && this.paged.overlaps(region.start, region.last)) {
+          throw new KernelError(ERRNO.EINVAL, ioctl, `a mapping overlaps group ${group.id}'s reserved region ${hex(region.start)}-${hex(region.last)}`);
+        }
+      }
+    }
+    this.groups.add(group);
+    group.owner = this;
+    if (this.iommuType !== null) this.attachDevices(group);
+  }
+
+  /** VFIO_GROUP_UNSET_CONTAINER (or the group fd closing): the last group out unsets the container. */
+  removeGroup(group: SimGroup): void {
+    if (!this.groups.delete(group)) throw new KernelError(ERRNO.EINVAL, 'VFIO_GROUP_UNSET_CONTAINER', `group ${group.id} is not in this container`);
+    group.owner = undefined;
+    for (const device of group.devices) device.domain = undefined;
+    if (this.groups.size === 0) this.reset();
+  }
+
+  /** VFIO_IOMMU_GET_INFO (type1 only: the PAMU backend answers ENOTTY). */
+  info(): Type1Info {
+    const ioctl = 'VFIO_IOMMU_GET_INFO';
+    this.simulator.checkInjected(ioctl);
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.paged === undefined) throw new KernelError(ERRNO.ENOTTY, ioctl, 'the PAMU backend has no GET_INFO');
+    return {
+      ioPageSizes: this.simulator.platform.ioPageSizes,
+      ranges: this.iovaRanges(),
+      dmaAvailable: this.dmaLimit - this.paged.count,
+      migration: { pageSizes: PAGE, maxDirtyBitmapSize: 0x1000_0000n },
+    };
+  }
+
+  /**
+   * The IOVA_RANGE capability: the intersection of every attached domain's aperture minus every
+   * reserved region except direct-relaxable (§6).
+   */
+  iovaRanges(): IovaRange[] {
+    let ranges: IovaRange[] = [this.simulator.platform.aperture];
+    for (const group of this.groups) {
+      ranges = intersectRanges(ranges, [this.simulator.platform.aperture]);
+      ranges = subtractRanges(ranges, group.reserved.filter((region) => region.kind !== 'direct-relaxable'));
+    }
+    return ranges;
+  }
+
+  /** VFIO_IOMMU_MAP_DMA with type1 semantics, checks in the kernel's order (§7). */
+  map(vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
+    const ioctl = 'VFIO_IOMMU_MAP_DMA';
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.pamu !== undefined) return this.pamu.map(vaddr, iova, size, read, write);
+    this.simulator.checkInjected(ioctl);
+    const domain = this.paged!;
+    const granule = this.granule;
+    if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READ nor WRITE');
+    if (size === 0n || iova % granule !== 0n || vaddr % granule !== 0n || size % granule !== 0n) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)}, vaddr ${hex(vaddr)} and size ${hex(size)} must be non-zero multiples of ${hex(granule)}`);
+    }
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
+    const last = iova + size - 1n;
+    if (domain.overlaps(iova, last)) throw new KernelError(ERRNO.EEXIST, ioctl, `${hex(iova)}-${hex(last)} overlaps an existing mapping`);
+    if (this.dmaLimit - domain.count <= 0) throw new KernelError(ERRNO.ENOSPC, ioctl, `dma_entry_limit ${this.dmaLimit} reached`);
+    if (!this.iovaRanges().some((range) => iova >= range.start && last <= range.last)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)}-${hex(last)} is not inside one IOVA range`);
+    }
+    this.simulator.pin(size, ioctl);
+    if (!this.simulator.memory.isMapped(vaddr, size)) {
+      this.simulator.unpin(size);
+      throw new KernelError(ERRNO.EFAULT, ioctl, `vaddr ${hex(vaddr)}+${hex(size)} is not mapped`);
+    }
+    domain.add({ start: iova, last, vaddr, read, write });
+  }
+
+  /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics (§8); returns the bytes unmapped. */
+  unmap(iova: bigint, size: bigint, all: boolean): bigint {
+    const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.pamu !== undefined) {
+      if (all) throw new KernelError(ERRNO.EINVAL, ioctl, 'the PAMU backend takes no unmap flags');
+      this.pamu.unmap(iova, size);
+      return size;
+    }
+    this.simulator.checkInjected(ioctl);
+    const domain = this.paged!;
+    const granule = this.granule;
+    if (all) {
+      if (iova !== 0n || size !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'UNMAP_ALL needs iova and size 0');
+      return this.removeAll();
+    }
+    if (iova % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} is not aligned to ${hex(granule)}`);
+    if (size === 0n || size % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `size ${hex(size)} is not a non-zero multiple of ${hex(granule)}`);
+    const last = iova + size - 1n;
+    if (last > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
+    const affected = domain.overlapping(iova, last);
+    if (this.iommuType === VFIO_EXTENSION.TYPE1v2_IOMMU) {
+      // type1v2 refuses to bisect a mapping at either end.
+      const first = affected[0];
+      const final = affected[affected.length - 1];
+      if (first !== undefined && first.start < iova) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)} is inside the mapping at ${hex(first.start)}`);
+      if (final !== undefined && final.last > last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(last)} is inside the mapping ending at ${hex(final.last)}`);
+      return this.removeMappings(affected);
+    }
+    // type1 (v1): a range starting inside a mapping unmaps nothing from it; covering a mapping's
+    // first byte removes the whole mapping.
+    return this.removeMappings(affected.filter((mapping) => mapping.start >= iova));
+  }
+
+  /** Closing the container: every mapping dropped, every group released. */
+  close(): void {
+    for (const group of [...this.groups]) this.removeGroup(group);
+    this.reset();
+    this.simulator.kernelObjects.delete(this);
+  }
+
+  private get granule(): bigint {
+    const sizes = this.simulator.platform.ioPageSizes;
+    return sizes & -sizes;
+  }
+
+  private attachDevices(group: SimGroup): void {
+    const domain = this.paged ?? this.pamu;
+    for (const device of group.devices) device.domain = domain;
+  }
+
+  private removeMappings(mappings: PagedMapping[]): bigint {
+    let bytes = 0n;
+    for (const mapping of mappings) {
+      this.paged!.remove(mapping);
+      const size = mapping.last - mapping.start + 1n;
+      this.simulator.unpin(size);
+      bytes += size;
+    }
+    return bytes;
+  }
+
+  private removeAll(): bigint {
+    return this.removeMappings(this.paged!.all());
+  }
+
+  private reset(): void {
+    if (this.paged !== undefined) this.removeAll();
+    this.pamu?.release();
+    this.paged = undefined;
+    this.pamu = undefined;
+    this.iommuType = null;
+  }
+}
