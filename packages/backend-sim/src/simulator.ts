@@ -410,7 +410,7 @@ export class Simulator {
       const why = reason === 'permission' ? `PTE ${access === 'write' ? 'Write' : 'Read'} access is not set` : 'PTE Read access is not set';
       log = `DMAR: [DMA ${access === 'write' ? 'Write' : 'Read'} NO_PASID] Request device [${bdf}] fault addr ${hex(iova)} [fault reason 0x05] ${why}`;
     } else if (this.platform.name === 'arm-smmuv3') {
-      log = `arm-smmu-v3 arm-smmu-v3.0.auto: event 0x10 received: ${device.address} iova ${hex(iova)} (${reason})`;
+      log = `arm-smmu-v3 9050000.smmuv3: event 0x10 received: ${device.address} iova ${hex(iova)} (${reason})`;
     } else {
       log = `fsl-pamu: access violation for ${device.address} at ${hex(iova)} (${reason})`;
     }
