@@ -24,3 +24,4 @@ export {
   type SimulatorOptions,
 } from './simulator.js';
 export { VFIO_EXTENSION, VfioContainer, type Type1Info } from './vfio-container.js';
+export { simSyscalls, type SimSyscallsOptions } from './sim-syscalls.js';

@@ -19,7 +19,7 @@ interface RegionState extends SimRegion {
   readonly blockFrames: bigint;
   /** Bytes written so far, per 4 KiB page; untouched pages read as zeros. */
   readonly pages: Map<bigint, Uint8Array>;
-  /** For a registered caller buffer: the buffer itself is the memory. */
+  /** Dense regions and registered caller buffers: the bytes live in this buffer. */
   readonly buffer?: Uint8Array;
 }
 
@@ -39,40 +39,58 @@ export class SimMemory {
   /**
    * Allocates `length` bytes backed by pages of `pageSize` (4 KiB, or a hugepage size such as 2 MiB,
    * 64 MiB or 1 GiB). Hugepages are physically contiguous and naturally aligned, in physical and in
-   * virtual address space, as hugetlbfs gives them.
+   * virtual address space, as hugetlbfs gives them. With `dense`, the bytes live in one buffer that
+   * {@link view} can hand out (what mmap gives a process); otherwise pages are created as written.
    */
-  allocate(length: bigint, pageSize: bigint = PAGE): SimRegion {
+  allocate(length: bigint, pageSize: bigint = PAGE, dense = false): SimRegion {
     if (pageSize < PAGE || (pageSize & (pageSize - 1n)) !== 0n) throw new RangeError(`page size ${pageSize} is not a power of two >= 4 KiB`);
     if (length <= 0n || length % pageSize !== 0n) throw new RangeError(`length ${length} is not a positive multiple of the page size ${pageSize}`);
     const address = alignUp(this.nextVirtual, pageSize);
     this.nextVirtual = address + length + pageSize; // leave an unmapped guard gap after each region
-    let physicalBase: bigint;
-    let blockFrames = 0n;
-    if (pageSize > PAGE) {
-      physicalBase = alignUp(this.nextPhysical, pageSize);
-      this.nextPhysical = physicalBase + length;
-    } else {
-      const frames = length / PAGE;
-      blockFrames = 1n;
-      while (blockFrames < frames * 4n) blockFrames <<= 1n;
-      physicalBase = alignUp(this.nextPhysical, PAGE);
-      this.nextPhysical = physicalBase + blockFrames * PAGE;
-    }
-    const state: RegionState = { address, length, pageSize, physicalBase, blockFrames, pages: new Map() };
-    this.regions.set(address, state);
+    const buffer = dense ? new Uint8Array(Number(length)) : undefined;
+    this.regions.set(address, this.layout(address, length, pageSize, buffer));
     return { address, length, pageSize };
   }
 
   /** Makes a caller's buffer addressable (the syscall face's `addressOf`); returns its address. */
   register(buffer: Uint8Array): bigint {
     const known = this.buffers.get(buffer);
-    if (known !== undefined && this.regions.has(known)) return known;
+    if (known !== undefined && this.regions.get(known)?.buffer === buffer) return known;
     const length = BigInt(Math.max(buffer.byteLength, 1));
     const address = alignUp(this.nextVirtual, PAGE);
     this.nextVirtual = address + alignUp(length, PAGE) + PAGE;
-    this.regions.set(address, { address, length, pageSize: PAGE, physicalBase: 0n, blockFrames: 0n, pages: new Map(), buffer });
+    this.regions.set(address, this.layout(address, length, PAGE, buffer));
     this.buffers.set(buffer, address);
     return address;
+  }
+
+  /** A live view of the bytes of a dense region (see {@link allocate}); throws EFAULT otherwise. */
+  view(address: bigint, length: number): Uint8Array {
+    const region = this.state(address);
+    if (region?.buffer === undefined || address + BigInt(length) > region.address + region.length) {
+      throw new KernelError(ERRNO.EFAULT, 'memory', `no mapped buffer at ${address.toString(16)}+${length.toString(16)}`);
+    }
+    const offset = Number(address - region.address);
+    return region.buffer.subarray(offset, offset + length);
+  }
+
+  /** Places a region in simulated physical memory: hugepages contiguous, 4 KiB pages scattered. */
+  private layout(address: bigint, length: bigint, pageSize: bigint, buffer: Uint8Array | undefined): RegionState {
+    let physicalBase: bigint;
+    let blockFrames = 0n;
+    if (pageSize > PAGE) {
+      physicalBase = alignUp(this.nextPhysical, pageSize);
+      this.nextPhysical = physicalBase + alignUp(length, pageSize);
+    } else {
+      const frames = alignUp(length, PAGE) / PAGE;
+      blockFrames = 1n;
+      while (blockFrames < frames * 4n) blockFrames <<= 1n;
+      physicalBase = alignUp(this.nextPhysical, PAGE);
+      this.nextPhysical = physicalBase + blockFrames * PAGE;
+    }
+    return buffer === undefined
+      ? { address, length, pageSize, physicalBase, blockFrames, pages: new Map() }
+      : { address, length, pageSize, physicalBase, blockFrames, pages: new Map(), buffer };
   }
 
   /** Frees a region returned by {@link allocate} or {@link register}; returns false when unknown. */
@@ -94,7 +112,7 @@ export class SimMemory {
   /** The physical address behind a virtual one, or undefined when unmapped. */
   physical(address: bigint): bigint | undefined {
     const region = this.state(address);
-    if (region === undefined || region.buffer !== undefined) return undefined;
+    if (region === undefined) return undefined;
     const offset = address - region.address;
     if (region.pageSize > PAGE) return region.physicalBase + offset;
     const page = offset / PAGE;

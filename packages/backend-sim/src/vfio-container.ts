@@ -40,6 +40,8 @@ export class VfioContainer {
   paged: PagedDomain | undefined;
   /** PAMU: the windowed domain. */
   pamu: PamuDomain | undefined;
+  /** The IOVA_RANGE list, recomputed only when groups come or go (every MAP_DMA checks it). */
+  private ranges: IovaRange[] | undefined;
   /** dma_entry_limit as read at SET_IOMMU. */
   private dmaLimit = 0;
 
@@ -108,6 +110,7 @@ export class VfioContainer {
       }
     }
     this.groups.add(group);
+    this.ranges = undefined;
     group.owner = this;
     if (this.iommuType !== null) this.attachDevices(group);
   }
@@ -116,6 +119,7 @@ export class VfioContainer {
   removeGroup(group: SimGroup): void {
     if (!this.groups.delete(group)) throw new KernelError(ERRNO.EINVAL, 'VFIO_GROUP_UNSET_CONTAINER', `group ${group.id} is not in this container`);
     group.owner = undefined;
+    this.ranges = undefined;
     for (const device of group.devices) device.domain = undefined;
     if (this.groups.size === 0) this.reset();
   }
@@ -139,11 +143,13 @@ export class VfioContainer {
    * reserved region except direct-relaxable (§6).
    */
   iovaRanges(): IovaRange[] {
+    if (this.ranges !== undefined) return this.ranges;
     let ranges: IovaRange[] = [this.simulator.platform.aperture];
     for (const group of this.groups) {
       ranges = intersectRanges(ranges, [this.simulator.platform.aperture]);
       ranges = subtractRanges(ranges, group.reserved.filter((region) => region.kind !== 'direct-relaxable'));
     }
+    this.ranges = ranges;
     return ranges;
   }
 
@@ -163,7 +169,7 @@ export class VfioContainer {
     const last = iova + size - 1n;
     if (domain.overlaps(iova, last)) throw new KernelError(ERRNO.EEXIST, ioctl, `${hex(iova)}-${hex(last)} overlaps an existing mapping`);
     if (this.dmaLimit - domain.count <= 0) throw new KernelError(ERRNO.ENOSPC, ioctl, `dma_entry_limit ${this.dmaLimit} reached`);
-    if (!this.iovaRanges().some((range) => iova >= range.start && last <= range.last)) {
+    if (!this.insideOneRange(iova, last)) {
       throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)}-${hex(last)} is not inside one IOVA range`);
     }
     this.simulator.pin(size, ioctl);
@@ -213,6 +219,11 @@ export class VfioContainer {
     for (const group of [...this.groups]) this.removeGroup(group);
     this.reset();
     this.simulator.kernelObjects.delete(this);
+  }
+
+  private insideOneRange(start: bigint, last: bigint): boolean {
+    for (const range of this.iovaRanges()) if (start >= range.start && last <= range.last) return true;
+    return false;
   }
 
   private get granule(): bigint {
