@@ -115,3 +115,26 @@ describe('BTreeMap against a Map model', () => {
     new BTreeMap<number>(128).set((1n << 128n) - 1n, 1);
   });
 });
+
+describe('BTreeMap with ascending inserts (append splits)', () => {
+  it.each([4, 64])('stays correct when keys arrive in order and are then removed at random, order %i', (order) => {
+    const tree = new BTreeMap<number>(64, order);
+    const model = new Map<bigint, number>();
+    for (let index = 0; index < 5000; index++) {
+      tree.set(BigInt(index) << 12n, index);
+      model.set(BigInt(index) << 12n, index);
+    }
+    for (let step = 0; step < 5000; step++) {
+      const key = BigInt((step * 7919) % 5000) << 12n;
+      expect(tree.delete(key)).toBe(model.delete(key));
+      if (step % 500 === 0) expect([...tree.entries()]).toEqual([...model].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+      // Inserting back below the current maximum exercises ordinary splits of full leaves.
+      if (step % 3 === 0) {
+        tree.set(key + 1n, step);
+        model.set(key + 1n, step);
+      }
+    }
+    expect(tree.size).toBe(model.size);
+    expect([...tree.entries()]).toEqual([...model].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+  });
+});

@@ -324,7 +324,10 @@ export class BTreeMap<V> {
       node.values.splice(index, 0, value);
       this.count++;
       if (node.keys.length <= this.maxNode) return undefined;
-      const half = node.keys.length >> 1;
+      // Appending past the last key of the last leaf (ascending inserts: a VMM mapping guest RAM in
+      // order) leaves the full leaf full and starts a new one; a half split would leave every leaf
+      // half empty for good.
+      const half = index === node.keys.length - 1 && node.next === undefined ? node.keys.length - 1 : node.keys.length >> 1;
       const sibling: Leaf<V> = {
         leaf: true,
         words: node.words.splice(half * width),
@@ -345,7 +348,7 @@ export class BTreeMap<V> {
     node.keys.splice(index + 1, 0, split.keys[0]!);
     node.children.splice(index + 1, 0, split);
     if (node.children.length <= this.maxNode) return undefined;
-    const half = node.children.length >> 1;
+    const half = index + 1 === node.children.length - 1 && split.keys.length === 1 ? node.children.length - 1 : node.children.length >> 1;
     return { leaf: false, words: node.words.splice(half * width), keys: node.keys.splice(half), children: node.children.splice(half) };
   }
 
