@@ -1,0 +1,19 @@
+/**
+ * @ioas/vfio: the Linux userspace layer of ioas, in three layers: the syscalls (libc through koffi,
+ * loaded on first use), the uapi (numbers and layouts named as in the kernel headers) with one
+ * function per ioctl, and objects (container, group, device, iommufd context, sysfs, DMA memory).
+ *
+ * @packageDocumentation
+ */
+export { allocateDmaMemory, type DmaMemory } from './dma-memory.js';
+export { IommufdContext, IommufdDevice } from './iommufd-context.js';
+export { VfioIoctls, type IoctlOptions } from './ioctl.js';
+export { isLibcLoaded, libcSyscalls } from './libc-syscalls.js';
+export { parseReservedRegions, Sysfs, type PciDeviceInfo } from './sysfs.js';
+export { parseType1Info, type Type1Info } from './type1-info.js';
+export * as iommufdUapi from './uapi/iommufd.js';
+export { hostIoctlArch, IOC_NONE_POWERPC, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';
+export * as vfioUapi from './uapi/vfio.js';
+export { VfioContainer } from './vfio-container.js';
+export { VfioDevice, type RegionInfo } from './vfio-device.js';
+export { VfioGroup } from './vfio-group.js';

@@ -1,0 +1,355 @@
+/**
+ * One function per ioctl: each encodes its struct with a DataView (host byte order unless told
+ * otherwise), calls the injected `Syscalls`, and turns a negative return into an `IoasError` naming
+ * the ioctl and the errno. The map and unmap paths reuse preallocated buffers (the hot path: see
+ * shared/facts/toolchain.md, "Measured call cost").
+ */
+import { endianness } from 'node:os';
+import { ERRNO, IoasError, type IovaRange, type Syscalls } from '@ioas/core';
+import {
+  IOMMUFD_NR,
+  iommu_destroy,
+  iommu_ioas_alloc,
+  iommu_ioas_allow_iovas,
+  iommu_ioas_copy,
+  iommu_ioas_iova_ranges,
+  iommu_ioas_map,
+  iommu_ioas_unmap,
+  iommu_iova_range,
+  iommu_option,
+} from './uapi/iommufd.js';
+import { hostIoctlArch, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';
+import {
+  VFIO_NR,
+  vfio_device_attach_iommufd_pt,
+  vfio_device_bind_iommufd,
+  vfio_device_detach_iommufd_pt,
+  vfio_device_info,
+  vfio_group_status,
+  vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap,
+  vfio_iommu_type1_info,
+  vfio_irq_info,
+  vfio_irq_set,
+  vfio_region_info,
+} from './uapi/vfio.js';
+
+/** How to talk to the kernel: the syscalls, the ioctl encoding and the struct byte order. */
+export interface IoctlOptions {
+  readonly syscalls: Syscalls;
+  /** Default: this process's architecture. */
+  readonly arch?: IoctlArch;
+  /** Default: this host's byte order. PAMU boards are big-endian. */
+  readonly littleEndian?: boolean;
+  /** Backend name for errors. */
+  readonly backend?: string;
+}
+
+/** A struct buffer with its DataView. */
+interface Struct {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+}
+
+function struct(size: number): Struct {
+  const bytes = new Uint8Array(size);
+  return { bytes, view: new DataView(bytes.buffer) };
+}
+
+/** The ioctls of VFIO (container, group, device, type1), the VFIO cdev, and iommufd. */
+export class VfioIoctls {
+  readonly syscalls: Syscalls;
+  readonly little: boolean;
+  readonly arch: IoctlArch;
+  private readonly backend: string | undefined;
+  private readonly numbers: Record<keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR, number>;
+  private readonly mapBuffer = struct(vfio_iommu_type1_dma_map.sizeof);
+  private readonly unmapBuffer = struct(vfio_iommu_type1_dma_unmap.sizeof);
+  private readonly ioasMapBuffer = struct(iommu_ioas_map.sizeof);
+  private readonly ioasUnmapBuffer = struct(iommu_ioas_unmap.sizeof);
+
+  constructor(options: IoctlOptions) {
+    this.syscalls = options.syscalls;
+    this.arch = options.arch ?? hostIoctlArch();
+    this.little = options.littleEndian ?? endianness() === 'LE';
+    this.backend = options.backend;
+    const numbers: Record<string, number> = {};
+    for (const [name, nr] of Object.entries({ ...VFIO_NR, ...IOMMUFD_NR })) numbers[name] = ioctlNumber(nr, this.arch);
+    this.numbers = numbers as VfioIoctls['numbers'];
+    this.mapBuffer.view.setUint32(0, vfio_iommu_type1_dma_map.sizeof, this.little);
+    this.unmapBuffer.view.setUint32(0, vfio_iommu_type1_dma_unmap.sizeof, this.little);
+    this.ioasMapBuffer.view.setUint32(0, iommu_ioas_map.sizeof, this.little);
+    this.ioasUnmapBuffer.view.setUint32(0, iommu_ioas_unmap.sizeof, this.little);
+  }
+
+  /** The request number of an ioctl in this encoding. */
+  number(name: keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR): number {
+    return this.numbers[name];
+  }
+
+  /** Calls an ioctl; throws an IoasError naming it when the kernel answers -errno. */
+  call(name: keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR, fd: number, argument: number | Uint8Array, what: string): number {
+    const status = this.syscalls.ioctl(fd, this.numbers[name], argument);
+    if (status < 0) throw this.failure(-status, name, what);
+    return status;
+  }
+
+  failure(errno: number, ioctl: string, what: string): IoasError {
+    return IoasError.fromErrno(errno, ioctl, what, this.backend === undefined ? {} : { backend: this.backend });
+  }
+
+  /** A zeroed struct of `size` bytes with its `argsz`/`size` field set. */
+  struct(size: number): Struct {
+    const value = struct(size);
+    value.view.setUint32(0, size, this.little);
+    return value;
+  }
+
+  // --- container ---------------------------------------------------------------------------------
+
+  getApiVersion(container: number): number {
+    return this.call('VFIO_GET_API_VERSION', container, 0, 'reading the VFIO API version');
+  }
+
+  checkExtension(container: number, extension: number): boolean {
+    return this.call('VFIO_CHECK_EXTENSION', container, extension, `checking VFIO extension ${extension}`) > 0;
+  }
+
+  setIommu(container: number, type: number): void {
+    this.call('VFIO_SET_IOMMU', container, type, `setting IOMMU type ${type}`);
+  }
+
+  /** VFIO_IOMMU_GET_INFO with the argsz growth protocol: returns the whole buffer, caps included. */
+  iommuGetInfo(container: number): DataView {
+    const first = this.struct(vfio_iommu_type1_info.sizeof);
+    this.call('VFIO_IOMMU_GET_INFO', container, first.bytes, 'reading IOMMU info');
+    const needed = first.view.getUint32(vfio_iommu_type1_info.argsz, this.little);
+    if (needed <= vfio_iommu_type1_info.sizeof) return first.view;
+    // The kernel rewrote argsz to what the caps need and returned 0: ask again with that much.
+    const second = this.struct(needed);
+    this.call('VFIO_IOMMU_GET_INFO', container, second.bytes, 'reading IOMMU info with capabilities');
+    return second.view;
+  }
+
+  /** VFIO_IOMMU_MAP_DMA (hot path: one preallocated buffer). */
+  iommuMapDma(container: number, vaddr: bigint, iova: bigint, size: bigint, flags: number): void {
+    const { bytes, view } = this.mapBuffer;
+    const little = this.little;
+    view.setUint32(vfio_iommu_type1_dma_map.flags, flags, little);
+    view.setBigUint64(vfio_iommu_type1_dma_map.vaddr, vaddr, little);
+    view.setBigUint64(vfio_iommu_type1_dma_map.iova, iova, little);
+    view.setBigUint64(vfio_iommu_type1_dma_map.size, size, little);
+    const status = this.syscalls.ioctl(container, this.numbers.VFIO_IOMMU_MAP_DMA, bytes);
+    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_MAP_DMA', `mapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+  }
+
+  /** VFIO_IOMMU_UNMAP_DMA: returns the `size` the kernel wrote back (bytes unmapped). */
+  iommuUnmapDma(container: number, iova: bigint, size: bigint, flags: number): bigint {
+    const { bytes, view } = this.unmapBuffer;
+    const little = this.little;
+    view.setUint32(vfio_iommu_type1_dma_unmap.flags, flags, little);
+    view.setBigUint64(vfio_iommu_type1_dma_unmap.iova, iova, little);
+    view.setBigUint64(vfio_iommu_type1_dma_unmap.size, size, little);
+    const status = this.syscalls.ioctl(container, this.numbers.VFIO_IOMMU_UNMAP_DMA, bytes);
+    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_UNMAP_DMA', `unmapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    return view.getBigUint64(vfio_iommu_type1_dma_unmap.size, little);
+  }
+
+  // --- group -------------------------------------------------------------------------------------
+
+  groupGetStatus(group: number): number {
+    const status = this.struct(vfio_group_status.sizeof);
+    this.call('VFIO_GROUP_GET_STATUS', group, status.bytes, 'reading the group status');
+    return status.view.getUint32(vfio_group_status.flags, this.little);
+  }
+
+  groupSetContainer(group: number, container: number): void {
+    const argument = struct(4);
+    argument.view.setInt32(0, container, this.little);
+    this.call('VFIO_GROUP_SET_CONTAINER', group, argument.bytes, 'adding the group to the container');
+  }
+
+  groupUnsetContainer(group: number): void {
+    this.call('VFIO_GROUP_UNSET_CONTAINER', group, 0, 'removing the group from its container');
+  }
+
+  groupGetDeviceFd(group: number, name: string): number {
+    return this.call('VFIO_GROUP_GET_DEVICE_FD', group, new TextEncoder().encode(`${name}\0`), `opening device ${name}`);
+  }
+
+  // --- device ------------------------------------------------------------------------------------
+
+  deviceGetInfo(device: number): { flags: number; numRegions: number; numIrqs: number } {
+    const info = this.struct(vfio_device_info.sizeof);
+    this.call('VFIO_DEVICE_GET_INFO', device, info.bytes, 'reading device info');
+    const { view } = info;
+    return {
+      flags: view.getUint32(vfio_device_info.flags, this.little),
+      numRegions: view.getUint32(vfio_device_info.num_regions, this.little),
+      numIrqs: view.getUint32(vfio_device_info.num_irqs, this.little),
+    };
+  }
+
+  deviceGetRegionInfo(device: number, index: number): { flags: number; size: bigint; offset: bigint } {
+    const info = this.struct(vfio_region_info.sizeof);
+    info.view.setUint32(vfio_region_info.index, index, this.little);
+    this.call('VFIO_DEVICE_GET_REGION_INFO', device, info.bytes, `reading region ${index}`);
+    const { view } = info;
+    return {
+      flags: view.getUint32(vfio_region_info.flags, this.little),
+      size: view.getBigUint64(vfio_region_info.size, this.little),
+      offset: view.getBigUint64(vfio_region_info.offset, this.little),
+    };
+  }
+
+  deviceGetIrqInfo(device: number, index: number): { flags: number; count: number } {
+    const info = this.struct(vfio_irq_info.sizeof);
+    info.view.setUint32(vfio_irq_info.index, index, this.little);
+    this.call('VFIO_DEVICE_GET_IRQ_INFO', device, info.bytes, `reading IRQ info ${index}`);
+    return { flags: info.view.getUint32(vfio_irq_info.flags, this.little), count: info.view.getUint32(vfio_irq_info.count, this.little) };
+  }
+
+  /** VFIO_DEVICE_SET_IRQS with eventfds (`-1` de-assigns a vector), or with no data (`fds` empty). */
+  deviceSetIrqs(device: number, flags: number, index: number, start: number, fds: readonly number[]): void {
+    const set = this.struct(vfio_irq_set.sizeof + fds.length * 4);
+    const { view } = set;
+    view.setUint32(vfio_irq_set.flags, flags, this.little);
+    view.setUint32(vfio_irq_set.index, index, this.little);
+    view.setUint32(vfio_irq_set.start, start, this.little);
+    view.setUint32(vfio_irq_set.count, fds.length, this.little);
+    fds.forEach((fd, position) => view.setInt32(vfio_irq_set.data + position * 4, fd, this.little));
+    this.call('VFIO_DEVICE_SET_IRQS', device, set.bytes, `setting IRQs of index ${index}`);
+  }
+
+  deviceReset(device: number): void {
+    this.call('VFIO_DEVICE_RESET', device, 0, 'resetting the device');
+  }
+
+  deviceBindIommufd(device: number, iommufd: number): number {
+    const bind = this.struct(vfio_device_bind_iommufd.sizeof);
+    bind.view.setInt32(vfio_device_bind_iommufd.iommufd, iommufd, this.little);
+    this.call('VFIO_DEVICE_BIND_IOMMUFD', device, bind.bytes, 'binding the device to iommufd');
+    return bind.view.getUint32(vfio_device_bind_iommufd.out_devid, this.little);
+  }
+
+  deviceAttachIommufdPt(device: number, ptId: number): number {
+    const attach = this.struct(vfio_device_attach_iommufd_pt.sizeof);
+    attach.view.setUint32(vfio_device_attach_iommufd_pt.pt_id, ptId, this.little);
+    this.call('VFIO_DEVICE_ATTACH_IOMMUFD_PT', device, attach.bytes, `attaching the device to IOAS ${ptId}`);
+    return attach.view.getUint32(vfio_device_attach_iommufd_pt.pt_id, this.little);
+  }
+
+  deviceDetachIommufdPt(device: number): void {
+    this.call('VFIO_DEVICE_DETACH_IOMMUFD_PT', device, this.struct(vfio_device_detach_iommufd_pt.sizeof).bytes, 'detaching the device');
+  }
+
+  // --- iommufd -----------------------------------------------------------------------------------
+
+  iommuDestroy(iommufd: number, id: number): void {
+    const destroy = this.struct(iommu_destroy.sizeof);
+    destroy.view.setUint32(iommu_destroy.id, id, this.little);
+    this.call('IOMMU_DESTROY', iommufd, destroy.bytes, `destroying iommufd object ${id}`);
+  }
+
+  ioasAlloc(iommufd: number): number {
+    const alloc = this.struct(iommu_ioas_alloc.sizeof);
+    this.call('IOMMU_IOAS_ALLOC', iommufd, alloc.bytes, 'allocating an IOAS');
+    return alloc.view.getUint32(iommu_ioas_alloc.out_ioas_id, this.little);
+  }
+
+  /** IOMMU_IOAS_IOVA_RANGES with the EMSGSIZE two-step: ask, then ask again with room for every range. */
+  ioasIovaRanges(iommufd: number, ioasId: number): { ranges: IovaRange[]; alignment: bigint } {
+    let slots = 4;
+    for (;;) {
+      const query = this.struct(iommu_ioas_iova_ranges.sizeof);
+      const ranges = new Uint8Array(slots * iommu_iova_range.sizeof);
+      const { view } = query;
+      view.setUint32(iommu_ioas_iova_ranges.ioas_id, ioasId, this.little);
+      view.setUint32(iommu_ioas_iova_ranges.num_iovas, slots, this.little);
+      view.setBigUint64(iommu_ioas_iova_ranges.allowed_iovas, this.syscalls.addressOf(ranges), this.little);
+      const status = this.syscalls.ioctl(iommufd, this.numbers.IOMMU_IOAS_IOVA_RANGES, query.bytes);
+      const total = view.getUint32(iommu_ioas_iova_ranges.num_iovas, this.little);
+      if (status === -ERRNO.EMSGSIZE && total > slots) {
+        slots = total;
+        continue;
+      }
+      if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_IOVA_RANGES', 'reading the IOAS IOVA ranges');
+      const rangeView = new DataView(ranges.buffer);
+      const result: IovaRange[] = [];
+      for (let index = 0; index < total; index++) {
+        result.push({
+          start: rangeView.getBigUint64(index * iommu_iova_range.sizeof + iommu_iova_range.start, this.little),
+          last: rangeView.getBigUint64(index * iommu_iova_range.sizeof + iommu_iova_range.last, this.little),
+        });
+      }
+      return { ranges: result, alignment: view.getBigUint64(iommu_ioas_iova_ranges.out_iova_alignment, this.little) };
+    }
+  }
+
+  ioasAllowIovas(iommufd: number, ioasId: number, ranges: readonly IovaRange[]): void {
+    const allow = this.struct(iommu_ioas_allow_iovas.sizeof);
+    const list = new Uint8Array(Math.max(ranges.length, 1) * iommu_iova_range.sizeof);
+    const listView = new DataView(list.buffer);
+    ranges.forEach((range, index) => {
+      listView.setBigUint64(index * 16 + iommu_iova_range.start, range.start, this.little);
+      listView.setBigUint64(index * 16 + iommu_iova_range.last, range.last, this.little);
+    });
+    const { view } = allow;
+    view.setUint32(iommu_ioas_allow_iovas.ioas_id, ioasId, this.little);
+    view.setUint32(iommu_ioas_allow_iovas.num_iovas, ranges.length, this.little);
+    view.setBigUint64(iommu_ioas_allow_iovas.allowed_iovas, this.syscalls.addressOf(list), this.little);
+    this.call('IOMMU_IOAS_ALLOW_IOVAS', iommufd, allow.bytes, 'setting the allowed IOVA ranges');
+  }
+
+  /** IOMMU_IOAS_MAP (hot path): returns the IOVA (chosen by the kernel without FIXED_IOVA). */
+  ioasMap(iommufd: number, ioasId: number, flags: number, userVa: bigint, length: bigint, iova: bigint): bigint {
+    const { bytes, view } = this.ioasMapBuffer;
+    const little = this.little;
+    view.setUint32(iommu_ioas_map.flags, flags, little);
+    view.setUint32(iommu_ioas_map.ioas_id, ioasId, little);
+    view.setBigUint64(iommu_ioas_map.user_va, userVa, little);
+    view.setBigUint64(iommu_ioas_map.length, length, little);
+    view.setBigUint64(iommu_ioas_map.iova, iova, little);
+    const status = this.syscalls.ioctl(iommufd, this.numbers.IOMMU_IOAS_MAP, bytes);
+    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_MAP', `mapping 0x${length.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    return view.getBigUint64(iommu_ioas_map.iova, little);
+  }
+
+  /** IOMMU_IOAS_UNMAP (hot path): returns the bytes unmapped. */
+  ioasUnmap(iommufd: number, ioasId: number, iova: bigint, length: bigint): bigint {
+    const { bytes, view } = this.ioasUnmapBuffer;
+    const little = this.little;
+    view.setUint32(iommu_ioas_unmap.ioas_id, ioasId, little);
+    view.setBigUint64(iommu_ioas_unmap.iova, iova, little);
+    view.setBigUint64(iommu_ioas_unmap.length, length, little);
+    const status = this.syscalls.ioctl(iommufd, this.numbers.IOMMU_IOAS_UNMAP, bytes);
+    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_UNMAP', `unmapping 0x${length.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    return view.getBigUint64(iommu_ioas_unmap.length, little);
+  }
+
+  /** IOMMU_IOAS_COPY: returns the destination IOVA. */
+  ioasCopy(iommufd: number, flags: number, destinationIoas: number, sourceIoas: number, length: bigint, destinationIova: bigint, sourceIova: bigint): bigint {
+    const copy = this.struct(iommu_ioas_copy.sizeof);
+    const { view } = copy;
+    view.setUint32(iommu_ioas_copy.flags, flags, this.little);
+    view.setUint32(iommu_ioas_copy.dst_ioas_id, destinationIoas, this.little);
+    view.setUint32(iommu_ioas_copy.src_ioas_id, sourceIoas, this.little);
+    view.setBigUint64(iommu_ioas_copy.length, length, this.little);
+    view.setBigUint64(iommu_ioas_copy.dst_iova, destinationIova, this.little);
+    view.setBigUint64(iommu_ioas_copy.src_iova, sourceIova, this.little);
+    this.call('IOMMU_IOAS_COPY', iommufd, copy.bytes, `copying 0x${length.toString(16)} bytes of mappings`);
+    return view.getBigUint64(iommu_ioas_copy.dst_iova, this.little);
+  }
+
+  /** IOMMU_OPTION: returns `val64` (the value read for GET). */
+  iommuOption(iommufd: number, optionId: number, op: number, objectId: number, value: bigint): bigint {
+    const option = this.struct(iommu_option.sizeof);
+    const { view } = option;
+    view.setUint32(iommu_option.option_id, optionId, this.little);
+    view.setUint16(iommu_option.op, op, this.little);
+    view.setUint32(iommu_option.object_id, objectId, this.little);
+    view.setBigUint64(iommu_option.val64, value, this.little);
+    this.call('IOMMU_OPTION', iommufd, option.bytes, `option ${optionId}`);
+    return view.getBigUint64(iommu_option.val64, this.little);
+  }
+}

@@ -1,0 +1,94 @@
+import { SYSCALL_FLAGS, type IovaRange } from '@ioas/core';
+import type { VfioIoctls } from './ioctl.js';
+import { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from './uapi/iommufd.js';
+import { VfioDevice } from './vfio-device.js';
+
+/** A device bound to iommufd through its cdev. */
+export class IommufdDevice extends VfioDevice {
+  constructor(
+    ioctls: VfioIoctls,
+    fd: number,
+    name: string,
+    readonly deviceId: number,
+  ) {
+    super(ioctls, fd, name);
+  }
+
+  /** Attaches to an IOAS (again: an atomic replace). */
+  attach(ioasId: number): number {
+    return this.ioctls.deviceAttachIommufdPt(this.fd, ioasId);
+  }
+
+  detach(): void {
+    this.ioctls.deviceDetachIommufdPt(this.fd);
+  }
+}
+
+/** One `/dev/iommu` file and the IOAS operations on it (shared/facts/iommufd.md). */
+export class IommufdContext {
+  private closed = false;
+
+  private constructor(
+    readonly ioctls: VfioIoctls,
+    readonly fd: number,
+  ) {}
+
+  static open(ioctls: VfioIoctls, path = '/dev/iommu'): IommufdContext {
+    const fd = ioctls.syscalls.open(path, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
+    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${path}`);
+    return new IommufdContext(ioctls, fd);
+  }
+
+  allocateIoas(): number {
+    return this.ioctls.ioasAlloc(this.fd);
+  }
+
+  destroy(id: number): void {
+    this.ioctls.iommuDestroy(this.fd, id);
+  }
+
+  /** The IOAS's usable ranges and IOVA alignment; query again after every attach or detach. */
+  iovaRanges(ioasId: number): { ranges: IovaRange[]; alignment: bigint } {
+    return this.ioctls.ioasIovaRanges(this.fd, ioasId);
+  }
+
+  allowIovas(ioasId: number, ranges: readonly IovaRange[]): void {
+    this.ioctls.ioasAllowIovas(this.fd, ioasId, ranges);
+  }
+
+  /** Maps at a fixed IOVA, or (with `iova` undefined) where the kernel chooses; returns the IOVA. */
+  map(ioasId: number, userVa: bigint, length: bigint, iova: bigint | undefined, access: { read: boolean; write: boolean }): bigint {
+    const flags = (iova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
+    return this.ioctls.ioasMap(this.fd, ioasId, flags, userVa, length, iova ?? 0n);
+  }
+
+  /** Returns the bytes unmapped. */
+  unmap(ioasId: number, iova: bigint, length: bigint): bigint {
+    return this.ioctls.ioasUnmap(this.fd, ioasId, iova, length);
+  }
+
+  /** Copies mappings from one IOAS to another without pinning again; returns the destination IOVA. */
+  copy(destinationIoas: number, sourceIoas: number, length: bigint, sourceIova: bigint, destinationIova: bigint | undefined, access: { read: boolean; write: boolean }): bigint {
+    const flags = (destinationIova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
+    return this.ioctls.ioasCopy(this.fd, flags, destinationIoas, sourceIoas, length, destinationIova ?? 0n, sourceIova);
+  }
+
+  /** Opens a device cdev (`/dev/vfio/devices/vfioN`) and binds it to this iommufd. */
+  bindDevice(cdevPath: string, name: string): IommufdDevice {
+    const fd = this.ioctls.syscalls.open(cdevPath, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
+    if (fd < 0) throw this.ioctls.failure(-fd, 'open', `opening ${cdevPath} (${name})`);
+    try {
+      return new IommufdDevice(this.ioctls, fd, name, this.ioctls.deviceBindIommufd(fd, this.fd));
+    } catch (error) {
+      this.ioctls.syscalls.close(fd);
+      throw error;
+    }
+  }
+
+  /** Closes `/dev/iommu`: every IOAS and its mappings go. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ioctls.syscalls.close(this.fd);
+  }
+}

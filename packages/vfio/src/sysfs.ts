@@ -1,0 +1,124 @@
+import { IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
+
+/** One line of `reserved_regions` the kernel may print: `0x%016llx 0x%016llx %s`. */
+const RESERVED_LINE = /^0x([0-9a-f]{16}) 0x([0-9a-f]{16}) (\S+)$/;
+const KNOWN_KINDS = new Set<string>(['msi', 'direct', 'direct-relaxable', 'reserved']);
+
+/**
+ * Parses `/sys/kernel/iommu_groups/N/reserved_regions` (shared/facts/sysfs-and-platforms.md §1):
+ * one region per line, inclusive end. An unknown type string is kept as `reserved`, the
+ * conservative reading (never mapped), with the original string in `origin`.
+ */
+export function parseReservedRegions(text: string, origin: string): ReservedRange[] {
+  const regions: ReservedRange[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    const match = RESERVED_LINE.exec(line.trim());
+    if (match === null) throw new IoasError('kernel', `${origin}: cannot parse reserved region line "${line}"`);
+    const kind = match[3]!;
+    const known = KNOWN_KINDS.has(kind);
+    regions.push({
+      start: BigInt(`0x${match[1]}`),
+      last: BigInt(`0x${match[2]}`),
+      kind: (known ? kind : 'reserved') as ReservedKind,
+      source: 'sysfs',
+      origin: known ? origin : `${origin} (type "${kind}")`,
+    });
+  }
+  return regions;
+}
+
+/** A PCI device as sysfs describes it. */
+export interface PciDeviceInfo {
+  readonly address: string;
+  readonly vendor: number;
+  readonly device: number;
+  /** The bound driver's name, or null. */
+  readonly driver: string | null;
+  /** The IOMMU group number, or undefined when the device has none. */
+  readonly group: number | undefined;
+}
+
+/**
+ * The sysfs side of VFIO: IOMMU groups and their devices, reserved regions, drivers, and binding
+ * to vfio-pci. `root` prefixes every path, so that a captured tree can stand in for `/`.
+ */
+export class Sysfs {
+  constructor(
+    private readonly syscalls: Syscalls,
+    private readonly root = '',
+  ) {}
+
+  private path(path: string): string {
+    return `${this.root}${path}`;
+  }
+
+  /** Every IOMMU group number, ascending; empty when the IOMMU is off. */
+  groups(): number[] {
+    const path = this.path('/sys/kernel/iommu_groups');
+    if (!this.syscalls.exists(path)) return [];
+    return this.syscalls
+      .readDir(path)
+      .map(Number)
+      .filter((group) => Number.isInteger(group))
+      .sort((a, b) => a - b);
+  }
+
+  /** The device names in a group (what VFIO_GROUP_GET_DEVICE_FD accepts). */
+  groupDevices(group: number): string[] {
+    return this.syscalls.readDir(this.path(`/sys/kernel/iommu_groups/${group}/devices`)).sort();
+  }
+
+  /** A group's reserved regions. */
+  reservedRegions(group: number): ReservedRange[] {
+    const path = `/sys/kernel/iommu_groups/${group}/reserved_regions`;
+    return parseReservedRegions(this.syscalls.readFile(this.path(path)), path);
+  }
+
+  /** The IOMMU group of a device: the basename of its `iommu_group` link. */
+  deviceGroup(address: string): number | undefined {
+    const path = this.path(`/sys/bus/pci/devices/${address}/iommu_group`);
+    if (!this.syscalls.exists(path)) return undefined;
+    return Number(this.syscalls.readLink(path).split('/').pop());
+  }
+
+  /** The driver bound to a device, or null. */
+  deviceDriver(address: string): string | null {
+    const path = this.path(`/sys/bus/pci/devices/${address}/driver`);
+    if (!this.syscalls.exists(path)) return null;
+    return this.syscalls.readLink(path).split('/').pop() ?? null;
+  }
+
+  /** Vendor, device, driver and group of a PCI device. */
+  device(address: string): PciDeviceInfo {
+    const read = (file: string) => Number.parseInt(this.syscalls.readFile(this.path(`/sys/bus/pci/devices/${address}/${file}`)).trim(), 16);
+    return { address, vendor: read('vendor'), device: read('device'), driver: this.deviceDriver(address), group: this.deviceGroup(address) };
+  }
+
+  /** The VFIO cdev of a device bound to vfio-pci (`vfioN`, Linux 6.6+), or undefined. */
+  deviceCdev(address: string): string | undefined {
+    const path = this.path(`/sys/bus/pci/devices/${address}/vfio-dev`);
+    if (!this.syscalls.exists(path)) return undefined;
+    return this.syscalls.readDir(path).find((entry) => /^vfio\d+$/.test(entry));
+  }
+
+  /**
+   * Binds a device to vfio-pci the per-device way: driver_override, unbind the current driver,
+   * drivers_probe (sysfs-and-platforms.md §3).
+   */
+  bindVfio(address: string): void {
+    this.bind(address, 'vfio-pci');
+  }
+
+  /** Gives a device back to its default driver: clear driver_override, unbind, probe. */
+  unbindVfio(address: string): void {
+    this.bind(address, '');
+  }
+
+  private bind(address: string, driver: string): void {
+    const device = `/sys/bus/pci/devices/${address}`;
+    this.syscalls.writeFile(this.path(`${device}/driver_override`), `${driver}\n`);
+    if (this.deviceDriver(address) !== null) this.syscalls.writeFile(this.path(`${device}/driver/unbind`), address);
+    this.syscalls.writeFile(this.path('/sys/bus/pci/drivers_probe'), address);
+  }
+}

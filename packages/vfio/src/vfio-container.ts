@@ -1,0 +1,63 @@
+import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
+import type { VfioIoctls } from './ioctl.js';
+import { parseType1Info, type Type1Info } from './type1-info.js';
+import { VFIO_API_VERSION, VFIO_DMA_UNMAP_FLAG_ALL } from './uapi/vfio.js';
+
+/** A VFIO container: `/dev/vfio/vfio`, holding groups and one IOMMU context. */
+export class VfioContainer {
+  private closed = false;
+
+  private constructor(
+    readonly ioctls: VfioIoctls,
+    readonly fd: number,
+  ) {}
+
+  /** Opens a new, empty container and checks the API version (vfio-type1.md §9 step 1). */
+  static open(ioctls: VfioIoctls, path = '/dev/vfio/vfio'): VfioContainer {
+    const fd = ioctls.syscalls.open(path, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
+    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${path}`);
+    const container = new VfioContainer(ioctls, fd);
+    try {
+      const version = ioctls.getApiVersion(fd);
+      if (version !== VFIO_API_VERSION) throw ioctls.failure(ERRNO.EINVAL, 'VFIO_GET_API_VERSION', `VFIO API version ${version} is not ${VFIO_API_VERSION}`);
+    } catch (error) {
+      container.close();
+      throw error;
+    }
+    return container;
+  }
+
+  checkExtension(extension: number): boolean {
+    return this.ioctls.checkExtension(this.fd, extension);
+  }
+
+  setIommu(type: number): void {
+    this.ioctls.setIommu(this.fd, type);
+  }
+
+  /** IOMMU info with its capabilities parsed; read it again after every group attach or detach. */
+  info(): Type1Info {
+    return parseType1Info(this.ioctls.iommuGetInfo(this.fd), this.ioctls.little);
+  }
+
+  mapDma(vaddr: bigint, iova: bigint, size: bigint, flags: number): void {
+    this.ioctls.iommuMapDma(this.fd, vaddr, iova, size, flags);
+  }
+
+  /** Returns the bytes the kernel reports unmapped. */
+  unmapDma(iova: bigint, size: bigint): bigint {
+    return this.ioctls.iommuUnmapDma(this.fd, iova, size, 0);
+  }
+
+  /** Unmaps everything (needs CHECK_EXTENSION(VFIO_UNMAP_ALL)); returns the bytes unmapped. */
+  unmapAll(): bigint {
+    return this.ioctls.iommuUnmapDma(this.fd, 0n, 0n, VFIO_DMA_UNMAP_FLAG_ALL);
+  }
+
+  /** Closes the container; the kernel drops every mapping. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ioctls.syscalls.close(this.fd);
+  }
+}

@@ -1,0 +1,173 @@
+import { ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
+import type { VfioIoctls } from './ioctl.js';
+import {
+  VFIO_DEVICE_FLAGS_RESET,
+  VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE,
+  VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX,
+} from './uapi/vfio.js';
+
+/** A region of a VFIO device (a BAR, config space...). */
+export interface RegionInfo {
+  readonly index: number;
+  readonly flags: number;
+  readonly size: bigint;
+  /** File offset on the device fd; opaque (vfio-pci happens to use index << 40). */
+  readonly offset: bigint;
+}
+
+/**
+ * A VFIO device fd (from a group, or a cdev bound to iommufd): info, regions, config space, BAR
+ * access, MSI through eventfds, reset.
+ */
+export class VfioDevice {
+  private closed = false;
+  private readonly regions = new Map<number, RegionInfo>();
+  private eventfds: number[] = [];
+
+  constructor(
+    readonly ioctls: VfioIoctls,
+    readonly fd: number,
+    readonly name: string,
+  ) {}
+
+  info(): { flags: number; numRegions: number; numIrqs: number } {
+    return this.ioctls.deviceGetInfo(this.fd);
+  }
+
+  region(index: number): RegionInfo {
+    let region = this.regions.get(index);
+    if (region === undefined) {
+      region = { index, ...this.ioctls.deviceGetRegionInfo(this.fd, index) };
+      this.regions.set(index, region);
+    }
+    return region;
+  }
+
+  irqInfo(index: number): { flags: number; count: number } {
+    return this.ioctls.deviceGetIrqInfo(this.fd, index);
+  }
+
+  /** Reads `length` bytes at `offset` of a region through pread. */
+  read(index: number, offset: bigint, length: number): Uint8Array {
+    const region = this.region(index);
+    const buffer = new Uint8Array(length);
+    const count = this.ioctls.syscalls.pread(this.fd, buffer, region.offset + offset);
+    if (count < 0) throw this.ioctls.failure(-count, 'pread', `reading ${length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
+    if (count !== length) throw new IoasError('kernel', `short read of region ${index} of ${this.name}: ${count} of ${length} bytes`);
+    return buffer;
+  }
+
+  /** Writes bytes at `offset` of a region through pwrite. */
+  write(index: number, offset: bigint, bytes: Uint8Array): void {
+    const region = this.region(index);
+    const count = this.ioctls.syscalls.pwrite(this.fd, bytes, region.offset + offset);
+    if (count < 0) throw this.ioctls.failure(-count, 'pwrite', `writing ${bytes.length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
+    if (count !== bytes.length) throw new IoasError('kernel', `short write to region ${index} of ${this.name}: ${count} of ${bytes.length} bytes`);
+  }
+
+  /** 32-bit little-endian register read (PCI registers are little-endian on every CPU). */
+  read32(index: number, offset: bigint): number {
+    return new DataView(this.read(index, offset, 4).buffer).getUint32(0, true);
+  }
+
+  write32(index: number, offset: bigint, value: number): void {
+    const bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
+    this.write(index, offset, bytes);
+  }
+
+  read64(index: number, offset: bigint): bigint {
+    return new DataView(this.read(index, offset, 8).buffer).getBigUint64(0, true);
+  }
+
+  write64(index: number, offset: bigint, value: bigint): void {
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigUint64(0, value, true);
+    this.write(index, offset, bytes);
+  }
+
+  /** Reads PCI config space. */
+  configRead(offset: number, length: number): Uint8Array {
+    return this.read(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(offset), length);
+  }
+
+  /** Writes PCI config space. */
+  configWrite(offset: number, bytes: Uint8Array): void {
+    this.write(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(offset), bytes);
+  }
+
+  /**
+   * Turns on bus mastering (command register bits 1 and 2: memory space and bus master), which DMA
+   * and MSI need and vfio-pci does not do (real-kernel-rig.md gotcha 3).
+   */
+  enableBusMaster(): void {
+    const command = new DataView(this.configRead(4, 2).buffer).getUint16(0, true);
+    const bytes = new Uint8Array(2);
+    new DataView(bytes.buffer).setUint16(0, command | 0x6, true);
+    this.configWrite(4, bytes);
+  }
+
+  /** mmaps a region (a BAR with the MMAP flag) and returns its address. */
+  mmap(index: number): bigint {
+    const region = this.region(index);
+    const address = this.ioctls.syscalls.mmap(region.size, SYSCALL_FLAGS.PROT_READ | SYSCALL_FLAGS.PROT_WRITE, SYSCALL_FLAGS.MAP_SHARED, this.fd, region.offset);
+    if (address < 0n) throw this.ioctls.failure(Number(-address), 'mmap', `mapping region ${index} of ${this.name}`);
+    return address;
+  }
+
+  /**
+   * Enables `vectors` MSI vectors, each signalling a new eventfd; returns the eventfds. Rolls back
+   * the eventfds if the kernel refuses. With NORESIZE, a different count needs disable first (§5).
+   */
+  enableMsi(vectors: number, index = VFIO_PCI_MSI_IRQ_INDEX): number[] {
+    const syscalls = this.ioctls.syscalls;
+    const fds: number[] = [];
+    try {
+      for (let vector = 0; vector < vectors; vector++) {
+        const fd = syscalls.eventfd(0, SYSCALL_FLAGS.EFD_CLOEXEC | SYSCALL_FLAGS.EFD_NONBLOCK);
+        if (fd < 0) throw this.ioctls.failure(-fd, 'eventfd', 'creating an MSI eventfd');
+        fds.push(fd);
+      }
+      this.ioctls.deviceSetIrqs(this.fd, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, fds);
+    } catch (error) {
+      for (const fd of fds) syscalls.close(fd);
+      throw error;
+    }
+    this.eventfds.push(...fds);
+    return fds;
+  }
+
+  /** Disables every vector of an IRQ index (DATA_NONE | ACTION_TRIGGER with count 0) and closes its eventfds. */
+  disableIrqs(index = VFIO_PCI_MSI_IRQ_INDEX): void {
+    this.ioctls.deviceSetIrqs(this.fd, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, []);
+    for (const fd of this.eventfds) this.ioctls.syscalls.close(fd);
+    this.eventfds = [];
+  }
+
+  /** Reads and clears an eventfd's counter: the number of interrupts since the last read (0 if none). */
+  static readEventfd(ioctls: VfioIoctls, fd: number): bigint {
+    const buffer = new Uint8Array(8);
+    const count = ioctls.syscalls.read(fd, buffer);
+    if (count === -ERRNO.EAGAIN) return 0n;
+    if (count < 0) throw ioctls.failure(-count, 'read', 'reading an eventfd');
+    return new DataView(buffer.buffer).getBigUint64(0, ioctls.little);
+  }
+
+  /** VFIO_DEVICE_RESET, when the device advertises it. */
+  reset(): void {
+    if ((this.info().flags & VFIO_DEVICE_FLAGS_RESET) === 0) throw new IoasError('unsupported', `${this.name} does not support VFIO_DEVICE_RESET`);
+    this.ioctls.deviceReset(this.fd);
+  }
+
+  /** Closes the device fd and its eventfds. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.eventfds) this.ioctls.syscalls.close(fd);
+    this.eventfds = [];
+    this.ioctls.syscalls.close(this.fd);
+  }
+}

@@ -1,0 +1,56 @@
+import { SYSCALL_FLAGS } from '@ioas/core';
+import type { VfioIoctls } from './ioctl.js';
+import { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE } from './uapi/vfio.js';
+import type { VfioContainer } from './vfio-container.js';
+
+/** A VFIO group: `/dev/vfio/<N>`. */
+export class VfioGroup {
+  private closed = false;
+  private container: VfioContainer | undefined;
+
+  private constructor(
+    readonly ioctls: VfioIoctls,
+    readonly id: number,
+    readonly fd: number,
+  ) {}
+
+  /** Opens `/dev/vfio/<id>` (6.1 allows one open at a time: EBUSY otherwise). */
+  static open(ioctls: VfioIoctls, id: number, devicePath = `/dev/vfio/${id}`): VfioGroup {
+    const fd = ioctls.syscalls.open(devicePath, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
+    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${devicePath} (IOMMU group ${id})`);
+    return new VfioGroup(ioctls, id, fd);
+  }
+
+  /** VFIO_GROUP_GET_STATUS: viable (no member bound to a DMA-owning driver) and container set. */
+  status(): { viable: boolean; containerSet: boolean } {
+    const flags = this.ioctls.groupGetStatus(this.fd);
+    return { viable: (flags & VFIO_GROUP_FLAGS_VIABLE) !== 0, containerSet: (flags & VFIO_GROUP_FLAGS_CONTAINER_SET) !== 0 };
+  }
+
+  setContainer(container: VfioContainer): void {
+    this.ioctls.groupSetContainer(this.fd, container.fd);
+    this.container = container;
+  }
+
+  unsetContainer(): void {
+    this.ioctls.groupUnsetContainer(this.fd);
+    this.container = undefined;
+  }
+
+  /** A device fd for a member (`0000:00:03.0`); needs the container set and SET_IOMMU done. */
+  deviceFd(name: string): number {
+    return this.ioctls.groupGetDeviceFd(this.fd, name);
+  }
+
+  /** Closes the group fd; the kernel takes the group out of its container. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.container = undefined;
+    this.ioctls.syscalls.close(this.fd);
+  }
+
+  get inContainer(): boolean {
+    return this.container !== undefined;
+  }
+}

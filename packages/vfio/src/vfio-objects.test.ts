@@ -1,0 +1,138 @@
+// The objects over the simulator's syscall face (which speaks the real ioctl bytes), and the libc
+// syscalls on this machine for what needs no VFIO device.
+import { execFileSync } from 'node:child_process';
+import { ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
+import { createSimulator, simSyscalls } from '@ioas/backend-sim';
+import { describe, expect, it } from 'vitest';
+import { allocateDmaMemory } from './dma-memory.js';
+import { IommufdContext } from './iommufd-context.js';
+import { VfioIoctls } from './ioctl.js';
+import { libcSyscalls } from './libc-syscalls.js';
+import { Sysfs } from './sysfs.js';
+import { VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_PCI_BAR0_REGION_INDEX, VFIO_TYPE1v2_IOMMU } from './uapi/vfio.js';
+import { VfioContainer } from './vfio-container.js';
+import { VfioDevice } from './vfio-device.js';
+import { VfioGroup } from './vfio-group.js';
+
+function onSim(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
+  const simulator = createSimulator({ platform });
+  const syscalls = simSyscalls(simulator);
+  return { simulator, syscalls, ioctls: new VfioIoctls({ syscalls, littleEndian: true, arch: 'generic' }), sysfs: new Sysfs(syscalls) };
+}
+
+describe('VFIO objects over the simulator syscall face', () => {
+  it('follows the minimal call order and reads the capability chain (vfio-type1.md §9)', () => {
+    const { ioctls, sysfs, simulator } = onSim('arm-smmuv3');
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const groupId = sysfs.deviceGroup(edu.address)!;
+    expect(sysfs.reservedRegions(groupId)).toEqual([{ start: 0x8000000n, last: 0x80fffffn, kind: 'msi', source: 'sysfs', origin: `/sys/kernel/iommu_groups/${groupId}/reserved_regions` }]);
+    const container = VfioContainer.open(ioctls);
+    expect(container.checkExtension(VFIO_TYPE1v2_IOMMU)).toBe(true);
+    const group = VfioGroup.open(ioctls, groupId);
+    expect(group.status()).toEqual({ viable: true, containerSet: false });
+    group.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    expect(container.info()).toEqual({
+      ioPageSizes: 0x40201000n,
+      dmaAvailable: 65535,
+      ranges: [
+        { start: 0n, last: 0x7ffffffn },
+        { start: 0x8100000n, last: 0xffffffffffffn },
+      ],
+    });
+    const memory = allocateDmaMemory(ioctls.syscalls, 0x200000n, 0x200000n);
+    container.mapDma(memory.address, 0x200000n, 0x200000n, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+    expect(container.info().dmaAvailable).toBe(65534);
+    expect(() => container.mapDma(memory.address, 0x200000n, 0x200000n, 3)).toThrow(expect.objectContaining({ code: 'kernel', errno: ERRNO.EEXIST, ioctl: 'VFIO_IOMMU_MAP_DMA' }));
+    // Device DMA lands in the memory's live view.
+    expect(edu.dmaWrite(0x200010n, new Uint8Array([9, 8, 7]))).toBe(true);
+    expect([...memory.bytes.subarray(0x10, 0x13)]).toEqual([9, 8, 7]);
+    expect(container.unmapDma(0x200000n, 0x200000n)).toBe(0x200000n);
+    const device = new VfioDevice(ioctls, group.deviceFd(edu.address), edu.address);
+    expect(device.info()).toEqual({ flags: 0x2, numRegions: 9, numIrqs: 5 });
+    expect(device.region(VFIO_PCI_BAR0_REGION_INDEX)).toMatchObject({ size: 0x100000n, flags: 0x7 });
+    expect(device.read32(VFIO_PCI_BAR0_REGION_INDEX, 0n)).toBe(0x010000ed);
+    device.enableBusMaster();
+    const [eventfd] = device.enableMsi(1);
+    device.write32(VFIO_PCI_BAR0_REGION_INDEX, 0x60n, 1); // edu: raise an interrupt
+    expect(VfioDevice.readEventfd(ioctls, eventfd!)).toBe(1n);
+    expect(VfioDevice.readEventfd(ioctls, eventfd!)).toBe(0n);
+    expect(() => device.reset()).toThrow(expect.objectContaining({ code: 'unsupported' }));
+    device.disableIrqs();
+    device.close();
+    group.close();
+    container.close();
+    memory.free();
+    expect(simulator.openHandles()).toBe(0);
+  });
+
+  it('drives an IOAS through the cdev: ranges two-step, allow-list, fixed and kernel-chosen maps, copy', () => {
+    const { ioctls, sysfs, simulator } = onSim();
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const context = IommufdContext.open(ioctls);
+    const ioas = context.allocateIoas();
+    expect(context.iovaRanges(ioas)).toEqual({ ranges: [{ start: 0n, last: (1n << 64n) - 1n }], alignment: 1n });
+    const device = context.bindDevice(`/dev/vfio/devices/${sysfs.deviceCdev(edu.address)}`, edu.address);
+    device.attach(ioas);
+    expect(context.iovaRanges(ioas).ranges).toHaveLength(2);
+    context.allowIovas(ioas, [{ start: 0x100000n, last: 0x1fffffn }]);
+    const memory = allocateDmaMemory(ioctls.syscalls, 0x4000n);
+    expect(context.map(ioas, memory.address, 0x2000n, undefined, { read: true, write: true })).toBe(0x100000n);
+    expect(context.map(ioas, memory.address + 0x2000n, 0x2000n, 0x300000n, { read: true, write: false })).toBe(0x300000n);
+    const second = context.allocateIoas();
+    expect(context.copy(second, ioas, 0x2000n, 0x100000n, 0x500000n, { read: true, write: true })).toBe(0x500000n);
+    expect(() => context.unmap(ioas, 0x100000n, 0x1000n)).toThrow(expect.objectContaining({ errno: ERRNO.ENOENT }));
+    expect(context.unmap(ioas, 0x100000n, 0x2000n)).toBe(0x2000n);
+    expect(() => context.destroy(ioas)).toThrow(expect.objectContaining({ errno: ERRNO.EBUSY }));
+    device.detach();
+    device.close();
+    context.close();
+    expect(simulator.openHandles()).toBe(0);
+  });
+
+  it('binds a device to vfio-pci through driver_override and back', () => {
+    const simulator = createSimulator({ platform: 'arm-smmuv3', vfio: [] });
+    const sysfs = new Sysfs(simSyscalls(simulator));
+    expect(sysfs.deviceGroup('0000:00:02.0')).toBeUndefined();
+    sysfs.bindVfio('0000:00:02.0');
+    expect(sysfs.device('0000:00:02.0')).toEqual({ address: '0000:00:02.0', vendor: 0x1234, device: 0x11e8, driver: 'vfio-pci', group: 1 });
+    expect(sysfs.groups()).toEqual([0, 1]);
+    sysfs.unbindVfio('0000:00:02.0');
+    expect(sysfs.deviceDriver('0000:00:02.0')).toBeNull();
+  });
+});
+
+describe('libc syscalls on this machine', () => {
+  it('reports errno as -errno, maps memory with a live view, and passes eventfd counters', () => {
+    const syscalls = libcSyscalls();
+    expect(syscalls.open('/nonexistent/ioas', SYSCALL_FLAGS.O_RDWR)).toBe(-ERRNO.ENOENT);
+    const memory = allocateDmaMemory(syscalls, 0x2000n);
+    memory.bytes[5] = 42;
+    expect(syscalls.memory(memory.address, 8)[5]).toBe(42);
+    memory.free();
+    const eventfd = syscalls.eventfd(0, SYSCALL_FLAGS.EFD_NONBLOCK | SYSCALL_FLAGS.EFD_CLOEXEC);
+    const ioctls = new VfioIoctls({ syscalls });
+    expect(VfioDevice.readEventfd(ioctls, eventfd)).toBe(0n);
+    const one = new Uint8Array(8);
+    new DataView(one.buffer).setBigUint64(0, 3n, ioctls.little);
+    expect(syscalls.write(eventfd, one)).toBe(8);
+    expect(VfioDevice.readEventfd(ioctls, eventfd)).toBe(3n);
+    expect(syscalls.close(eventfd)).toBe(0);
+    expect(syscalls.close(eventfd)).toBe(-ERRNO.EBADF);
+    // /dev/vfio does not exist on these machines (toolchain.md pitfall 11): a clear kernel error.
+    expect(() => VfioContainer.open(ioctls)).toThrow(IoasError);
+    // A huge page request that the machine has no hugepages for fails with a typed error naming it.
+    expect(() => allocateDmaMemory(syscalls, 0x40000000n, 0x40000000n)).toThrow(/hugepages/);
+  });
+
+  it('loads koffi only when a libc call is made: importing core, the simulator and vfio loads no native code', () => {
+    const script = `
+      const loaded = () => process.report.getReport().sharedObjects.some((path) => path.includes('koffi'));
+      await import('@ioas/core'); await import('@ioas/backend-sim'); const vfio = await import('@ioas/vfio');
+      const before = loaded();
+      vfio.libcSyscalls().open('/nonexistent', 0);
+      console.log(JSON.stringify({ before, after: loaded() }));`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: import.meta.dirname });
+    expect(JSON.parse(output)).toEqual({ before: false, after: true });
+  });
+});
