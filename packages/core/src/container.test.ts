@@ -413,3 +413,32 @@ describe('capability checks', () => {
     expect(none.container.msi.map()).toEqual({ model: 'none', doorbells: [] });
   });
 });
+
+describe('the canonical-input fast path', () => {
+  it('accepts only what zod accepts, and parses it the same', async () => {
+    const { fastMapInput, fastUnmapInput, mapInput, unmapInput } = await import('./schemas.js');
+    const fc = (await import('fast-check')).default;
+    const u64ish = fc.oneof(fc.bigInt(-2n, (1n << 64n) + 2n), fc.constant(0n), fc.integer({ min: -1, max: 5000 }), fc.constant(undefined), fc.constant('1'));
+    const access = fc.oneof(fc.constant(undefined), fc.record({ read: fc.boolean(), write: fc.boolean() }), fc.record({ read: fc.boolean(), write: fc.boolean(), extra: fc.constant(1) }));
+    const memory = fc.record({ address: u64ish, length: u64ish, contiguousPageSize: u64ish }, { requiredKeys: ['address', 'length'] });
+    const input = fc.oneof(fc.record({ iova: u64ish, memory, access }, { requiredKeys: ['memory'] }), fc.record({ iova: u64ish, memory, bogus: fc.constant(1) }));
+    fc.assert(
+      fc.property(input, (value) => {
+        const fast = fastMapInput(value);
+        if (fast === undefined) return;
+        const slow = mapInput.safeParse(value);
+        expect(slow.success).toBe(true);
+        expect(fast).toEqual(slow.data);
+      }),
+      { numRuns: 2000 },
+    );
+    fc.assert(
+      fc.property(fc.record({ iova: u64ish, size: u64ish }), (value) => {
+        const fast = fastUnmapInput(value);
+        if (fast === undefined) return;
+        expect(unmapInput.parse(value)).toEqual(fast);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

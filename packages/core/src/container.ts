@@ -14,11 +14,14 @@ import {
   rangesOverlap,
   rangeSize,
   subtractRanges,
+  U64_MAX,
 } from './iova-range.js';
 import { IovaRangeSet } from './iova-range-set.js';
 import { planRegionMappings } from './plan-region.js';
 import {
   allocateInput,
+  fastMapInput,
+  fastUnmapInput,
   geometryInput,
   mapInput,
   msiPlanInput,
@@ -146,6 +149,13 @@ export class Container implements Disposable {
   private usableRanges: IovaRange[] = [];
   private usableSet = new IovaRangeSet();
   private allocator: IovaAllocator;
+  /**
+   * IOVA of mappings made at an explicit address, not yet taken out of the allocator's free space.
+   * A VMM maps and unmaps at addresses it chose far more often than it asks the allocator for one,
+   * so these reach the allocator only when it is next asked ({@link syncAllocator}): a map followed
+   * by its unmap never touches the allocator's trees.
+   */
+  private readonly pendingReservations = new Map<bigint, IovaRange>();
   private bytesMapped = 0n;
   private closed = false;
 
@@ -345,6 +355,7 @@ export class Container implements Disposable {
     const operation = 'allocate';
     const parsed = this.guard(operation, () => parseInput(allocateInput, input, operation));
     this.assertOpen(operation);
+    this.syncAllocator();
     const ranges = this.guard(operation, () =>
       this.allocator.allocate({
         size: parsed.size,
@@ -388,7 +399,7 @@ export class Container implements Disposable {
    */
   map(input: MapInput): Mapping {
     const operation = 'map';
-    const parsed = this.guard(operation, () => parseInput(mapInput, input, operation));
+    const parsed = fastMapInput(input) ?? this.guard(operation, () => parseInput(mapInput, input, operation));
     this.assertOpen(operation);
     const memory = toHostMemory(parsed.memory);
     const access = parsed.access ?? { read: true, write: true };
@@ -437,7 +448,7 @@ export class Container implements Disposable {
    */
   unmap(input: UnmapInput): bigint {
     const operation = 'unmap';
-    const range = this.guard(operation, () => parseInput(unmapInput, isMapping(input) ? input.iova : input, operation));
+    const range = fastUnmapInput(input) ?? this.guard(operation, () => parseInput(unmapInput, isMapping(input) ? input.iova : input, operation));
     this.assertOpen(operation);
     return this.unmapRange(operation, range);
   }
@@ -507,6 +518,7 @@ export class Container implements Disposable {
       return { model, doorbells };
     }
     if (this.msiDoorbells.length > 0) return { model, doorbells: [...this.msiDoorbells] };
+    this.syncAllocator();
     const doorbells = this.guard(operation, () => this.handle.doListMsiDoorbells!());
     const slot = this.msiSlotSize(operation, doorbells.reduce((largest, doorbell) => (doorbell.size > largest ? doorbell.size : largest), 0n));
     const starts = parsed.iova === undefined ? this.findMsiSlots(operation, slot, doorbells.length) : this.checkMsiSlots(operation, parsed.iova, slot, doorbells.length);
@@ -529,12 +541,13 @@ export class Container implements Disposable {
     const chosen = plan ?? this.planMsi(undefined);
     if (chosen.model !== 'explicit') throw this.error('invalid-argument', operation, `a ${chosen.model} plan cannot be mapped on an explicit-MSI container`);
     const unit = this.mappingUnit(operation);
+    this.syncAllocator();
     for (const doorbell of chosen.doorbells) {
       const { iova } = doorbell;
       if (iova.start % unit !== 0n || (iova.last + 1n) % unit !== 0n) {
         throw this.error('misaligned', operation, `doorbell ${doorbell.index} slot ${formatRange(iova)} must cover whole ${hex(unit)} units`);
       }
-      this.checkUsable(operation, iova, `doorbell ${doorbell.index}`);
+      this.checkUsable(operation, iova, () => `doorbell ${doorbell.index}`);
       if (!this.allocator.isFree(iova)) throw this.error('overlap', operation, `doorbell ${doorbell.index} slot ${formatRange(iova)} is already in use`);
     }
     const done: MsiDoorbellPlacement[] = [];
@@ -581,7 +594,7 @@ export class Container implements Disposable {
     const starts: bigint[] = [];
     for (let position = 0; position < count; position++) {
       const iova = { start: first + BigInt(position) * slot, last: first + BigInt(position + 1) * slot - 1n };
-      this.checkUsable(operation, iova, `MSI doorbell ${position}`);
+      this.checkUsable(operation, iova, () => `MSI doorbell ${position}`);
       if (!this.allocator.isFree(iova)) throw this.error('overlap', operation, `MSI doorbell slot ${formatRange(iova)} is already in use`);
       starts.push(iova.start);
     }
@@ -614,12 +627,13 @@ export class Container implements Disposable {
   private mapParsed(operation: string, requested: bigint | undefined, memory: HostMemory, access: Access): Mapping {
     const unit = this.mappingUnit(operation);
     const windowed = this.capabilities.model === 'windowed';
-    const what = `failed to map ${hex(memory.length)} bytes`;
+    // Messages are built only when an error is thrown: this is the hot path.
+    const what = (): string => `failed to map ${hex(memory.length)} bytes`;
     if (memory.address % unit !== 0n || memory.length % unit !== 0n) {
       throw this.error(
         'misaligned',
         operation,
-        `${what} from host address ${hex(memory.address)}: address and length must be multiples of ${windowed ? `the window size ${hex(unit)}` : `the IO page size ${hex(unit)}`}`,
+        `${what()} from host address ${hex(memory.address)}: address and length must be multiples of ${windowed ? `the window size ${hex(unit)}` : `the IO page size ${hex(unit)}`}`,
       );
     }
     if (windowed) {
@@ -630,7 +644,7 @@ export class Container implements Disposable {
         throw this.error(
           'invalid-argument',
           operation,
-          `${what}: every ${hex(unit)}-byte window must be backed by one physically contiguous chunk; give memory.contiguousPageSize (a hugepage size of at least ${hex(unit)})`,
+          `${what()}: every ${hex(unit)}-byte window must be backed by one physically contiguous chunk; give memory.contiguousPageSize (a hugepage size of at least ${hex(unit)})`,
         );
       }
     }
@@ -642,22 +656,26 @@ export class Container implements Disposable {
       ownsIova = true;
     } else {
       if (requested % unit !== 0n) {
-        throw this.error('misaligned', operation, `${what} at IOVA ${hex(requested)}: the IOVA must be a multiple of ${hex(unit)}`);
+        throw this.error('misaligned', operation, `${what()} at IOVA ${hex(requested)}: the IOVA must be a multiple of ${hex(unit)}`);
       }
-      iova = this.guard(operation, () => ({ start: requested, last: checkedLast(requested, memory.length) }));
-      const clash = this.mappingsOverlapping(iova)[0];
+      const last = requested + memory.length - 1n;
+      if (last > U64_MAX) throw this.error('invalid-argument', operation, `${hex(memory.length)} bytes at IOVA ${hex(requested)} wrap past 2^64-1`);
+      iova = { start: requested, last };
+      const clash = this.firstOverlap(iova);
       if (clash !== undefined) {
-        throw this.error('overlap', operation, `${what} at IOVA ${hex(iova.start)}: the range overlaps mapping ${formatRange(clash.mapping.iova)}`);
+        throw this.error('overlap', operation, `${what()} at IOVA ${hex(iova.start)}: the range overlaps mapping ${formatRange(clash.mapping.iova)}`);
       }
       this.checkBudget(operation, what);
-      this.checkUsable(operation, iova, `${hex(memory.length)} bytes at IOVA ${hex(iova.start)}`);
+      this.checkUsable(operation, iova, () => `${hex(memory.length)} bytes at IOVA ${hex(iova.start)}`);
       const allocation = this.allocations.floor(iova.start)?.value;
       if (allocation === undefined || !rangeContainsRange(allocation, iova)) {
+        // Mappings are checked above; what the allocator has taken (allocations, doorbells, IOVAs it
+        // chose) must be free too. Explicit IOVAs themselves wait in pendingReservations.
         if (!this.allocator.isFree(iova)) {
           const used = this.usedRanges().find((range) => rangesOverlap(range, iova));
-          throw this.error('overlap', operation, `${what} at IOVA ${hex(iova.start)}: the range overlaps ${used ? `allocated range ${formatRange(used)}` : 'IOVA space in use'}`);
+          throw this.error('overlap', operation, `${what()} at IOVA ${hex(iova.start)}: the range overlaps ${used ? `allocated range ${formatRange(used)}` : 'IOVA space in use'}`);
         }
-        this.allocator.reserve(iova);
+        this.pendingReservations.set(iova.start, iova);
         ownsIova = true;
       }
     }
@@ -665,7 +683,7 @@ export class Container implements Disposable {
     try {
       this.guard(operation, () => this.handle.doMap(mapping));
     } catch (error) {
-      if (ownsIova) this.allocator.release(iova);
+      if (ownsIova) this.releaseIova(iova);
       throw error;
     }
     this.records.set(iova.start, { mapping, ownsIova });
@@ -673,19 +691,20 @@ export class Container implements Disposable {
     return mapping;
   }
 
-  private checkBudget(operation: string, what: string): void {
+  private checkBudget(operation: string, what: () => string): void {
     const budgetLeft = this.budgetLeft();
     if (budgetLeft !== null && budgetLeft <= 0) {
       throw this.error(
         'budget-exhausted',
         operation,
-        `${what}: the container holds ${this.records.size} mappings, its whole mapping budget; unmap some, map larger regions, or raise vfio_iommu_type1's dma_entry_limit`,
+        `${what()}: the container holds ${this.records.size} mappings, its whole mapping budget; unmap some, map larger regions, or raise vfio_iommu_type1's dma_entry_limit`,
       );
     }
   }
 
   /** A free IOVA range for a map without `iova`, aligned for the largest IO page it can use. */
   private allocateForMap(operation: string, length: bigint): IovaRange {
+    this.syncAllocator();
     const unit = this.mappingUnit(operation);
     let align = unit;
     if (this.capabilities.model === 'paged') {
@@ -707,11 +726,15 @@ export class Container implements Disposable {
   }
 
   private unmapRange(operation: string, range: IovaRange): bigint {
-    const affected = this.mappingsOverlapping(range);
+    // The common case, a whole mapping given exactly, needs one tree lookup.
+    const exact = this.records.get(range.start);
+    const affected = exact !== undefined && exact.mapping.iova.last === range.last ? [exact] : this.mappingsOverlapping(range);
     if (affected.length === 0) return 0n;
     const first = affected[0]!.mapping.iova;
     const last = affected[affected.length - 1]!.mapping.iova;
     const partial = this.capabilities.partialUnmap;
+    // A cut through a mapping releases part of its IOVA: the allocator must hold the whole first.
+    if (partial) this.syncAllocator();
     if (!partial) {
       if (first.start < range.start) {
         throw this.error('bisect', operation, `failed to unmap ${formatRange(range)}: it starts inside mapping ${formatRange(first)}; unmap whole mappings`);
@@ -726,10 +749,12 @@ export class Container implements Disposable {
     let expected = 0n;
     for (const record of affected) {
       const { mapping, ownsIova } = record;
-      const cut = intersectRange(mapping.iova, range)!;
+      const whole = mapping.iova.start >= range.start && mapping.iova.last <= range.last;
+      const cut = whole ? mapping.iova : intersectRange(mapping.iova, range)!;
       expected += rangeSize(cut);
       this.records.delete(mapping.iova.start);
-      if (ownsIova) this.allocator.release(cut);
+      if (ownsIova) this.releaseIova(cut);
+      if (whole) continue;
       for (const remnant of subtractRanges([mapping.iova], [cut])) {
         const offset = remnant.start - mapping.iova.start;
         const memory: HostMemory = { ...mapping.memory, address: mapping.memory.address + offset, length: rangeSize(remnant) };
@@ -747,6 +772,25 @@ export class Container implements Disposable {
     return expected;
   }
 
+  /** The mapping with the highest start at or below `range.last`, if it reaches into the range. */
+  private firstOverlap(range: IovaRange): MappingRecord | undefined {
+    const entry = this.records.floor(range.last);
+    return entry !== undefined && entry.value.mapping.iova.last >= range.start ? entry.value : undefined;
+  }
+
+  /** Gives a mapping's IOVA back: dropped from the pending reservations, or returned to the allocator. */
+  private releaseIova(range: IovaRange): void {
+    const pending = this.pendingReservations.get(range.start);
+    if (pending !== undefined && pending.last === range.last) this.pendingReservations.delete(range.start);
+    else this.allocator.release(range);
+  }
+
+  /** Takes every pending explicit-IOVA reservation out of the allocator's free space. */
+  private syncAllocator(): void {
+    for (const range of this.pendingReservations.values()) this.allocator.reserve(range);
+    this.pendingReservations.clear();
+  }
+
   private mappingsOverlapping(range: IovaRange): MappingRecord[] {
     const result: MappingRecord[] = [];
     const before = this.records.floor(range.start);
@@ -760,8 +804,9 @@ export class Container implements Disposable {
   }
 
   /** Throws `reserved` or `out-of-range` unless every address of `range` is usable. */
-  private checkUsable(operation: string, range: IovaRange, what: string): void {
+  private checkUsable(operation: string, range: IovaRange, describe: () => string): void {
     if (this.usableSet.covers(range)) return;
+    const what = describe();
     const blocking = this.blockingReservedOverlapping(range);
     if (blocking !== undefined) throw this.error('reserved', operation, `failed to map ${what}: the range overlaps the ${describeReserved(blocking)}`);
     const doorbell = this.msiDoorbells.find((placed) => rangesOverlap(placed.iova, range));
@@ -831,6 +876,7 @@ export class Container implements Disposable {
     for (const allocation of this.allocations.values()) allocator.reserve(allocation);
     for (const record of this.records.values()) if (record.ownsIova) allocator.reserve(record.mapping.iova);
     this.allocator = allocator;
+    this.pendingReservations.clear();
   }
 
   /** Runs undo steps after `error`; throws `error`, or `rollback-failed` when an undo step fails. */

@@ -30,9 +30,8 @@ export const rangeInput = z
 export const accessInput = z.object({ read: z.boolean(), write: z.boolean() }).strict()
   .refine((access) => access.read || access.write, 'a mapping needs read or write access (the kernel refuses neither: EINVAL)');
 
-export const memoryInput = z
-  .object({ address: u64, length: size64, contiguousPageSize: size64.optional() })
-  .strict();
+/** Host memory: extra keys are dropped, so that allocation results (with `bytes`, `free`) pass as they are. */
+export const memoryInput = z.object({ address: u64, length: size64, contiguousPageSize: size64.optional() });
 
 export const mapInput = z
   .object({ iova: u64.optional(), memory: memoryInput, access: accessInput.optional() })
@@ -50,7 +49,11 @@ export const geometryInput = z
   .strict();
 
 export const unmapInput = z.union([
-  z.object({ iova: u64, size: size64 }).strict().transform((value) => ({ start: value.iova, last: value.iova + value.size - 1n })),
+  z
+    .object({ iova: u64, size: size64 })
+    .strict()
+    .refine((value) => value.iova + value.size - 1n <= U64_MAX, 'range wraps past 2^64-1')
+    .transform((value) => ({ start: value.iova, last: value.iova + value.size - 1n })),
   rangeInput,
 ]);
 
@@ -71,4 +74,44 @@ export function parseInput<Schema extends z.ZodType>(schema: Schema, input: unkn
     operation,
     cause: result.error,
   });
+}
+
+/** Parsed map input. */
+export type MapInputParsed = z.output<typeof mapInput>;
+
+const isU64 = (value: unknown): value is bigint => typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
+const hasOnly = (value: object, keys: readonly string[]): boolean => Object.keys(value).every((key) => keys.includes(key));
+
+/**
+ * The map input in its canonical form (bigints, no extra keys), recognised without zod: the hot
+ * path. It accepts a strict subset of what {@link mapInput} accepts and returns what zod would;
+ * anything else returns `undefined` and goes through zod, which also writes the error messages. A
+ * property test holds the two together.
+ */
+export function fastMapInput(input: unknown): MapInputParsed | undefined {
+  if (typeof input !== 'object' || input === null || !hasOnly(input, ['iova', 'memory', 'access'])) return undefined;
+  const { iova, memory, access } = input as { iova?: unknown; memory?: unknown; access?: unknown };
+  if (iova !== undefined && !isU64(iova)) return undefined;
+  if (typeof memory !== 'object' || memory === null) return undefined;
+  const { address, length, contiguousPageSize } = memory as { address?: unknown; length?: unknown; contiguousPageSize?: unknown };
+  if (!isU64(address) || !isU64(length) || length === 0n) return undefined;
+  if (contiguousPageSize !== undefined && (!isU64(contiguousPageSize) || contiguousPageSize === 0n)) return undefined;
+  if (access !== undefined) {
+    if (typeof access !== 'object' || access === null || !hasOnly(access, ['read', 'write'])) return undefined;
+    const { read, write } = access as { read?: unknown; write?: unknown };
+    if (typeof read !== 'boolean' || typeof write !== 'boolean' || (!read && !write)) return undefined;
+  }
+  const parsedMemory = contiguousPageSize === undefined ? { address, length } : { address, length, contiguousPageSize: contiguousPageSize as bigint };
+  const result: MapInputParsed = { memory: parsedMemory };
+  if (iova !== undefined) result.iova = iova;
+  if (access !== undefined) result.access = access as { read: boolean; write: boolean };
+  return result;
+}
+
+/** The canonical `{ iova, size }` unmap input, recognised without zod (see {@link fastMapInput}). */
+export function fastUnmapInput(input: unknown): { start: bigint; last: bigint } | undefined {
+  if (typeof input !== 'object' || input === null || !hasOnly(input, ['iova', 'size'])) return undefined;
+  const { iova, size } = input as { iova?: unknown; size?: unknown };
+  if (!isU64(iova) || !isU64(size) || size === 0n || iova + size - 1n > U64_MAX) return undefined;
+  return { start: iova, last: iova + size - 1n };
 }

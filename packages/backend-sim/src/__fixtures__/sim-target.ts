@@ -3,11 +3,12 @@ import { Container } from '@ioas/core';
 import { sim } from '../sim-backend.js';
 import { createSimulator, type Simulator } from '../simulator.js';
 import type { PlatformName } from '../platforms.js';
+import { eduDevice, simDeviceDriver } from '../testing.js';
 
 /** The conformance target over the simulator's Backend face: one simulated machine per target. */
 export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1'): ConformanceTarget & { simulator: Simulator } {
   const simulator = createSimulator({ platform });
-  const edu = simulator.devices().find((device) => device.edu)!;
+  const edu = eduDevice(simulator);
   return {
     simulator,
     canLimitBudget: kernelInterface === 'type1' && platform !== 'p4080',
@@ -29,14 +30,7 @@ export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'io
     },
     readMemory: (memory, offset, length) => simulator.memory.read(memory.address + offset, length),
     writeMemory: (memory, offset, bytes) => simulator.memory.write(memory.address + offset, bytes),
-    device: () => ({
-      dmaWrite: (iova, bytes) => edu.dmaWrite(iova, bytes),
-      dmaRead: (iova, length) => edu.dmaRead(iova, length),
-      faultCount: () => simulator.faults.filter((fault) => fault.device === edu.address).length,
-      enableMsi: (onInterrupt) => edu.enableMsi([onInterrupt]),
-      raiseMsi: () => edu.raiseMsi(0),
-      disableMsi: () => edu.disableMsi(),
-    }),
+    device: () => simDeviceDriver(simulator, edu),
     injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
     clearFaults: () => simulator.clearInjectedFaults(),
     kernelState: () => ({ mappings: simulator.liveMappings(), openFiles: simulator.openHandles() }),

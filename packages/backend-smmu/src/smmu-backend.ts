@@ -1,0 +1,294 @@
+import {
+  IoasError,
+  subtractRanges,
+  type BackendHandleV1,
+  type BackendV1,
+  type Capabilities,
+  type Geometry,
+  type IovaRange,
+  type MsiModel,
+  type ReservedRange,
+  type Syscalls,
+} from '@ioas/core';
+import {
+  IommufdContext,
+  libcSyscalls,
+  Sysfs,
+  VfioContainer,
+  VfioDevice,
+  VfioGroup,
+  VfioIoctls,
+  vfioUapi,
+  type IoctlArch,
+  type IommufdDevice,
+} from '@ioas/vfio';
+
+/** The kernel interface: VFIO type1v2 containers, iommufd, or chosen when the container opens. */
+export type SmmuInterface = 'auto' | 'type1' | 'iommufd';
+
+/** Options of {@link smmu}. */
+export interface SmmuOptions {
+  /** The system calls (default: libc through koffi). The simulator's `simSyscalls()` fits here. */
+  readonly syscalls?: Syscalls;
+  /**
+   * `auto` (default) uses iommufd when `/dev/iommu` exists and every device has a VFIO cdev, else
+   * type1. The `IOAS_SMMU_INTERFACE` environment variable overrides the default.
+   */
+  readonly interface?: SmmuInterface;
+  /** Prefix for sysfs paths (a captured tree in tests). */
+  readonly sysfsRoot?: string;
+  /** Ioctl encoding and struct byte order (default: this host's). */
+  readonly arch?: IoctlArch;
+  readonly littleEndian?: boolean;
+  /**
+   * The usable range to assume when the kernel reports none (type1 before 5.4): 39 bits, as libvfn
+   * and QEMU's vfio-helpers assume, since many VT-d parts and QEMU's intel-iommu are 39-bit
+   * (shared/facts/sysfs-and-platforms.md §5).
+   */
+  readonly fallbackAperture?: IovaRange;
+}
+
+/** The backend, with access to the devices of its open containers. */
+export interface SmmuBackend extends BackendV1 {
+  /**
+   * A device fd for a device of an open container: through its group on type1, the bound cdev on
+   * iommufd. The caller closes it (on iommufd, closing it unbinds the device from the container).
+   */
+  openDevice(address: string): VfioDevice;
+}
+
+const FALLBACK_APERTURE: IovaRange = { start: 0n, last: (1n << 39n) - 1n };
+/** x86's hardware MSI range (interrupt remapping), from intel/amd iommu drivers. */
+const X86_MSI: IovaRange = { start: 0xfee0_0000n, last: 0xfeef_ffffn };
+
+interface OpenContainer {
+  readonly devices: readonly string[];
+  openDevice(address: string): VfioDevice;
+}
+
+/**
+ * A `Backend` for paged IOMMUs over VFIO type1v2 or iommufd: ARM SMMU first, Intel VT-d and AMD-Vi
+ * work the same way.
+ *
+ * ```ts
+ * const backend = smmu();
+ * using container = await Container.open({ backend, groups: [12] });
+ * ```
+ */
+export function smmu(options: SmmuOptions = {}): SmmuBackend {
+  const syscalls = options.syscalls ?? libcSyscalls();
+  const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
+  const requested = options.interface ?? (process.env.IOAS_SMMU_INTERFACE as SmmuInterface | undefined) ?? 'auto';
+  if (!['auto', 'type1', 'iommufd'].includes(requested)) throw new IoasError('invalid-argument', `smmu(): interface must be auto, type1 or iommufd, not ${requested}`);
+  const ioctls = new VfioIoctls({
+    syscalls,
+    backend: 'smmu',
+    ...(options.arch === undefined ? {} : { arch: options.arch }),
+    ...(options.littleEndian === undefined ? {} : { littleEndian: options.littleEndian }),
+  });
+  const open = new Set<OpenContainer>();
+  const fallback = options.fallbackAperture ?? FALLBACK_APERTURE;
+  return {
+    specificationVersion: 'v1',
+    name: 'smmu',
+    probe: async () => {
+      if (requested !== 'type1' && syscalls.exists('/dev/iommu')) return { available: true, detail: 'iommufd (/dev/iommu)' };
+      if (requested !== 'iommufd' && syscalls.exists('/dev/vfio/vfio')) return { available: true, detail: 'VFIO type1v2 (/dev/vfio/vfio)' };
+      const groups = sysfs.groups().length;
+      return {
+        available: false,
+        reason:
+          groups === 0
+            ? 'no IOMMU groups in /sys/kernel/iommu_groups: the IOMMU is off (intel_iommu=on / iommu.passthrough=0) or absent'
+            : `${requested === 'iommufd' ? '/dev/iommu' : '/dev/vfio/vfio'} is missing: load the vfio${requested === 'iommufd' ? ' and iommufd' : '-pci'} modules`,
+      };
+    },
+    open: async (request) => {
+      const devices = new Set(request.devices);
+      const groups = new Set(request.groups);
+      for (const address of devices) {
+        const group = sysfs.deviceGroup(address);
+        if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, { backend: 'smmu', operation: 'open' });
+        groups.add(group);
+      }
+      for (const group of groups) for (const address of sysfs.groupDevices(group)) if (sysfs.deviceDriver(address) === 'vfio-pci') devices.add(address);
+      const useIommufd =
+        requested === 'iommufd' || (requested === 'auto' && syscalls.exists('/dev/iommu') && [...devices].every((address) => sysfs.deviceCdev(address) !== undefined));
+      const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], open) : openType1(ioctls, sysfs, [...groups], fallback, open);
+      return handle;
+    },
+    openDevice: (address) => {
+      for (const container of open) if (container.devices.includes(address)) return container.openDevice(address);
+      throw new IoasError('not-found', `${address} is in no open smmu container`, { backend: 'smmu' });
+    },
+  };
+}
+
+/** Which MSI model the reserved regions show: x86's fixed range, or a software MSI window. */
+function msiModel(reserved: readonly ReservedRange[]): MsiModel {
+  const msi = reserved.filter((region) => region.kind === 'msi');
+  if (msi.length === 0) return 'none';
+  return msi.some((region) => region.start === X86_MSI.start && region.last === X86_MSI.last) ? 'fixed' : 'kernel-managed';
+}
+
+/** Holes in the kernel's ranges that sysfs does not explain, as reserved ranges from the kernel. */
+function kernelHoles(ranges: readonly IovaRange[], reserved: readonly ReservedRange[]): ReservedRange[] {
+  if (ranges.length < 2) return [];
+  const hull = { start: ranges[0]!.start, last: ranges[ranges.length - 1]!.last };
+  const holes = subtractRanges(subtractRanges([hull], ranges), reserved);
+  return holes.map((hole) => ({ ...hole, kind: 'reserved' as const, source: 'kernel-ranges' as const, origin: 'a hole in the IOVA ranges the kernel reports' }));
+}
+
+function hull(ranges: readonly IovaRange[] | undefined, fallback: IovaRange): IovaRange {
+  if (ranges === undefined || ranges.length === 0) return fallback;
+  return { start: ranges[0]!.start, last: ranges[ranges.length - 1]!.last };
+}
+
+function describeOwner(sysfs: Sysfs, group: number): string {
+  const owners = sysfs
+    .groupDevices(group)
+    .map((address) => [address, sysfs.deviceDriver(address)] as const)
+    .filter(([, driver]) => driver !== null && !['vfio-pci', 'pci-stub', 'pcieport'].includes(driver));
+  return owners.map(([address, driver]) => `${address} is bound to ${driver}`).join(', ');
+}
+
+function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
+  const container = VfioContainer.open(ioctls);
+  const groups: VfioGroup[] = [];
+  const release = (): void => {
+    for (const group of groups) group.close();
+    container.close();
+  };
+  let reserved: ReservedRange[];
+  let capabilities: Capabilities;
+  try {
+    if (!container.checkExtension(vfioUapi.VFIO_TYPE1v2_IOMMU)) {
+      throw new IoasError('backend-unavailable', 'the kernel offers no VFIO type1v2 IOMMU (CHECK_EXTENSION(3) is 0)', { backend: 'smmu', operation: 'open' });
+    }
+    for (const id of groupIds) {
+      const group = VfioGroup.open(ioctls, id);
+      groups.push(group);
+      if (!group.status().viable) {
+        throw new IoasError('state', `IOMMU group ${id} is not viable: ${describeOwner(sysfs, id) || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`, {
+          backend: 'smmu',
+          operation: 'open',
+        });
+      }
+      group.setContainer(container);
+    }
+    container.setIommu(vfioUapi.VFIO_TYPE1v2_IOMMU);
+    reserved = groupIds.flatMap((id) => sysfs.reservedRegions(id));
+    const info = container.info();
+    capabilities = {
+      model: 'paged',
+      windows: 'sdk',
+      msi: msiModel(reserved),
+      partialUnmap: false,
+      // DMA_AVAIL (5.10+) is what is left; without it, the module's default dma_entry_limit.
+      mappingBudget: info.dmaAvailable ?? 65535,
+      settableGeometry: false,
+    };
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const entry: OpenContainer = {
+    devices: groupIds.flatMap((id) => sysfs.groupDevices(id)),
+    openDevice: (address) => {
+      const id = sysfs.deviceGroup(address);
+      const group = groups.find((candidate) => candidate.id === id);
+      if (group === undefined) throw new IoasError('not-found', `${address} is not in this container`, { backend: 'smmu' });
+      return new VfioDevice(ioctls, group.deviceFd(address), address);
+    },
+  };
+  registry.add(entry);
+  let closed = false;
+  const mapFlags = (read: boolean, write: boolean) => (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0);
+  return {
+    capabilities,
+    doGetGeometry: (): Geometry => {
+      // Re-read every time: attaching a group can shrink the ranges.
+      const info = container.info();
+      const geometry: Geometry = { aperture: hull(info.ranges, fallback), ioPageSizes: info.ioPageSizes ?? 0x1000n };
+      return info.ranges === undefined ? { ...geometry, ranges: [fallback] } : { ...geometry, ranges: info.ranges };
+    },
+    doGetReserved: () => {
+      const info = container.info();
+      return [...reserved, ...kernelHoles(info.ranges ?? [], reserved)];
+    },
+    doMap: (call) => container.mapDma(call.memory.address, call.iova.start, call.memory.length, mapFlags(call.access.read, call.access.write)),
+    doUnmap: (range) => container.unmapDma(range.start, range.last - range.start + 1n),
+    doClose: () => {
+      if (closed) return;
+      closed = true;
+      registry.delete(entry);
+      release();
+    },
+  };
+}
+
+function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], registry: Set<OpenContainer>): BackendHandleV1 {
+  const context = IommufdContext.open(ioctls);
+  const bound: IommufdDevice[] = [];
+  const release = (): void => {
+    for (const device of bound) device.close();
+    context.close();
+  };
+  let ioas: number;
+  let reserved: ReservedRange[];
+  try {
+    ioas = context.allocateIoas();
+    for (const address of addresses) {
+      const cdev = sysfs.deviceCdev(address);
+      if (cdev === undefined) {
+        throw new IoasError('backend-unavailable', `${address} has no VFIO cdev (/sys/bus/pci/devices/${address}/vfio-dev): the kernel lacks CONFIG_VFIO_DEVICE_CDEV or the device is not bound to vfio-pci`, {
+          backend: 'smmu',
+          operation: 'open',
+        });
+      }
+      const device = context.bindDevice(`/dev/vfio/devices/${cdev}`, address);
+      bound.push(device);
+      device.attach(ioas);
+    }
+    const groups = [...new Set(addresses.map((address) => sysfs.deviceGroup(address)!))];
+    reserved = groups.flatMap((id) => sysfs.reservedRegions(id));
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const entry: OpenContainer = {
+    devices: addresses,
+    openDevice: (address) => {
+      // The bound cdev fd is the device fd; the caller gets it, and closing it unbinds.
+      const index = bound.findIndex((device) => device.name === address);
+      if (index < 0) throw new IoasError('not-found', `${address} is not in this container`, { backend: 'smmu' });
+      return bound.splice(index, 1)[0]!;
+    },
+  };
+  registry.add(entry);
+  let closed = false;
+  return {
+    capabilities: {
+      model: 'paged',
+      windows: 'kernel-allow-list',
+      msi: msiModel(reserved),
+      partialUnmap: false,
+      mappingBudget: null,
+      settableGeometry: false,
+    },
+    doGetGeometry: (): Geometry => {
+      const { ranges, alignment } = context.iovaRanges(ioas);
+      return { aperture: hull(ranges, FALLBACK_APERTURE), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges };
+    },
+    doGetReserved: () => [...reserved, ...kernelHoles(context.iovaRanges(ioas).ranges, reserved)],
+    doMap: (call) => void context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access),
+    doUnmap: (range) => context.unmap(ioas, range.start, range.last - range.start + 1n),
+    doSetAllowedRanges: (ranges) => context.allowIovas(ioas, ranges),
+    doClose: () => {
+      if (closed) return;
+      closed = true;
+      registry.delete(entry);
+      release();
+    },
+  };
+}
