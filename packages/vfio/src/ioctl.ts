@@ -46,12 +46,12 @@ export interface IoctlOptions {
 }
 
 /** A struct buffer with its DataView. */
-interface Struct {
+export interface IoctlStruct {
   readonly bytes: Uint8Array;
   readonly view: DataView;
 }
 
-function struct(size: number): Struct {
+function struct(size: number): IoctlStruct {
   const bytes = new Uint8Array(size);
   return { bytes, view: new DataView(bytes.buffer) };
 }
@@ -99,7 +99,7 @@ export class VfioIoctls {
   }
 
   /** A zeroed struct of `size` bytes with its `argsz`/`size` field set. */
-  struct(size: number): Struct {
+  struct(size: number): IoctlStruct {
     const value = struct(size);
     value.view.setUint32(0, size, this.little);
     return value;
