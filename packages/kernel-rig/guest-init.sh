@@ -1,0 +1,36 @@
+#!/bin/busybox sh
+# /init of the rig's guest: load the modules, mount the shares, bind the edu device to vfio-pci,
+# run the command inside the host's root (read-only over 9p), write the exit code to the results
+# share, power off. Variables arrive as KEY=value words on the kernel command line.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin:/usr/local/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for module in $(cat /modules/order); do insmod "/modules/$module" 2>/dev/null; done
+mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose hostroot /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L results /results
+# The host root is read-only: give the guest its own /tmp, /dev, /proc, /sys inside it.
+mount -t tmpfs tmpfs /newroot/tmp
+mkdir -p /newroot/tmp/results
+mount --bind /results /newroot/tmp/results
+mount --bind /dev /newroot/dev
+mount --bind /proc /newroot/proc
+mount --bind /sys /newroot/sys
+mount -t tmpfs tmpfs /newroot/run 2>/dev/null
+# QEMU's edu (1234:11e8) to vfio-pci through driver_override (sysfs-and-platforms.md §3).
+for device in /sys/bus/pci/devices/*; do
+  if [ "$(cat "$device/vendor")" = "0x1234" ] && [ "$(cat "$device/device")" = "0x11e8" ]; then
+    echo vfio-pci > "$device/driver_override"
+    basename "$device" > /sys/bus/pci/drivers_probe
+    basename "$device" > /results/edu-address
+  fi
+done
+# A few hugepages for tests that want them (2 MiB pages).
+echo 64 > /proc/sys/vm/nr_hugepages 2>/dev/null
+command="$(cat /results/command)"
+chroot /newroot /bin/sh -c "cd '$REPO' && export HOME=/tmp NO_COLOR=1 CI='$CI' IOAS_REAL_KERNEL='$LANE' PATH='$PATH' && $command" > /results/output.log 2>&1
+echo $? > /results/exit-code
+dmesg > /results/dmesg.log 2>/dev/null
+sync
+poweroff -f

@@ -1,0 +1,199 @@
+#!/usr/bin/env node
+// The real-kernel rig: boots a Debian kernel under QEMU (TCG) with an emulated IOMMU and QEMU's
+// edu device bound to vfio-pci, runs a command inside it against the real kernel, and brings back
+// the exit code and the output. The guest's root is this machine's root, shared read-only over
+// virtio-9p; results come back through a second, writable share. No network in the guest.
+// Everything downloaded or built is cached under one folder (.rig-cache at the repository root).
+//
+// Usage: node packages/kernel-rig/rig.mjs <lane> [--timeout SECONDS] -- <command...>
+// Lanes: x86 (q35 + intel-iommu + edu, Debian's kernel, VFIO type1v2).
+// Recipe and gotchas: shared/facts/real-kernel-rig.md.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repository = join(here, '..', '..');
+const cache = process.env.IOAS_RIG_CACHE ?? join(repository, '.rig-cache');
+
+const LANES = {
+  x86: {
+    packages: ['qemu-system-x86', 'busybox-static', 'cpio', 'kmod', 'xz-utils'],
+    kernelPackage: 'linux-image-amd64',
+    qemu: 'qemu-system-x86_64',
+    // intel-iommu must come before the devices it translates.
+    machine: ['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg', '-cpu', 'max', '-device', 'intel-iommu,intremap=on,caching-mode=on'],
+    console: 'ttyS0',
+    kernelImage: (root, version) => join(root, 'boot', `vmlinuz-${version}`),
+    modules: ['virtio_pci', '9pnet_virtio', '9p', 'vfio_iommu_type1', 'vfio-pci'],
+  },
+};
+
+function log(message) {
+  console.error(`[rig] ${message}`);
+}
+
+function run(command, args, options = {}) {
+  const result = spawnSync(command, args, { encoding: 'utf8', ...options });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr || result.stdout}`);
+  return result.stdout;
+}
+
+/** The reasons this machine cannot run a lane, or an empty list. */
+export function cannotRun() {
+  const reasons = [];
+  if (process.platform !== 'linux') reasons.push('not Linux');
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) reasons.push('not root (apt-get and QEMU setup need root)');
+  if (!existsSync('/etc/debian_version')) reasons.push('not Debian (the rig installs from the Debian archive)');
+  return reasons;
+}
+
+function ensurePackages(packages) {
+  const missing = packages.filter((name) => spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).stdout !== 'install ok installed');
+  if (missing.length === 0) return;
+  log(`installing ${missing.join(' ')}`);
+  run('apt-get', ['update', '-q']);
+  run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+/** Downloads and unpacks the current Debian kernel for the lane; returns { root, version }. */
+function ensureKernel(lane) {
+  // Resolve the versioned package name: names such as 6.1.0-56 change and old ones vanish.
+  const depends = run('apt-cache', ['depends', lane.kernelPackage]);
+  const name = /Depends: (linux-image-[^\s]+)/.exec(depends)?.[1];
+  if (name === undefined) throw new Error(`cannot resolve ${lane.kernelPackage}: ${depends}`);
+  const version = name.replace(/^linux-image-/, '');
+  const root = join(cache, 'kernels', version);
+  if (!existsSync(join(root, 'done'))) {
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(root, { recursive: true });
+    log(`downloading ${name}`);
+    run('apt-get', ['download', name], { cwd: root });
+    const deb = readdirSync(root).find((file) => file.endsWith('.deb'));
+    run('dpkg', ['-x', join(root, deb), root]);
+    run('depmod', ['-b', root, version]);
+    writeFileSync(join(root, 'done'), version);
+  }
+  return { root, version };
+}
+
+/** Builds the initramfs: static busybox, the modules with their dependencies, and /init. */
+function ensureInitramfs(laneName, lane, kernel) {
+  const image = join(cache, 'initramfs', `${laneName}-${kernel.version}.cpio.gz`);
+  const initScript = readFileSync(join(here, 'guest-init.sh'), 'utf8');
+  const stamp = `${image}.init`;
+  if (existsSync(image) && existsSync(stamp) && readFileSync(stamp, 'utf8') === initScript) return image;
+  const tree = join(cache, 'initramfs', `${laneName}-tree`);
+  rmSync(tree, { recursive: true, force: true });
+  for (const directory of ['bin', 'sbin', 'proc', 'sys', 'dev', 'newroot', 'results', 'modules']) mkdirSync(join(tree, directory), { recursive: true });
+  copyFileSync('/bin/busybox', join(tree, 'bin', 'busybox'));
+  chmodSync(join(tree, 'bin', 'busybox'), 0o755);
+  // Modules in load order, dependencies first, as modprobe would load them.
+  const order = [];
+  for (const module of lane.modules) {
+    const lines = run('modprobe', ['-d', kernel.root, '-S', kernel.version, '--show-depends', module]).split('\n');
+    for (const line of lines) {
+      const path = /^insmod (\S+)/.exec(line)?.[1];
+      if (path !== undefined && !order.includes(path)) order.push(path);
+    }
+  }
+  const names = [];
+  for (const path of order) {
+    let file = path.split('/').pop();
+    if (file.endsWith('.xz')) {
+      file = file.slice(0, -3);
+      writeFileSync(join(tree, 'modules', file), execFileSync('xz', ['-dc', path]));
+    } else {
+      copyFileSync(path, join(tree, 'modules', file));
+    }
+    names.push(file);
+  }
+  writeFileSync(join(tree, 'modules', 'order'), `${names.join('\n')}\n`);
+  writeFileSync(join(tree, 'init'), initScript);
+  chmodSync(join(tree, 'init'), 0o755);
+  mkdirSync(dirname(image), { recursive: true });
+  execFileSync('sh', ['-c', `cd '${tree}' && find . | cpio -o -H newc --quiet | gzip -1 > '${image}'`]);
+  writeFileSync(stamp, initScript);
+  log(`initramfs with ${names.length} modules: ${image}`);
+  return image;
+}
+
+/** Boots the lane's guest and runs `command` (a shell command line, run from the repository root). */
+export async function runLane(laneName, command, { timeoutSeconds = 1200, environment = {} } = {}) {
+  const lane = LANES[laneName];
+  if (lane === undefined) throw new Error(`unknown lane ${laneName}; lanes: ${Object.keys(LANES).join(', ')}`);
+  ensurePackages(lane.packages);
+  const kernel = ensureKernel(lane);
+  const initramfs = ensureInitramfs(laneName, lane, kernel);
+  const results = join(cache, 'results', laneName);
+  rmSync(results, { recursive: true, force: true });
+  mkdirSync(results, { recursive: true });
+  writeFileSync(join(results, 'command'), command);
+  const words = {
+    LANE: laneName,
+    REPO: repository,
+    ...environment,
+  };
+  // Arguments reach /init as KEY=value words on the kernel command line (they become variables).
+  const append = [`console=${lane.console}`, 'quiet', 'loglevel=3', 'panic=-1', 'rdinit=/init', ...Object.entries(words).map(([key, value]) => `${key}=${value}`)].join(' ');
+  const args = [
+    ...lane.machine,
+    '-m', '2048', '-smp', '2', '-nographic', '-no-reboot',
+    '-kernel', lane.kernelImage(kernel.root, kernel.version),
+    '-initrd', initramfs,
+    '-append', append,
+    '-device', 'edu',
+    '-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap',
+    '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',
+    '-fsdev', `local,id=results,path=${results},security_model=none`,
+    '-device', 'virtio-9p-pci,fsdev=results,mount_tag=results',
+    // With stdin closed (CI), -serial stdio fails: the console goes to a file.
+    '-serial', `file:${join(results, 'console.log')}`,
+    '-monitor', 'none',
+  ];
+  log(`booting ${laneName} (kernel ${kernel.version}) to run: ${command}`);
+  const started = Date.now();
+  const qemu = spawn(lane.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let qemuOutput = '';
+  qemu.stdout.on('data', (chunk) => (qemuOutput += chunk));
+  qemu.stderr.on('data', (chunk) => (qemuOutput += chunk));
+  const exited = await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log(`timeout after ${timeoutSeconds} s: killing QEMU`);
+      qemu.kill('SIGKILL');
+    }, timeoutSeconds * 1000);
+    qemu.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  const exitFile = join(results, 'exit-code');
+  const output = existsSync(join(results, 'output.log')) ? readFileSync(join(results, 'output.log'), 'utf8') : '';
+  // A missing exit-code file is a failure: the guest crashed, hung, or QEMU aborted (edu's 4096-byte DMA).
+  const exitCode = existsSync(exitFile) ? Number(readFileSync(exitFile, 'utf8').trim()) : undefined;
+  log(`${laneName} guest finished in ${seconds} s: exit ${exitCode ?? 'missing'} (QEMU ${exited.code ?? exited.signal})`);
+  return { exitCode, output, results, console: existsSync(join(results, 'console.log')) ? readFileSync(join(results, 'console.log'), 'utf8') : '', qemuOutput, seconds: Number(seconds) };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [laneName, ...rest] = process.argv.slice(2);
+  const separator = rest.indexOf('--');
+  const command = separator >= 0 ? rest.slice(separator + 1).join(' ') : 'uname -a';
+  const timeoutIndex = rest.indexOf('--timeout');
+  const timeoutSeconds = timeoutIndex >= 0 && timeoutIndex < separator ? Number(rest[timeoutIndex + 1]) : 1200;
+  const reasons = cannotRun();
+  if (reasons.length > 0) {
+    console.error(`[rig] cannot run here: ${reasons.join('; ')}`);
+    process.exit(2);
+  }
+  const result = await runLane(laneName, command, { timeoutSeconds });
+  process.stdout.write(result.output);
+  if (result.exitCode === undefined) {
+    console.error(`[rig] no exit code from the guest. Console tail:\n${result.console.split('\n').slice(-30).join('\n')}\n${result.qemuOutput}`);
+    process.exit(1);
+  }
+  console.error(`[rig] results in ${relative(process.cwd(), result.results)}`);
+  process.exit(result.exitCode);
+}
