@@ -11,7 +11,8 @@ const reports = readdirSync(packagesDir).map((name) => ({ name, file: join(packa
 // A report left from an earlier run must not be counted as this run's.
 for (const report of reports) rmSync(report.file, { force: true });
 
-const turbo = spawnSync('pnpm', ['exec', 'turbo', 'run', 'test', ...process.argv.slice(2)], {
+// --continue: one package failing must not stop the others (their counts belong in the summary).
+const turbo = spawnSync('pnpm', ['exec', 'turbo', 'run', 'test', '--continue', ...process.argv.slice(2)], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' },

@@ -93,8 +93,8 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     const container = new VfioContainer(simulator);
     // The LPC/SATA group has devices bound to lpc_ich, ahci and i801_smbus: not viable.
-    expect(simulator.group(4)!.viable).toBe(false);
-    expect(errnoOf(() => container.addGroup(simulator.group(4)!))).toBe(ERRNO.EPERM);
+    expect(simulator.group(6)!.viable).toBe(false);
+    expect(errnoOf(() => container.addGroup(simulator.group(6)!))).toBe(ERRNO.EPERM);
     container.addGroup(simulator.group(3)!);
     expect(errnoOf(() => new VfioContainer(simulator).addGroup(simulator.group(3)!))).toBe(ERRNO.EINVAL);
   });
@@ -123,7 +123,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
 describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
   it('prints reserved_regions as the kernel does, merged per type', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
-    expect(simulator.group(4)!.reservedRegionsFile).toBe(
+    expect(simulator.group(6)!.reservedRegionsFile).toBe(
       '0x0000000000000000 0x0000000000ffffff direct-relaxable\n0x00000000fee00000 0x00000000feefffff msi\n',
     );
     expect(simulator.group(3)!.reservedRegionsFile).toBe('0x00000000fee00000 0x00000000feefffff msi\n');

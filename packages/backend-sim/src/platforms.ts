@@ -68,18 +68,22 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     msi: 'fixed',
     reserved: [{ start: 0xfee0_0000n, last: 0xfeef_ffffn, kind: 'msi' }],
     hwMsi: { start: 0xfee0_0000n, last: 0xfeef_ffffn },
+    // Addresses, IDs and groups as the rig's q35 guest showed them (packages/kernel-rig/fixtures/
+    // sysfs-x86.json); drivers as a full Debian guest binds them (the rig's minimal guest binds none).
     devices: [
       { address: '0000:00:00.0', vendor: 0x8086, device: 0x29c0, driver: null, group: 0 },
       { address: '0000:00:01.0', vendor: 0x1234, device: 0x1111, driver: 'bochs-drm', group: 1 },
-      { address: '0000:00:02.0', vendor: 0x1af4, device: 0x1000, driver: 'virtio-pci', group: 2 },
+      { address: '0000:00:02.0', vendor: 0x8086, device: 0x10d3, driver: 'e1000e', group: 2 },
       { address: '0000:00:03.0', ...EDU, driver: null, group: 3 },
+      { address: '0000:00:04.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 4 },
+      { address: '0000:00:05.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 5 },
       // The LPC/SATA/SMBus group also gets the floppy workaround's first 16 MiB, relaxable.
       ...(['0000:00:1f.0', '0000:00:1f.2', '0000:00:1f.3'] as const).map((address, index) => ({
         address,
         vendor: 0x8086,
         device: [0x2918, 0x2922, 0x2930][index]!,
         driver: ['lpc_ich', 'ahci', 'i801_smbus'][index]!,
-        group: 4,
+        group: 6,
         reserved: [{ start: 0n, last: 0xff_ffffn, kind: 'direct-relaxable' as const }],
       })),
     ],
