@@ -36,5 +36,20 @@ for (const report of reports) {
   // A suite that fails to load (syntax error, failed import) counts no test but fails the file.
   failed += result.testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).length;
 }
+// The real-kernel lanes (QEMU guests): run wherever they can (root on Debian); skip loudly
+// elsewhere; CI sets IOAS_REQUIRE_KERNEL=1 so that a machine that cannot run them fails.
+const { cannotRun, runKernelLanes } = await import('./run-kernel-tests.mjs');
+const reasons = process.env.IOAS_SKIP_KERNEL === '1' ? ['IOAS_SKIP_KERNEL=1'] : cannotRun();
+if (reasons.length === 0) {
+  const kernel = await runKernelLanes();
+  passed += kernel.passed;
+  failed += kernel.failed;
+  skipped += kernel.skipped;
+} else if (process.env.IOAS_REQUIRE_KERNEL === '1') {
+  console.error(`*** the real-kernel tests are required here (IOAS_REQUIRE_KERNEL=1) but cannot run: ${reasons.join('; ')} ***`);
+  failed += 1;
+} else {
+  console.warn(`\n*** SKIPPING the real-kernel tests (QEMU guests): ${reasons.join('; ')}. Run \`pnpm test:kernel\` as root on Debian. ***\n`);
+}
 console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(turbo.status !== 0 || failed > 0 ? 1 : 0);

@@ -1,0 +1,53 @@
+// `pnpm test:kernel`: boots each real-kernel lane in QEMU (packages/kernel-rig/rig.mjs), runs the
+// rig's test suite inside against the real kernel, and prints one `N passed, N failed` line.
+// Exported for scripts/run-tests.mjs, which runs it as part of `pnpm test` where it can.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { cannotRun, runLane } from '../packages/kernel-rig/rig.mjs';
+
+export const LANES = (process.env.IOAS_KERNEL_LANES ?? 'x86').split(',').filter(Boolean);
+const GUEST_COMMAND =
+  'node packages/kernel-rig/node_modules/vitest/vitest.mjs run --root packages/kernel-rig --config vitest.config.mjs --configLoader runner --no-cache --reporter=default --reporter=json --outputFile=/tmp/results/vitest.json';
+
+export { cannotRun };
+
+/** Runs every lane; returns the summed counts and prints each lane's output. */
+export async function runKernelLanes() {
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  for (const lane of LANES) {
+    const result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
+    process.stdout.write(result.output.split('\n').map((line) => `[${lane}] ${line}`).join('\n'));
+    const report = join(result.results, 'vitest.json');
+    if (result.exitCode === undefined || !existsSync(report)) {
+      console.error(`[${lane}] the guest gave no test report (exit ${result.exitCode ?? 'missing'}); console tail:\n${result.console.split('\n').slice(-20).join('\n')}\n${result.qemuOutput}`);
+      failed += 1;
+      continue;
+    }
+    const json = JSON.parse(readFileSync(report, 'utf8'));
+    passed += json.numPassedTests;
+    failed += json.numFailedTests + json.testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).length;
+    skipped += json.numPendingTests;
+    const differential = join(result.results, `differential-${lane}.json`);
+    if (existsSync(differential)) {
+      const summary = JSON.parse(readFileSync(differential, 'utf8'));
+      console.log(`[${lane}] differential: ${summary.sequences} sequences, ${summary.operations} operations agreed`);
+    }
+    console.log(`[${lane}] ${json.numPassedTests} passed, ${json.numFailedTests} failed in ${result.seconds} s`);
+  }
+  return { passed, failed, skipped };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const reasons = cannotRun();
+  if (reasons.length > 0) {
+    console.error(`real-kernel tests cannot run here: ${reasons.join('; ')}`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  const { passed, failed, skipped } = await runKernelLanes();
+  console.log(`${passed} passed, ${failed} failed, ${skipped} skipped`);
+  process.exit(failed > 0 ? 1 : 0);
+}
