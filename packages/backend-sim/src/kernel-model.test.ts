@@ -134,8 +134,8 @@ describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
     const edu = simulator.device('0000:00:02.0');
     expect(edu.group).toBeUndefined();
     simulator.bind(edu.address, 'vfio-pci');
-    expect(edu.group).toBe(1);
-    expect(simulator.group(1)!.reservedRegionsFile).toBe('0x0000000008000000 0x00000000080fffff msi\n');
+    expect(edu.group).toBe(4);
+    expect(simulator.group(4)!.reservedRegionsFile).toBe('0x0000000008000000 0x00000000080fffff msi\n');
   });
 });
 

@@ -100,9 +100,14 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     reserved: [{ start: 0x800_0000n, last: 0x80f_ffffn, kind: 'msi' }],
     // The GICv3 ITS of QEMU virt: GITS_TRANSLATER sits at 0x8090040, in the page 0x8090000.
     swMsiDoorbell: { window: { start: 0x800_0000n, last: 0x80f_ffffn }, physical: 0x809_0040n },
+    // As the rig's virt + smmuv3 guest showed them (packages/kernel-rig/fixtures/sysfs-arm64.json):
+    // the NIC and three 9p devices have groups; edu gets one only when vfio-pci binds it.
     devices: [
       { address: '0000:00:01.0', vendor: 0x1af4, device: 0x1000, driver: 'virtio-pci', group: 0 },
       { address: '0000:00:02.0', ...EDU, driver: null },
+      { address: '0000:00:03.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 1 },
+      { address: '0000:00:04.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 2 },
+      { address: '0000:00:05.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 3 },
     ],
     vfioAtStart: ['0000:00:02.0'],
     interruptRemapping: true,

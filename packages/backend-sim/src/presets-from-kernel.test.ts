@@ -9,11 +9,14 @@ import { createSimulator } from './simulator.js';
 const fixtures = join(import.meta.dirname, '../../kernel-rig/fixtures');
 
 describe('presets against the sysfs trees captured on real kernels', () => {
-  it('x86-vtd matches the q35 + intel-iommu guest (6.1)', () => {
-    const captured = JSON.parse(readFileSync(join(fixtures, 'sysfs-x86.json'), 'utf8')) as {
+  it.each([
+    ['x86-vtd', 'sysfs-x86.json'],
+    ['arm-smmuv3', 'sysfs-arm64.json'],
+  ] as const)('%s matches the guest the rig captured in %s', (platform, fixture) => {
+    const captured = JSON.parse(readFileSync(join(fixtures, fixture), 'utf8')) as {
       groups: { group: number; reservedRegions: string; devices: { address: string; vendor: number; device: number }[] }[];
     };
-    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const simulator = createSimulator({ platform });
     const simulated = simulator.groups().map((group) => ({
       group: group.id,
       reservedRegions: group.reservedRegionsFile,

@@ -264,16 +264,16 @@ describe('sysfs (sysfs-and-platforms.md)', () => {
   it('lists groups, reserved regions, links, and binds through driver_override', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3', vfio: [] });
     const sys = simSyscalls(simulator);
-    expect(sys.readDir('/sys/kernel/iommu_groups')).toEqual(['0']);
+    expect(sys.readDir('/sys/kernel/iommu_groups')).toEqual(['0', '1', '2', '3']);
     expect(sys.exists('/sys/bus/pci/devices/0000:00:02.0/iommu_group')).toBe(false);
     sys.writeFile('/sys/bus/pci/devices/0000:00:02.0/driver_override', 'vfio-pci\n');
     sys.writeFile('/sys/bus/pci/drivers_probe', '0000:00:02.0');
-    expect(sys.readLink('/sys/bus/pci/devices/0000:00:02.0/iommu_group')).toBe('../../../../kernel/iommu_groups/1');
+    expect(sys.readLink('/sys/bus/pci/devices/0000:00:02.0/iommu_group')).toBe('../../../../kernel/iommu_groups/4');
     expect(sys.readLink('/sys/bus/pci/devices/0000:00:02.0/driver').endsWith('/vfio-pci')).toBe(true);
-    expect(sys.readFile('/sys/kernel/iommu_groups/1/reserved_regions')).toBe('0x0000000008000000 0x00000000080fffff msi\n');
-    expect(sys.readDir('/sys/kernel/iommu_groups/1/devices')).toEqual(['0000:00:02.0']);
+    expect(sys.readFile('/sys/kernel/iommu_groups/4/reserved_regions')).toBe('0x0000000008000000 0x00000000080fffff msi\n');
+    expect(sys.readDir('/sys/kernel/iommu_groups/4/devices')).toEqual(['0000:00:02.0']);
     expect(sys.readFile('/sys/bus/pci/devices/0000:00:02.0/vendor')).toBe('0x1234\n');
-    expect(sys.readDir('/dev/vfio')).toEqual(['vfio', '1', 'devices']);
+    expect(sys.readDir('/dev/vfio')).toEqual(['vfio', '4', 'devices']);
     sys.writeFile('/sys/bus/pci/devices/0000:00:02.0/driver/unbind', '0000:00:02.0');
     expect(simulator.device('0000:00:02.0').driver).toBeNull();
     sys.writeFile('/sys/module/vfio_iommu_type1/parameters/dma_entry_limit', '100');

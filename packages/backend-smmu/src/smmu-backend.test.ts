@@ -24,7 +24,7 @@ describe('smmu backend specifics (over the simulator syscall face)', () => {
 
   it('reports the kernel-managed MSI window on arm64 and the fixed range on x86', async () => {
     const arm = onSim('arm-smmuv3');
-    const container = await Container.open({ backend: smmu({ syscalls: arm.syscalls, interface: 'type1' }), groups: [1] });
+    const container = await Container.open({ backend: smmu({ syscalls: arm.syscalls, interface: 'type1' }), groups: [4] });
     expect(container.capabilities.msi).toBe('kernel-managed');
     expect(container.msi.plan().doorbells[0]!.iova).toEqual({ start: 0x8000000n, last: 0x80fffffn });
     container.close();

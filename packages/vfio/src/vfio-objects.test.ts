@@ -95,8 +95,8 @@ describe('VFIO objects over the simulator syscall face', () => {
     const sysfs = new Sysfs(simSyscalls(simulator));
     expect(sysfs.deviceGroup('0000:00:02.0')).toBeUndefined();
     sysfs.bindVfio('0000:00:02.0');
-    expect(sysfs.device('0000:00:02.0')).toEqual({ address: '0000:00:02.0', vendor: 0x1234, device: 0x11e8, driver: 'vfio-pci', group: 1 });
-    expect(sysfs.groups()).toEqual([0, 1]);
+    expect(sysfs.device('0000:00:02.0')).toEqual({ address: '0000:00:02.0', vendor: 0x1234, device: 0x11e8, driver: 'vfio-pci', group: 4 });
+    expect(sysfs.groups()).toEqual([0, 1, 2, 3, 4]);
     sysfs.unbindVfio('0000:00:02.0');
     expect(sysfs.deviceDriver('0000:00:02.0')).toBeNull();
   });
