@@ -7,8 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { cannotRun, runLane } from '../packages/kernel-rig/rig.mjs';
 
 export const LANES = (process.env.IOAS_KERNEL_LANES ?? 'x86').split(',').filter(Boolean);
-const GUEST_COMMAND =
-  'node packages/kernel-rig/node_modules/vitest/vitest.mjs run --root packages/kernel-rig --config vitest.config.mjs --configLoader runner --no-cache --reporter=default --reporter=json --outputFile=/tmp/results/vitest.json';
+// The tests, then (in the same boot, keeping the tests' exit status) the benchmark.
+const GUEST_COMMAND = [
+  'node packages/kernel-rig/node_modules/vitest/vitest.mjs run --root packages/kernel-rig --config vitest.config.mjs --configLoader runner --no-cache --reporter=default --reporter=json --outputFile=/tmp/results/vitest.json',
+  'status=$?',
+  '(cd packages/kernel-rig && node bench/map-unmap.mjs) > /tmp/results/bench.txt 2>&1',
+  'exit $status',
+].join('; ');
 
 export { cannotRun };
 
@@ -35,6 +40,8 @@ export async function runKernelLanes() {
       const summary = JSON.parse(readFileSync(differential, 'utf8'));
       console.log(`[${lane}] differential: ${summary.sequences} sequences, ${summary.operations} operations agreed`);
     }
+    const bench = join(result.results, 'bench.txt');
+    if (existsSync(bench)) console.log(readFileSync(bench, 'utf8').trim().split('\n').map((line) => `[${lane}] bench: ${line}`).join('\n'));
     console.log(`[${lane}] ${json.numPassedTests} passed, ${json.numFailedTests} failed in ${result.seconds} s`);
   }
   return { passed, failed, skipped };
