@@ -264,6 +264,16 @@ export class BTreeMap<V> {
 
   /** First index whose key is `>=` the query. */
   private lowerBound(words: number[], length: number): number {
+    return this.bound(words, length, false);
+  }
+
+  /** First index whose key is `>` the query. */
+  private upperBound(words: number[], length: number): number {
+    return this.bound(words, length, true);
+  }
+
+  /** First index whose key is past the query: `>` it when `inclusive`, else `>=` it. */
+  private bound(words: number[], length: number, inclusive: boolean): number {
     let low = 0;
     let high = length;
     if (this.width === 2) {
@@ -273,37 +283,16 @@ export class BTreeMap<V> {
       while (low < high) {
         const middle = (low + high) >>> 1;
         const word = words[middle * 2]!;
-        if (word < high0 || (word === high0 && words[middle * 2 + 1]! < low0)) low = middle + 1;
+        const second = words[middle * 2 + 1]!;
+        if (word < high0 || (word === high0 && (second < low0 || (inclusive && second === low0)))) low = middle + 1;
         else high = middle;
       }
       return low;
     }
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.compareAt(words, middle) < 0) low = middle + 1;
-      else high = middle;
-    }
-    return low;
-  }
-
-  /** First index whose key is `>` the query. */
-  private upperBound(words: number[], length: number): number {
-    let low = 0;
-    let high = length;
-    if (this.width === 2) {
-      const high0 = this.query[0]!;
-      const low0 = this.query[1]!;
-      while (low < high) {
-        const middle = (low + high) >>> 1;
-        const word = words[middle * 2]!;
-        if (word < high0 || (word === high0 && words[middle * 2 + 1]! <= low0)) low = middle + 1;
-        else high = middle;
-      }
-      return low;
-    }
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.compareAt(words, middle) <= 0) low = middle + 1;
+      const order = this.compareAt(words, middle);
+      if (order < 0 || (inclusive && order === 0)) low = middle + 1;
       else high = middle;
     }
     return low;
