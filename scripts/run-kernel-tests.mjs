@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cannotRun, runLane } from '../packages/kernel-rig/rig.mjs';
 
-export const LANES = (process.env.IOAS_KERNEL_LANES ?? 'x86').split(',').filter(Boolean);
+export const LANES = (process.env.IOAS_KERNEL_LANES ?? 'x86,arm64,iommufd').split(',').filter(Boolean);
 // The tests, then (in the same boot, keeping the tests' exit status) the benchmark.
 const GUEST_COMMAND = [
   'node packages/kernel-rig/node_modules/vitest/vitest.mjs run --root packages/kernel-rig --config vitest.config.mjs --configLoader runner --no-cache --reporter=default --reporter=json --outputFile=/tmp/results/vitest.json',

@@ -3,7 +3,7 @@
 // edu device bound to vfio-pci, runs a command inside it against the real kernel, and brings back
 // the exit code and the output. The guest's root is this machine's root, shared read-only over
 // virtio-9p; results come back through a second, writable share. No network in the guest.
-// Everything downloaded or built is cached under one folder (.rig-cache at the repository root).
+// Everything downloaded or built is cached under one folder (~/.cache/ioas-rig, or $IOAS_RIG_CACHE).
 //
 // Usage: node packages/kernel-rig/rig.mjs <lane> [--timeout SECONDS] -- <command...>
 // Lanes: x86 (q35 + intel-iommu + edu, Debian's kernel, VFIO type1v2); iommufd (the same
@@ -11,12 +11,15 @@
 // Recipe and gotchas: shared/facts/real-kernel-rig.md.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repository = join(here, '..', '..');
-const cache = process.env.IOAS_RIG_CACHE ?? join(repository, '.rig-cache');
+// Outside the repository, so that a fresh clone on the same machine (CI's) reuses the kernels,
+// the userland and above all the 6.12 build (half an hour on 2 cores).
+const cache = process.env.IOAS_RIG_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ioas-rig');
 
 const LANES = {
   x86: {
@@ -48,7 +51,7 @@ const LANES = {
     },
   },
   iommufd: {
-    packages: ['qemu-system-x86', 'busybox-static', 'cpio', 'kmod', 'xz-utils', 'linux-source-6.12', 'build-essential', 'bc', 'bison', 'flex', 'libssl-dev', 'libelf-dev'],
+    packages: ['qemu-system-x86', 'busybox-static', 'cpio', 'kmod', 'xz-utils', 'linux-source-6.12', 'build-essential', 'bc', 'bison', 'flex', 'libssl-dev', 'libelf-dev', 'rsync'],
     build: 'linux-source-6.12',
     qemu: 'qemu-system-x86_64',
     machine: ['-machine', 'q35,kernel-irqchip=split', '-accel', 'tcg', '-cpu', 'max', '-device', 'intel-iommu,intremap=on,caching-mode=on'],
