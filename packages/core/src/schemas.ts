@@ -104,7 +104,8 @@ export function fastMapInput(input: unknown): MapInputParsed | undefined {
   const parsedMemory = contiguousPageSize === undefined ? { address, length } : { address, length, contiguousPageSize: contiguousPageSize as bigint };
   const result: MapInputParsed = { memory: parsedMemory };
   if (iova !== undefined) result.iova = iova;
-  if (access !== undefined) result.access = access as { read: boolean; write: boolean };
+  // A copy, so that the container's record cannot change when the caller's object does.
+  if (access !== undefined) result.access = { read: (access as { read: boolean }).read, write: (access as { write: boolean }).write };
   return result;
 }
 
