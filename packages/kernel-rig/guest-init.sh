@@ -10,6 +10,17 @@ mount -t devtmpfs devtmpfs /dev
 for module in $(cat /modules/order); do insmod "/modules/$module" 2>/dev/null; done
 mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose hostroot /newroot
 mount -t 9p -o trans=virtio,version=9p2000.L results /results
+# A lane with its own userland (arm64): this machine's root comes as a second share, at /host.
+if [ -n "$USERLAND" ]; then
+  mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose host /newroot/host
+  source="/newroot/host$REPO"
+  export NODE_PATH=/opt/node_modules
+else
+  source="/newroot$REPO"
+fi
+# Hold on to the repository before /tmp is covered: a clone may live under /tmp.
+mkdir -p /repo
+mount --bind "$source" /repo
 # The host root is read-only: give the guest its own /tmp, /dev, /proc, /sys inside it.
 mount -t tmpfs tmpfs /newroot/tmp
 mkdir -p /newroot/tmp/results
@@ -18,12 +29,8 @@ mount --bind /dev /newroot/dev
 mount --bind /proc /newroot/proc
 mount --bind /sys /newroot/sys
 mount -t tmpfs tmpfs /newroot/run 2>/dev/null
-# A lane with its own userland (arm64): this machine's root at /host, the repository bound in.
-if [ -n "$USERLAND" ]; then
-  mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose host /newroot/host
-  mount --bind "/newroot/host$REPO" "/newroot$REPO"
-  export NODE_PATH=/opt/node_modules
-fi
+mkdir -p "/newroot$REPO" 2>/dev/null
+mount --bind /repo "/newroot$REPO"
 # QEMU's edu (1234:11e8) to vfio-pci through driver_override (sysfs-and-platforms.md §3).
 for device in /sys/bus/pci/devices/*; do
   if [ "$(cat "$device/vendor")" = "0x1234" ] && [ "$(cat "$device/device")" = "0x11e8" ]; then

@@ -133,7 +133,7 @@ function ensureUserland(laneName, lane) {
     const name = spec.slice(0, spec.lastIndexOf('@'));
     unpackNpm(spec, join(root, 'opt', 'node_modules', name));
   }
-  for (const directory of ['proc', 'sys', 'dev', 'tmp', 'run', 'host', repository.slice(1)]) mkdirSync(join(root, directory), { recursive: true });
+  for (const directory of ['proc', 'sys', 'dev', 'tmp', 'run', 'host']) mkdirSync(join(root, directory), { recursive: true });
   // busybox provides sh, dmesg and the rest inside the chroot.
   for (const applet of ['sh', 'dmesg', 'cat', 'ls', 'env']) {
     if (!existsSync(join(root, 'bin', applet))) execFileSync('ln', ['-s', 'busybox', join(root, 'bin', applet)]);
@@ -251,6 +251,8 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
   ensureForeignArch(lane.foreignArch);
   const kernel = ensureKernel(lane);
   const userland = lane.userland === undefined ? undefined : ensureUserland(laneName, lane);
+  // The guest binds the repository over this mountpoint; its share is read-only, so make it here.
+  if (userland !== undefined) mkdirSync(join(userland, repository.slice(1)), { recursive: true });
   const initramfs = ensureInitramfs(laneName, lane, kernel);
   const results = join(cache, 'results', laneName);
   rmSync(results, { recursive: true, force: true });
