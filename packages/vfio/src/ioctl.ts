@@ -5,7 +5,7 @@
  * shared/facts/toolchain.md, "Measured call cost").
  */
 import { endianness } from 'node:os';
-import { ERRNO, IoasError, type IovaRange, type Syscalls } from '@ioas/core';
+import { ERRNO, IoasError, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';
 import {
   IOMMUFD_NR,
   iommu_destroy,
@@ -96,6 +96,13 @@ export class VfioIoctls {
 
   failure(errno: number, ioctl: string, what: string): IoasError {
     return IoasError.fromErrno(errno, ioctl, what, this.backend === undefined ? {} : { backend: this.backend });
+  }
+
+  /** Opens a device file read-write and close-on-exec; throws an IoasError naming `what` on failure. */
+  openFile(path: string, what: string): number {
+    const fd = this.syscalls.open(path, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
+    if (fd < 0) throw this.failure(-fd, 'open', what);
+    return fd;
   }
 
   /** A zeroed struct of `size` bytes with its `argsz`/`size` field set. */

@@ -1,4 +1,4 @@
-import { SYSCALL_FLAGS, type IovaRange } from '@ioas/core';
+import type { IovaRange } from '@ioas/core';
 import type { VfioIoctls } from './ioctl.js';
 import { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from './uapi/iommufd.js';
 import { VfioDevice } from './vfio-device.js';
@@ -34,9 +34,7 @@ export class IommufdContext {
   ) {}
 
   static open(ioctls: VfioIoctls, path = '/dev/iommu'): IommufdContext {
-    const fd = ioctls.syscalls.open(path, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
-    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${path}`);
-    return new IommufdContext(ioctls, fd);
+    return new IommufdContext(ioctls, ioctls.openFile(path, `opening ${path}`));
   }
 
   allocateIoas(): number {
@@ -75,8 +73,7 @@ export class IommufdContext {
 
   /** Opens a device cdev (`/dev/vfio/devices/vfioN`) and binds it to this iommufd. */
   bindDevice(cdevPath: string, name: string): IommufdDevice {
-    const fd = this.ioctls.syscalls.open(cdevPath, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
-    if (fd < 0) throw this.ioctls.failure(-fd, 'open', `opening ${cdevPath} (${name})`);
+    const fd = this.ioctls.openFile(cdevPath, `opening ${cdevPath} (${name})`);
     try {
       return new IommufdDevice(this.ioctls, fd, name, this.ioctls.deviceBindIommufd(fd, this.fd));
     } catch (error) {

@@ -1,4 +1,4 @@
-import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
+import { ERRNO } from '@ioas/core';
 import type { VfioIoctls } from './ioctl.js';
 import { parseType1Info, type Type1Info } from './type1-info.js';
 import { VFIO_API_VERSION, VFIO_DMA_UNMAP_FLAG_ALL } from './uapi/vfio.js';
@@ -14,8 +14,7 @@ export class VfioContainer {
 
   /** Opens a new, empty container and checks the API version (vfio-type1.md §9 step 1). */
   static open(ioctls: VfioIoctls, path = '/dev/vfio/vfio'): VfioContainer {
-    const fd = ioctls.syscalls.open(path, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
-    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${path}`);
+    const fd = ioctls.openFile(path, `opening ${path}`);
     const container = new VfioContainer(ioctls, fd);
     try {
       const version = ioctls.getApiVersion(fd);

@@ -1,4 +1,3 @@
-import { SYSCALL_FLAGS } from '@ioas/core';
 import type { VfioIoctls } from './ioctl.js';
 import { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE } from './uapi/vfio.js';
 import type { VfioContainer } from './vfio-container.js';
@@ -16,9 +15,7 @@ export class VfioGroup {
 
   /** Opens `/dev/vfio/<id>` (6.1 allows one open at a time: EBUSY otherwise). */
   static open(ioctls: VfioIoctls, id: number, devicePath = `/dev/vfio/${id}`): VfioGroup {
-    const fd = ioctls.syscalls.open(devicePath, SYSCALL_FLAGS.O_RDWR | SYSCALL_FLAGS.O_CLOEXEC);
-    if (fd < 0) throw ioctls.failure(-fd, 'open', `opening ${devicePath} (IOMMU group ${id})`);
-    return new VfioGroup(ioctls, id, fd);
+    return new VfioGroup(ioctls, id, ioctls.openFile(devicePath, `opening ${devicePath} (IOMMU group ${id})`));
   }
 
   /** VFIO_GROUP_GET_STATUS: viable (no member bound to a DMA-owning driver) and container set. */
