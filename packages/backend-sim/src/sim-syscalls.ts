@@ -13,9 +13,6 @@ import { PAMU_ATTR } from './pamu-domain.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
 import { VfioContainer } from './vfio-container.js';
 
-/** `_IO(';', nr)` on x86-64, arm64 and riscv; PowerPC adds the `_IOC_NONE` direction bit 0x20000000. */
-const io = (nr: number, powerpc: boolean): number => ((powerpc ? 0x2000_0000 : 0) | 0x3b00 | nr) >>> 0;
-
 /** VFIO `nr` values: 100 + n (vfio-type1.md §1, pamu-sdk-abi.md §2, iommufd.md §4). */
 const VFIO_NR = {
   GET_API_VERSION: 100,
