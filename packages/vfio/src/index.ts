@@ -7,7 +7,7 @@
  */
 export { allocateDmaMemory, type DmaMemory } from './dma-memory.js';
 export { IommufdContext, IommufdDevice } from './iommufd-context.js';
-export { VfioIoctls, type IoctlOptions, type IoctlStruct } from './ioctl.js';
+export { VfioIoctls, type IoctlOptions, type IoctlStruct, type VfioIoctlName } from './ioctl.js';
 export { isLibcLoaded, libcSyscalls } from './libc-syscalls.js';
 export { parseReservedRegions, Sysfs, type PciDeviceInfo } from './sysfs.js';
 export { parseType1Info, type Type1Info } from './type1-info.js';

@@ -43,7 +43,15 @@ export interface IoctlOptions {
   readonly littleEndian?: boolean;
   /** Backend name for errors. */
   readonly backend?: string;
+  /**
+   * Request numbers to use instead of the ones computed from `arch`: an ABI profile that names its
+   * own values (the PAMU SDK kernels' profiles do) passes them here.
+   */
+  readonly numbers?: Partial<Record<VfioIoctlName, number>>;
 }
+
+/** The name of an ioctl this class can call, as in the kernel headers. */
+export type VfioIoctlName = keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR;
 
 /** A struct buffer with its DataView. */
 export interface IoctlStruct {
@@ -62,7 +70,7 @@ export class VfioIoctls {
   readonly little: boolean;
   readonly arch: IoctlArch;
   private readonly backend: string | undefined;
-  private readonly numbers: Record<keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR, number>;
+  private readonly numbers: Record<VfioIoctlName, number>;
   private readonly mapBuffer = struct(vfio_iommu_type1_dma_map.sizeof);
   private readonly unmapBuffer = struct(vfio_iommu_type1_dma_unmap.sizeof);
   private readonly ioasMapBuffer = struct(iommu_ioas_map.sizeof);
@@ -75,6 +83,7 @@ export class VfioIoctls {
     this.backend = options.backend;
     const numbers: Record<string, number> = {};
     for (const [name, nr] of Object.entries({ ...VFIO_NR, ...IOMMUFD_NR })) numbers[name] = ioctlNumber(nr, this.arch);
+    for (const [name, value] of Object.entries(options.numbers ?? {})) if (value !== undefined) numbers[name] = value >>> 0;
     this.numbers = numbers as VfioIoctls['numbers'];
     this.mapBuffer.view.setUint32(0, vfio_iommu_type1_dma_map.sizeof, this.little);
     this.unmapBuffer.view.setUint32(0, vfio_iommu_type1_dma_unmap.sizeof, this.little);
@@ -83,12 +92,12 @@ export class VfioIoctls {
   }
 
   /** The request number of an ioctl in this encoding. */
-  number(name: keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR): number {
+  number(name: VfioIoctlName): number {
     return this.numbers[name];
   }
 
   /** Calls an ioctl; throws an IoasError naming it when the kernel answers -errno. */
-  call(name: keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR, fd: number, argument: number | Uint8Array, what: string): number {
+  call(name: VfioIoctlName, fd: number, argument: number | Uint8Array, what: string): number {
     const status = this.syscalls.ioctl(fd, this.numbers[name], argument);
     if (status < 0) throw this.failure(-status, name, what);
     return status;

@@ -136,3 +136,17 @@ describe('libc syscalls on this machine', () => {
     expect(JSON.parse(output)).toEqual({ before: false, after: true });
   });
 });
+
+describe('VfioIoctls request numbers', () => {
+  it('computes them from the architecture and lets a profile name its own', () => {
+    const calls: number[] = [];
+    const syscalls = { ioctl: (_fd: number, request: number) => (calls.push(request), 0) } as unknown as ConstructorParameters<typeof VfioIoctls>[0]['syscalls'];
+    const powerpc = new VfioIoctls({ syscalls, arch: 'powerpc' });
+    expect(powerpc.number('VFIO_CHECK_EXTENSION')).toBe(0x20003b65);
+    const custom = new VfioIoctls({ syscalls, arch: 'generic', numbers: { VFIO_SET_IOMMU: 0x20003b66 } });
+    expect(custom.number('VFIO_SET_IOMMU')).toBe(0x20003b66);
+    expect(custom.number('VFIO_CHECK_EXTENSION')).toBe(0x3b65);
+    custom.setIommu(3, 2);
+    expect(calls).toEqual([0x20003b66]);
+  });
+});
