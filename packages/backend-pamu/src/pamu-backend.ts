@@ -1,0 +1,141 @@
+import { endianness } from 'node:os';
+import { IoasError, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
+import { libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
+import { PamuContainer } from './pamu-container.js';
+import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
+import { describeProfile, PAMU_PROFILES, type PamuProfile, type PamuProfileName } from './profiles.js';
+import { PAMU_MSI_PAGE_SIZE, PAMU_PAGE_SIZE } from './uapi.js';
+
+/** Options of {@link pamu}. */
+export interface PamuOptions {
+  /**
+   * The ABI profile of the kernel: a built-in name (`sdk-3.8`, `sdk-3.12`, `sdk-4.x`) or a profile
+   * from {@link definePamuProfile}. Required: the type number differs between SDK kernels and means
+   * sPAPR TCE on mainline, so the backend never guesses it (shared/facts/pamu-sdk-abi.md §1).
+   */
+  readonly profile: PamuProfileName | PamuProfile;
+  /** The system calls (default: libc through koffi). The simulator's `simSyscalls()` fits here. */
+  readonly syscalls?: Syscalls;
+  /** Struct byte order (default: this host's; PAMU boards are big-endian). */
+  readonly littleEndian?: boolean;
+  /** Prefix for sysfs paths (a captured tree in tests). */
+  readonly sysfsRoot?: string;
+  /** A stash attribute to set on every container after its windows (driver order: §5 step 5). */
+  readonly stash?: PamuStash;
+}
+
+/** The PAMU backend, with its PAMU-only escape hatches. */
+export interface PamuBackend extends BackendV1 {
+  readonly profile: PamuProfile;
+  /**
+   * The low-level PAMU container behind an open core `Container` holding `group`: the stash
+   * attribute, the translation state, the MSI doorbell addresses.
+   */
+  containerOf(group: number): PamuContainer;
+  /** A device fd for a device of an open container; the caller closes it. */
+  openDevice(address: string): VfioDevice;
+}
+
+/**
+ * The ioas backend for the Freescale/NXP PAMU through the SDK kernels' "type 2" VFIO backend: a
+ * windowed IOMMU (an aperture cut into a power-of-two number of windows, each one physically
+ * contiguous chunk) with explicitly mapped MSI banks.
+ *
+ * ```ts
+ * const backend = pamu({ profile: 'sdk-4.x' });
+ * using container = await Container.open({ backend, groups: [0] });
+ * container.setGeometry({ aperture: plan.aperture, windowCount: plan.windowCount });
+ * ```
+ */
+export function pamu(options: PamuOptions): PamuBackend {
+  const profile = typeof options.profile === 'string' ? PAMU_PROFILES[options.profile] : options.profile;
+  if (profile === undefined) {
+    throw new IoasError('invalid-argument', `pamu(): unknown profile ${String(options.profile)}; built-in profiles: ${Object.keys(PAMU_PROFILES).join(', ')}`, { backend: 'pamu' });
+  }
+  const syscalls = options.syscalls ?? libcSyscalls();
+  const ioctls = new PamuIoctls(syscalls, profile, options.littleEndian ?? endianness() === 'LE');
+  const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
+  const open = new Set<PamuContainer>();
+  const describeGroup = (group: number): string =>
+    sysfs
+      .groupDevices(group)
+      .map((address) => [address, sysfs.deviceDriver(address)] as const)
+      .filter(([, driver]) => driver !== null && !['vfio-pci', 'pci-stub', 'pcieport'].includes(driver))
+      .map(([address, driver]) => `${address} is bound to ${driver}`)
+      .join(', ');
+  return {
+    specificationVersion: 'v1',
+    name: 'pamu',
+    profile,
+    probe: async () => {
+      if (!syscalls.exists('/dev/vfio/vfio')) return { available: false, reason: '/dev/vfio/vfio is missing: this is not a VFIO host, or the vfio module is not loaded' };
+      return { available: true, detail: `VFIO (/dev/vfio/vfio) with profile ${describeProfile(profile)}; the kernel is checked against it when a container opens` };
+    },
+    open: async (request) => {
+      const groups = new Set(request.groups);
+      for (const address of request.devices) {
+        const group = sysfs.deviceGroup(address);
+        if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: PAMU gives none to a device without an LIODN`, { backend: 'pamu', operation: 'open' });
+        groups.add(group);
+      }
+      const container = PamuContainer.open(ioctls, [...groups], describeGroup);
+      open.add(container);
+      return handleFor(container, options.stash, () => open.delete(container));
+    },
+    containerOf: (group) => {
+      for (const container of open) if (container.groupIds().includes(group)) return container;
+      throw new IoasError('not-found', `IOMMU group ${group} is in no open pamu container`, { backend: 'pamu' });
+    },
+    openDevice: (address) => {
+      const group = sysfs.deviceGroup(address);
+      for (const container of open) if (group !== undefined && container.groupIds().includes(group)) return container.openDevice(group, address);
+      throw new IoasError('not-found', `${address} is in no open pamu container`, { backend: 'pamu' });
+    },
+  };
+}
+
+function handleFor(container: PamuContainer, stash: PamuStash | undefined, forget: () => void): BackendHandleV1 {
+  const capabilities: Capabilities = {
+    model: 'windowed',
+    windows: 'hardware',
+    msi: 'explicit',
+    // Window-aligned cuts are safe: the driver trims and splits its records (§6 UNMAP_DMA).
+    partialUnmap: true,
+    mappingBudget: null,
+    settableGeometry: true,
+  };
+  return {
+    capabilities,
+    doGetGeometry: (): Geometry => {
+      const windows = container.windows();
+      return { aperture: windows.aperture, ioPageSizes: PAMU_PAGE_SIZE, windows: { count: windows.count ?? windows.maxCount, size: windows.size, maxCount: windows.maxCount } };
+    },
+    // PAMU has no get_resv_regions: sysfs shows no reserved regions (§6 Groups on PAMU).
+    doGetReserved: () => [],
+    doSetGeometry: (call) => {
+      container.configure(call.aperture, call.windowCount);
+      if (stash !== undefined) container.setStash(stash);
+    },
+    doMap: (call) =>
+      container.mapDma({
+        iova: call.iova.start,
+        vaddr: call.memory.address,
+        size: call.memory.length,
+        contiguousPageSize: call.memory.contiguousPageSize,
+        read: call.access.read,
+        write: call.access.write,
+      }),
+    doUnmap: (range) => container.unmapDma(range.start, range.last - range.start + 1n),
+    doListMsiDoorbells: () =>
+      Array.from({ length: container.msiBankCount }, (_, index) => {
+        const doorbell = container.msiDoorbell(index);
+        return doorbell === undefined ? { index, size: PAMU_MSI_PAGE_SIZE } : { index, size: PAMU_MSI_PAGE_SIZE, physicalAddress: doorbell.page };
+      }),
+    doMapMsiDoorbell: (index, iova) => void container.mapMsiBank(index, iova),
+    doUnmapMsiDoorbell: (index) => container.unmapMsiBank(index),
+    doClose: () => {
+      forget();
+      container.close();
+    },
+  };
+}

@@ -1,0 +1,565 @@
+/**
+ * A PAMU VFIO container with every rule of the SDK driver checked before the ioctl and every
+ * SET_ATTR read back, because the driver hides its failures: SET_ATTR, MAP_MSI_BANK and
+ * UNMAP_MSI_BANK return 0 when the domain refused; MAP_DMA maps only whole windows and drops the
+ * rest without a word; a window size of zero divides by zero in the kernel
+ * (shared/facts/pamu-sdk-abi.md §4-§6). Each defence below names the rule it enforces.
+ */
+import { ERRNO, IoasError, hex, isPowerOfTwo, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
+import { VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
+import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
+import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
+import { PAMU_MSI_PAGE_SIZE, PAMU_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
+
+/** A DMA range the container mapped: whole windows of physically contiguous memory. */
+export interface PamuDmaRange {
+  readonly iova: bigint;
+  readonly size: bigint;
+  readonly vaddr: bigint;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/** An MSI bank mapped into a window. */
+export interface PamuMsiBankMapping {
+  readonly bank: number;
+  /** The IOVA given to MAP_MSI_BANK: always the window's base (UNMAP needs exactly it back). */
+  readonly iova: bigint;
+  readonly window: number;
+  /**
+   * Where the device's MSI write lands once the kernel has rewritten it: `window base + (MSIIR &
+   * 0xfff)` (§6), when the profile knows the bank's MSIIR.
+   */
+  readonly deviceAddress: bigint | undefined;
+}
+
+/** What to map: host memory whose physically contiguous page size is known. */
+export interface PamuDmaRequest {
+  readonly iova: bigint;
+  readonly vaddr: bigint;
+  readonly size: bigint;
+  /** Size of the physically contiguous, naturally aligned pages behind `vaddr` (the hugepage size). */
+  readonly contiguousPageSize: bigint | undefined;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/** The container's window configuration. */
+export interface PamuWindowState {
+  /** The domain's aperture (the 64 GiB default until a geometry is set). */
+  readonly aperture: IovaRange;
+  /** Windows set through VFIO; `undefined` until {@link PamuContainer.configure} succeeds. */
+  readonly count: number | undefined;
+  /** Aperture size / count; `0n` until configured (the SDK driver divides by it). */
+  readonly size: bigint;
+  /** Most windows this container accepts: the profile's limit and the hardware's, whichever is lower. */
+  readonly maxCount: number;
+}
+
+function fail(code: IoasErrorCode, operation: string, message: string, extra: { ioctl?: string; errno?: number; cause?: unknown } = {}): IoasError {
+  return new IoasError(code, `pamu ${operation}: ${message}`, { backend: 'pamu', operation, ...extra });
+}
+
+/** A byte that differs from the low byte of `value`: a GET_ATTR buffer filled with it cannot pass for `value`. */
+function sentinelFor(value: bigint | number): number {
+  return (Number(BigInt(value) & 0xffn) ^ 0xff) & 0xff;
+}
+
+/** The other type numbers SDK kernels used for PAMU: a PAMU backend answers 0 for them (§1). */
+const PAMU_TYPE_NUMBERS = [...new Set(Object.values(PAMU_PROFILES).map((profile) => profile.iommuType))];
+
+/**
+ * An open PAMU container: one PAMU domain shared by its groups (§5 step 1). Synchronous, like the
+ * ioctls under it. Every method validates first and sends nothing when a rule would be broken.
+ */
+export class PamuContainer {
+  /** MSI banks the kernel probed (GET_MSI_BANK_COUNT: 3 on P4080). */
+  readonly msiBankCount: number;
+  private readonly maxCount: number;
+  private aperture: PamuAperture;
+  private count: number | undefined;
+  private windowSize = 0n;
+  private lastGood: { aperture: PamuAperture; count: number } | undefined;
+  private everSetWindows = false;
+  private stashValue: PamuStash | undefined;
+  private readonly dma: PamuDmaRange[] = [];
+  private readonly banks: PamuMsiBankMapping[] = [];
+  private enabled = false;
+  private closed = false;
+
+  private constructor(
+    readonly ioctls: PamuIoctls,
+    private readonly container: VfioContainer,
+    private readonly groups: VfioGroup[],
+  ) {
+    const fd = container.fd;
+    const profile = ioctls.profile;
+    // After SET_IOMMU the PAMU backend answers GET_MSI_BANK_COUNT with the count as the return
+    // value. On sPAPR (mainline POWER, the same type numbers) +17 is REGISTER_MEMORY and fails
+    // without an argument, so a failure here means the kernel is not the one the profile describes.
+    try {
+      this.msiBankCount = ioctls.msiBankCount(fd);
+    } catch (error) {
+      throw fail(
+        'abi-mismatch',
+        'open',
+        `GET_MSI_BANK_COUNT failed after SET_IOMMU(${profile.iommuType}): the container's IOMMU backend is not PAMU (sPAPR TCE, mainline's meaning of types 2 and 7, answers ${hex(BigInt(profile.ioctls.VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT))} as REGISTER_MEMORY)`,
+        { cause: error },
+      );
+    }
+    // GET_ATTR(WINDOWS) before any SET answers the hardware maximum, 2^(1+MWCE) (§4).
+    const hardware = ioctls.getWindows(fd, 0);
+    if (hardware === 0 || !isPowerOfTwo(BigInt(hardware))) {
+      throw fail('abi-mismatch', 'open', `GET_ATTR(WINDOWS) answered ${hardware}, not a power-of-two hardware window maximum: the domain did not answer`);
+    }
+    this.maxCount = Math.min(hardware, profile.maxWindows);
+    this.aperture = ioctls.getGeometry(fd, 0);
+  }
+
+  /**
+   * Opens `/dev/vfio/vfio`, checks the kernel against the profile, adds the groups and selects the
+   * PAMU backend, in the order USDPAA uses (§1, §5): GET_API_VERSION, CHECK_EXTENSION(profile type),
+   * GROUP_SET_CONTAINER for each group, SET_IOMMU(profile type). On any failure every fd opened is
+   * closed.
+   *
+   * @param describeGroup - Says why a group is not viable (which driver holds a member).
+   * @throws {IoasError} `abi-mismatch` when CHECK_EXTENSION or GET_MSI_BANK_COUNT does not fit the
+   *   profile; `state` for a non-viable group; `kernel` for a failed ioctl.
+   */
+  static open(ioctls: PamuIoctls, groupIds: readonly number[], describeGroup: (group: number) => string = () => ''): PamuContainer {
+    const container = VfioContainer.open(ioctls.vfio);
+    const groups: VfioGroup[] = [];
+    try {
+      checkProfile(container, ioctls.profile);
+      // The same group twice is EINVAL in GROUP_SET_CONTAINER (§5): add each once.
+      for (const id of [...new Set(groupIds)]) {
+        const group = VfioGroup.open(ioctls.vfio, id);
+        groups.push(group);
+        if (!group.status().viable) {
+          const why = describeGroup(id);
+          throw fail('state', 'open', `IOMMU group ${id} is not viable: ${why || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`);
+        }
+        group.setContainer(container);
+      }
+      container.setIommu(ioctls.profile.iommuType);
+      return new PamuContainer(ioctls, container, groups);
+    } catch (error) {
+      for (const group of groups) group.close();
+      container.close();
+      throw error;
+    }
+  }
+
+  /** The window configuration as this container knows it (the kernel's answers prove little, §6). */
+  windows(): PamuWindowState {
+    return { aperture: { start: this.aperture.start, last: this.aperture.end }, count: this.count, size: this.windowSize, maxCount: this.maxCount };
+  }
+
+  /** The DMA ranges mapped, in IOVA order. */
+  dmaRanges(): readonly PamuDmaRange[] {
+    return [...this.dma];
+  }
+
+  /** The MSI banks mapped. */
+  msiBanks(): readonly PamuMsiBankMapping[] {
+    return [...this.banks];
+  }
+
+  /**
+   * Whether the PAMU translates: on from the first successful MAP_DMA, off again when the last DMA
+   * range is unmapped, which also stops the MSI windows (§6 UNMAP_DMA). While false, a device's MSI
+   * through a mapped bank is not delivered.
+   */
+  get translating(): boolean {
+    return this.enabled;
+  }
+
+  /** The stash attribute last set and confirmed, if any. */
+  stash(): PamuStash | undefined {
+    return this.stashValue;
+  }
+
+  /** The bank's MSIIR page and where a device's MSI lands once the bank is mapped at `windowBase`. */
+  msiDoorbell(bank: number): { page: bigint; msiir: bigint } | undefined {
+    const msiir = this.ioctls.profile.msi.msiir[bank];
+    if (msiir === undefined || bank >= this.msiBankCount) return undefined;
+    return { page: msiir - (msiir % PAMU_MSI_PAGE_SIZE), msiir };
+  }
+
+  /**
+   * Sets the aperture and the window count, in the driver's order (geometry, then windows, then the
+   * stash again if one was set: §5), reading each back with GET_ATTR. Allowed only while nothing is
+   * mapped: the domain refuses changes once enabled (hidden EBUSY) and WINDOWS discards all window
+   * state (§4).
+   *
+   * If the domain silently refuses, the SDK backend has already overwritten its own copy of the
+   * geometry and window size (§6), so the last good configuration is sent again before the error
+   * is thrown: the container is left as it was.
+   *
+   * @throws {IoasError} `invalid-argument` (not a power of two, below 4 KiB, count 0 or above the
+   *   maximum), `misaligned` (start not aligned to the size), `state` (something mapped), `kernel`
+   *   (the domain refused: the read-back differs), `rollback-failed`.
+   */
+  configure(aperture: IovaRange, count: number): void {
+    const operation = 'configure';
+    this.assertOpen(operation);
+    const size = aperture.last - aperture.start + 1n;
+    // §4: the aperture is a power of two >= 4 KiB, aligned to its size.
+    if (aperture.last < aperture.start || aperture.last > U64_MAX || !isPowerOfTwo(size) || size < PAMU_PAGE_SIZE) {
+      throw fail('invalid-argument', operation, `aperture ${hex(aperture.start)}-${hex(aperture.last)}: its size must be a power of two of at least ${hex(PAMU_PAGE_SIZE)}`);
+    }
+    if (aperture.start % size !== 0n) throw fail('misaligned', operation, `aperture start ${hex(aperture.start)} must be aligned to the aperture size ${hex(size)}`);
+    // §4/§6: the count is a power of two from 1 to the maximum; 0 divides by zero in the kernel,
+    // above 256 is refused by the VFIO layer, above the hardware maximum by the domain.
+    if (!Number.isInteger(count) || count < 1 || count > this.maxCount || !isPowerOfTwo(BigInt(count))) {
+      throw fail('invalid-argument', operation, `window count ${count} must be a power of two from 1 to ${this.maxCount}`);
+    }
+    if (size / BigInt(count) < PAMU_PAGE_SIZE) throw fail('invalid-argument', operation, `${count} windows of a ${hex(size)}-byte aperture are smaller than ${hex(PAMU_PAGE_SIZE)}`);
+    if (this.enabled || this.dma.length > 0 || this.banks.length > 0) {
+      throw fail('state', operation, 'the geometry and windows can change only while nothing is mapped (the domain refuses once enabled, and WINDOWS discards every window); unmap DMA and MSI banks first');
+    }
+    const wanted: PamuAperture = { start: aperture.start, end: aperture.last };
+    try {
+      this.apply(wanted, count);
+    } catch (error) {
+      this.resync(operation, error);
+      throw error;
+    }
+    this.lastGood = { aperture: wanted, count };
+  }
+
+  /**
+   * Sets the stash attribute (the PAMU-only hint to stash DMA writes in a CPU's cache), after the
+   * windows and before DMA (§5 step 5), and reads it back.
+   *
+   * @throws {IoasError} `invalid-argument` (cache not 1-4, cpu not a u32), `state` (windows not set,
+   *   or DMA already mapped), `kernel` (the domain refused: a cpu that does not exist, say).
+   */
+  setStash(stash: PamuStash): void {
+    const operation = 'setStash';
+    this.assertOpen(operation);
+    const caches = Object.values(PAMU_STASH_CACHE) as number[];
+    if (!caches.includes(stash.cache)) throw fail('invalid-argument', operation, `cache ${stash.cache} must be 1 (L1), 2 (L2), 3 (L3) or 4 (DSP L2, SDK kernels)`);
+    if (!Number.isInteger(stash.cpu) || stash.cpu < 0 || stash.cpu > 0xffff_ffff) throw fail('invalid-argument', operation, `cpu ${stash.cpu} must be the reg of a device-tree cpu node (a u32)`);
+    // §6: with windows never set the domain refuses (hidden EINVAL); once enabled, EBUSY.
+    if (this.count === undefined) throw fail('state', operation, 'set the geometry and windows first (the driver order: geometry, windows, stash)');
+    if (this.enabled) throw fail('state', operation, 'the stash can change only before the first DMA mapping');
+    const previous = this.stashValue;
+    try {
+      this.applyStash(stash);
+    } catch (error) {
+      if (previous !== undefined) {
+        try {
+          this.applyStash(previous);
+        } catch (undo) {
+          throw fail('rollback-failed', operation, `the stash was refused and restoring ${JSON.stringify(previous)} failed too: ${(undo as Error).message}`, { cause: error });
+        }
+      }
+      throw error;
+    }
+    this.stashValue = { cpu: stash.cpu, cache: stash.cache };
+  }
+
+  /**
+   * Maps MSI bank `bank` into the window whose base is `iova` (§5 step 6; before the device enables
+   * MSI). MAP_MSI_BANK returns 0 even when it did nothing, so every reason it would refuse is checked
+   * here first: windows configured, a known bank, a window base inside the aperture (the driver
+   * truncates any IOVA to its window, which would make UNMAP miss it), a free window.
+   *
+   * @throws {IoasError} `state`, `not-found` (no such bank), `misaligned`, `out-of-range`, `overlap`.
+   */
+  mapMsiBank(bank: number, iova: bigint): PamuMsiBankMapping {
+    const operation = 'mapMsiBank';
+    this.assertOpen(operation);
+    const windowSize = this.requireWindows(operation);
+    if (!Number.isInteger(bank) || bank < 0 || bank >= this.msiBankCount) {
+      throw fail('not-found', operation, `MSI bank ${bank} does not exist: the kernel has ${this.msiBankCount} bank${this.msiBankCount === 1 ? '' : 's'}`);
+    }
+    if (this.banks.some((mapped) => mapped.bank === bank)) throw fail('state', operation, `MSI bank ${bank} is already mapped; unmap it first`);
+    const window = this.windowIndex(operation, iova, windowSize, `MSI bank ${bank}`);
+    this.assertWindowFree(operation, window, `MSI bank ${bank}`);
+    this.ioctls.mapMsiBank(this.container.fd, bank, iova);
+    const doorbell = this.msiDoorbell(bank);
+    const mapping: PamuMsiBankMapping = { bank, iova, window, deviceAddress: doorbell === undefined ? undefined : iova + (doorbell.msiir % PAMU_MSI_PAGE_SIZE) };
+    this.banks.push(mapping);
+    return mapping;
+  }
+
+  /**
+   * Unmaps MSI bank `bank`, passing back exactly the IOVA it was mapped at (the driver matches on
+   * it; any other value is a hidden EINVAL: §6).
+   *
+   * @throws {IoasError} `not-found` when the bank is not mapped.
+   */
+  unmapMsiBank(bank: number): void {
+    const operation = 'unmapMsiBank';
+    this.assertOpen(operation);
+    const index = this.banks.findIndex((mapped) => mapped.bank === bank);
+    if (index < 0) throw fail('not-found', operation, `MSI bank ${bank} is not mapped`);
+    this.ioctls.unmapMsiBank(this.container.fd, this.banks[index]!.iova);
+    this.banks.splice(index, 1);
+  }
+
+  /**
+   * Maps whole windows of physically contiguous memory (§4, §6 MAP_DMA). Checked first, because the
+   * driver does not refuse them: a size below one window (maps nothing, returns 0), a size that is
+   * not a multiple of the window (the remainder is dropped), windows never configured (division by
+   * zero), memory whose contiguity is unknown (EFAULT at best), memory not aligned to the window in
+   * its hugepage (the hardware keeps `paddr >> 12` and the code never checks natural alignment).
+   *
+   * @throws {IoasError} `state`, `invalid-argument`, `misaligned`, `out-of-range`, `overlap`,
+   *   `kernel` (EFAULT, ENOMEM for RLIMIT_MEMLOCK...).
+   */
+  mapDma(request: PamuDmaRequest): void {
+    const operation = 'mapDma';
+    this.assertOpen(operation);
+    const { iova, vaddr, size, contiguousPageSize } = request;
+    const windowSize = this.requireWindows(operation);
+    if (!request.read && !request.write) throw fail('invalid-argument', operation, 'a mapping needs read or write access');
+    if (size < windowSize || size % windowSize !== 0n) {
+      throw fail(
+        'misaligned',
+        operation,
+        `${hex(size)} bytes is not a whole number of ${hex(windowSize)}-byte windows: the SDK driver would map ${size < windowSize ? 'nothing' : `only ${hex((size / windowSize) * windowSize)} bytes`} and still return 0`,
+      );
+    }
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) throw fail('invalid-argument', operation, `${hex(size)} bytes at IOVA ${hex(iova)} from ${hex(vaddr)} wrap past 2^64-1`);
+    const first = this.windowIndex(operation, iova, windowSize, `${hex(size)} bytes`);
+    const windows = Number(size / windowSize);
+    if (first + windows > (this.count ?? 0)) throw fail('out-of-range', operation, `${hex(size)} bytes at IOVA ${hex(iova)} run past the aperture's last window`);
+    if (contiguousPageSize === undefined || !isPowerOfTwo(contiguousPageSize) || contiguousPageSize < windowSize) {
+      throw fail(
+        'invalid-argument',
+        operation,
+        `each ${hex(windowSize)}-byte window needs one physically contiguous chunk (§4): back the memory with hugepages of at least ${hex(windowSize)} and say so in contiguousPageSize (given: ${contiguousPageSize === undefined ? 'nothing' : hex(contiguousPageSize)})`,
+      );
+    }
+    if (vaddr % windowSize !== 0n) {
+      throw fail('misaligned', operation, `host address ${hex(vaddr)} is not aligned to the window size ${hex(windowSize)}: the window's physical address would not be naturally aligned, which PAMU needs and the driver does not check`);
+    }
+    for (let window = first; window < first + windows; window++) this.assertWindowFree(operation, window, `${hex(size)} bytes at IOVA ${hex(iova)}`);
+    try {
+      this.ioctls.mapDma(this.container.fd, vaddr, iova, size, request.read, request.write);
+    } catch (error) {
+      // EBUSY is the PAMU driver's word for an overlap (type1 says EEXIST); the checks above make it unexpected.
+      if (IoasError.isInstance(error) && error.errno === ERRNO.EBUSY) throw fail('overlap', operation, `the kernel says ${hex(iova)}+${hex(size)} is busy: ${error.message}`, { ioctl: error.ioctl ?? 'VFIO_IOMMU_MAP_DMA', errno: ERRNO.EBUSY, cause: error });
+      throw error;
+    }
+    const range: PamuDmaRange = { iova, size, vaddr, read: request.read, write: request.write };
+    const at = this.dma.findIndex((other) => other.iova > iova);
+    this.dma.splice(at < 0 ? this.dma.length : at, 0, range);
+    this.enabled = true;
+  }
+
+  /**
+   * Unmaps `[iova, iova + size)`, which must cover whole windows: the driver disables every window
+   * the range touches while keeping the rest of a cut range recorded (§6), so a cut inside a window
+   * would leave memory recorded but not mapped. Returns the bytes unmapped, counted from the
+   * container's record: the driver does not write `size` back. Sends nothing when nothing is
+   * mapped there.
+   *
+   * @throws {IoasError} `misaligned`, `state` (windows not configured).
+   */
+  unmapDma(iova: bigint, size: bigint): bigint {
+    const operation = 'unmapDma';
+    this.assertOpen(operation);
+    const windowSize = this.requireWindows(operation);
+    if (size === 0n || (iova - this.aperture.start) % windowSize !== 0n || size % windowSize !== 0n || iova < this.aperture.start) {
+      throw fail('misaligned', operation, `${hex(size)} bytes at IOVA ${hex(iova)} do not cover whole ${hex(windowSize)}-byte windows: the driver would disable the windows it touches and keep the rest recorded`);
+    }
+    const end = iova + size;
+    let removed = 0n;
+    const kept: PamuDmaRange[] = [];
+    for (const range of this.dma) {
+      const rangeEnd = range.iova + range.size;
+      if (rangeEnd <= iova || range.iova >= end) {
+        kept.push(range);
+        continue;
+      }
+      const cutStart = range.iova > iova ? range.iova : iova;
+      const cutEnd = rangeEnd < end ? rangeEnd : end;
+      removed += cutEnd - cutStart;
+      if (range.iova < cutStart) kept.push({ ...range, size: cutStart - range.iova });
+      if (rangeEnd > cutEnd) kept.push({ ...range, iova: cutEnd, vaddr: range.vaddr + (cutEnd - range.iova), size: rangeEnd - cutEnd });
+    }
+    if (removed === 0n) return 0n;
+    this.ioctls.unmapDma(this.container.fd, iova, size);
+    kept.sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
+    this.dma.splice(0, this.dma.length, ...kept);
+    // §6: when no DMA range is left, the whole domain is turned off, MSI windows included.
+    if (this.dma.length === 0) this.enabled = false;
+    return removed;
+  }
+
+  /** A device fd for `address`, a member of one of the container's groups; the caller closes it. */
+  openDevice(group: number, address: string): VfioDevice {
+    this.assertOpen('openDevice');
+    const member = this.groups.find((candidate) => candidate.id === group);
+    if (member === undefined) throw fail('not-found', 'openDevice', `IOMMU group ${group} is not in this container`);
+    return new VfioDevice(this.ioctls.vfio, member.deviceFd(address), address);
+  }
+
+  /** The group numbers in the container. */
+  groupIds(): readonly number[] {
+    return this.groups.map((group) => group.id);
+  }
+
+  /**
+   * Tears down in the order of §5 step 8 (DMA, then MSI banks), then closes the groups and the
+   * container, which undoes anything left. Never throws; safe to call twice.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const fd = this.container.fd;
+    for (const range of this.dma) {
+      try {
+        this.ioctls.unmapDma(fd, range.iova, range.size);
+      } catch {
+        // Closing the container below unmaps and unpins everything anyway (§6 container close).
+      }
+    }
+    for (const bank of this.banks) {
+      try {
+        this.ioctls.unmapMsiBank(fd, bank.iova);
+      } catch {
+        // As above: close disables the MSI windows.
+      }
+    }
+    this.dma.length = 0;
+    this.banks.length = 0;
+    this.enabled = false;
+    for (const group of this.groups) group.close();
+    this.container.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  private assertOpen(operation: string): void {
+    if (this.closed) throw new IoasError('closed', `pamu ${operation}: the container is closed`, { backend: 'pamu', operation });
+  }
+
+  private requireWindows(operation: string): bigint {
+    if (this.count === undefined || this.windowSize === 0n) {
+      throw fail('state', operation, 'the windows are not configured: set the geometry and window count first (the SDK driver computes the window size only from a geometry set through VFIO and would divide by zero)');
+    }
+    return this.windowSize;
+  }
+
+  /** The window whose base is `iova`; refuses an IOVA that is not a window base or lies outside the aperture. */
+  private windowIndex(operation: string, iova: bigint, windowSize: bigint, what: string): number {
+    if (iova < this.aperture.start || iova > this.aperture.end) {
+      throw fail('out-of-range', operation, `${what} at IOVA ${hex(iova)} is outside the aperture ${hex(this.aperture.start)}-${hex(this.aperture.end)}`);
+    }
+    if ((iova - this.aperture.start) % windowSize !== 0n) throw fail('misaligned', operation, `${what} at IOVA ${hex(iova)} is not on a ${hex(windowSize)}-byte window boundary`);
+    return Number((iova - this.aperture.start) / windowSize);
+  }
+
+  private assertWindowFree(operation: string, window: number, what: string): void {
+    const base = this.aperture.start + BigInt(window) * this.windowSize;
+    const bank = this.banks.find((mapped) => mapped.window === window);
+    if (bank !== undefined) throw fail('overlap', operation, `${what}: window ${window} (${hex(base)}) holds MSI bank ${bank.bank}`);
+    if (this.dma.some((range) => range.iova <= base && base < range.iova + range.size)) throw fail('overlap', operation, `${what}: window ${window} (${hex(base)}) is already mapped`);
+  }
+
+  /** SET_ATTR(GEOMETRY) then SET_ATTR(WINDOWS), each confirmed, then the stash again. */
+  private apply(aperture: PamuAperture, count: number): void {
+    const { ioctls } = this;
+    const fd = this.container.fd;
+    // Until confirmed, the window size is unknown: nothing may be mapped with a stale one.
+    this.count = undefined;
+    this.windowSize = 0n;
+    ioctls.setGeometry(fd, aperture);
+    const geometry = ioctls.getGeometry(fd, sentinelFor(aperture.start));
+    if (geometry.start !== aperture.start || geometry.end !== aperture.end) {
+      throw this.refused('GEOMETRY', `the aperture ${hex(aperture.start)}-${hex(aperture.end)}`, `${hex(geometry.start)}-${hex(geometry.end)}`);
+    }
+    this.aperture = geometry;
+    // GET_ATTR(WINDOWS) answers the hardware maximum until a SET succeeds: when that is the count
+    // wanted, a refused SET would read back as a success. Set another count first to prove it.
+    if (!this.everSetWindows && count === ioctls.getWindows(fd, 0)) {
+      const other = count === 1 ? 2 : 1;
+      if (other <= this.maxCount && (aperture.end - aperture.start + 1n) / BigInt(other) >= PAMU_PAGE_SIZE) this.setWindowsConfirmed(other);
+    }
+    this.setWindowsConfirmed(count);
+    this.count = count;
+    this.windowSize = (aperture.end - aperture.start + 1n) / BigInt(count);
+    if (this.stashValue !== undefined) this.applyStash(this.stashValue);
+  }
+
+  private setWindowsConfirmed(count: number): void {
+    const fd = this.container.fd;
+    this.ioctls.setWindows(fd, count);
+    const answer = this.ioctls.getWindows(fd, sentinelFor(count));
+    if (answer !== count) throw this.refused('WINDOWS', `${count} windows`, String(answer));
+    this.everSetWindows = true;
+  }
+
+  private applyStash(stash: PamuStash): void {
+    const fd = this.container.fd;
+    this.ioctls.setStash(fd, stash);
+    const answer = this.ioctls.getStash(fd, sentinelFor(stash.cpu));
+    if (answer.cpu !== stash.cpu || answer.cache !== stash.cache) {
+      throw this.refused('PAMU_STASH', `cpu ${stash.cpu}, cache ${stash.cache}`, `cpu ${answer.cpu}, cache ${answer.cache}`);
+    }
+  }
+
+  private refused(attribute: string, sent: string, readBack: string): IoasError {
+    return new IoasError(
+      'kernel',
+      `pamu: SET_ATTR(${attribute}) returned 0 but GET_ATTR reads back ${readBack}: the PAMU domain silently refused ${sent} (the SDK driver hides EINVAL and EBUSY from the domain; pamu-sdk-abi.md §6)`,
+      { backend: 'pamu', operation: 'configure', ioctl: 'VFIO_IOMMU_PAMU_SET_ATTR' },
+    );
+  }
+
+  /**
+   * After a refused configuration: the SDK backend saved the refused geometry and window size
+   * before asking the domain (§6). Send the last good configuration again so that its copy and the
+   * domain agree; with none, the container stays unconfigured (nothing can be mapped until a
+   * configuration succeeds, and the next one sends the geometry first).
+   */
+  private resync(operation: string, cause: unknown): void {
+    const good = this.lastGood;
+    if (good === undefined) return;
+    try {
+      this.apply(good.aperture, good.count);
+    } catch (error) {
+      this.count = undefined;
+      this.windowSize = 0n;
+      throw fail('rollback-failed', operation, `the domain refused the new configuration (${(cause as Error).message}) and restoring ${good.count} windows over ${hex(good.aperture.start)}-${hex(good.aperture.end)} failed too: ${(error as Error).message}; close the container`, {
+        cause,
+      });
+    }
+  }
+}
+
+/**
+ * CHECK_EXTENSION against the profile (§1): the PAMU backend answers 1 for its own type only. The
+ * SDK kernels used 2 or 7, and mainline's sPAPR TCE answers 1 for both (and for EEH), so: the
+ * profile's type must answer 1 and the other PAMU type numbers 0.
+ */
+function checkProfile(container: VfioContainer, profile: PamuProfile): void {
+  const answers = new Map<number, boolean>();
+  for (const type of new Set([profile.iommuType, ...PAMU_TYPE_NUMBERS, vfioUapi.VFIO_EEH])) answers.set(type, container.checkExtension(type));
+  const said = [...answers].map(([type, yes]) => `CHECK_EXTENSION(${type}) = ${yes ? 1 : 0}`).join(', ');
+  const others = PAMU_TYPE_NUMBERS.filter((type) => type !== profile.iommuType && answers.get(type) === true);
+  if (answers.get(profile.iommuType) !== true) {
+    const match = Object.values(PAMU_PROFILES).find((candidate) => others.length === 1 && candidate.iommuType === others[0]);
+    throw new IoasError(
+      'abi-mismatch',
+      `pamu open: the profile ${describeProfile(profile)} expects CHECK_EXTENSION(${profile.iommuType}) = 1, but the kernel answers ${said}${match === undefined ? '' : `; that fits the ${match.name} profile (${match.description})`}`,
+      { backend: 'pamu', operation: 'open', ioctl: 'VFIO_CHECK_EXTENSION' },
+    );
+  }
+  if (others.length > 0 || answers.get(vfioUapi.VFIO_EEH) === true) {
+    throw new IoasError(
+      'abi-mismatch',
+      `pamu open: the kernel answers ${said}; the PAMU backend of profile ${profile.name} answers 1 for type ${profile.iommuType} only, so this is another IOMMU backend with the same number (mainline's sPAPR TCE uses 2 and 7 on IBM POWER); refusing to select it`,
+      { backend: 'pamu', operation: 'open', ioctl: 'VFIO_CHECK_EXTENSION' },
+    );
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * One function per PAMU container ioctl, with the profile's request numbers and structs encoded in
+ * the byte order given (the host's by default: PAMU boards are big-endian, and every field of these
+ * structs is host-endian: shared/facts/pamu-sdk-abi.md §0, §3).
+ */
+import { endianness } from 'node:os';
+import { IoasError, type Syscalls } from '@ioas/core';
+import { VfioIoctls, vfioUapi } from '@ioas/vfio';
+import type { PamuProfile } from './profiles.js';
+import { PAMU_ATTRIBUTE, vfio_pamu_attr, vfio_pamu_msi_bank_map, vfio_pamu_msi_bank_unmap, type PamuIoctlName } from './uapi.js';
+
+/** An aperture as `vfio_pamu_attr` carries it: `end` is the last mappable IOVA (inclusive). */
+export interface PamuAperture {
+  readonly start: bigint;
+  readonly end: bigint;
+}
+
+/** The stash attribute: the `reg` of a device-tree cpu node and a cache level (1 L1, 2 L2, 3 L3, 4 DSP L2). */
+export interface PamuStash {
+  readonly cpu: number;
+  readonly cache: number;
+}
+
+/** The ioctls of a PAMU container, encoded for one profile. */
+export class PamuIoctls {
+  readonly vfio: VfioIoctls;
+  readonly little: boolean;
+  readonly syscalls: Syscalls;
+  private readonly attr: { bytes: Uint8Array; view: DataView };
+  private readonly dmaMap: { bytes: Uint8Array; view: DataView };
+  private readonly dmaUnmap: { bytes: Uint8Array; view: DataView };
+
+  constructor(
+    syscalls: Syscalls,
+    readonly profile: PamuProfile,
+    littleEndian: boolean = endianness() === 'LE',
+  ) {
+    this.syscalls = syscalls;
+    this.little = littleEndian;
+    const { ioctls } = profile;
+    this.vfio = new VfioIoctls({
+      syscalls,
+      arch: profile.arch,
+      littleEndian,
+      backend: 'pamu',
+      numbers: {
+        VFIO_GET_API_VERSION: ioctls.VFIO_GET_API_VERSION,
+        VFIO_CHECK_EXTENSION: ioctls.VFIO_CHECK_EXTENSION,
+        VFIO_SET_IOMMU: ioctls.VFIO_SET_IOMMU,
+        VFIO_GROUP_GET_STATUS: ioctls.VFIO_GROUP_GET_STATUS,
+        VFIO_GROUP_SET_CONTAINER: ioctls.VFIO_GROUP_SET_CONTAINER,
+        VFIO_GROUP_UNSET_CONTAINER: ioctls.VFIO_GROUP_UNSET_CONTAINER,
+        VFIO_GROUP_GET_DEVICE_FD: ioctls.VFIO_GROUP_GET_DEVICE_FD,
+        VFIO_DEVICE_GET_INFO: ioctls.VFIO_DEVICE_GET_INFO,
+        VFIO_DEVICE_GET_REGION_INFO: ioctls.VFIO_DEVICE_GET_REGION_INFO,
+        VFIO_DEVICE_GET_IRQ_INFO: ioctls.VFIO_DEVICE_GET_IRQ_INFO,
+        VFIO_DEVICE_SET_IRQS: ioctls.VFIO_DEVICE_SET_IRQS,
+        VFIO_DEVICE_RESET: ioctls.VFIO_DEVICE_RESET,
+        VFIO_IOMMU_MAP_DMA: ioctls.VFIO_IOMMU_MAP_DMA,
+        VFIO_IOMMU_UNMAP_DMA: ioctls.VFIO_IOMMU_UNMAP_DMA,
+      },
+    });
+    this.attr = this.struct(vfio_pamu_attr.sizeof);
+    this.dmaMap = this.struct(vfioUapi.vfio_iommu_type1_dma_map.sizeof);
+    this.dmaUnmap = this.struct(vfioUapi.vfio_iommu_type1_dma_unmap.sizeof);
+  }
+
+  private struct(size: number): { bytes: Uint8Array; view: DataView } {
+    const bytes = new Uint8Array(size);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, size, this.little);
+    return { bytes, view };
+  }
+
+  private call(name: PamuIoctlName, fd: number, argument: number | Uint8Array, what: string): number {
+    const status = this.syscalls.ioctl(fd, this.profile.ioctls[name], argument);
+    if (status < 0) throw IoasError.fromErrno(-status, name, what, { backend: 'pamu' });
+    return status;
+  }
+
+  /** Resets the attribute buffer: argsz 32, the attribute id, and the union filled with `fill`. */
+  private attrBuffer(attribute: number, fill: number): DataView {
+    const { bytes, view } = this.attr;
+    bytes.fill(fill, 4);
+    view.setUint32(vfio_pamu_attr.argsz, vfio_pamu_attr.sizeof, this.little);
+    view.setUint32(vfio_pamu_attr.flags, 0, this.little);
+    view.setUint32(vfio_pamu_attr.attribute, attribute, this.little);
+    view.setUint32(12, 0, this.little);
+    return view;
+  }
+
+  /**
+   * GET_ATTR(GEOMETRY). The union is filled with `sentinel` first: for an unknown attribute or a
+   * domain error the kernel returns 0 and copies the struct back unchanged (§6), so only a value
+   * that differs from the sentinel is an answer.
+   */
+  getGeometry(fd: number, sentinel = 0): PamuAperture {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.GEOMETRY, sentinel);
+    this.call('VFIO_IOMMU_PAMU_GET_ATTR', fd, this.attr.bytes, 'reading the PAMU geometry');
+    return { start: view.getBigUint64(vfio_pamu_attr.aperture_start, this.little), end: view.getBigUint64(vfio_pamu_attr.aperture_end, this.little) };
+  }
+
+  /** GET_ATTR(WINDOWS): the count set, or the hardware maximum before any SET (§6). */
+  getWindows(fd: number, sentinel = 0): number {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.WINDOWS, sentinel);
+    this.call('VFIO_IOMMU_PAMU_GET_ATTR', fd, this.attr.bytes, 'reading the PAMU window count');
+    return view.getUint32(vfio_pamu_attr.windows, this.little);
+  }
+
+  /** GET_ATTR(PAMU_STASH). */
+  getStash(fd: number, sentinel = 0): PamuStash {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.PAMU_STASH, sentinel);
+    this.call('VFIO_IOMMU_PAMU_GET_ATTR', fd, this.attr.bytes, 'reading the PAMU stash attribute');
+    return { cpu: view.getUint32(vfio_pamu_attr.stash_cpu, this.little), cache: view.getUint32(vfio_pamu_attr.stash_cache, this.little) };
+  }
+
+  /** SET_ATTR(GEOMETRY): returns 0 whatever the domain did (§6); read it back. */
+  setGeometry(fd: number, aperture: PamuAperture): void {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.GEOMETRY, 0);
+    view.setBigUint64(vfio_pamu_attr.aperture_start, aperture.start, this.little);
+    view.setBigUint64(vfio_pamu_attr.aperture_end, aperture.end, this.little);
+    this.call('VFIO_IOMMU_PAMU_SET_ATTR', fd, this.attr.bytes, 'setting the PAMU geometry');
+  }
+
+  /** SET_ATTR(WINDOWS). Never call it with 0: the kernel divides by the count first (§6). */
+  setWindows(fd: number, count: number): void {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.WINDOWS, 0);
+    view.setUint32(vfio_pamu_attr.windows, count, this.little);
+    this.call('VFIO_IOMMU_PAMU_SET_ATTR', fd, this.attr.bytes, `setting ${count} PAMU windows`);
+  }
+
+  /** SET_ATTR(PAMU_STASH). */
+  setStash(fd: number, stash: PamuStash): void {
+    const view = this.attrBuffer(PAMU_ATTRIBUTE.PAMU_STASH, 0);
+    view.setUint32(vfio_pamu_attr.stash_cpu, stash.cpu, this.little);
+    view.setUint32(vfio_pamu_attr.stash_cache, stash.cache, this.little);
+    this.call('VFIO_IOMMU_PAMU_SET_ATTR', fd, this.attr.bytes, `setting the PAMU stash to cpu ${stash.cpu}, cache ${stash.cache}`);
+  }
+
+  /** GET_MSI_BANK_COUNT: the count is the ioctl's return value; it takes no argument (§6). */
+  msiBankCount(fd: number): number {
+    return this.call('VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT', fd, 0, 'counting the MSI banks');
+  }
+
+  /** MAP_MSI_BANK with READ|WRITE (the code needs one of them, §3); returns 0 whatever happened. */
+  mapMsiBank(fd: number, bank: number, iova: bigint): void {
+    const { bytes, view } = this.struct(vfio_pamu_msi_bank_map.sizeof);
+    view.setUint32(vfio_pamu_msi_bank_map.flags, vfioUapi.VFIO_DMA_MAP_FLAG_READ | vfioUapi.VFIO_DMA_MAP_FLAG_WRITE, this.little);
+    view.setUint32(vfio_pamu_msi_bank_map.msi_bank_index, bank, this.little);
+    view.setBigUint64(vfio_pamu_msi_bank_map.iova, iova, this.little);
+    this.call('VFIO_IOMMU_PAMU_MAP_MSI_BANK', fd, bytes, `mapping MSI bank ${bank}`);
+  }
+
+  /** UNMAP_MSI_BANK: `iova` must be exactly the one given to MAP (§6). */
+  unmapMsiBank(fd: number, iova: bigint): void {
+    const { bytes, view } = this.struct(vfio_pamu_msi_bank_unmap.sizeof);
+    view.setBigUint64(vfio_pamu_msi_bank_unmap.iova, iova, this.little);
+    this.call('VFIO_IOMMU_PAMU_UNMAP_MSI_BANK', fd, bytes, 'unmapping an MSI bank');
+  }
+
+  /** MAP_DMA with the type-1 struct; only READ and WRITE flags (0x4 is MMIO in the SDK header, rejected). */
+  mapDma(fd: number, vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
+    const { view, bytes } = this.dmaMap;
+    const layout = vfioUapi.vfio_iommu_type1_dma_map;
+    view.setUint32(layout.flags, (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0), this.little);
+    view.setBigUint64(layout.vaddr, vaddr, this.little);
+    view.setBigUint64(layout.iova, iova, this.little);
+    view.setBigUint64(layout.size, size, this.little);
+    this.call('VFIO_IOMMU_MAP_DMA', fd, bytes, `mapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+  }
+
+  /** UNMAP_DMA with flags 0; the PAMU backend does not write `size` back (§6). */
+  unmapDma(fd: number, iova: bigint, size: bigint): void {
+    const { view, bytes } = this.dmaUnmap;
+    const layout = vfioUapi.vfio_iommu_type1_dma_unmap;
+    view.setUint32(layout.flags, 0, this.little);
+    view.setBigUint64(layout.iova, iova, this.little);
+    view.setBigUint64(layout.size, size, this.little);
+    this.call('VFIO_IOMMU_UNMAP_DMA', fd, bytes, `unmapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+  }
+}
