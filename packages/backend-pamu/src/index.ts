@@ -14,6 +14,7 @@ export {
   describeProfile,
   P4080_MSI,
   P4080_MSI_OLD_DTS,
+  PAMU_GENERIC_IOCTLS,
   PAMU_PROFILES,
   type PamuMsiFacts,
   type PamuProfile,

@@ -3,8 +3,8 @@ import { ioctlNumber, vfioUapi, type IoctlArch, type VfioIoctlName } from '@ioas
 import { z } from 'zod';
 import { PAMU_NR, PAMU_VFIO_MAX_WINDOWS, type PamuIoctlName } from './uapi.js';
 
-/** The generic VFIO ioctls a PAMU container, its groups and devices use. */
-const GENERIC_IOCTLS = [
+/** The generic VFIO ioctls a PAMU container, its groups and devices use; a profile names a value for each. */
+export const PAMU_GENERIC_IOCTLS = [
   'VFIO_GET_API_VERSION',
   'VFIO_CHECK_EXTENSION',
   'VFIO_SET_IOMMU',
@@ -20,7 +20,7 @@ const GENERIC_IOCTLS = [
 ] as const satisfies readonly VfioIoctlName[];
 
 /** Every ioctl a profile names: the generic VFIO ones and the PAMU container ones. */
-export type PamuProfileIoctl = (typeof GENERIC_IOCTLS)[number] | PamuIoctlName;
+export type PamuProfileIoctl = (typeof PAMU_GENERIC_IOCTLS)[number] | PamuIoctlName;
 
 /** The MSI facts of a SoC: where its MSI banks' MSIIR registers are (shared/facts/pamu-sdk-abi.md §7). */
 export interface PamuMsiFacts {
@@ -66,7 +66,7 @@ export const P4080_MSI_OLD_DTS: PamuMsiFacts = {
 
 function ioctlTable(arch: IoctlArch): Record<PamuProfileIoctl, number> {
   const table: Partial<Record<PamuProfileIoctl, number>> = {};
-  for (const name of GENERIC_IOCTLS) table[name] = ioctlNumber(vfioUapi.VFIO_NR[name], arch);
+  for (const name of PAMU_GENERIC_IOCTLS) table[name] = ioctlNumber(vfioUapi.VFIO_NR[name], arch);
   for (const [name, nr] of Object.entries(PAMU_NR) as [PamuIoctlName, number][]) table[name] = ioctlNumber(nr, arch);
   return table as Record<PamuProfileIoctl, number>;
 }
