@@ -58,10 +58,8 @@ export function pamu(options: PamuOptions): PamuBackend {
   const open = new Set<PamuContainer>();
   const describeGroup = (group: number): string =>
     sysfs
-      .groupDevices(group)
-      .map((address) => [address, sysfs.deviceDriver(address)] as const)
-      .filter(([, driver]) => driver !== null && !['vfio-pci', 'pci-stub', 'pcieport'].includes(driver))
-      .map(([address, driver]) => `${address} is bound to ${driver}`)
+      .groupBlockers(group)
+      .map(({ address, driver }) => `${address} is bound to ${driver}`)
       .join(', ');
   return {
     specificationVersion: 'v1',

@@ -145,11 +145,10 @@ function hull(ranges: readonly IovaRange[] | undefined, fallback: IovaRange): Io
 }
 
 function describeOwner(sysfs: Sysfs, group: number): string {
-  const owners = sysfs
-    .groupDevices(group)
-    .map((address) => [address, sysfs.deviceDriver(address)] as const)
-    .filter(([, driver]) => driver !== null && !['vfio-pci', 'pci-stub', 'pcieport'].includes(driver));
-  return owners.map(([address, driver]) => `${address} is bound to ${driver}`).join(', ');
+  return sysfs
+    .groupBlockers(group)
+    .map(({ address, driver }) => `${address} is bound to ${driver}`)
+    .join(', ');
 }
 
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {

@@ -39,6 +39,7 @@ import {
   granuleOf,
   type HostMemory,
   isBlockingReserved,
+  usableRanges,
   type Mapping,
   type MsiDoorbellPlacement,
   type MsiPlan,
@@ -857,10 +858,7 @@ export class Container implements Disposable {
 
   /** Rebuilds the usable ranges and the allocator after geometry, windows or doorbells change. */
   private recomputeSpace(): void {
-    let usable = subtractRanges(
-      this.kernelRanges(),
-      this.reservedRanges.filter((reserved) => isBlockingReserved(reserved.kind)),
-    );
+    let usable = usableRanges(this.kernelRanges(), this.reservedRanges);
     usable = subtractRanges(usable, this.msiDoorbells.map((doorbell) => doorbell.iova));
     if (this.createdWindows.length > 0) usable = intersectRanges(usable, this.createdWindows);
     let unit: bigint | undefined;

@@ -74,6 +74,7 @@ export {
 export {
   granuleOf,
   isBlockingReserved,
+  usableRanges,
   type Access,
   type Capabilities,
   type ContainerStats,

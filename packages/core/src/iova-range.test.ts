@@ -141,3 +141,18 @@ describe('range constructors and edges', () => {
     ]);
   });
 });
+
+describe('usableRanges', () => {
+  it('cuts every blocking reserved kind out and keeps direct-relaxable (sysfs-and-platforms.md §1)', async () => {
+    const { usableRanges } = await import('./types.js');
+    const aperture = [{ start: 0n, last: (1n << 39n) - 1n }];
+    const reserved = [
+      { start: 0n, last: 0xffffffn, kind: 'direct-relaxable' as const, source: 'sysfs' as const },
+      { start: 0xfee00000n, last: 0xfeefffffn, kind: 'msi' as const, source: 'sysfs' as const },
+    ];
+    expect(usableRanges(aperture, reserved)).toEqual([
+      { start: 0n, last: 0xfedfffffn },
+      { start: 0xfef00000n, last: (1n << 39n) - 1n },
+    ]);
+  });
+});

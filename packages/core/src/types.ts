@@ -1,4 +1,4 @@
-import type { IovaRange } from './iova-range.js';
+import { subtractRanges, type IovaRange } from './iova-range.js';
 
 /** A 64-bit value as users may write it: a bigint, or a safe non-negative integer number. */
 export type U64Input = bigint | number;
@@ -109,6 +109,18 @@ export interface ReservedRange extends IovaRange {
 /** True for the kinds that the kernel refuses to map (every kind but `direct-relaxable`). */
 export function isBlockingReserved(kind: ReservedKind): boolean {
   return kind !== 'direct-relaxable';
+}
+
+/**
+ * What the reserved ranges leave usable of `ranges` (the aperture, or the kernel's usable ranges):
+ * every blocking kind is cut out; `direct-relaxable` stays, as type1 and iommufd ignore it
+ * (shared/facts/sysfs-and-platforms.md §1).
+ */
+export function usableRanges(ranges: readonly IovaRange[], reserved: readonly ReservedRange[]): IovaRange[] {
+  return subtractRanges(
+    ranges,
+    reserved.filter((region) => isBlockingReserved(region.kind)),
+  );
 }
 
 /** Host memory to map: a process virtual address and a length, both in bytes. */

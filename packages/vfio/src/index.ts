@@ -6,10 +6,11 @@
  * @packageDocumentation
  */
 export { allocateDmaMemory, type DmaMemory } from './dma-memory.js';
+export { diagnoseHost, type CheckStatus, type HostCheck, type HostDiagnosisOptions } from './host-check.js';
 export { IommufdContext, IommufdDevice } from './iommufd-context.js';
 export { VfioIoctls, type IoctlOptions, type IoctlStruct, type VfioIoctlName } from './ioctl.js';
 export { isLibcLoaded, libcSyscalls } from './libc-syscalls.js';
-export { parseReservedRegions, Sysfs, type PciDeviceInfo } from './sysfs.js';
+export { DMA_SAFE_DRIVERS, parseReservedRegions, Sysfs, type GroupInfo, type PciDeviceInfo } from './sysfs.js';
 export { parseType1Info, type Type1Info } from './type1-info.js';
 export * as iommufdUapi from './uapi/iommufd.js';
 export { hostIoctlArch, IOC_NONE_POWERPC, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';

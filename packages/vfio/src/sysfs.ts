@@ -39,6 +39,25 @@ export interface PciDeviceInfo {
   readonly group: number | undefined;
 }
 
+/** Drivers that leave a group viable: they set `driver_managed_dma` (sysfs-and-platforms.md §2). */
+export const DMA_SAFE_DRIVERS: readonly string[] = ['vfio-pci', 'pci-stub', 'pcieport'];
+
+/** An IOMMU group as sysfs describes it: its devices, reserved regions, and whether VFIO can use it. */
+export interface GroupInfo {
+  readonly group: number;
+  readonly devices: readonly PciDeviceInfo[];
+  readonly reserved: readonly ReservedRange[];
+  /**
+   * What VFIO_GROUP_FLAGS_VIABLE will say: every member unbound or bound to a driver that does not
+   * own DMA (vfio-pci, pci-stub, pcieport). Otherwise GROUP_SET_CONTAINER fails with EPERM.
+   */
+  readonly viable: boolean;
+  /** The members that make the group non-viable, with their drivers. */
+  readonly blockers: readonly { readonly address: string; readonly driver: string }[];
+  /** True when a member is bound to vfio-pci (then `/dev/vfio/<group>` exists). */
+  readonly vfio: boolean;
+}
+
 /**
  * The sysfs side of VFIO: IOMMU groups and their devices, reserved regions, drivers, and binding
  * to vfio-pci. `root` prefixes every path, so that a captured tree can stand in for `/`.
@@ -93,6 +112,33 @@ export class Sysfs {
   device(address: string): PciDeviceInfo {
     const read = (file: string) => Number.parseInt(this.syscalls.readFile(this.path(`/sys/bus/pci/devices/${address}/${file}`)).trim(), 16);
     return { address, vendor: read('vendor'), device: read('device'), driver: this.deviceDriver(address), group: this.deviceGroup(address) };
+  }
+
+  /** Members bound to a driver that owns DMA: each makes the group non-viable (§2). */
+  groupBlockers(group: number): { address: string; driver: string }[] {
+    const blockers: { address: string; driver: string }[] = [];
+    for (const address of this.groupDevices(group)) {
+      const driver = this.deviceDriver(address);
+      if (driver !== null && !DMA_SAFE_DRIVERS.includes(driver)) blockers.push({ address, driver });
+    }
+    return blockers;
+  }
+
+  /** A group with its devices (vendor, device, driver), reserved regions and viability. */
+  describeGroup(group: number): GroupInfo {
+    const devices = this.groupDevices(group).map((address) => this.device(address));
+    const blockers = this.groupBlockers(group);
+    return { group, devices, reserved: this.reservedRegions(group), viable: blockers.length === 0, blockers, vfio: devices.some((device) => device.driver === 'vfio-pci') };
+  }
+
+  /** Every IOMMU group, described. */
+  describeGroups(): GroupInfo[] {
+    return this.groups().map((group) => this.describeGroup(group));
+  }
+
+  /** True when `/sys/bus/pci/devices/<address>` exists. */
+  hasDevice(address: string): boolean {
+    return this.syscalls.exists(this.path(`/sys/bus/pci/devices/${address}`));
   }
 
   /** The VFIO cdev of a device bound to vfio-pci (`vfioN`, Linux 6.6+), or undefined. */
