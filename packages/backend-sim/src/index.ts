@@ -10,6 +10,17 @@ export { KernelError, KernelOops } from './kernel-error.js';
 export { PagedDomain, type DmaDomain, type PagedMapping, type Translation } from './paged-domain.js';
 export { PAMU_ATTR, PamuDomain, type PamuDmaRange } from './pamu-domain.js';
 export { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
+export {
+  runScenario,
+  scenarioSchema,
+  validateScenario,
+  type RunScenarioOptions,
+  type Scenario,
+  type ScenarioAction,
+  type ScenarioEvent,
+  type ScenarioIssue,
+  type ScenarioResult,
+} from './scenario.js';
 export { sim, type SimBackend, type SimBackendOptions } from './sim-backend.js';
 export { SimMemory, type SimRegion } from './sim-memory.js';
 export {

@@ -51,6 +51,8 @@ export { IovaRangeSet } from './iova-range-set.js';
 export {
   DEFAULT_WINDOW_PLAN_LIMITS,
   formatSize,
+  parseSize,
+  parseSizeAt,
   formatWindowPlan,
   planWindows,
   type PlannedWindow,

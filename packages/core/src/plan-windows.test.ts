@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { IoasError } from './errors.js';
-import { formatWindowPlan, planWindows } from './plan-windows.js';
+import { formatWindowPlan, parseSize, parseSizeAt, planWindows } from './plan-windows.js';
 
 const MiB = 1n << 20n;
 const GiB = 1n << 30n;
@@ -108,5 +108,40 @@ describe('planWindows', () => {
   it('accepts plain numbers for sizes', () => {
     const plan = planWindows({ memory: [{ iova: 0, size: 0x10000000, pageSize: 0x4000000 }], msiBanks: 3 });
     expect(plan.windowCount).toBe(8);
+  });
+});
+
+describe('parseSize', () => {
+  it('reads decimal, hex and binary-unit sizes', () => {
+    expect(['4096', '0x1000', '4K', '4k', '4KiB', '4KB', ' 256M ', '1G', '1g', '2T'].map((text) => parseSize(text))).toEqual([
+      4096n,
+      4096n,
+      4096n,
+      4096n,
+      4096n,
+      4096n,
+      256n << 20n,
+      1n << 30n,
+      1n << 30n,
+      2n << 40n,
+    ]);
+    expect(parseSize(0x10000000)).toBe(0x10000000n);
+    expect(parseSize(15n << 60n)).toBe(15n << 60n);
+  });
+
+  it('refuses what is not a size, with the forms it accepts', () => {
+    for (const bad of ['', 'M', '1.5G', '-1', '12Q', '0x', '4iB', '16E', 2 ** 60, -1]) {
+      expect(() => parseSize(bad), String(bad)).toThrow(/is not a size: write 4096, 0x1000, 64K/);
+    }
+  });
+});
+
+describe('parseSizeAt', () => {
+  it('reads SIZE and SIZE@IOVA', () => {
+    expect(parseSizeAt('256M@0')).toEqual({ size: 256n << 20n, iova: 0n });
+    expect(parseSizeAt('1G@0x100000000')).toEqual({ size: 1n << 30n, iova: 1n << 32n });
+    expect(parseSizeAt('64K')).toEqual({ size: 64n << 10n, iova: 0n });
+    expect(() => parseSizeAt('1M@2@3')).toThrow(/SIZE@IOVA/);
+    expect(() => parseSizeAt('1M@x')).toThrow(/is not a size/);
   });
 });

@@ -171,6 +171,42 @@ function smallestAlignedPowerOfTwo(start: bigint, end: bigint, minimum: bigint):
   return undefined;
 }
 
+const SIZE_UNITS: Readonly<Record<string, bigint>> = { '': 1n, K: 1n << 10n, M: 1n << 20n, G: 1n << 30n, T: 1n << 40n, P: 1n << 50n, E: 1n << 60n };
+
+/**
+ * Parses a size or address as people write them: `4096`, `0x1000`, `64K`, `256M`, `1G`, `2MiB`
+ * (binary units, case-insensitive, an optional `B`/`iB`), or a bigint / safe integer.
+ *
+ * @throws {IoasError} `invalid-argument` for anything else, or a value past 2^64-1.
+ */
+export function parseSize(input: string | number | bigint): bigint {
+  let value: bigint | undefined;
+  if (typeof input === 'bigint') value = input;
+  else if (typeof input === 'number') value = Number.isSafeInteger(input) ? BigInt(input) : undefined;
+  else {
+    const match = /^\s*(0x[0-9a-f]+|\d+)\s*([kmgtpe]?)(i?b)?\s*$/i.exec(input);
+    if (match !== null && !(match[2] === '' && match[3] !== undefined && match[3].toLowerCase() === 'ib')) {
+      value = BigInt(match[1]!) * SIZE_UNITS[match[2]!.toUpperCase()]!;
+    }
+  }
+  if (value === undefined || value < 0n || value > U64_MAX) {
+    throw new IoasError('invalid-argument', `${String(input)} is not a size: write 4096, 0x1000, 64K, 256M, 1G (binary units), at most 2^64-1`);
+  }
+  return value;
+}
+
+/**
+ * Parses `SIZE[@IOVA]` (`256M@0`, `1G@0x100000000`, `64K`): a size placed at an address, 0 when
+ * omitted. Both parts as {@link parseSize} reads them.
+ *
+ * @throws {IoasError} `invalid-argument`.
+ */
+export function parseSizeAt(text: string): { size: bigint; iova: bigint } {
+  const [size, iova, extra] = text.split('@');
+  if (extra !== undefined) throw new IoasError('invalid-argument', `${text}: write SIZE or SIZE@IOVA, such as 256M@0`);
+  return { size: parseSize(size!), iova: iova === undefined ? 0n : parseSize(iova) };
+}
+
 /** Formats a byte count with the largest binary unit that divides it: `64 MiB`, `4 KiB`, `0x1234 bytes`. */
 export function formatSize(bytes: bigint): string {
   const units: [bigint, string][] = [

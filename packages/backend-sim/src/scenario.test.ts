@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { runScenario, validateScenario, type Scenario } from './scenario.js';
+
+const valid = (input: unknown): Scenario => {
+  const result = validateScenario(input);
+  if (!result.ok) throw new Error(JSON.stringify(result.issues));
+  return result.scenario;
+};
+
+describe('scenarios', () => {
+  it('runs the seed example on the P4080: windows, RAM, MSI banks, DMA and MSI, with a trace', async () => {
+    const scenario = valid({
+      steps: [
+        { geometry: { aperture: '512M@0', windows: 8 } },
+        { map: { iova: 0, size: '256M', page: '64M' } },
+        { 'msi-map': { iova: '0x10000000' } },
+        { 'dma-write': { iova: '0xc001000', data: 'hello' } },
+        { 'dma-read': { iova: '0xc001000', length: 5 } },
+        { 'dma-write': { iova: '0x1c000000', data: 'x' }, expect: 'fault' },
+        { msi: null },
+        { map: { iova: '0x1000', size: '64M', page: '64M' }, expect: 'misaligned' },
+      ],
+    });
+    const steps: string[] = [];
+    const result = await runScenario(scenario, { onStep: (index, total, action) => steps.push(`${index + 1}/${total} ${action}`) });
+    expect(result.ok).toBe(true);
+    expect(steps[0]).toBe('1/8 geometry');
+    expect(result.events.map((event) => event.outcome)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'fault', 'delivered', 'error']);
+    expect(result.events[0]!.detail).toBe('aperture 0x0-0x1fffffff: 8 windows of 64 MiB');
+    expect(result.events[2]!.detail).toBe('MSI (explicit): 0@0x10000000, 1@0x14000000, 2@0x18000000');
+    expect(result.events[4]!.detail).toContain('"hello"');
+    expect(result.events[7]).toMatchObject({ code: 'misaligned', expected: true });
+    expect([result.mappings, result.bytesMapped, result.interrupts, result.faults.length]).toEqual([1, 256n << 20n, 1, 1]);
+  });
+
+  it('stops at the first step whose outcome was not expected', async () => {
+    const scenario = valid({ platform: 'arm-smmuv3', steps: [{ map: { iova: '0x8000000', size: '4K' } }, { msi: null }] });
+    const result = await runScenario(scenario);
+    expect(result.ok).toBe(false);
+    expect(result.events).toHaveLength(1);
+    expect(result.events[0]).toMatchObject({ outcome: 'error', code: 'reserved', expected: false });
+  });
+
+  it('reports a lost MSI when no bank is mapped on the P4080', async () => {
+    const result = await runScenario(valid({ steps: [{ geometry: { aperture: '512M@0', windows: 8 } }, { msi: null, expect: 'lost' }] }));
+    expect(result.ok).toBe(true);
+    expect(result.events[1]!.detail).toMatch(/VFIO_DEVICE_SET_IRQS/);
+  });
+
+  it('gives every problem of a bad scenario with its path', () => {
+    const result = validateScenario({ platform: 'z80', steps: [{ map: { size: '12Q' } }, { mapp: {} }, { map: { size: 1 }, unmap: { iova: 0, size: 1 } }, { msi: null, expect: 'fault' }] });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const issues = result.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    expect(issues).toContainEqual(expect.stringMatching(/^platform: /));
+    expect(issues).toContainEqual(expect.stringMatching(/^steps\.0\.map\.size: 12Q is not a size/));
+    expect(issues).toContainEqual(expect.stringMatching(/^steps\.1: .*mapp/));
+    expect(issues).toContainEqual(expect.stringMatching(/^steps\.2: a step has exactly one action .* this one has map and unmap/));
+    expect(issues).toContainEqual(expect.stringMatching(/^steps\.3\.expect: expect for msi is one of: delivered, lost/));
+  });
+});
