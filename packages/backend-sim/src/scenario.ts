@@ -30,6 +30,9 @@ const sizeAt = z.string().transform((value, context) => {
 });
 const access = z.enum(['r', 'w', 'rw']);
 
+/** The name of a scenario step's action. */
+export type ScenarioAction = 'geometry' | 'map' | 'map-region' | 'unmap' | 'window' | 'msi-map' | 'dma-write' | 'dma-read' | 'msi';
+
 const ACTIONS = {
   geometry: z.object({ aperture: sizeAt, windows: z.number().int().positive() }).strict(),
   map: z.object({ iova: size.optional(), size, page: size.optional(), access: access.optional() }).strict(),
@@ -40,10 +43,7 @@ const ACTIONS = {
   'dma-write': z.object({ iova: size, data: z.string().min(1) }).strict(),
   'dma-read': z.object({ iova: size, length: z.number().int().positive().max(4096) }).strict(),
   msi: z.object({}).strict().nullable(),
-} as const;
-
-/** The name of a scenario step's action. */
-export type ScenarioAction = keyof typeof ACTIONS;
+} as const satisfies Record<ScenarioAction, z.ZodType>;
 const ACTION_NAMES = Object.keys(ACTIONS) as ScenarioAction[];
 const DEVICE_ACTIONS: readonly ScenarioAction[] = ['dma-write', 'dma-read', 'msi'];
 

@@ -1,0 +1,332 @@
+/**
+ * The `ioas` command: argument parsing and formatting over the libraries. Every fact printed comes
+ * from a library call tested on its own (Sysfs.describeGroups, usableRanges, planWindows,
+ * diagnoseHost, Sysfs.bindVfio, runScenario, the backends in the demo).
+ *
+ * Exit status: 0 success, 1 failure (a check failed, the kernel or a file said no), 2 bad usage
+ * (unknown option, malformed value, invalid scenario file).
+ */
+import { readFileSync } from 'node:fs';
+import { runScenario, type PlatformName } from '@ioas/backend-sim';
+import { formatRange, formatSize, formatWindowPlan, IoasError, parseSize, parseSizeAt, planWindows, U64_MAX, usableRanges, type ReservedRange } from '@ioas/core';
+import { diagnoseHost, libcSyscalls, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
+import type { Syscalls } from '@ioas/core';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { runDemo } from './demo.js';
+import { colours, hex, json, progressBar, table, type Io } from './output.js';
+import { loadScenario } from './scenario-file.js';
+
+/** Bad usage: exit 2. */
+class UsageError extends Error {}
+
+/** A failure with its message already formatted: exit 1. */
+class Failure extends Error {}
+
+const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+function sizeOption(value: string): bigint {
+  try {
+    return parseSize(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function countOption(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${value} is not a whole number`);
+  return Number(value);
+}
+
+function pciAddress(value: string): string {
+  const address = value.toLowerCase();
+  if (!PCI_ADDRESS.test(address)) throw new UsageError(`${value} is not a PCI address: write domain:bus:slot.function, such as 0000:00:03.0 (lspci -D lists them)`);
+  return address;
+}
+
+function groupNumber(value: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${value} is not an IOMMU group number (the N of /dev/vfio/N)`);
+  return Number(value);
+}
+
+const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: region.last - region.start + 1n, kind: region.kind }));
+const id16 = (value: number): string => value.toString(16).padStart(4, '0');
+
+/** Builds the program; `syscalls` reads sysfs (libc by default). */
+export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls): Command {
+  const colour = colours(io);
+  const out = (text: string): void => void io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+  const program = new Command('ioas');
+  program
+    .description('Inspect IOMMU groups and host readiness for VFIO, plan windowed IOMMUs, bind devices, and run scenarios on the simulator.')
+    .version('0.0.0', '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: (text) => void io.stdout.write(text), writeErr: (text) => void io.stderr.write(text) })
+    .exitOverride();
+  const sysfsRoot = () => new Option('--sysfs-root <dir>', 'read sysfs, /dev and /proc under DIR (a captured tree) instead of /').default('');
+  const jsonOption = () => new Option('--json', 'machine-readable output (64-bit values as hex strings)');
+  const sysfsOf = (root: string) => new Sysfs(syscalls(), root);
+
+  const describeGroup = (sysfs: Sysfs, group: number, root: string): GroupInfo => {
+    if (!sysfs.groups().includes(group)) {
+      const known = sysfs.groups();
+      throw new Failure(`no IOMMU group ${group} in ${root}/sys/kernel/iommu_groups (${known.length === 0 ? 'there are none: is the IOMMU on?' : `groups: ${known.join(', ')}`})`);
+    }
+    return sysfs.describeGroup(group);
+  };
+
+  program
+    .command('groups')
+    .description('every IOMMU group: its devices (PCI address, vendor:device, driver), viability, reserved regions')
+    .addOption(jsonOption())
+    .addOption(sysfsRoot())
+    .action((options: { json?: boolean; sysfsRoot: string }) => {
+      const groups = sysfsOf(options.sysfsRoot).describeGroups();
+      if (options.json) {
+        out(
+          json({
+            groups: groups.map((group) => ({
+              group: group.group,
+              viable: group.viable,
+              vfio: group.vfio,
+              devices: group.devices.map((device) => ({ address: device.address, vendor: hex(device.vendor), device: hex(device.device), driver: device.driver })),
+              blockers: group.blockers,
+              reserved: reservedJson(group.reserved),
+            })),
+          }),
+        );
+        return;
+      }
+      if (groups.length === 0) throw new Failure(`no IOMMU groups in ${options.sysfsRoot}/sys/kernel/iommu_groups: the IOMMU is off or absent (ioas doctor says how to turn it on)`);
+      const rows: string[][] = [['group', 'viable', 'device', 'id', 'driver', 'reserved'].map(colour.bold)];
+      for (const group of groups) {
+        const lines = Math.max(group.devices.length, group.reserved.length, 1);
+        for (let line = 0; line < lines; line++) {
+          const device = group.devices[line];
+          const region = group.reserved[line];
+          rows.push([
+            line === 0 ? String(group.group) : '',
+            line === 0 ? (group.viable ? colour.green('yes') : colour.red('no')) : '',
+            device?.address ?? '',
+            device === undefined ? '' : `${id16(device.vendor)}:${id16(device.device)}`,
+            device === undefined ? '' : device.driver === 'vfio-pci' ? colour.cyan('vfio-pci') : (device.driver ?? '-'),
+            region === undefined ? '' : `${formatRange(region)} ${region.kind}`,
+          ]);
+        }
+      }
+      out(table(rows));
+      const blocked = groups.filter((group) => !group.viable);
+      if (blocked.length > 0) {
+        out(`\n${blocked.map((group) => `group ${group.group} is not viable: ${group.blockers.map((blocker) => `${blocker.address} is bound to ${blocker.driver}`).join(', ')}`).join('\n')}`);
+      }
+    });
+
+  program
+    .command('reserved')
+    .description("a group's reserved regions, typed (msi, direct, direct-relaxable, reserved)")
+    .argument('<group>', 'IOMMU group number')
+    .addOption(jsonOption())
+    .addOption(sysfsRoot())
+    .action((groupText: string, options: { json?: boolean; sysfsRoot: string }) => {
+      const group = groupNumber(groupText);
+      const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
+      if (options.json) return out(json({ group, reserved: reservedJson(info.reserved) }));
+      if (info.reserved.length === 0) return out(`group ${group} has no reserved regions`);
+      out(table([['start', 'last', 'size', 'kind'].map(colour.bold), ...info.reserved.map((region) => [hex(region.start), hex(region.last), formatSize(region.last - region.start + 1n), region.kind])]));
+    });
+
+  program
+    .command('ranges')
+    .description('the usable IOVA ranges a group\'s reserved regions leave (direct-relaxable stays usable, as type1 and iommufd treat it)')
+    .argument('<group>', 'IOMMU group number')
+    .addOption(new Option('--aperture-bits <n>', 'the IOMMU input address width: the kernel reports it once a container is open (39 on many VT-d parts)').default(64).argParser(countOption))
+    .addOption(jsonOption())
+    .addOption(sysfsRoot())
+    .action((groupText: string, options: { json?: boolean; sysfsRoot: string; apertureBits: number }) => {
+      const group = groupNumber(groupText);
+      if (options.apertureBits < 12 || options.apertureBits > 64) throw new UsageError('--aperture-bits must be between 12 and 64');
+      const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
+      const aperture = { start: 0n, last: options.apertureBits === 64 ? U64_MAX : (1n << BigInt(options.apertureBits)) - 1n };
+      const usable = usableRanges([aperture], info.reserved);
+      if (options.json) return out(json({ group, aperture, reserved: reservedJson(info.reserved), usable: usable.map((range) => ({ ...range, size: range.last - range.start + 1n })) }));
+      out(`${colour.bold('reserved')}\n${info.reserved.length === 0 ? '(none)' : table(info.reserved.map((region) => [formatRange(region), region.kind]))}\n`);
+      out(`${colour.bold(`usable in ${formatRange(aperture)}`)} (${options.apertureBits}-bit aperture)\n${table(usable.map((range) => [formatRange(range), formatSize(range.last - range.start + 1n)]))}`);
+    });
+
+  program
+    .command('plan')
+    .description('plan a windowed IOMMU (PAMU) for a guest: aperture, window size and count, what each window holds')
+    .requiredOption('--memory <size[@iova]>', 'guest RAM at an IOVA (default 0), such as 256M@0; repeat for more segments', (value: string, list: string[]) => [...list, value], [] as string[])
+    .requiredOption('--page <size>', 'the hugepage size backing guest RAM (each window needs one physically contiguous chunk)', sizeOption)
+    .requiredOption('--msi-banks <n>', 'MSI banks that need a window each (P4080: 3)', countOption)
+    .option('--max-windows <n>', 'most windows (PAMU through VFIO: 256)', countOption)
+    .addOption(jsonOption())
+    .action((options: { memory: string[]; page: bigint; msiBanks: number; maxWindows?: number; json?: boolean }) => {
+      const memory = options.memory.map((text) => {
+        try {
+          const { size, iova } = parseSizeAt(text);
+          return { iova, size, pageSize: options.page };
+        } catch (error) {
+          throw new UsageError(`--memory ${(error as Error).message}`);
+        }
+      });
+      let plan;
+      try {
+        plan = planWindows({ memory, msiBanks: options.msiBanks, ...(options.maxWindows === undefined ? {} : { limits: { maxWindows: options.maxWindows } }) });
+      } catch (error) {
+        if (IoasError.isInstance(error) && error.code === 'invalid-argument') throw new UsageError(error.message);
+        throw error;
+      }
+      out(options.json ? json(plan) : formatWindowPlan(plan));
+    });
+
+  program
+    .command('doctor')
+    .description('why VFIO will or will not work on this host, each check with its fix')
+    .argument('[pci-address]', 'also check this device: its group, binding and /dev/vfio node')
+    .option('--memlock <size>', 'check RLIMIT_MEMLOCK against the bytes you will map', sizeOption)
+    .addOption(jsonOption())
+    .addOption(sysfsRoot())
+    .action((address: string | undefined, options: { memlock?: bigint; json?: boolean; sysfsRoot: string }) => {
+      const checks: HostCheck[] = diagnoseHost({
+        syscalls: syscalls(),
+        root: options.sysfsRoot,
+        ...(address === undefined ? {} : { device: pciAddress(address) }),
+        ...(options.memlock === undefined ? {} : { memlock: options.memlock }),
+      });
+      const failed = checks.filter((check) => check.status === 'fail').length;
+      if (options.json) {
+        out(json({ ok: failed === 0, checks }));
+      } else {
+        const mark = { pass: colour.green('ok'), warn: colour.yellow('warn'), fail: colour.red('FAIL'), skip: colour.dim('skip') } as const;
+        const rows: string[][] = [];
+        for (const check of checks) {
+          rows.push([mark[check.status], check.title, check.detail]);
+          if (check.fix !== undefined && (check.status === 'fail' || check.status === 'warn')) rows.push(['', '', colour.dim(`fix: ${check.fix}`)]);
+        }
+        out(table(rows));
+        out(failed === 0 ? `\n${colour.green('VFIO should work here')}${checks.some((check) => check.status === 'warn') ? ' (see the warnings)' : ''}` : `\n${colour.red(`${failed} check${failed === 1 ? '' : 's'} failed`)}: VFIO will not work until fixed`);
+      }
+      if (failed > 0) process.exitCode = 1;
+    });
+
+  const bindCommand = (name: 'bind' | 'unbind') =>
+    program
+      .command(name)
+      .description(name === 'bind' ? 'bind a PCI device to vfio-pci through driver_override' : 'give a PCI device back to its default driver (clear driver_override, unbind, probe)')
+      .argument('<pci-address>', 'the device, such as 0000:00:03.0')
+      .option('-y, --yes', 'do not ask for confirmation')
+      .addOption(jsonOption())
+      .addOption(sysfsRoot())
+      .action(async (addressText: string, options: { yes?: boolean; json?: boolean; sysfsRoot: string }) => {
+        const address = pciAddress(addressText);
+        const sysfs = sysfsOf(options.sysfsRoot);
+        if (!sysfs.hasDevice(address)) throw new Failure(`no PCI device ${address} in ${options.sysfsRoot}/sys/bus/pci/devices`);
+        const before = sysfs.device(address);
+        const id = `${id16(before.vendor)}:${id16(before.device)}`;
+        if (name === 'unbind' && before.driver !== 'vfio-pci') {
+          if (options.json) return out(json({ address, group: before.group ?? null, before: before.driver, after: before.driver, changed: false }));
+          return out(`${address} (${id}) is not bound to vfio-pci (${before.driver ?? 'no driver'}): nothing to do`);
+        }
+        if (name === 'bind' && before.driver === 'vfio-pci') {
+          if (options.json) return out(json({ address, group: before.group ?? null, before: before.driver, after: before.driver, changed: false }));
+          return out(`${address} (${id}) is already bound to vfio-pci`);
+        }
+        const what = name === 'bind' ? `bind ${address} (${id}, now ${before.driver ?? 'no driver'}) to vfio-pci` : `give ${address} (${id}) back from vfio-pci to its default driver`;
+        if (!options.yes) {
+          const answer = await io.readLine(`${what}? [y/N] `);
+          if (answer === undefined || !/^y(es)?$/i.test(answer.trim())) throw new Failure(`not confirmed: nothing changed (use --yes to skip the question)`);
+        }
+        try {
+          if (name === 'bind') sysfs.bindVfio(address);
+          else sysfs.unbindVfio(address);
+        } catch (error) {
+          const code = (error as { code?: string }).code;
+          throw new Failure(`could not ${what}: ${code === 'EACCES' || code === 'EPERM' ? 'permission denied (binding needs root)' : (error as Error).message}`);
+        }
+        const after = sysfs.device(address);
+        const others = after.group === undefined ? [] : sysfs.groupBlockers(after.group).filter((blocker) => blocker.address !== address);
+        if (options.json) return out(json({ address, group: after.group ?? null, before: before.driver, after: after.driver, changed: true, blockers: others }));
+        out(`${name === 'bind' ? 'bound' : 'unbound'}: ${address} driver ${before.driver ?? '-'} -> ${after.driver ?? '-'}${after.group === undefined ? '' : `, IOMMU group ${after.group}`}`);
+        if (name === 'bind' && others.length > 0) {
+          out(colour.yellow(`group ${after.group} is still not viable: ${others.map((blocker) => `${blocker.address} is bound to ${blocker.driver}`).join(', ')}; bind those too`));
+        }
+      });
+  bindCommand('bind');
+  bindCommand('unbind');
+
+  program
+    .command('sim')
+    .description('run a scenario on the simulator and print the trace: windows, mappings, faults, interrupts')
+    .argument('[scenario]', 'a scenario file (YAML); default: the built-in example for the platform')
+    .addOption(new Option('--platform <name>', 'the simulated platform (overrides the file)').choices(['p4080', 'arm-smmuv3', 'x86-vtd']))
+    .addOption(jsonOption())
+    .action(async (file: string | undefined, options: { platform?: PlatformName; json?: boolean }) => {
+      const platform = options.platform;
+      const path = file ?? new URL(`../examples/${platform ?? 'p4080'}.yaml`, import.meta.url);
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (error) {
+        throw new UsageError(`cannot read ${String(file)}: ${(error as Error).message}`);
+      }
+      const loaded = loadScenario(text);
+      if (!loaded.ok) {
+        const name = file ?? `${platform ?? 'p4080'}.yaml`;
+        throw new UsageError(`${name} is not a valid scenario:\n${loaded.problems.map((problem) => `  ${name}:${problem.line}:${problem.column}: ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}`).join('\n')}`);
+      }
+      const bar = progressBar(io, 'scenario');
+      const result = await runScenario(loaded.scenario, { ...(platform === undefined ? {} : { platform }), onStep: (index, total, action) => bar.update(index, total, action) });
+      bar.done();
+      if (options.json) {
+        out(json(result));
+      } else {
+        out(colour.bold(`scenario on ${result.platform} (${result.interface})`));
+        const outcome = { ok: colour.green('ok'), delivered: colour.green('delivered'), error: colour.yellow('error'), fault: colour.yellow('fault'), lost: colour.yellow('lost') } as const;
+        out(table(result.events.map((event) => [String(event.step + 1), event.action, event.expected ? outcome[event.outcome] : colour.red(`${event.outcome} (unexpected)`), event.outcome === 'error' ? `${event.code}: ${event.detail}` : event.detail])));
+        out(`\n${result.mappings} mappings (${formatSize(result.bytesMapped)}), ${result.faults.length} IOMMU faults, ${result.interrupts} interrupts delivered`);
+      }
+      if (!result.ok) {
+        const last = result.events.at(-1)!;
+        throw new Failure(`step ${last.step + 1} (${last.action}) ended with ${last.outcome === 'error' ? last.code : last.outcome}, which the scenario did not expect`);
+      }
+    });
+
+  program
+    .command('demo')
+    .description('the SDK on the simulator: a P4080 window plan with DMA and MSI, an SMMUv3 MSI window and a fault')
+    .addOption(jsonOption())
+    .action(async (options: { json?: boolean }) => {
+      const summary = await runDemo(options.json ? () => undefined : out);
+      if (options.json) out(json(summary));
+    });
+
+  return program;
+}
+
+/** Runs the command line; resolves to the exit status. */
+export async function main(argv: readonly string[], io: Io, syscalls?: () => Syscalls): Promise<number> {
+  const program = buildProgram(io, syscalls);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; every parsing error (unknown option, missing argument, a value the
+      // option's parser refused) is bad usage.
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof UsageError) {
+      io.stderr.write(`ioas: ${error.message}\n(run with --help for usage)\n`);
+      return 2;
+    }
+    if (error instanceof Failure) {
+      io.stderr.write(`ioas: ${error.message}\n`);
+      return 1;
+    }
+    if (IoasError.isInstance(error)) {
+      io.stderr.write(`ioas: ${error.code}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}

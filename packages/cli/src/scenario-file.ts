@@ -1,0 +1,62 @@
+/**
+ * Scenario files: YAML parsed with line positions, validated by backend-sim's zod schema, each
+ * problem reported at the line and column of the value (or key) it is about.
+ */
+import { validateScenario, type Scenario } from '@ioas/backend-sim';
+import { isMap, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+
+/** One problem, with where it is: `file:line:column: path: message`. */
+export interface ScenarioProblem {
+  readonly line: number;
+  readonly column: number;
+  readonly path: string;
+  readonly message: string;
+}
+
+/** Turns bigints that fit in a double back into numbers, so that counts validate as numbers. */
+function normalise(value: unknown): unknown {
+  if (typeof value === 'bigint') return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  if (Array.isArray(value)) return value.map(normalise);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, normalise(item)]));
+  return value;
+}
+
+/** The deepest node along `path` (a missing key is reported where its parent is). */
+function nodeAt(root: Node | null, path: readonly (string | number)[]): Node | null {
+  let node = root;
+  for (const key of path) {
+    let next: unknown;
+    if (isMap(node)) next = node.get(key, true);
+    else if (isSeq(node) && typeof key === 'number') next = node.get(key, true);
+    if (next === undefined || next === null || typeof next !== 'object') break;
+    node = next as Node;
+  }
+  return node;
+}
+
+/** Parses and validates a scenario file's text. */
+export function loadScenario(text: string): { ok: true; scenario: Scenario } | { ok: false; problems: ScenarioProblem[] } {
+  const lineCounter = new LineCounter();
+  // Integers as bigints first: a 64-bit address written in hex must not lose its low bits.
+  const document = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: false });
+  const position = (offset: number) => lineCounter.linePos(offset);
+  if (document.errors.length > 0) {
+    return {
+      ok: false,
+      problems: document.errors.map((error) => {
+        const { line, col } = position(error.pos[0]);
+        return { line, column: col, path: '', message: error.message.split('\n')[0]! };
+      }),
+    };
+  }
+  const result = validateScenario(normalise(document.toJS()));
+  if (result.ok) return result;
+  return {
+    ok: false,
+    problems: result.issues.map((issue) => {
+      const node = nodeAt(document.contents, issue.path);
+      const { line, col } = position(node?.range?.[0] ?? 0);
+      return { line, column: col, path: issue.path.join('.'), message: issue.message };
+    }),
+  };
+}
