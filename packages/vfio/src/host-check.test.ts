@@ -74,7 +74,7 @@ describe('diagnoseHost', () => {
         memlock: 1n << 30n,
       }),
     );
-    expect(checks.modules).toMatchObject({ status: 'fail', detail: 'missing from /sys/module: vfio_pci, vfio_iommu_type1' });
+    expect(checks.modules).toMatchObject({ status: 'fail', detail: 'missing: vfio_iommu_type1 (or iommufd)' });
     expect(checks['vfio-node']).toMatchObject({ status: 'fail', fix: expect.stringMatching(/modprobe vfio-pci/) });
     expect(checks.iommufd!.status).toBe('warn');
     expect(checks.device).toMatchObject({ status: 'fail', detail: '8086:2918, bound to no driver', fix: 'ioas bind 0000:00:1f.0' });

@@ -83,12 +83,21 @@ export function diagnoseHost(options: HostDiagnosisOptions): HostCheck[] {
         },
   );
 
-  const wanted = ['vfio', 'vfio_pci', 'vfio_iommu_type1'];
-  const missing = wanted.filter((module) => !exists(`/sys/module/${module}`));
+  // A module built into the kernel has no /sys/module entry unless it has parameters, so each is
+  // also recognised by what it creates: the vfio misc device, the vfio-pci driver; type1 always has
+  // parameters, and iommufd's VFIO compatibility can stand in for it.
+  const present = {
+    vfio: exists('/sys/module/vfio') || exists('/sys/class/misc/vfio'),
+    vfio_pci: exists('/sys/module/vfio_pci') || exists('/sys/bus/pci/drivers/vfio-pci'),
+    vfio_iommu_type1: exists('/sys/module/vfio_iommu_type1') || exists('/sys/module/iommufd') || exists('/dev/iommu'),
+  };
+  const missing = Object.entries(present)
+    .filter(([, found]) => !found)
+    .map(([module]) => (module === 'vfio_iommu_type1' ? 'vfio_iommu_type1 (or iommufd)' : module));
   checks.push(
     missing.length === 0
-      ? { id: 'modules', title: 'vfio modules loaded', status: 'pass', detail: wanted.join(', ') }
-      : { id: 'modules', title: 'vfio modules loaded', status: 'fail', detail: `missing from /sys/module: ${missing.join(', ')}`, fix: 'modprobe vfio-pci (it loads vfio and vfio_iommu_type1)' },
+      ? { id: 'modules', title: 'vfio modules loaded', status: 'pass', detail: 'vfio, vfio_pci, and vfio_iommu_type1 or iommufd' }
+      : { id: 'modules', title: 'vfio modules loaded', status: 'fail', detail: `missing: ${missing.join(', ')}`, fix: 'modprobe vfio-pci (it loads vfio and vfio_iommu_type1)' },
   );
 
   if (!exists('/dev/vfio/vfio')) {

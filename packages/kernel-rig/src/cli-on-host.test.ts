@@ -1,0 +1,44 @@
+// The `ioas` command on the real kernel, inside the QEMU guest: what it reads from the live sysfs,
+// /dev and /proc agrees with what the kernel does. In particular `doctor` must not call a host
+// broken where VFIO works (the conformance suite in this guest has just opened containers there).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { lane, realMachine } from './targets.js';
+
+const bin = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
+
+function ioas(args: string[]) {
+  const result = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+if (lane === undefined) {
+  describe('ioas on the real kernel', () => {
+    it.skip('runs only inside the QEMU guest: run `pnpm test:kernel` (root, Debian) to boot it', () => undefined);
+  });
+} else {
+  const machine = realMachine();
+
+  describe(`ioas on the real kernel, lane ${lane}`, () => {
+    it('lists the groups the kernel has, with the edu device bound to vfio-pci', () => {
+      const run = ioas(['groups', '--json']);
+      expect(run.status, run.stderr).toBe(0);
+      const { groups } = JSON.parse(run.stdout) as { groups: { group: number; devices: { address: string; driver: string | null }[]; reserved: { kind: string }[] }[] };
+      expect(groups.map((group) => group.group)).toEqual(machine.sysfs.groups());
+      const edu = groups.find((group) => group.devices.some((device) => device.address === machine.edu))!;
+      expect(edu.group).toBe(machine.sysfs.deviceGroup(machine.edu));
+      expect(edu.devices.find((device) => device.address === machine.edu)!.driver).toBe('vfio-pci');
+      expect(edu.reserved.map((region) => region.kind)).toContain('msi');
+    });
+
+    it('doctor passes every check VFIO needs, on a host where VFIO works', () => {
+      const run = ioas(['doctor', machine.edu, '--json']);
+      const report = JSON.parse(run.stdout) as { ok: boolean; checks: { id: string; status: string; detail: string }[] };
+      const status = Object.fromEntries(report.checks.map((check) => [check.id, `${check.status}: ${check.detail}`]));
+      for (const id of ['iommu', 'modules', 'vfio-node', 'device', 'group', 'group-node', 'interrupts']) expect(status[id], id).toMatch(/^pass: /);
+      expect(status.iommufd).toMatch(lane === 'iommufd' ? /^pass: / : /^(pass|warn): /);
+      expect([run.status, report.ok]).toEqual([0, true]);
+    });
+  });
+}
