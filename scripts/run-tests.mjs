@@ -7,7 +7,8 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const packagesDir = join(root, 'packages');
-const reports = readdirSync(packagesDir).map((name) => ({ name, file: join(packagesDir, name, '.vitest-result.json') }));
+// Every workspace package: packages/* and examples/.
+const reports = [...readdirSync(packagesDir).map((name) => join(packagesDir, name)), join(root, 'examples')].map((dir) => ({ dir, file: join(dir, '.vitest-result.json') }));
 // A report left from an earlier run must not be counted as this run's.
 for (const report of reports) rmSync(report.file, { force: true });
 
@@ -22,7 +23,7 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 for (const report of reports) {
-  const manifest = JSON.parse(readFileSync(join(packagesDir, report.name, 'package.json'), 'utf8'));
+  const manifest = JSON.parse(readFileSync(join(report.dir, 'package.json'), 'utf8'));
   if (!manifest.scripts?.test) continue;
   if (!existsSync(report.file)) {
     console.error(`no test report from ${manifest.name}: its test run crashed or did not start`);

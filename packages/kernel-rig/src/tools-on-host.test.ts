@@ -1,17 +1,20 @@
-// The `ioas` command on the real kernel, inside the QEMU guest: what it reads from the live sysfs,
-// /dev and /proc agrees with what the kernel does. In particular `doctor` must not call a host
-// broken where VFIO works (the conformance suite in this guest has just opened containers there).
+// The `ioas` command and the examples on the real kernel, inside the QEMU guest: what the command
+// reads from the live sysfs, /dev and /proc agrees with what the kernel does (in particular
+// `doctor` must not call a host broken where VFIO works: the conformance suite in this guest has
+// just opened containers there), and examples/edu-driver.mjs drives the real edu device.
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { lane, realMachine } from './targets.js';
 
 const bin = fileURLToPath(new URL('../../cli/dist/bin.js', import.meta.url));
+const examples = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
-function ioas(args: string[]) {
-  const result = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+function node(script: string, args: string[]) {
+  const result = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
+const ioas = (args: string[]) => node(bin, args);
 
 if (lane === undefined) {
   describe('ioas on the real kernel', () => {
@@ -39,6 +42,13 @@ if (lane === undefined) {
       for (const id of ['iommu', 'modules', 'vfio-node', 'device', 'group', 'group-node', 'interrupts']) expect(status[id], id).toMatch(/^pass: /);
       expect(status.iommufd).toMatch(lane === 'iommufd' ? /^pass: / : /^(pass|warn): /);
       expect([run.status, report.ok]).toEqual([0, true]);
+    });
+
+    it('runs examples/edu-driver.mjs on the real device: DMA round trip and MSI', () => {
+      const run = node(`${examples}edu-driver.mjs`, ['--device', machine.edu]);
+      expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
+      expect(run.stdout).toContain('"copied by the edu device, through the IOMMU, twice"');
+      expect(run.stdout).toMatch(/MSIs received on the eventfd: [12]\n/);
     });
   });
 }

@@ -1,0 +1,38 @@
+// Every example, run as a user runs it (node examples/<name>.mjs), on the simulator.
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+function run(name: string, args: string[] = []) {
+  const result = spawnSync(process.execPath, [fileURLToPath(new URL(`./${name}`, import.meta.url)), ...args], { encoding: 'utf8' });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('examples, on the simulator', () => {
+  it('pamu-window-plan.mjs applies the seed plan', () => {
+    const { status, stdout, stderr } = run('pamu-window-plan.mjs');
+    expect(status, stderr).toBe(0);
+    expect(stdout).toContain('Total aperture: 512 MiB at 0x00000000, 8 windows of 64 MiB');
+    expect(stdout).toContain('guest RAM mapped at 0x0-0xfffffff');
+    expect(stdout).toContain('MSI bank 2 in the window at 0x18000000: devices write to 0x18000140');
+    expect(stdout).toContain('3 MSI banks mapped; translation on: true');
+  });
+
+  it('smmu-guest-ram.mjs maps guest RAM around the MSI window', () => {
+    const arm = run('smmu-guest-ram.mjs');
+    expect(arm.status, arm.stderr).toBe(0);
+    expect(arm.stdout).toContain('reserved 0x8000000-0x80fffff msi');
+    expect(arm.stdout).toContain('mapped  0x0-0x7ffffff (128 MiB)');
+    expect(arm.stdout).toContain('mapped  0x8100000-0xfffffff (127 MiB)');
+    expect(arm.stdout).toContain('skipped 0x8000000-0x80fffff (reserved)');
+    expect(arm.stdout).toContain('2 mappings, 255 MiB of 256 MiB mapped');
+  });
+
+  it('edu-driver.mjs does a DMA round trip and receives MSIs', () => {
+    const { status, stdout, stderr } = run('edu-driver.mjs');
+    expect(status, stderr).toBe(0);
+    expect(stdout).toContain('0000:00:03.0: edu version 1.0 (id 0x10000ed)');
+    expect(stdout).toContain('"copied by the edu device, through the IOMMU, twice"');
+    expect(stdout).toMatch(/MSIs received on the eventfd: [12]\n/);
+  });
+});
