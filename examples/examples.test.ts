@@ -36,3 +36,24 @@ describe('examples, on the simulator', () => {
     expect(stdout).toMatch(/MSIs received on the eventfd: [12]\n/);
   });
 });
+
+describe('the quick start guide', () => {
+  it('shows first-container.mjs exactly, and it runs', async () => {
+    const { readFileSync } = await import('node:fs');
+    const guide = readFileSync(new URL('../docs/quick-start.md', import.meta.url), 'utf8');
+    const snippet = /```js\n([\s\S]*?)```/.exec(guide)![1];
+    expect(snippet).toBe(readFileSync(new URL('./first-container.mjs', import.meta.url), 'utf8'));
+    const { status, stdout, stderr } = run('first-container.mjs');
+    expect(status, stderr).toBe(0);
+    expect(stdout).toBe(
+      [
+        'reserved 0x8000000-0x80fffff msi',
+        'usable 0x0-0x7ffffff, 0x8100000-0xffffffffffff',
+        'mapped 0x0-0x1fffff',
+        'hello',
+        'reserved - map: failed to map 0x1000 bytes at IOVA 0x8000000: the range overlaps the MSI window 0x8000000-0x80fffff (from sysfs, /sys/kernel/iommu_groups/4/reserved_regions)',
+        '',
+      ].join('\n'),
+    );
+  });
+});
