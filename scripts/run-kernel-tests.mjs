@@ -57,9 +57,17 @@ export async function runKernelLanes() {
       console.warn(`*** [${lane}] the guest gave no exit code; console tail:\n${result.console.split('\n').slice(-12).join('\n')}\n*** [${lane}] booting once more ***`);
       result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
     }
+    let counts = laneCounts(lane, result, join(result.results, 'vitest.json'));
+    if (counts === undefined && result.exitCode !== undefined && result.exitCode > 128) {
+      // The test process died by a signal before vitest could report (node 20 on arm64 under TCG
+      // has died in V8 with SIGTRAP: "Check failed: CodeKindCanDeoptimize"): one more boot, said
+      // loudly, with the first run's output kept above; a second failure counts.
+      process.stdout.write(result.output.split('\n').map((line) => `[${lane}] ${line}`).join('\n'));
+      console.warn(`\n*** [${lane}] the test process died by signal ${result.exitCode - 128} with no report; booting once more ***`);
+      result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
+      counts = laneCounts(lane, result, join(result.results, 'vitest.json'));
+    }
     process.stdout.write(result.output.split('\n').map((line) => `[${lane}] ${line}`).join('\n'));
-    const report = join(result.results, 'vitest.json');
-    const counts = laneCounts(lane, result, report);
     if (counts === undefined) {
       console.error(`[${lane}] the guest gave no test report (exit ${result.exitCode ?? 'missing'}); console tail:\n${result.console.split('\n').slice(-20).join('\n')}\n${result.qemuOutput}`);
       failed += 1;

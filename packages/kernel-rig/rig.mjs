@@ -37,7 +37,7 @@ const LANES = {
     foreignArch: 'arm64',
     kernelPackage: 'linux-image-arm64:arm64',
     qemu: 'qemu-system-aarch64',
-    machine: ['-machine', 'virt,iommu=smmuv3,gic-version=3', '-accel', 'tcg', '-cpu', 'max'],
+    machine: ['-machine', 'virt,iommu=smmuv3,gic-version=3', '-accel', 'tcg', '-cpu', 'cortex-a72'],
     console: 'ttyAMA0',
     kernelImage: (root, version) => join(root, 'boot', `vmlinuz-${version}`),
     modules: ['virtio_pci', '9pnet_virtio', '9p', 'vfio_iommu_type1', 'vfio-pci'],
