@@ -26,6 +26,7 @@ export interface PamuOptions {
 
 /** The PAMU backend, with its PAMU-only escape hatches. */
 export interface PamuBackend extends BackendV1 {
+  /** The ABI profile this backend speaks. */
   readonly profile: PamuProfile;
   /**
    * The low-level PAMU container behind an open core `Container` holding `group`: the stash

@@ -13,18 +13,25 @@ import { PAMU_MSI_PAGE_SIZE, PAMU_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js'
 
 /** A DMA range the container mapped: whole windows of physically contiguous memory. */
 export interface PamuDmaRange {
+  /** First IOVA: a window base. */
   readonly iova: bigint;
+  /** Bytes: whole windows. */
   readonly size: bigint;
+  /** Process virtual address of the memory behind it. */
   readonly vaddr: bigint;
+  /** The device may read. */
   readonly read: boolean;
+  /** The device may write. */
   readonly write: boolean;
 }
 
 /** An MSI bank mapped into a window. */
 export interface PamuMsiBankMapping {
+  /** The bank's index (probe order). */
   readonly bank: number;
   /** The IOVA given to MAP_MSI_BANK: always the window's base (UNMAP needs exactly it back). */
   readonly iova: bigint;
+  /** The window holding it. */
   readonly window: number;
   /**
    * Where the device's MSI write lands once the kernel has rewritten it: `window base + (MSIIR &
@@ -35,12 +42,17 @@ export interface PamuMsiBankMapping {
 
 /** What to map: host memory whose physically contiguous page size is known. */
 export interface PamuDmaRequest {
+  /** Where: a window base inside the aperture. */
   readonly iova: bigint;
+  /** Process virtual address of the memory: aligned to the window size. */
   readonly vaddr: bigint;
+  /** Bytes: a whole number of windows. */
   readonly size: bigint;
   /** Size of the physically contiguous, naturally aligned pages behind `vaddr` (the hugepage size). */
   readonly contiguousPageSize: bigint | undefined;
+  /** The device may read. */
   readonly read: boolean;
+  /** The device may write. */
   readonly write: boolean;
 }
 
@@ -88,6 +100,7 @@ export class PamuContainer {
   private closed = false;
 
   private constructor(
+    /** The profile's ioctls. */
     readonly ioctls: PamuIoctls,
     private readonly container: VfioContainer,
     private readonly groups: VfioGroup[],
@@ -180,7 +193,14 @@ export class PamuContainer {
   }
 
   /** The bank's MSIIR page and where a device's MSI lands once the bank is mapped at `windowBase`. */
-  msiDoorbell(bank: number): { page: bigint; msiir: bigint } | undefined {
+  msiDoorbell(bank: number):
+    | {
+        /** The 4 KiB page the kernel maps at a window's start. */
+        page: bigint;
+        /** The bank's MSIIR register (physical address). */
+        msiir: bigint;
+      }
+    | undefined {
     const msiir = this.ioctls.profile.msi.msiir[bank];
     if (msiir === undefined || bank >= this.msiBankCount) return undefined;
     return { page: msiir - (msiir % PAMU_MSI_PAGE_SIZE), msiir };
@@ -433,6 +453,7 @@ export class PamuContainer {
     this.container.close();
   }
 
+  /** True once {@link PamuContainer.close} ran. */
   get isClosed(): boolean {
     return this.closed;
   }

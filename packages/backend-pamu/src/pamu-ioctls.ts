@@ -11,20 +11,27 @@ import { PAMU_ATTRIBUTE, vfio_pamu_attr, vfio_pamu_msi_bank_map, vfio_pamu_msi_b
 
 /** An aperture as `vfio_pamu_attr` carries it: `end` is the last mappable IOVA (inclusive). */
 export interface PamuAperture {
+  /** First IOVA (`aperture_start`). */
   readonly start: bigint;
+  /** Last IOVA, inclusive (`aperture_end`). */
   readonly end: bigint;
 }
 
 /** The stash attribute: the `reg` of a device-tree cpu node and a cache level (1 L1, 2 L2, 3 L3, 4 DSP L2). */
 export interface PamuStash {
+  /** The `reg` of a device-tree cpu node (ignored for L3). */
   readonly cpu: number;
+  /** 1 L1, 2 L2, 3 L3, 4 DSP L2. */
   readonly cache: number;
 }
 
 /** The ioctls of a PAMU container, encoded for one profile. */
 export class PamuIoctls {
+  /** The generic VFIO ioctls, with the profile's numbers. */
   readonly vfio: VfioIoctls;
+  /** Struct byte order. */
   readonly little: boolean;
+  /** The system calls. */
   readonly syscalls: Syscalls;
   private readonly attr: { bytes: Uint8Array; view: DataView };
   private readonly dmaMap: { bytes: Uint8Array; view: DataView };
@@ -32,6 +39,7 @@ export class PamuIoctls {
 
   constructor(
     syscalls: Syscalls,
+    /** The profile whose numbers are sent. */
     readonly profile: PamuProfile,
     littleEndian: boolean = endianness() === 'LE',
   ) {

@@ -39,7 +39,9 @@ export interface PamuMsiFacts {
  * never probes a number blindly: it uses these values and checks that the kernel's answers fit.
  */
 export interface PamuProfile {
+  /** Short name, in errors and `ioas` output (`sdk-4.x`). */
   readonly name: string;
+  /** Which kernel it describes. */
   readonly description: string;
   /** `VFIO_FSL_PAMU_IOMMU`: 2 in the 3.x SDK kernels, 7 in the 4.x ones (§1). */
   readonly iommuType: number;
@@ -49,6 +51,7 @@ export interface PamuProfile {
   readonly ioctls: Readonly<Record<PamuProfileIoctl, number>>;
   /** Most windows the VFIO layer accepts (256, §4); the hardware may allow fewer. */
   readonly maxWindows: number;
+  /** The SoC's MSI banks. */
   readonly msi: PamuMsiFacts;
 }
 
@@ -119,13 +122,19 @@ const overridesSchema = z
 export interface PamuProfileInput {
   /** The built-in profile to start from (default `sdk-4.x`). */
   readonly base?: PamuProfileName;
+  /** The new profile's name. */
   readonly name: string;
+  /** What it describes. */
   readonly description?: string;
+  /** The type number (`VFIO_FSL_PAMU_IOMMU`). */
   readonly iommuType?: number;
   /** Recomputes every ioctl value for this encoding (before `ioctls` overrides apply). */
   readonly arch?: IoctlArch;
+  /** Request numbers that differ from the encoding's. */
   readonly ioctls?: Partial<Record<PamuProfileIoctl, number>>;
+  /** Most windows (a power of two up to 256). */
   readonly maxWindows?: number;
+  /** Another SoC's MSI banks. */
   readonly msi?: PamuMsiFacts;
 }
 

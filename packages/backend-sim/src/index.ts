@@ -5,7 +5,7 @@
  *
  * @packageDocumentation
  */
-export { IOAS_MAP_FLAGS, IommufdContext, Ioas } from './iommufd.js';
+export { IOAS_MAP_FLAGS, IommufdContext, Ioas, type IoasRanges } from './iommufd.js';
 export { KernelError, KernelOops } from './kernel-error.js';
 export { PagedDomain, type DmaDomain, type PagedMapping, type Translation } from './paged-domain.js';
 export { PAMU_ATTR, PamuDomain, type PamuDmaRange } from './pamu-domain.js';
@@ -20,6 +20,8 @@ export {
   type ScenarioEvent,
   type ScenarioIssue,
   type ScenarioResult,
+  type ScenarioStep,
+  type ScenarioValidation,
 } from './scenario.js';
 export { sim, type SimBackend, type SimBackendOptions } from './sim-backend.js';
 export { SimMemory, type SimRegion } from './sim-memory.js';
@@ -29,10 +31,12 @@ export {
   SimGroup,
   Simulator,
   type FaultInjection,
+  type KernelObject,
+  type MsiWindowHolder,
   type MsiHandler,
   type SimFault,
   type SimInterrupt,
   type SimulatorOptions,
 } from './simulator.js';
 export { VFIO_EXTENSION, VfioContainer, type Type1Info } from './vfio-container.js';
-export { simSyscalls, type SimSyscallsOptions } from './sim-syscalls.js';
+export { simSyscalls, type SimSyscalls, type SimSyscallsOptions } from './sim-syscalls.js';

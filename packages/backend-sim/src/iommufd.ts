@@ -6,18 +6,37 @@ import type { SimDevice, Simulator } from './simulator.js';
 const PAGE = 0x1000n;
 
 /** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; shared/facts/iommufd.md §2). */
-export const IOAS_MAP_FLAGS = { FIXED_IOVA: 0x1, WRITEABLE: 0x2, READABLE: 0x4 } as const;
+export const IOAS_MAP_FLAGS = {
+  /** Map at the IOVA given (else the kernel chooses). */
+  FIXED_IOVA: 0x1,
+  /** The device may write. */
+  WRITEABLE: 0x2,
+  /** The device may read. */
+  READABLE: 0x4,
+} as const;
+
+/** An IOAS's usable ranges and the IOVA alignment maps need (IOMMU_IOAS_IOVA_RANGES). */
+export interface IoasRanges {
+  /** The usable ranges, in order. */
+  ranges: IovaRange[];
+  /** `out_iova_alignment`. */
+  alignment: bigint;
+}
 
 /**
  * An iommufd IOAS: an IO address space with its areas (mappings), its allow-list, and the devices
  * attached to it. Rules from shared/facts/iommufd.md §3 (6.12 source).
  */
 export class Ioas implements DmaDomain {
+  /** The mapped areas. */
   readonly areas: PagedDomain;
+  /** The allow-list (IOAS_ALLOW_IOVAS); empty allows everything. */
   allowed: IovaRange[] = [];
+  /** The devices attached. */
   readonly devices = new Set<SimDevice>();
 
   constructor(
+    /** The IOAS object id. */
     readonly id: number,
     private readonly simulator: Simulator,
   ) {
@@ -41,7 +60,7 @@ export class Ioas implements DmaDomain {
   }
 
   /** IOAS_IOVA_RANGES: the complement of the reserved set, and the IOVA alignment. */
-  ranges(): { ranges: IovaRange[]; alignment: bigint } {
+  ranges(): IoasRanges {
     return {
       ranges: subtractRanges([{ start: 0n, last: U64_MAX }], this.reserved()),
       // Once a device is attached the alignment is the page size (never above PAGE_SIZE).
@@ -97,6 +116,7 @@ export class IommufdContext {
     this.objects.delete(id);
   }
 
+  /** The IOAS with this id, or ENOENT naming `ioctl`. */
   ioas(id: number, ioctl: string): Ioas {
     const object = this.objects.get(id);
     if (!(object instanceof Ioas)) throw new KernelError(ERRNO.ENOENT, ioctl, `no IOAS ${id}`);
@@ -104,7 +124,7 @@ export class IommufdContext {
   }
 
   /** IOMMU_IOAS_IOVA_RANGES (the caller handles the EMSGSIZE two-step). */
-  iovaRanges(id: number): { ranges: IovaRange[]; alignment: bigint } {
+  iovaRanges(id: number): IoasRanges {
     this.simulator.checkInjected('IOMMU_IOAS_IOVA_RANGES');
     return this.ioas(id, 'IOMMU_IOAS_IOVA_RANGES').ranges();
   }

@@ -5,9 +5,12 @@ import { errnoName } from '@ioas/core';
  * face turns it into an IoasError naming the ioctl; the syscall face returns `-errno`.
  */
 export class KernelError extends Error {
+  /** Always `'KernelError'`. */
   override readonly name = 'KernelError';
   constructor(
+    /** The errno the kernel returns. */
     readonly errno: number,
+    /** The kernel call that failed. */
     readonly ioctl: string,
     detail: string,
   ) {
@@ -21,5 +24,6 @@ export class KernelError extends Error {
  * throws this instead of answering: a backend must never send such a request.
  */
 export class KernelOops extends Error {
+  /** Always `'KernelOops'`. */
   override readonly name = 'KernelOops';
 }

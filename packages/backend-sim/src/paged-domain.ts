@@ -2,18 +2,40 @@ import { BTreeMap, type IovaRange } from '@ioas/core';
 
 /** One IOMMU mapping of a paged domain: IOVA range to process memory. */
 export interface PagedMapping {
+  /** First IOVA. */
   readonly start: bigint;
+  /** Last IOVA, inclusive. */
   readonly last: bigint;
+  /** Process virtual address of the first byte. */
   readonly vaddr: bigint;
+  /** The device may read. */
   readonly read: boolean;
+  /** The device may write. */
   readonly write: boolean;
 }
 
 /** The result of translating a device access through an IOMMU domain. */
 export type Translation =
-  | { readonly kind: 'memory'; readonly vaddr: bigint; readonly writable: boolean }
-  | { readonly kind: 'doorbell'; readonly physical: bigint }
-  | { readonly kind: 'fault'; readonly reason: 'unmapped' | 'permission' };
+  | {
+      /** Lands in process memory. */
+      readonly kind: 'memory';
+      /** The process virtual address reached. */
+      readonly vaddr: bigint;
+      /** Whether a write is allowed there. */
+      readonly writable: boolean;
+    }
+  | {
+      /** Reaches an MSI doorbell. */
+      readonly kind: 'doorbell';
+      /** The doorbell's physical address. */
+      readonly physical: bigint;
+    }
+  | {
+      /** The IOMMU faults. */
+      readonly kind: 'fault';
+      /** Nothing mapped there, or mapped without this access. */
+      readonly reason: 'unmapped' | 'permission';
+    };
 
 /** Anything a device can be attached to for DMA: a type1 domain, an iommufd IOAS, a PAMU domain. */
 export interface DmaDomain {
@@ -40,6 +62,7 @@ export class PagedDomain implements DmaDomain {
 
   constructor(private readonly softwareMsiWindow: IovaRange | undefined) {}
 
+  /** Mappings held. */
   get count(): number {
     return this.mappings.size;
   }
@@ -69,19 +92,23 @@ export class PagedDomain implements DmaDomain {
     return result;
   }
 
+  /** Adds a mapping (the caller has checked overlaps). */
   add(mapping: PagedMapping): void {
     this.mappings.set(mapping.start, mapping);
   }
 
+  /** Removes a mapping. */
   remove(mapping: PagedMapping): void {
     this.mappings.delete(mapping.start);
   }
 
+  /** Removes every mapping. */
   clear(): void {
     this.mappings.clear();
     this.msiPages.clear();
   }
 
+  /** Every mapping, in IOVA order. */
   all(): PagedMapping[] {
     return [...this.mappings.values()];
   }

@@ -4,7 +4,14 @@ import type { DmaDomain, Translation } from './paged-domain.js';
 import type { Simulator } from './simulator.js';
 
 /** PAMU attribute ids of `vfio_pamu_attr` (shared/facts/pamu-sdk-abi.md §3). */
-export const PAMU_ATTR = { GEOMETRY: 0, WINDOWS: 1, STASH: 2 } as const;
+export const PAMU_ATTR = {
+  /** The aperture: start and last IOVA. */
+  GEOMETRY: 0,
+  /** The window count. */
+  WINDOWS: 1,
+  /** The stash target: cpu and cache level. */
+  STASH: 2,
+} as const;
 
 const PAGE = 0x1000n;
 
@@ -23,10 +30,15 @@ interface MsiWindow {
 
 /** A DMA range the SDK backend records (vfio_iommu_fsl_pamu.c keeps these in a list). */
 export interface PamuDmaRange {
+  /** First IOVA of the recorded range. */
   iova: bigint;
+  /** Bytes recorded (mapped or not: see the silent cases of MAP_DMA). */
   size: bigint;
+  /** Process virtual address of the memory. */
   vaddr: bigint;
+  /** READ was given. */
   read: boolean;
+  /** WRITE was given. */
   write: boolean;
 }
 
@@ -53,6 +65,7 @@ export class PamuDomain implements DmaDomain {
   private stash = { cpu: 0, cache: 0 };
   /** Translation on: set by the first successful MAP_DMA, cleared when the last DMA range goes. */
   private enabled = false;
+  /** The DMA ranges the SDK backend records, in IOVA order (whole and partial windows alike). */
   readonly dmaRanges: PamuDmaRange[] = [];
   private readonly msiBanks: { bank: number; iova: bigint; window: number }[] = [];
 
@@ -68,7 +81,24 @@ export class PamuDomain implements DmaDomain {
   }
 
   /** VFIO_IOMMU_PAMU_GET_ATTR: returns the values the ioctl copies back (unknown attributes: unchanged). */
-  getAttr(attribute: number): { start: bigint; end: bigint } | { windows: number } | { cpu: number; cache: number } | undefined {
+  getAttr(attribute: number):
+    | {
+        /** aperture_start. */
+        start: bigint;
+        /** aperture_end (inclusive). */
+        end: bigint;
+      }
+    | {
+        /** The window count. */
+        windows: number;
+      }
+    | {
+        /** The stash cpu. */
+        cpu: number;
+        /** The stash cache level. */
+        cache: number;
+      }
+    | undefined {
     this.simulator.checkInjected('VFIO_IOMMU_PAMU_GET_ATTR');
     if (attribute === PAMU_ATTR.GEOMETRY) return { start: this.geometryStart, end: this.geometryEnd };
     if (attribute === PAMU_ATTR.WINDOWS) return { windows: this.windowCount === 0 ? this.maxWindows : this.windowCount };

@@ -5,6 +5,7 @@ export type PlatformName = 'p4080' | 'arm-smmuv3' | 'x86-vtd';
 
 /** A reserved region as sysfs prints it. */
 export interface ReservedRegionSpec extends IovaRange {
+  /** The kind sysfs prints. */
   readonly kind: ReservedKind;
 }
 
@@ -12,7 +13,9 @@ export interface ReservedRegionSpec extends IovaRange {
 export interface DeviceSpec {
   /** PCI address, the name sysfs and VFIO use: `0000:00:03.0`. */
   readonly address: string;
+  /** PCI vendor id. */
   readonly vendor: number;
+  /** PCI device id. */
   readonly device: number;
   /** Driver bound at boot (`null`: none). */
   readonly driver: string | null;
@@ -26,7 +29,9 @@ export interface DeviceSpec {
 
 /** Everything the simulator needs to know about a platform. */
 export interface PlatformPreset {
+  /** The preset's name. */
   readonly name: PlatformName;
+  /** Paged (page tables) or windowed (PAMU). */
   readonly model: 'paged' | 'windowed';
   /**
    * Paged: the IOMMU's input address range (39-bit on QEMU's VT-d, 48-bit on the SMMUv3 domain).
@@ -35,15 +40,27 @@ export interface PlatformPreset {
   readonly aperture: IovaRange;
   /** type1 `iova_pgsizes`: 4 KiB | 2 MiB | 1 GiB on both QEMU guests; 4 KiB pages for PAMU. */
   readonly ioPageSizes: bigint;
+  /** The platform's MSI model. */
   readonly msi: MsiModel;
   /** Reserved regions every device has (the MSI windows). */
   readonly reserved: readonly ReservedRegionSpec[];
   /** Kernel-managed MSI: the doorbell page (GIC ITS translater) the kernel maps into the SW MSI window. */
-  readonly swMsiDoorbell?: { readonly window: IovaRange; readonly physical: bigint };
+  readonly swMsiDoorbell?: {
+    /** The SW MSI window (`0x8000000-0x80fffff`). */
+    readonly window: IovaRange;
+    /** The doorbell's physical address. */
+    readonly physical: bigint;
+  };
   /** Fixed MSI: the hardware range device MSI writes go to, never translated (interrupt remapping). */
   readonly hwMsi?: IovaRange;
   /** PAMU: the MSIIR physical address of each MSI bank, in probe order, and the hardware window maximum. */
-  readonly pamu?: { readonly msiir: readonly bigint[]; readonly maxWindows: number };
+  readonly pamu?: {
+    /** MSIIR physical address of each bank, in probe order. */
+    readonly msiir: readonly bigint[];
+    /** The hardware window maximum, 2^(1+MWCE). */
+    readonly maxWindows: number;
+  };
+  /** Its PCI devices. */
   readonly devices: readonly DeviceSpec[];
   /** Devices bound to vfio-pci when the simulator starts (the test target). */
   readonly vfioAtStart: readonly string[];

@@ -78,8 +78,27 @@ const IOAS_ERROR_CODES: readonly IoasErrorCode[] = [
   'kernel',
 ];
 
+/** A scenario, validated. */
+export interface Scenario {
+  /** The simulated platform (default `p4080`). */
+  readonly platform?: PlatformName | undefined;
+  /** The kernel interface on paged platforms (default `type1`). */
+  readonly interface?: 'type1' | 'iommufd' | undefined;
+  /** The steps, in order. */
+  readonly steps: readonly ScenarioStep[];
+}
+
+/**
+ * One step: exactly one action key (its arguments validated, sizes parsed to bigints) and,
+ * optionally, the outcome it expects: `ok`, an error code, `fault` (DMA) or `delivered`/`lost` (MSI).
+ */
+export type ScenarioStep = {
+  /** The outcome the step expects (default `ok`, `delivered` for `msi`). */
+  readonly expect?: string | undefined;
+} & { readonly [Action in ScenarioAction]?: unknown };
+
 /** The scenario file's schema (zod): platform, kernel interface, steps. */
-export const scenarioSchema = z
+export const scenarioSchema: z.ZodType<Scenario, unknown> = z
   .object({
     platform: z.enum(['p4080', 'arm-smmuv3', 'x86-vtd']).optional(),
     interface: z.enum(['type1', 'iommufd']).optional(),
@@ -87,17 +106,31 @@ export const scenarioSchema = z
   })
   .strict();
 
-/** A validated scenario. */
-export type Scenario = z.output<typeof scenarioSchema>;
-
 /** One problem in a scenario file: where (a path of keys and indexes) and what. */
 export interface ScenarioIssue {
+  /** Keys and array indexes from the document's root (`['steps', 1, 'map', 'size']`). */
   readonly path: readonly (string | number)[];
+  /** What is wrong. */
   readonly message: string;
 }
 
+/** The result of {@link validateScenario}. */
+export type ScenarioValidation =
+  | {
+      /** Valid. */
+      ok: true;
+      /** The scenario, sizes parsed. */
+      scenario: Scenario;
+    }
+  | {
+      /** Not valid. */
+      ok: false;
+      /** Every problem found. */
+      issues: ScenarioIssue[];
+    };
+
 /** Validates a scenario (parsed from YAML or JSON); never throws. */
-export function validateScenario(input: unknown): { ok: true; scenario: Scenario } | { ok: false; issues: ScenarioIssue[] } {
+export function validateScenario(input: unknown): ScenarioValidation {
   const result = scenarioSchema.safeParse(input);
   if (result.success) return { ok: true, scenario: result.data };
   return { ok: false, issues: result.error.issues.map((issue) => ({ path: issue.path.filter((key): key is string | number => typeof key !== 'symbol'), message: issue.message })) };
@@ -105,26 +138,37 @@ export function validateScenario(input: unknown): { ok: true; scenario: Scenario
 
 /** What one step did. */
 export interface ScenarioEvent {
+  /** The step's index (0-based). */
   readonly step: number;
+  /** The step's action. */
   readonly action: ScenarioAction;
   /** `ok`, `error` (an IoasError: see `code`), `fault` (device DMA faulted), `delivered` / `lost` (MSI). */
   readonly outcome: 'ok' | 'error' | 'fault' | 'delivered' | 'lost';
+  /** For `error`: the IoasError code. */
   readonly code?: IoasErrorCode;
   /** True when the outcome is what the step expected. */
   readonly expected: boolean;
+  /** What happened, for people (the error message, the fault's log line...). */
   readonly detail: string;
 }
 
 /** The trace of a run. */
 export interface ScenarioResult {
+  /** The platform it ran on. */
   readonly platform: PlatformName;
+  /** The kernel interface it used. */
   readonly interface: 'type1' | 'iommufd' | 'pamu';
+  /** What each step did, up to the last one run. */
   readonly events: readonly ScenarioEvent[];
   /** False when a step's outcome was not the one expected; the run stopped there. */
   readonly ok: boolean;
+  /** Every IOMMU fault. */
   readonly faults: readonly SimFault[];
+  /** MSIs delivered. */
   readonly interrupts: number;
+  /** Mappings live at the end. */
   readonly mappings: number;
+  /** Bytes mapped at the end. */
   readonly bytesMapped: bigint;
 }
 

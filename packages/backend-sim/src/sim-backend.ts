@@ -27,6 +27,7 @@ export interface SimBackendOptions extends Omit<SimulatorOptions, 'platform'> {
 
 /** The simulator's `Backend` face, with the simulated machine behind it. */
 export interface SimBackend extends BackendV1 {
+  /** The simulated machine: memory, devices, faults, interrupts. */
   readonly simulator: Simulator;
 }
 

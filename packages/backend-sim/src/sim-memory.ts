@@ -7,6 +7,7 @@ const PAGE = 0x1000n;
 export interface SimRegion {
   /** Process virtual address of the first byte. */
   readonly address: bigint;
+  /** Bytes. */
   readonly length: bigint;
   /** Size of the pages backing it: 4 KiB pages are scattered in physical memory; hugepages are contiguous. */
   readonly pageSize: bigint;

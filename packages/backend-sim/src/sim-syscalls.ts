@@ -65,6 +65,12 @@ type File =
   | { kind: 'iommufd'; context: IommufdContext }
   | { kind: 'eventfd'; count: bigint; nonblocking: boolean };
 
+/** The simulator's syscall face: `Syscalls` plus what leak checks need. */
+export interface SimSyscalls extends Syscalls {
+  /** File descriptors this process has open. */
+  readonly openFiles: number;
+}
+
 /** Options of {@link simSyscalls}. */
 export interface SimSyscallsOptions {
   /** Struct byte order; default: big-endian on the PowerPC P4080, little-endian elsewhere. */
@@ -75,7 +81,7 @@ export interface SimSyscallsOptions {
  * The syscall face of a simulated machine. One instance is one process: its own file descriptor
  * table over the shared machine.
  */
-export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = {}): Syscalls & { readonly openFiles: number } {
+export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = {}): SimSyscalls {
   return new SimProcess(simulator, options);
 }
 

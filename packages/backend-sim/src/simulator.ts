@@ -22,8 +22,11 @@ export interface SimulatorOptions {
 
 /** An IOMMU fault, as the kernel logs a DMAR fault or an SMMU event 0x10. */
 export interface SimFault {
+  /** The device's PCI address. */
   readonly device: string;
+  /** The IOVA it accessed. */
   readonly iova: bigint;
+  /** What it tried. */
   readonly access: 'read' | 'write';
   /** `unmapped`: no translation; `permission`: mapped without that access; `blocked`: not attached to any domain. */
   readonly reason: 'unmapped' | 'permission' | 'blocked';
@@ -33,7 +36,9 @@ export interface SimFault {
 
 /** An MSI delivered to a handler (or eventfd). */
 export interface SimInterrupt {
+  /** The device's PCI address. */
   readonly device: string;
+  /** The MSI vector. */
   readonly vector: number;
 }
 
@@ -41,6 +46,7 @@ export interface SimInterrupt {
 export interface FaultInjection {
   /** Kernel name of the ioctl (`VFIO_IOMMU_MAP_DMA`, `IOMMU_IOAS_MAP`...), or `*` for any. */
   readonly ioctl: string;
+  /** The errno to fail with. */
   readonly errno: number;
   /** Matching calls to let through first (default 0). */
   readonly skip?: number;
@@ -52,14 +58,33 @@ const NON_DMA_OWNERS = new Set(['vfio-pci', 'pci-stub', 'pcieport']);
 /** An MSI vector's handler: called on delivery, like an eventfd becoming readable. */
 export type MsiHandler = (vector: number) => void;
 
+/** A kernel object that holds mappings (a container, an iommufd context). */
+export interface KernelObject {
+  /** Mappings it holds. */
+  readonly mappingCount: number;
+}
+
+/** A PAMU domain, as MSI address lookup sees it. */
+export interface MsiWindowHolder {
+  /** The device-visible doorbell for a bank's MSIIR, when a window holds its page. */
+  msiAddressFor(msiir: bigint): bigint | undefined;
+}
+
 /** A simulated PCI device that can do DMA through the IOMMU and raise MSIs. */
 export class SimDevice {
+  /** PCI address. */
   readonly address: string;
+  /** PCI vendor id. */
   readonly vendor: number;
+  /** PCI device id. */
   readonly deviceId: number;
+  /** True for QEMU's edu device. */
   readonly edu: boolean;
+  /** Reserved regions of this device besides the platform's. */
   readonly reserved: readonly ReservedRegionSpec[];
+  /** The bound driver, or null. */
   driver: string | null;
+  /** Its IOMMU group (none until a driver binds, on arm64 6.1). */
   group: number | undefined;
   /** The domain the device translates through (type1 container, IOAS, PAMU domain); undefined: DMA blocked. */
   domain: DmaDomain | undefined;
@@ -201,6 +226,7 @@ export class SimGroup {
   openDevices = 0;
 
   constructor(
+    /** The group number. */
     readonly id: number,
     private readonly simulator: Simulator,
   ) {}
@@ -251,16 +277,23 @@ export class SimGroup {
  * interrupts delivered, kernel oopses). One instance is one machine; nothing is global.
  */
 export class Simulator {
+  /** The preset the machine follows. */
   readonly platform: PlatformPreset;
+  /** Host memory: process virtual addresses over simulated physical pages. */
   readonly memory = new SimMemory();
+  /** IOMMU faults, in order, with the line the kernel would log. */
   readonly faults: SimFault[] = [];
+  /** MSIs delivered, in order. */
   readonly interrupts: SimInterrupt[] = [];
   /** Requests that would have crashed the real kernel (see {@link KernelOops}). */
   readonly oopses: string[] = [];
   /** `/sys/module/vfio_iommu_type1/parameters/dma_entry_limit`: root may change it; read at SET_IOMMU. */
   dmaEntryLimit: number;
+  /** RLIMIT_MEMLOCK in bytes; undefined: unlimited. */
   readonly memlockLimit: bigint | undefined;
+  /** `allow_unsafe_interrupts`. */
   readonly allowUnsafeInterrupts: boolean;
+  /** The PAMU type number the simulated SDK kernel answers to. */
   readonly pamuType: 2 | 7;
   /** Bytes pinned for DMA, counted against RLIMIT_MEMLOCK. */
   lockedBytes = 0n;
@@ -268,9 +301,9 @@ export class Simulator {
   private readonly groupMap = new Map<number, SimGroup>();
   private readonly injections: { ioctl: string; errno: number; skip: number }[] = [];
   /** Open kernel objects (containers, iommufd contexts), for leak checks: see {@link liveMappings}. */
-  readonly kernelObjects = new Set<{ readonly mappingCount: number }>();
+  readonly kernelObjects = new Set<KernelObject>();
   /** PAMU domains that can hold MSI bank windows, for MSI address lookup. */
-  readonly pamuDomains = new Set<{ msiAddressFor(msiir: bigint): bigint | undefined }>();
+  readonly pamuDomains = new Set<MsiWindowHolder>();
 
   constructor(options: SimulatorOptions) {
     this.platform = typeof options.platform === 'string' ? PLATFORMS[options.platform] : options.platform;
@@ -379,6 +412,7 @@ export class Simulator {
     this.lockedBytes += bytes;
   }
 
+  /** Unpins `bytes` (the counterpart of {@link Simulator.pin}). */
   unpin(bytes: bigint): void {
     this.lockedBytes -= bytes;
   }

@@ -6,15 +6,25 @@ import type { SimGroup, Simulator } from './simulator.js';
 
 /** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h; shared/facts/vfio-type1.md §2). */
 export const VFIO_EXTENSION = {
+  /** VFIO type1 (v1 semantics: unmaps may cut mappings). */
   TYPE1_IOMMU: 1,
+  /** sPAPR TCE (IBM POWER); also the PAMU type in 3.x SDK kernels. */
   SPAPR_TCE_IOMMU: 2,
+  /** VFIO type1v2: whole-mapping unmaps, what the SDK uses. */
   TYPE1v2_IOMMU: 3,
+  /** DMA cache coherency (answers after SET_IOMMU). */
   DMA_CC_IOMMU: 4,
+  /** sPAPR EEH error recovery. */
   EEH: 5,
+  /** type1 nesting. */
   TYPE1_NESTING_IOMMU: 6,
+  /** sPAPR TCE v2; also the PAMU type in 4.x SDK kernels. */
   SPAPR_TCE_v2_IOMMU: 7,
+  /** No IOMMU (unsafe mode). */
   NOIOMMU_IOMMU: 8,
+  /** UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_ALL. */
   UNMAP_ALL: 9,
+  /** MAP/UNMAP with the VADDR flags (live update). */
   UPDATE_VADDR: 10,
 } as const;
 
@@ -22,10 +32,19 @@ const PAGE = 0x1000n;
 
 /** What VFIO_IOMMU_GET_INFO reports for a type1 container. */
 export interface Type1Info {
+  /** `iova_pgsizes`: bit n set for 2^n-byte IO pages. */
   readonly ioPageSizes: bigint;
+  /** The IOVA_RANGE capability: usable ranges. */
   readonly ranges: readonly IovaRange[];
+  /** The DMA_AVAIL capability: mappings left. */
   readonly dmaAvailable: number;
-  readonly migration: { readonly pageSizes: bigint; readonly maxDirtyBitmapSize: bigint };
+  /** The MIGRATION capability: dirty-page tracking limits. */
+  readonly migration: {
+    /** Dirty-tracking page sizes. */
+    readonly pageSizes: bigint;
+    /** Largest dirty bitmap, in bytes. */
+    readonly maxDirtyBitmapSize: bigint;
+  };
 }
 
 /**
@@ -34,7 +53,9 @@ export interface Type1Info {
  * (Linux 6.1) and pamu-sdk-abi.md; checks run in the kernel's order.
  */
 export class VfioContainer {
+  /** The groups in the container. */
   readonly groups = new Set<SimGroup>();
+  /** The type SET_IOMMU selected, or null before. */
   iommuType: number | null = null;
   /** type1: the page table. */
   paged: PagedDomain | undefined;

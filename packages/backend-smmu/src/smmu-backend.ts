@@ -39,6 +39,7 @@ export interface SmmuOptions {
   readonly sysfsRoot?: string;
   /** Ioctl encoding and struct byte order (default: this host's). */
   readonly arch?: IoctlArch;
+  /** Struct byte order (default: this host's). */
   readonly littleEndian?: boolean;
   /**
    * The usable range to assume when the kernel reports none (type1 before 5.4): 39 bits, as libvfn

@@ -12,14 +12,42 @@ import { applyWindowPlan, pamu } from '@ioas/backend-pamu';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { eduDevice } from '@ioas/backend-sim/testing';
 import { smmu } from '@ioas/backend-smmu';
-import { Container, formatRange, formatSize, formatWindowPlan, hex, IoasError, planWindows } from '@ioas/core';
+import { Container, formatRange, formatSize, formatWindowPlan, hex, IoasError, planWindows, type IovaRange } from '@ioas/core';
 
 const MiB = 1n << 20n;
 
+/** A reserved range and its kind. */
+export interface IovaRangeWithKind extends IovaRange {
+  /** The reserved kind (`msi`...). */
+  readonly kind: string;
+}
+
 /** What the demo found, for `--json`. */
 export interface DemoSummary {
-  readonly pamu: { readonly plan: ReturnType<typeof planWindows>; readonly dmaLanded: boolean; readonly msiDelivered: boolean; readonly msiDoorbells: readonly bigint[] };
-  readonly smmu: { readonly reserved: readonly { start: bigint; last: bigint; kind: string }[]; readonly mapped: { start: bigint; last: bigint }; readonly refused: string; readonly faulted: boolean; readonly memoryUntouched: boolean };
+  /** The P4080 part. */
+  readonly pamu: {
+    /** The seed plan. */
+    readonly plan: ReturnType<typeof planWindows>;
+    /** The device's DMA landed in guest RAM. */
+    readonly dmaLanded: boolean;
+    /** The device's MSI was delivered through bank 0. */
+    readonly msiDelivered: boolean;
+    /** Where the device writes its MSIs, per bank. */
+    readonly msiDoorbells: readonly bigint[];
+  };
+  /** The SMMUv3 part. */
+  readonly smmu: {
+    /** The reserved regions. */
+    readonly reserved: readonly IovaRangeWithKind[];
+    /** The IOVA range the container allocated for the mapping. */
+    readonly mapped: IovaRange;
+    /** Why the map into the MSI window was refused. */
+    readonly refused: string;
+    /** The DMA to an unmapped IOVA faulted. */
+    readonly faulted: boolean;
+    /** Host memory stayed untouched by it. */
+    readonly memoryUntouched: boolean;
+  };
 }
 
 /** Runs the demo, writing its narrative through `say`. */

@@ -4,6 +4,6 @@
  * @packageDocumentation
  */
 export { buildProgram, main } from './cli.js';
-export { runDemo, type DemoSummary } from './demo.js';
-export type { Io } from './output.js';
-export { loadScenario, type ScenarioProblem } from './scenario-file.js';
+export { runDemo, type DemoSummary, type IovaRangeWithKind } from './demo.js';
+export type { Io, OutputStream } from './output.js';
+export { loadScenario, type LoadedScenario, type ScenarioProblem } from './scenario-file.js';

@@ -3,12 +3,23 @@
  * strings (`"0x10000000"`: JSON numbers cannot hold them), and a progress bar.
  */
 
+/** A writable stream, as much of one as the command needs. */
+export interface OutputStream {
+  /** Writes text. */
+  write(text: string): unknown;
+  /** True when it is a terminal (colour and progress bars then). */
+  readonly isTTY?: boolean;
+}
+
 /** Where the command writes, and what it knows of the terminal. */
 export interface Io {
-  readonly stdout: { write(text: string): unknown; readonly isTTY?: boolean };
-  readonly stderr: { write(text: string): unknown; readonly isTTY?: boolean };
+  /** Where results go. */
+  readonly stdout: OutputStream;
+  /** Where errors and prompts go. */
+  readonly stderr: OutputStream;
   /** Reads one line of confirmation; undefined at end of input. */
   readonly readLine: (prompt: string) => Promise<string | undefined>;
+  /** The environment (`NO_COLOR`, `FORCE_COLOR`). */
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 

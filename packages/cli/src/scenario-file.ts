@@ -7,9 +7,13 @@ import { isMap, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 
 /** One problem, with where it is: `file:line:column: path: message`. */
 export interface ScenarioProblem {
+  /** 1-based line. */
   readonly line: number;
+  /** 1-based column. */
   readonly column: number;
+  /** The key path in the scenario (`steps.1.map.size`), empty for YAML syntax errors. */
   readonly path: string;
+  /** What is wrong. */
   readonly message: string;
 }
 
@@ -34,8 +38,23 @@ function nodeAt(root: Node | null, path: readonly (string | number)[]): Node | n
   return node;
 }
 
+/** The result of {@link loadScenario}: the scenario, or every problem in the file. */
+export type LoadedScenario =
+  | {
+      /** Valid. */
+      ok: true;
+      /** The validated scenario. */
+      scenario: Scenario;
+    }
+  | {
+      /** Not valid. */
+      ok: false;
+      /** Every problem, in file order. */
+      problems: ScenarioProblem[];
+    };
+
 /** Parses and validates a scenario file's text. */
-export function loadScenario(text: string): { ok: true; scenario: Scenario } | { ok: false; problems: ScenarioProblem[] } {
+export function loadScenario(text: string): LoadedScenario {
   const lineCounter = new LineCounter();
   // Integers as bigints first: a 64-bit address written in hex must not lose its low bits.
   const document = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: false });

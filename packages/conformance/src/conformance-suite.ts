@@ -24,6 +24,7 @@ export interface ConformanceDevice {
   enableMsi(onInterrupt: () => void): void;
   /** The device raises its MSI; returns whether it was delivered. */
   raiseMsi(): boolean;
+  /** Disables the MSI vector. */
   disableMsi(): void;
 }
 
@@ -44,7 +45,12 @@ export interface ConformanceTarget {
   /** Removes pending injected faults. */
   clearFaults?(): void;
   /** Kernel-side state for leak checks: live mappings and open files. */
-  kernelState?(): { readonly mappings: number; readonly openFiles: number };
+  kernelState?(): {
+    /** Mappings the kernel holds. */
+    readonly mappings: number;
+    /** File descriptors open. */
+    readonly openFiles: number;
+  };
   /** True when `open({ mappingBudget })` can really lower the budget (type1's dma_entry_limit). */
   readonly canLimitBudget?: boolean;
 }

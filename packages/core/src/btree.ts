@@ -35,13 +35,16 @@ type Node<V> = Leaf<V> | Branch<V>;
 
 /** A key and its value, as the tree's navigation methods return them. */
 export interface Entry<V> {
+  /** The key: an address, or two 64-bit fields packed into 128 bits. */
   readonly key: bigint;
+  /** The value stored under the key. */
   readonly value: V;
 }
 
 /** Key width: 64-bit keys (addresses) or 128-bit keys (two packed 64-bit fields). */
 export type KeyBits = 64 | 128;
 
+/** An ordered map from 64- or 128-bit bigint keys to values: a B+tree whose keys are stored as 32-bit words, so that a million live ranges cost tens of bytes each and every operation is O(log n). The container's record and the IOVA allocator are built on it. */
 export class BTreeMap<V> {
   private root: Node<V>;
   private count = 0;
@@ -195,6 +198,7 @@ export class BTreeMap<V> {
     for (let leaf: Leaf<V> | undefined = this.firstLeaf(); leaf !== undefined; leaf = leaf.next) yield* leaf.values;
   }
 
+  /** Iterates over `[key, value]` pairs in key order. */
   [Symbol.iterator](): IterableIterator<[bigint, V]> {
     return this.entries();
   }

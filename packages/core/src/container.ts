@@ -50,6 +50,7 @@ import {
 
 /** Options of {@link Container.open}. */
 export interface ContainerOpenOptions {
+  /** The backend that talks to the kernel (`smmu()`, `pamu()`) or stands in for it (`sim()`). */
   readonly backend: Backend;
   /** IOMMU group numbers, for group-based backends (VFIO type1, PAMU). */
   readonly groups?: readonly number[];
@@ -58,15 +59,31 @@ export interface ContainerOpenOptions {
 }
 
 /** A range as users write it: a start and a size, or a start and an inclusive last address. */
-export type RangeInput = { readonly start: U64Input; readonly size: U64Input } | { readonly start: U64Input; readonly last: U64Input };
+export type RangeInput =
+  | {
+      /** First address. */
+      readonly start: U64Input;
+      /** Bytes in the range (positive). */
+      readonly size: U64Input;
+    }
+  | {
+      /** First address. */
+      readonly start: U64Input;
+      /** Last address, inclusive (so a range can end at 2^64-1). */
+      readonly last: U64Input;
+    };
 
 /** Input of {@link Container.map}. */
 export interface MapInput {
   /** Where to map; omitted: the container allocates a free, suitably aligned IOVA range. */
   readonly iova?: U64Input;
+/** The host memory to map (what `allocateDmaMemory()` returns fits as it is). */
   readonly memory: {
+    /** Process virtual address of the first byte (MAP_DMA's `vaddr`, IOAS_MAP's `user_va`). */
     readonly address: U64Input;
+    /** Bytes to map: a multiple of the granule (the window size on a windowed IOMMU). */
     readonly length: U64Input;
+    /** Size of the physically contiguous pages behind it (the hugepage size); windowed IOMMUs need it. */
     readonly contiguousPageSize?: U64Input;
   };
   /** Default: read and write. */
@@ -80,6 +97,7 @@ export interface MapRegionInput extends MapInput {
 
 /** Result of {@link Container.mapRegion}. */
 export interface MapRegionResult {
+  /** The mappings made, in IOVA order. */
   readonly mappings: readonly Mapping[];
   /** Parts of the region not mapped because they are reserved or outside the usable ranges. */
   readonly skipped: readonly IovaRange[];
@@ -87,6 +105,7 @@ export interface MapRegionResult {
 
 /** Input of {@link Container.allocate}. */
 export interface AllocateInput {
+  /** Bytes to allocate (a multiple of the mapping granule). */
   readonly size: U64Input;
   /** Power-of-two alignment of every returned range (default: the mapping granule). */
   readonly align?: U64Input;
@@ -98,12 +117,27 @@ export interface AllocateInput {
 
 /** Input of {@link Container.setGeometry}. */
 export interface SetGeometryInput {
-  readonly aperture: { readonly start: U64Input; readonly size: U64Input };
+/** The whole translatable range: a power of two of at least 4 KiB, aligned to its size. */
+  readonly aperture: {
+    /** First IOVA of the aperture. */
+    readonly start: U64Input;
+    /** Bytes in the aperture. */
+    readonly size: U64Input;
+  };
+  /** Windows to cut the aperture into: a power of two up to `geometry().windows.maxCount`. */
   readonly windowCount: number;
 }
 
 /** What {@link Container.unmap} accepts: a mapping, `{ iova, size }`, or a range. */
-export type UnmapInput = Mapping | { readonly iova: U64Input; readonly size: U64Input } | RangeInput;
+export type UnmapInput =
+  | Mapping
+  | {
+      /** First IOVA to unmap. */
+      readonly iova: U64Input;
+      /** Bytes to unmap. */
+      readonly size: U64Input;
+    }
+  | RangeInput;
 
 /** The MSI doorbell operations of a container: one question, one typed answer. */
 export interface ContainerMsi {
@@ -492,6 +526,7 @@ export class Container implements Disposable {
     this.guard('close', () => this.handle.doClose());
   }
 
+  /** Closes the container (what `using container = await Container.open(...)` calls). */
   [Symbol.dispose](): void {
     this.close();
   }

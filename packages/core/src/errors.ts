@@ -67,11 +67,17 @@ export interface IoasErrorDetails {
 export class IoasError extends Error {
   /** @internal marker checked by {@link IoasError.isInstance}. */
   private readonly [marker] = true;
+  /** Always `'IoasError'`. */
   override readonly name = 'IoasError';
+  /** What kind of thing went wrong: branch on this, not on the message. */
   readonly code: IoasErrorCode;
+  /** The backend that failed (`'smmu'`, `'pamu'`, `'sim'`), when known. */
   readonly backend: string | undefined;
+  /** The SDK operation (`'map'`, `'setGeometry'`, `'open'`...), when known. */
   readonly operation: string | undefined;
+  /** The kernel call that failed (`'VFIO_IOMMU_MAP_DMA'`), for `kernel` errors. */
   readonly ioctl: string | undefined;
+  /** The errno the kernel returned, for `kernel` errors; its name is in {@link IoasError.errnoName}. */
   readonly errno: number | undefined;
 
   constructor(code: IoasErrorCode, message: string, details: IoasErrorDetails = {}) {

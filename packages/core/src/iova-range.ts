@@ -6,7 +6,9 @@ import { IoasError, hex } from './errors.js';
  * reach 2^64-1, which an exclusive end could not express in 64 bits.
  */
 export interface IovaRange {
+  /** First address of the range. */
   readonly start: bigint;
+  /** Last address of the range, inclusive. */
   readonly last: bigint;
 }
 

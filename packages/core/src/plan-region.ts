@@ -3,6 +3,7 @@ import { alignRangeInward, intersectRanges, type IovaRange, subtractRanges } fro
 
 /** One mapping of a region split by {@link planRegionMappings}. */
 export interface RegionPiece {
+  /** The IOVA range of this mapping. */
   readonly iova: IovaRange;
   /** Offset of the piece's first byte from the start of the region's host memory. */
   readonly memoryOffset: bigint;
@@ -10,6 +11,7 @@ export interface RegionPiece {
 
 /** The result of splitting a region around what cannot be mapped. */
 export interface RegionPlan {
+  /** The mappings to make, in IOVA order: the fewest the usable ranges and the granule allow. */
   readonly pieces: readonly RegionPiece[];
   /** Parts of the region left unmapped because they are reserved or outside the usable ranges. */
   readonly skipped: readonly IovaRange[];

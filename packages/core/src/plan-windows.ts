@@ -8,6 +8,7 @@ import type { U64Input } from './types.js';
 export interface WindowPlanSegment {
   /** Guest physical address, which is also the IOVA. */
   readonly iova: U64Input;
+  /** Bytes of guest RAM: a multiple of the window size the plan picks. */
   readonly size: U64Input;
   /** The physically contiguous backing unit (a hugepage size such as 64 MiB). */
   readonly pageSize: U64Input;
@@ -23,17 +24,23 @@ export interface WindowPlanLimits {
 
 /** Input of {@link planWindows}. */
 export interface WindowPlanSpec {
+  /** Guest RAM segments, mapped 1:1; they may not overlap. */
   readonly memory: readonly WindowPlanSegment[];
   /** MSI banks that need a window each (P4080: 3). */
   readonly msiBanks: number;
+  /** Limits other than PAMU's through VFIO ({@link DEFAULT_WINDOW_PLAN_LIMITS}). */
   readonly limits?: Partial<WindowPlanLimits>;
 }
 
 /** One window of a plan. */
 export interface PlannedWindow {
+  /** Window number, from 0 at the aperture's start. */
   readonly index: number;
+  /** First IOVA of the window. */
   readonly iova: bigint;
+  /** Bytes in the window (the plan's window size). */
   readonly size: bigint;
+  /** Guest RAM (`dma`), an MSI bank's page (`msi`), or nothing (`disabled`). */
   readonly kind: 'dma' | 'msi' | 'disabled';
   /** For `dma` windows: index of the memory segment it maps. */
   readonly memory?: number;
@@ -43,9 +50,18 @@ export interface PlannedWindow {
 
 /** Output of {@link planWindows}. */
 export interface WindowPlan {
-  readonly aperture: { readonly start: bigint; readonly size: bigint };
+/** The aperture: a power of two, aligned to its size. */
+  readonly aperture: {
+    /** First IOVA. */
+    readonly start: bigint;
+    /** Bytes. */
+    readonly size: bigint;
+  };
+  /** Bytes per window: aperture size / window count. */
   readonly windowSize: bigint;
+  /** Windows in the aperture (a power of two). */
   readonly windowCount: number;
+  /** Every window, in order, with what it holds. */
   readonly windows: readonly PlannedWindow[];
 }
 
@@ -54,7 +70,12 @@ export interface WindowPlan {
  * reports 2^(1+MWCE)), windows and aperture powers of two of at least 4 KiB (PAMU_PAGE_SIZE).
  * Source: shared/facts/pamu-sdk-abi.md §4.
  */
-export const DEFAULT_WINDOW_PLAN_LIMITS: { readonly maxWindows: number; readonly minWindowSize: bigint } = { maxWindows: 256, minWindowSize: 0x1000n };
+export const DEFAULT_WINDOW_PLAN_LIMITS: {
+  /** 256: the cap of the SDK's VFIO layer. */
+  readonly maxWindows: number;
+  /** 4 KiB: PAMU_PAGE_SIZE. */
+  readonly minWindowSize: bigint;
+} = { maxWindows: 256, minWindowSize: 0x1000n };
 
 const powerOfTwo = size64.refine(isPowerOfTwo, 'must be a power of two');
 
@@ -201,7 +222,12 @@ export function parseSize(input: string | number | bigint): bigint {
  *
  * @throws {IoasError} `invalid-argument`.
  */
-export function parseSizeAt(text: string): { size: bigint; iova: bigint } {
+export function parseSizeAt(text: string): {
+  /** The size. */
+  size: bigint;
+  /** The address after `@`, 0 without one. */
+  iova: bigint;
+} {
   const [size, iova, extra] = text.split('@');
   if (extra !== undefined) throw new IoasError('invalid-argument', `${text}: write SIZE or SIZE@IOVA, such as 256M@0`);
   return { size: parseSize(size!), iova: iova === undefined ? 0n : parseSize(iova) };

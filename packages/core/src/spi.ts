@@ -14,8 +14,18 @@ export const SPECIFICATION_VERSION = 'v1';
 
 /** Why a backend can or cannot run here. */
 export type ProbeResult =
-  | { readonly available: true; readonly detail?: string }
-  | { readonly available: false; readonly reason: string };
+  | {
+      /** It can. */
+      readonly available: true;
+      /** What it would use (`VFIO type1v2 (/dev/vfio/vfio)`). */
+      readonly detail?: string;
+    }
+  | {
+      /** It cannot. */
+      readonly available: false;
+      /** Why, and what to do about it. */
+      readonly reason: string;
+    };
 
 /** What to put in a new container. */
 export interface OpenRequest {
@@ -27,6 +37,7 @@ export interface OpenRequest {
 
 /** A backend: what a user passes to {@link Container.open}. */
 export interface BackendV1 {
+  /** The SPI version the backend implements: core refuses another. */
   readonly specificationVersion: typeof SPECIFICATION_VERSION;
   /** Short name used in errors and logs, such as `'sim'`, `'smmu'`, `'pamu'`. */
   readonly name: string;
@@ -38,19 +49,25 @@ export interface BackendV1 {
 
 /** A validated map request: `iova` and `memory.length` have the same size and pass every core check. */
 export interface MapCall {
+  /** Where to map. */
   readonly iova: IovaRange;
+  /** What to map there. */
   readonly memory: HostMemory;
+  /** The device's access rights. */
   readonly access: Access;
 }
 
 /** A validated geometry request for a windowed IOMMU. */
 export interface GeometryCall {
+  /** The new aperture (validated: a power of two, aligned to its size). */
   readonly aperture: IovaRange;
+  /** The new window count (validated: a power of two up to the maximum). */
   readonly windowCount: number;
 }
 
 /** An open container as a backend sees it. Every method may throw an {@link IoasError}. */
 export interface BackendHandleV1 {
+  /** What the handle can do: fixed for the handle's life. */
   readonly capabilities: Capabilities;
 
   /** Current geometry. Core calls it at open and after every geometry change. */

@@ -56,19 +56,32 @@ export interface Syscalls {
  * uses the same values for every flag listed here).
  */
 export const SYSCALL_FLAGS = {
+  /** open(2): read only. */
   O_RDONLY: 0,
+  /** open(2): read and write. */
   O_RDWR: 2,
+  /** open(2): non-blocking. */
   O_NONBLOCK: 0o4000,
+  /** open(2): close on exec. */
   O_CLOEXEC: 0o2000000,
+  /** mmap(2): readable. */
   PROT_READ: 1,
+  /** mmap(2): writable. */
   PROT_WRITE: 2,
+  /** mmap(2): shared mapping (what DMA memory uses). */
   MAP_SHARED: 0x01,
+  /** mmap(2): private copy-on-write mapping. */
   MAP_PRIVATE: 0x02,
+  /** mmap(2): no file behind it. */
   MAP_ANONYMOUS: 0x20,
+  /** mmap(2): fault every page in now. */
   MAP_POPULATE: 0x8000,
+  /** mmap(2): from hugepages (size in MAP_HUGE_SHIFT bits). */
   MAP_HUGETLB: 0x40000,
   /** log2 of the hugepage size goes in bits 26-31 of the mmap flags (MAP_HUGE_SHIFT). */
   MAP_HUGE_SHIFT: 26,
+  /** eventfd(2): non-blocking reads (EAGAIN when empty). */
   EFD_NONBLOCK: 0o4000,
+  /** eventfd(2): close on exec. */
   EFD_CLOEXEC: 0o2000000,
 } as const;

@@ -31,8 +31,11 @@ export type MsiModel = 'explicit' | 'kernel-managed' | 'fixed' | 'none';
 
 /** What a backend declares it can do; core branches on this data, never on the backend's name. */
 export interface Capabilities {
+  /** Paged (page tables) or windowed (PAMU). */
   readonly model: IommuModel;
+  /** How `createWindow()` is realised. */
   readonly windows: WindowMode;
+  /** Who maps MSI doorbells, and where. */
   readonly msi: MsiModel;
   /** True when an unmap may cut a mapping (PAMU trims and splits); false for type1v2 and iommufd. */
   readonly partialUnmap: boolean;
@@ -100,7 +103,9 @@ export type ReservedSource = 'sysfs' | 'kernel-ranges' | 'platform' | 'backend' 
 
 /** A reserved IOVA range with its kind and where it came from. */
 export interface ReservedRange extends IovaRange {
+  /** What the kernel reserves it for; every kind but `direct-relaxable` blocks maps. */
   readonly kind: ReservedKind;
+  /** Where the SDK learned of it. */
   readonly source: ReservedSource;
   /** Optional detail: the IOMMU group or device it was read for, the sysfs path... */
   readonly origin?: string;
@@ -127,6 +132,7 @@ export function usableRanges(ranges: readonly IovaRange[], reserved: readonly Re
 export interface HostMemory {
   /** Process virtual address (the `vaddr` of MAP_DMA, the `user_va` of IOAS_MAP). */
   readonly address: bigint;
+  /** Bytes. */
   readonly length: bigint;
   /**
    * Size of the physically contiguous, naturally aligned pages backing this memory (a hugepage size
@@ -138,19 +144,25 @@ export interface HostMemory {
 
 /** Access the device gets through a mapping. */
 export interface Access {
+  /** The device may read (DMA from memory). */
   readonly read: boolean;
+  /** The device may write (DMA to memory). */
   readonly write: boolean;
 }
 
 /** A live mapping in a container's record. */
 export interface Mapping {
+  /** The IOVA range the device uses. */
   readonly iova: IovaRange;
+  /** The host memory behind it. */
   readonly memory: HostMemory;
+  /** The device's rights. */
   readonly access: Access;
 }
 
 /** A window created with {@link Container.createWindow}. */
 export interface Window {
+  /** The IOVA range the window makes usable. */
   readonly range: IovaRange;
 }
 
@@ -166,12 +178,17 @@ export interface MsiDoorbell {
 
 /** Counters of a container. */
 export interface ContainerStats {
+  /** Live mappings. */
   readonly mappings: number;
+  /** Bytes in the live mappings. */
   readonly bytesMapped: bigint;
   /** Mappings that can still be made; `null` when the backend has no count limit. */
   readonly mappingBudgetLeft: number | null;
+  /** Windows created with `createWindow()`. */
   readonly windows: number;
+  /** IOVA ranges handed out by `allocate()` and not released. */
   readonly allocations: number;
+  /** MSI doorbells this container mapped (explicit model). */
   readonly msiDoorbellsMapped: number;
 }
 
@@ -179,6 +196,7 @@ export interface ContainerStats {
 export interface MsiDoorbellPlacement {
   /** Doorbell (bank) index; for kernel-managed and fixed windows, the window's position in the list. */
   readonly index: number;
+  /** The IOVA range device MSI writes go to (a whole window on a windowed IOMMU). */
   readonly iova: IovaRange;
   /** `sdk`: this container maps it (explicit model); `kernel`: the kernel maps doorbells there; `hardware`: never translated. */
   readonly mappedBy: 'sdk' | 'kernel' | 'hardware';
@@ -190,6 +208,8 @@ export interface MsiDoorbellPlacement {
  * reported, and core keeps them clear of DMA mappings.
  */
 export interface MsiPlan {
+  /** The platform's MSI model (the container's `capabilities.msi`). */
   readonly model: MsiModel;
+  /** Where each doorbell is, or will be once mapped. */
   readonly doorbells: readonly MsiDoorbellPlacement[];
 }

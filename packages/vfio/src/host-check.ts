@@ -14,7 +14,9 @@ export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 export interface HostCheck {
   /** Stable id: `iommu`, `modules`, `vfio-node`, `iommufd`, `device`, `group`, `group-node`, `interrupts`, `memlock`, `hugepages`. */
   readonly id: string;
+  /** What is checked, for people. */
   readonly title: string;
+  /** The verdict. */
   readonly status: CheckStatus;
   /** What was found. */
   readonly detail: string;
@@ -24,6 +26,7 @@ export interface HostCheck {
 
 /** Options of {@link diagnoseHost}. */
 export interface HostDiagnosisOptions {
+  /** The system calls to read and open through (libc on a real host). */
   readonly syscalls: Syscalls;
   /** Prefix of every path read (a captured tree); default `''`, the real `/`. */
   readonly root?: string;

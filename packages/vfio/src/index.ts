@@ -8,13 +8,13 @@
 export { allocateDmaMemory, type DmaMemory } from './dma-memory.js';
 export { diagnoseHost, type CheckStatus, type HostCheck, type HostDiagnosisOptions } from './host-check.js';
 export { IommufdContext, IommufdDevice } from './iommufd-context.js';
-export { VfioIoctls, type IoctlOptions, type IoctlStruct, type VfioIoctlName } from './ioctl.js';
+export { VfioIoctls, type DeviceInfo, type IoctlOptions, type IoctlStruct, type IovaRanges, type IrqInfo, type RegionInfo, type VfioIoctlName } from './ioctl.js';
 export { isLibcLoaded, libcSyscalls } from './libc-syscalls.js';
-export { DMA_SAFE_DRIVERS, parseReservedRegions, Sysfs, type GroupInfo, type PciDeviceInfo } from './sysfs.js';
+export { DMA_SAFE_DRIVERS, parseReservedRegions, Sysfs, type DriverBinding, type GroupInfo, type PciDeviceInfo } from './sysfs.js';
 export { parseType1Info, type Type1Info } from './type1-info.js';
 export * as iommufdUapi from './uapi/iommufd.js';
 export { hostIoctlArch, IOC_NONE_POWERPC, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';
 export * as vfioUapi from './uapi/vfio.js';
 export { VfioContainer } from './vfio-container.js';
-export { VfioDevice, type RegionInfo } from './vfio-device.js';
+export { VfioDevice } from './vfio-device.js';
 export { VfioGroup } from './vfio-group.js';

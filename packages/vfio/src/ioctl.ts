@@ -36,6 +36,7 @@ import {
 
 /** How to talk to the kernel: the syscalls, the ioctl encoding and the struct byte order. */
 export interface IoctlOptions {
+  /** The system calls: libc, or the simulator's syscall face. */
   readonly syscalls: Syscalls;
   /** Default: this process's architecture. */
   readonly arch?: IoctlArch;
@@ -53,9 +54,49 @@ export interface IoctlOptions {
 /** The name of an ioctl this class can call, as in the kernel headers. */
 export type VfioIoctlName = keyof typeof VFIO_NR | keyof typeof IOMMUFD_NR;
 
+/** What VFIO_DEVICE_GET_INFO says of a device. */
+export interface DeviceInfo {
+  /** `VFIO_DEVICE_FLAGS_*`: RESET, PCI, CAPS... */
+  readonly flags: number;
+  /** Regions (vfio-pci: 9, BAR0-5, ROM, config space, VGA). */
+  readonly numRegions: number;
+  /** Interrupt indexes (vfio-pci: 5, INTx, MSI, MSI-X, ERR, REQ). */
+  readonly numIrqs: number;
+}
+
+/** What VFIO_DEVICE_GET_REGION_INFO says of a region. */
+export interface RegionInfo {
+  /** The region index asked about. */
+  readonly index: number;
+  /** `VFIO_REGION_INFO_FLAG_*`: READ, WRITE, MMAP, CAPS. */
+  readonly flags: number;
+  /** Bytes (0 for a BAR the device does not have). */
+  readonly size: bigint;
+  /** File offset on the device fd; opaque (vfio-pci happens to use index << 40). */
+  readonly offset: bigint;
+}
+
+/** What VFIO_DEVICE_GET_IRQ_INFO says of an interrupt index. */
+export interface IrqInfo {
+  /** `VFIO_IRQ_INFO_*`: EVENTFD, MASKABLE, AUTOMASKED, NORESIZE. */
+  readonly flags: number;
+  /** Vectors available at this index. */
+  readonly count: number;
+}
+
+/** An IOAS's usable IOVA ranges and the alignment its maps need (IOMMU_IOAS_IOVA_RANGES). */
+export interface IovaRanges {
+  /** The usable ranges, in order. */
+  readonly ranges: IovaRange[];
+  /** `out_iova_alignment`: every IOVA and length must be a multiple of it. */
+  readonly alignment: bigint;
+}
+
 /** A struct buffer with its DataView. */
 export interface IoctlStruct {
+  /** The struct's bytes, passed to the ioctl. */
   readonly bytes: Uint8Array;
+  /** A view for reading and writing its fields. */
   readonly view: DataView;
 }
 
@@ -66,8 +107,11 @@ function struct(size: number): IoctlStruct {
 
 /** The ioctls of VFIO (container, group, device, type1), the VFIO cdev, and iommufd. */
 export class VfioIoctls {
+  /** The system calls every ioctl goes through. */
   readonly syscalls: Syscalls;
+  /** Struct byte order: true for little-endian. */
   readonly little: boolean;
+  /** The request-number encoding. */
   readonly arch: IoctlArch;
   private readonly backend: string | undefined;
   private readonly numbers: Record<VfioIoctlName, number>;
@@ -103,6 +147,7 @@ export class VfioIoctls {
     return status;
   }
 
+  /** The `kernel` IoasError for `errno` from `ioctl`, saying what was being done. */
   failure(errno: number, ioctl: string, what: string): IoasError {
     return IoasError.fromErrno(errno, ioctl, what, this.backend === undefined ? {} : { backend: this.backend });
   }
@@ -123,14 +168,17 @@ export class VfioIoctls {
 
   // --- container ---------------------------------------------------------------------------------
 
+  /** VFIO_GET_API_VERSION: 0 (VFIO_API_VERSION) on every kernel so far. */
   getApiVersion(container: number): number {
     return this.call('VFIO_GET_API_VERSION', container, 0, 'reading the VFIO API version');
   }
 
+  /** VFIO_CHECK_EXTENSION: whether an IOMMU type or extension is offered (before SET_IOMMU: by any backend). */
   checkExtension(container: number, extension: number): boolean {
     return this.call('VFIO_CHECK_EXTENSION', container, extension, `checking VFIO extension ${extension}`) > 0;
   }
 
+  /** VFIO_SET_IOMMU: selects the IOMMU backend; needs a group in the container first (EINVAL otherwise). */
   setIommu(container: number, type: number): void {
     this.call('VFIO_SET_IOMMU', container, type, `setting IOMMU type ${type}`);
   }
@@ -173,29 +221,34 @@ export class VfioIoctls {
 
   // --- group -------------------------------------------------------------------------------------
 
+  /** VFIO_GROUP_GET_STATUS: the `VFIO_GROUP_FLAGS_*` bits (VIABLE, CONTAINER_SET). */
   groupGetStatus(group: number): number {
     const status = this.struct(vfio_group_status.sizeof);
     this.call('VFIO_GROUP_GET_STATUS', group, status.bytes, 'reading the group status');
     return status.view.getUint32(vfio_group_status.flags, this.little);
   }
 
+  /** VFIO_GROUP_SET_CONTAINER: EPERM for a non-viable group. */
   groupSetContainer(group: number, container: number): void {
     const argument = struct(4);
     argument.view.setInt32(0, container, this.little);
     this.call('VFIO_GROUP_SET_CONTAINER', group, argument.bytes, 'adding the group to the container');
   }
 
+  /** VFIO_GROUP_UNSET_CONTAINER. */
   groupUnsetContainer(group: number): void {
     this.call('VFIO_GROUP_UNSET_CONTAINER', group, 0, 'removing the group from its container');
   }
 
+  /** VFIO_GROUP_GET_DEVICE_FD: a device fd by name (`0000:00:03.0`); needs SET_IOMMU done. */
   groupGetDeviceFd(group: number, name: string): number {
     return this.call('VFIO_GROUP_GET_DEVICE_FD', group, new TextEncoder().encode(`${name}\0`), `opening device ${name}`);
   }
 
   // --- device ------------------------------------------------------------------------------------
 
-  deviceGetInfo(device: number): { flags: number; numRegions: number; numIrqs: number } {
+  /** VFIO_DEVICE_GET_INFO. */
+  deviceGetInfo(device: number): DeviceInfo {
     const info = this.struct(vfio_device_info.sizeof);
     this.call('VFIO_DEVICE_GET_INFO', device, info.bytes, 'reading device info');
     const { view } = info;
@@ -206,19 +259,22 @@ export class VfioIoctls {
     };
   }
 
-  deviceGetRegionInfo(device: number, index: number): { flags: number; size: bigint; offset: bigint } {
+  /** VFIO_DEVICE_GET_REGION_INFO for region `index`. */
+  deviceGetRegionInfo(device: number, index: number): RegionInfo {
     const info = this.struct(vfio_region_info.sizeof);
     info.view.setUint32(vfio_region_info.index, index, this.little);
     this.call('VFIO_DEVICE_GET_REGION_INFO', device, info.bytes, `reading region ${index}`);
     const { view } = info;
     return {
+      index,
       flags: view.getUint32(vfio_region_info.flags, this.little),
       size: view.getBigUint64(vfio_region_info.size, this.little),
       offset: view.getBigUint64(vfio_region_info.offset, this.little),
     };
   }
 
-  deviceGetIrqInfo(device: number, index: number): { flags: number; count: number } {
+  /** VFIO_DEVICE_GET_IRQ_INFO for interrupt index `index`. */
+  deviceGetIrqInfo(device: number, index: number): IrqInfo {
     const info = this.struct(vfio_irq_info.sizeof);
     info.view.setUint32(vfio_irq_info.index, index, this.little);
     this.call('VFIO_DEVICE_GET_IRQ_INFO', device, info.bytes, `reading IRQ info ${index}`);
@@ -237,10 +293,12 @@ export class VfioIoctls {
     this.call('VFIO_DEVICE_SET_IRQS', device, set.bytes, `setting IRQs of index ${index}`);
   }
 
+  /** VFIO_DEVICE_RESET. */
   deviceReset(device: number): void {
     this.call('VFIO_DEVICE_RESET', device, 0, 'resetting the device');
   }
 
+  /** VFIO_DEVICE_BIND_IOMMUFD (6.6+): binds a cdev to an iommufd; returns the device id. */
   deviceBindIommufd(device: number, iommufd: number): number {
     const bind = this.struct(vfio_device_bind_iommufd.sizeof);
     bind.view.setInt32(vfio_device_bind_iommufd.iommufd, iommufd, this.little);
@@ -248,6 +306,7 @@ export class VfioIoctls {
     return bind.view.getUint32(vfio_device_bind_iommufd.out_devid, this.little);
   }
 
+  /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attaches a bound device to an IOAS (or hw page table); returns the id attached. */
   deviceAttachIommufdPt(device: number, ptId: number): number {
     const attach = this.struct(vfio_device_attach_iommufd_pt.sizeof);
     attach.view.setUint32(vfio_device_attach_iommufd_pt.pt_id, ptId, this.little);
@@ -255,18 +314,21 @@ export class VfioIoctls {
     return attach.view.getUint32(vfio_device_attach_iommufd_pt.pt_id, this.little);
   }
 
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT. */
   deviceDetachIommufdPt(device: number): void {
     this.call('VFIO_DEVICE_DETACH_IOMMUFD_PT', device, this.struct(vfio_device_detach_iommufd_pt.sizeof).bytes, 'detaching the device');
   }
 
   // --- iommufd -----------------------------------------------------------------------------------
 
+  /** IOMMU_DESTROY: frees an iommufd object (an IOAS). */
   iommuDestroy(iommufd: number, id: number): void {
     const destroy = this.struct(iommu_destroy.sizeof);
     destroy.view.setUint32(iommu_destroy.id, id, this.little);
     this.call('IOMMU_DESTROY', iommufd, destroy.bytes, `destroying iommufd object ${id}`);
   }
 
+  /** IOMMU_IOAS_ALLOC: a new, empty IOAS; returns its id. */
   ioasAlloc(iommufd: number): number {
     const alloc = this.struct(iommu_ioas_alloc.sizeof);
     this.call('IOMMU_IOAS_ALLOC', iommufd, alloc.bytes, 'allocating an IOAS');
@@ -274,7 +336,7 @@ export class VfioIoctls {
   }
 
   /** IOMMU_IOAS_IOVA_RANGES with the EMSGSIZE two-step: ask, then ask again with room for every range. */
-  ioasIovaRanges(iommufd: number, ioasId: number): { ranges: IovaRange[]; alignment: bigint } {
+  ioasIovaRanges(iommufd: number, ioasId: number): IovaRanges {
     let slots = 4;
     for (;;) {
       const query = this.struct(iommu_ioas_iova_ranges.sizeof);
@@ -302,6 +364,7 @@ export class VfioIoctls {
     }
   }
 
+  /** IOMMU_IOAS_ALLOW_IOVAS: replaces the IOAS's allow-list (maps outside it then fail); an empty list allows everything. */
   ioasAllowIovas(iommufd: number, ioasId: number, ranges: readonly IovaRange[]): void {
     const allow = this.struct(iommu_ioas_allow_iovas.sizeof);
     const list = new Uint8Array(Math.max(ranges.length, 1) * iommu_iova_range.sizeof);

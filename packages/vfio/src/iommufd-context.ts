@@ -1,5 +1,5 @@
 import type { IovaRange } from '@ioas/core';
-import type { VfioIoctls } from './ioctl.js';
+import type { IovaRanges, VfioIoctls } from './ioctl.js';
 import { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from './uapi/iommufd.js';
 import { VfioDevice } from './vfio-device.js';
 
@@ -9,6 +9,7 @@ export class IommufdDevice extends VfioDevice {
     ioctls: VfioIoctls,
     fd: number,
     name: string,
+    /** The device id iommufd gave at bind. */
     readonly deviceId: number,
   ) {
     super(ioctls, fd, name);
@@ -19,6 +20,7 @@ export class IommufdDevice extends VfioDevice {
     return this.ioctls.deviceAttachIommufdPt(this.fd, ioasId);
   }
 
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT: takes the device out of its IOAS. */
   detach(): void {
     this.ioctls.deviceDetachIommufdPt(this.fd);
   }
@@ -29,27 +31,34 @@ export class IommufdContext {
   private closed = false;
 
   private constructor(
+    /** The ioctls the context is reached through. */
     readonly ioctls: VfioIoctls,
+    /** The `/dev/iommu` file descriptor. */
     readonly fd: number,
   ) {}
 
+  /** Opens `/dev/iommu` (Linux 6.2+, CONFIG_IOMMUFD). */
   static open(ioctls: VfioIoctls, path = '/dev/iommu'): IommufdContext {
     return new IommufdContext(ioctls, ioctls.openFile(path, `opening ${path}`));
   }
 
+  /** IOMMU_IOAS_ALLOC: a new, empty IOAS; returns its id. */
   allocateIoas(): number {
     return this.ioctls.ioasAlloc(this.fd);
   }
 
+  /** IOMMU_DESTROY: frees an object (an IOAS with no device attached). */
   destroy(id: number): void {
     this.ioctls.iommuDestroy(this.fd, id);
   }
 
   /** The IOAS's usable ranges and IOVA alignment; query again after every attach or detach. */
-  iovaRanges(ioasId: number): { ranges: IovaRange[]; alignment: bigint } {
+  /** IOMMU_IOAS_IOVA_RANGES: the usable ranges and the IOVA alignment maps need. */
+  iovaRanges(ioasId: number): IovaRanges {
     return this.ioctls.ioasIovaRanges(this.fd, ioasId);
   }
 
+  /** IOMMU_IOAS_ALLOW_IOVAS: replaces the allow-list (an empty list allows everything). */
   allowIovas(ioasId: number, ranges: readonly IovaRange[]): void {
     this.ioctls.ioasAllowIovas(this.fd, ioasId, ranges);
   }

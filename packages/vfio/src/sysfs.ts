@@ -30,8 +30,11 @@ export function parseReservedRegions(text: string, origin: string): ReservedRang
 
 /** A PCI device as sysfs describes it. */
 export interface PciDeviceInfo {
+  /** PCI address (`0000:00:03.0`), the name sysfs and VFIO use. */
   readonly address: string;
+  /** PCI vendor id. */
   readonly vendor: number;
+  /** PCI device id. */
   readonly device: number;
   /** The bound driver's name, or null. */
   readonly driver: string | null;
@@ -42,10 +45,21 @@ export interface PciDeviceInfo {
 /** Drivers that leave a group viable: they set `driver_managed_dma` (sysfs-and-platforms.md §2). */
 export const DMA_SAFE_DRIVERS: readonly string[] = ['vfio-pci', 'pci-stub', 'pcieport'];
 
+/** A device and the driver bound to it. */
+export interface DriverBinding {
+  /** PCI address. */
+  readonly address: string;
+  /** The bound driver's name. */
+  readonly driver: string;
+}
+
 /** An IOMMU group as sysfs describes it: its devices, reserved regions, and whether VFIO can use it. */
 export interface GroupInfo {
+  /** The group number (`/dev/vfio/<group>`). */
   readonly group: number;
+  /** Its member devices. */
   readonly devices: readonly PciDeviceInfo[];
+  /** Its reserved regions, from `reserved_regions`. */
   readonly reserved: readonly ReservedRange[];
   /**
    * What VFIO_GROUP_FLAGS_VIABLE will say: every member unbound or bound to a driver that does not
@@ -53,7 +67,7 @@ export interface GroupInfo {
    */
   readonly viable: boolean;
   /** The members that make the group non-viable, with their drivers. */
-  readonly blockers: readonly { readonly address: string; readonly driver: string }[];
+  readonly blockers: readonly DriverBinding[];
   /** True when a member is bound to vfio-pci (then `/dev/vfio/<group>` exists). */
   readonly vfio: boolean;
 }
@@ -115,8 +129,8 @@ export class Sysfs {
   }
 
   /** Members bound to a driver that owns DMA: each makes the group non-viable (§2). */
-  groupBlockers(group: number): { address: string; driver: string }[] {
-    const blockers: { address: string; driver: string }[] = [];
+  groupBlockers(group: number): DriverBinding[] {
+    const blockers: DriverBinding[] = [];
     for (const address of this.groupDevices(group)) {
       const driver = this.deviceDriver(address);
       if (driver !== null && !DMA_SAFE_DRIVERS.includes(driver)) blockers.push({ address, driver });

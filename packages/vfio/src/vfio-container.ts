@@ -8,7 +8,9 @@ export class VfioContainer {
   private closed = false;
 
   private constructor(
+    /** The ioctls the container is reached through. */
     readonly ioctls: VfioIoctls,
+    /** The `/dev/vfio/vfio` file descriptor. */
     readonly fd: number,
   ) {}
 
@@ -26,10 +28,12 @@ export class VfioContainer {
     return container;
   }
 
+  /** VFIO_CHECK_EXTENSION: whether the kernel offers this IOMMU type or extension. */
   checkExtension(extension: number): boolean {
     return this.ioctls.checkExtension(this.fd, extension);
   }
 
+  /** VFIO_SET_IOMMU: selects the IOMMU backend (needs a group in the container). */
   setIommu(type: number): void {
     this.ioctls.setIommu(this.fd, type);
   }
@@ -39,6 +43,7 @@ export class VfioContainer {
     return parseType1Info(this.ioctls.iommuGetInfo(this.fd), this.ioctls.little);
   }
 
+  /** VFIO_IOMMU_MAP_DMA: maps `size` bytes of process memory at `vaddr` to `iova` with `VFIO_DMA_MAP_FLAG_*` rights. */
   mapDma(vaddr: bigint, iova: bigint, size: bigint, flags: number): void {
     this.ioctls.iommuMapDma(this.fd, vaddr, iova, size, flags);
   }

@@ -1,5 +1,5 @@
 import { ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
-import type { VfioIoctls } from './ioctl.js';
+import type { DeviceInfo, IrqInfo, RegionInfo, VfioIoctls } from './ioctl.js';
 import {
   VFIO_DEVICE_FLAGS_RESET,
   VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -8,15 +8,6 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX,
 } from './uapi/vfio.js';
-
-/** A region of a VFIO device (a BAR, config space...). */
-export interface RegionInfo {
-  readonly index: number;
-  readonly flags: number;
-  readonly size: bigint;
-  /** File offset on the device fd; opaque (vfio-pci happens to use index << 40). */
-  readonly offset: bigint;
-}
 
 /**
  * A VFIO device fd (from a group, or a cdev bound to iommufd): info, regions, config space, BAR
@@ -28,25 +19,31 @@ export class VfioDevice {
   private eventfds: number[] = [];
 
   constructor(
+    /** The ioctls (and syscalls) the device is reached through. */
     readonly ioctls: VfioIoctls,
+    /** The device file descriptor. */
     readonly fd: number,
+    /** The device's name: its PCI address. */
     readonly name: string,
   ) {}
 
-  info(): { flags: number; numRegions: number; numIrqs: number } {
+  /** VFIO_DEVICE_GET_INFO: flags, region and interrupt counts. */
+  info(): DeviceInfo {
     return this.ioctls.deviceGetInfo(this.fd);
   }
 
+  /** Region `index` (cached): its flags, size and file offset. */
   region(index: number): RegionInfo {
     let region = this.regions.get(index);
     if (region === undefined) {
-      region = { index, ...this.ioctls.deviceGetRegionInfo(this.fd, index) };
+      region = this.ioctls.deviceGetRegionInfo(this.fd, index);
       this.regions.set(index, region);
     }
     return region;
   }
 
-  irqInfo(index: number): { flags: number; count: number } {
+  /** Interrupt index `index` (`VFIO_PCI_MSI_IRQ_INDEX`...): flags and vector count. */
+  irqInfo(index: number): IrqInfo {
     return this.ioctls.deviceGetIrqInfo(this.fd, index);
   }
 
@@ -73,16 +70,19 @@ export class VfioDevice {
     return new DataView(this.read(index, offset, 4).buffer).getUint32(0, true);
   }
 
+  /** 32-bit little-endian register write. */
   write32(index: number, offset: bigint, value: number): void {
     const bytes = new Uint8Array(4);
     new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
     this.write(index, offset, bytes);
   }
 
+  /** 64-bit little-endian register read. */
   read64(index: number, offset: bigint): bigint {
     return new DataView(this.read(index, offset, 8).buffer).getBigUint64(0, true);
   }
 
+  /** 64-bit little-endian register write. */
   write64(index: number, offset: bigint, value: bigint): void {
     const bytes = new Uint8Array(8);
     new DataView(bytes.buffer).setBigUint64(0, value, true);

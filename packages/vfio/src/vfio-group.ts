@@ -8,8 +8,11 @@ export class VfioGroup {
   private container: VfioContainer | undefined;
 
   private constructor(
+    /** The ioctls the group is reached through. */
     readonly ioctls: VfioIoctls,
+    /** The group number. */
     readonly id: number,
+    /** The `/dev/vfio/<id>` file descriptor. */
     readonly fd: number,
   ) {}
 
@@ -19,16 +22,23 @@ export class VfioGroup {
   }
 
   /** VFIO_GROUP_GET_STATUS: viable (no member bound to a DMA-owning driver) and container set. */
-  status(): { viable: boolean; containerSet: boolean } {
+  status(): {
+    /** Every member is unbound or bound to a DMA-safe driver. */
+    viable: boolean;
+    /** The group is in a container. */
+    containerSet: boolean;
+  } {
     const flags = this.ioctls.groupGetStatus(this.fd);
     return { viable: (flags & VFIO_GROUP_FLAGS_VIABLE) !== 0, containerSet: (flags & VFIO_GROUP_FLAGS_CONTAINER_SET) !== 0 };
   }
 
+  /** VFIO_GROUP_SET_CONTAINER: puts the group in `container` (EPERM if not viable). */
   setContainer(container: VfioContainer): void {
     this.ioctls.groupSetContainer(this.fd, container.fd);
     this.container = container;
   }
 
+  /** VFIO_GROUP_UNSET_CONTAINER. */
   unsetContainer(): void {
     this.ioctls.groupUnsetContainer(this.fd);
     this.container = undefined;
@@ -47,6 +57,7 @@ export class VfioGroup {
     this.ioctls.syscalls.close(this.fd);
   }
 
+  /** True while the group is in a container. */
   get inContainer(): boolean {
     return this.container !== undefined;
   }

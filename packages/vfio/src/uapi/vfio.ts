@@ -8,9 +8,11 @@
  * Offsets are in bytes; every struct starts with `argsz` (u32) and `flags` (u32).
  */
 
+/** `VFIO_API_VERSION` (0) in include/uapi/linux/vfio.h. */
 export const VFIO_API_VERSION = 0;
 /** `VFIO_TYPE` is ';' and every request is `_IO(VFIO_TYPE, VFIO_BASE + n)`. */
 export const VFIO_TYPE = 0x3b;
+/** `VFIO_BASE` (100) in include/uapi/linux/vfio.h. */
 export const VFIO_BASE = 100;
 
 /** Request `nr` values (`VFIO_BASE + n`); turn them into numbers with `ioctlNumber()`. */
@@ -36,79 +38,140 @@ export const VFIO_NR = {
   VFIO_DEVICE_DETACH_IOMMUFD_PT: VFIO_BASE + 20,
 } as const;
 
+/** `VFIO_TYPE1_IOMMU` (1) in include/uapi/linux/vfio.h. */
 export const VFIO_TYPE1_IOMMU = 1;
+/** `VFIO_SPAPR_TCE_IOMMU` (2) in include/uapi/linux/vfio.h. */
 export const VFIO_SPAPR_TCE_IOMMU = 2;
+/** `VFIO_TYPE1v2_IOMMU` (3) in include/uapi/linux/vfio.h. */
 export const VFIO_TYPE1v2_IOMMU = 3;
+/** `VFIO_DMA_CC_IOMMU` (4) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_CC_IOMMU = 4;
+/** `VFIO_EEH` (5) in include/uapi/linux/vfio.h. */
 export const VFIO_EEH = 5;
+/** `VFIO_TYPE1_NESTING_IOMMU` (6) in include/uapi/linux/vfio.h. */
 export const VFIO_TYPE1_NESTING_IOMMU = 6;
+/** `VFIO_SPAPR_TCE_v2_IOMMU` (7) in include/uapi/linux/vfio.h. */
 export const VFIO_SPAPR_TCE_v2_IOMMU = 7;
+/** `VFIO_NOIOMMU_IOMMU` (8) in include/uapi/linux/vfio.h. */
 export const VFIO_NOIOMMU_IOMMU = 8;
+/** `VFIO_UNMAP_ALL` (9) in include/uapi/linux/vfio.h. */
 export const VFIO_UNMAP_ALL = 9;
+/** `VFIO_UPDATE_VADDR` (10) in include/uapi/linux/vfio.h. */
 export const VFIO_UPDATE_VADDR = 10;
 
+/** `VFIO_GROUP_FLAGS_VIABLE` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_GROUP_FLAGS_VIABLE = 1 << 0;
+/** `VFIO_GROUP_FLAGS_CONTAINER_SET` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_GROUP_FLAGS_CONTAINER_SET = 1 << 1;
 
+/** `VFIO_DEVICE_FLAGS_RESET` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_DEVICE_FLAGS_RESET = 1 << 0;
+/** `VFIO_DEVICE_FLAGS_PCI` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_DEVICE_FLAGS_PCI = 1 << 1;
+/** `VFIO_DEVICE_FLAGS_CAPS` (1 << 7) in include/uapi/linux/vfio.h. */
 export const VFIO_DEVICE_FLAGS_CAPS = 1 << 7;
 
+/** `VFIO_REGION_INFO_FLAG_READ` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_REGION_INFO_FLAG_READ = 1 << 0;
+/** `VFIO_REGION_INFO_FLAG_WRITE` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_REGION_INFO_FLAG_WRITE = 1 << 1;
+/** `VFIO_REGION_INFO_FLAG_MMAP` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_REGION_INFO_FLAG_MMAP = 1 << 2;
+/** `VFIO_REGION_INFO_FLAG_CAPS` (1 << 3) in include/uapi/linux/vfio.h. */
 export const VFIO_REGION_INFO_FLAG_CAPS = 1 << 3;
+/** `VFIO_REGION_INFO_CAP_SPARSE_MMAP` (1) in include/uapi/linux/vfio.h. */
 export const VFIO_REGION_INFO_CAP_SPARSE_MMAP = 1;
 
+/** `VFIO_IRQ_INFO_EVENTFD` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_INFO_EVENTFD = 1 << 0;
+/** `VFIO_IRQ_INFO_MASKABLE` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_INFO_MASKABLE = 1 << 1;
+/** `VFIO_IRQ_INFO_AUTOMASKED` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_INFO_AUTOMASKED = 1 << 2;
+/** `VFIO_IRQ_INFO_NORESIZE` (1 << 3) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_INFO_NORESIZE = 1 << 3;
 
+/** `VFIO_IRQ_SET_DATA_NONE` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_DATA_NONE = 1 << 0;
+/** `VFIO_IRQ_SET_DATA_BOOL` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_DATA_BOOL = 1 << 1;
+/** `VFIO_IRQ_SET_DATA_EVENTFD` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_DATA_EVENTFD = 1 << 2;
+/** `VFIO_IRQ_SET_ACTION_MASK` (1 << 3) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_ACTION_MASK = 1 << 3;
+/** `VFIO_IRQ_SET_ACTION_UNMASK` (1 << 4) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_ACTION_UNMASK = 1 << 4;
+/** `VFIO_IRQ_SET_ACTION_TRIGGER` (1 << 5) in include/uapi/linux/vfio.h. */
 export const VFIO_IRQ_SET_ACTION_TRIGGER = 1 << 5;
 
 /** vfio-pci region and IRQ indexes. */
 export const VFIO_PCI_BAR0_REGION_INDEX = 0;
+/** `VFIO_PCI_ROM_REGION_INDEX` (6) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_ROM_REGION_INDEX = 6;
+/** `VFIO_PCI_CONFIG_REGION_INDEX` (7) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_CONFIG_REGION_INDEX = 7;
+/** `VFIO_PCI_NUM_REGIONS` (9) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_NUM_REGIONS = 9;
+/** `VFIO_PCI_INTX_IRQ_INDEX` (0) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_INTX_IRQ_INDEX = 0;
+/** `VFIO_PCI_MSI_IRQ_INDEX` (1) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_MSI_IRQ_INDEX = 1;
+/** `VFIO_PCI_MSIX_IRQ_INDEX` (2) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_MSIX_IRQ_INDEX = 2;
+/** `VFIO_PCI_NUM_IRQS` (5) in include/uapi/linux/vfio.h. */
 export const VFIO_PCI_NUM_IRQS = 5;
 
+/** `VFIO_IOMMU_INFO_PGSIZES` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_IOMMU_INFO_PGSIZES = 1 << 0;
+/** `VFIO_IOMMU_INFO_CAPS` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_IOMMU_INFO_CAPS = 1 << 1;
+/** `VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE` (1) in include/uapi/linux/vfio.h. */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE = 1;
+/** `VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION` (2) in include/uapi/linux/vfio.h. */
 export const VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION = 2;
+/** `VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL` (3) in include/uapi/linux/vfio.h. */
 export const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL = 3;
 
+/** `VFIO_DMA_MAP_FLAG_READ` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_MAP_FLAG_READ = 1 << 0;
+/** `VFIO_DMA_MAP_FLAG_WRITE` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_MAP_FLAG_WRITE = 1 << 1;
+/** `VFIO_DMA_MAP_FLAG_VADDR` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_MAP_FLAG_VADDR = 1 << 2;
+/** `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP` (1 << 0) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP = 1 << 0;
+/** `VFIO_DMA_UNMAP_FLAG_ALL` (1 << 1) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
+/** `VFIO_DMA_UNMAP_FLAG_VADDR` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
 
 /** Struct layouts: `sizeof` and the offset of each field used. */
 export const vfio_group_status = { sizeof: 8, argsz: 0, flags: 4 } as const;
 /** 20 bytes on 6.1; later kernels append a u32 pad (24). The kernel checks argsz >= 16 (minsz). */
 export const vfio_device_info = { sizeof: 20, minsz: 16, argsz: 0, flags: 4, num_regions: 8, num_irqs: 12, cap_offset: 16 } as const;
+/** `struct vfio_region_info`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_region_info = { sizeof: 32, argsz: 0, flags: 4, index: 8, cap_offset: 12, size: 16, offset: 24 } as const;
+/** `struct vfio_irq_info`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_irq_info = { sizeof: 16, argsz: 0, flags: 4, index: 8, count: 12 } as const;
+/** `struct vfio_irq_set`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_irq_set = { sizeof: 20, argsz: 0, flags: 4, index: 8, start: 12, count: 16, data: 20 } as const;
+/** `struct vfio_iommu_type1_info`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_info = { sizeof: 24, minsz: 16, argsz: 0, flags: 4, iova_pgsizes: 8, cap_offset: 16 } as const;
+/** `struct vfio_iommu_type1_dma_map`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_dma_map = { sizeof: 32, argsz: 0, flags: 4, vaddr: 8, iova: 16, size: 24 } as const;
+/** `struct vfio_iommu_type1_dma_unmap`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_dma_unmap = { sizeof: 24, argsz: 0, flags: 4, iova: 8, size: 16 } as const;
+/** `struct vfio_info_cap_header`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_info_cap_header = { sizeof: 8, id: 0, version: 2, next: 4 } as const;
+/** `struct vfio_iommu_type1_info_cap_iova_range`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_info_cap_iova_range = { sizeof: 16, header: 0, nr_iovas: 8, iova_ranges: 16 } as const;
+/** `struct vfio_iova_range`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iova_range = { sizeof: 16, start: 0, end: 8 } as const;
+/** `struct vfio_iommu_type1_info_dma_avail`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_info_dma_avail = { sizeof: 12, header: 0, avail: 8 } as const;
+/** `struct vfio_device_bind_iommufd`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_device_bind_iommufd = { sizeof: 16, argsz: 0, flags: 4, iommufd: 8, out_devid: 12 } as const;
+/** `struct vfio_device_attach_iommufd_pt`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_device_attach_iommufd_pt = { sizeof: 12, argsz: 0, flags: 4, pt_id: 8 } as const;
+/** `struct vfio_device_detach_iommufd_pt`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_device_detach_iommufd_pt = { sizeof: 8, argsz: 0, flags: 4 } as const;
