@@ -37,6 +37,15 @@ for (const report of reports) {
   // A suite that fails to load (syntax error, failed import) counts no test but fails the file.
   failed += result.testResults.filter((file) => file.status === 'failed' && file.assertionResults.length === 0).length;
 }
+// The reference must build with no warning (every export documented, every link valid): a
+// warning fails `pnpm run docs`, and counts here as one failed test.
+const docs = spawnSync('pnpm', ['run', 'docs'], { cwd: root, stdio: 'inherit', env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' } });
+if (docs.status === 0) {
+  passed += 1;
+} else {
+  console.error('*** pnpm run docs failed: TypeDoc warned (an undocumented export? a broken link?); see above ***');
+  failed += 1;
+}
 // The real-kernel lanes (QEMU guests): run wherever they can (root on Debian); skip loudly
 // elsewhere; CI sets IOAS_REQUIRE_KERNEL=1 so that a machine that cannot run them fails.
 const { cannotRun, runKernelLanes } = await import('./run-kernel-tests.mjs');
