@@ -37,6 +37,14 @@ describe('examples, on the simulator', () => {
   });
 });
 
+describe('the backend-swap testing guide', () => {
+  it('shows conformance-on-sim.test.ts exactly (which runs as a test file of its own)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const guide = readFileSync(new URL('../docs/testing.md', import.meta.url), 'utf8');
+    expect(/```ts\n([\s\S]*?)```/.exec(guide)![1]).toBe(readFileSync(new URL('./conformance-on-sim.test.ts', import.meta.url), 'utf8'));
+  });
+});
+
 describe('the quick start guide', () => {
   it('shows first-container.mjs exactly, and it runs', async () => {
     const { readFileSync } = await import('node:fs');

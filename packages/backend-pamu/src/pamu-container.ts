@@ -5,7 +5,7 @@
  * rest without a word; a window size of zero divides by zero in the kernel
  * (shared/facts/pamu-sdk-abi.md §4-§6). Each defence below names the rule it enforces.
  */
-import { ERRNO, IoasError, hex, isPowerOfTwo, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
+import { ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
 import { VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
@@ -384,23 +384,23 @@ export class PamuContainer {
     const operation = 'unmapDma';
     this.assertOpen(operation);
     const windowSize = this.requireWindows(operation);
-    if (size === 0n || (iova - this.aperture.start) % windowSize !== 0n || size % windowSize !== 0n || iova < this.aperture.start) {
+    if (size === 0n || iova + size - 1n > U64_MAX) throw fail('invalid-argument', operation, `${hex(size)} bytes at IOVA ${hex(iova)}: an empty range, or one past 2^64-1`);
+    if ((iova - this.aperture.start) % windowSize !== 0n || size % windowSize !== 0n || iova < this.aperture.start) {
       throw fail('misaligned', operation, `${hex(size)} bytes at IOVA ${hex(iova)} do not cover whole ${hex(windowSize)}-byte windows: the driver would disable the windows it touches and keep the rest recorded`);
     }
-    const end = iova + size;
+    const cut = { start: iova, last: iova + size - 1n };
     let removed = 0n;
     const kept: PamuDmaRange[] = [];
     for (const range of this.dma) {
-      const rangeEnd = range.iova + range.size;
-      if (rangeEnd <= iova || range.iova >= end) {
+      const recorded = { start: range.iova, last: range.iova + range.size - 1n };
+      const overlap = intersectRange(recorded, cut);
+      if (overlap === undefined) {
         kept.push(range);
         continue;
       }
-      const cutStart = range.iova > iova ? range.iova : iova;
-      const cutEnd = rangeEnd < end ? rangeEnd : end;
-      removed += cutEnd - cutStart;
-      if (range.iova < cutStart) kept.push({ ...range, size: cutStart - range.iova });
-      if (rangeEnd > cutEnd) kept.push({ ...range, iova: cutEnd, vaddr: range.vaddr + (cutEnd - range.iova), size: rangeEnd - cutEnd });
+      removed += rangeSize(overlap);
+      // What is left of a cut range stays recorded, trimmed or split, as the driver keeps it.
+      for (const rest of subtractRange(recorded, overlap)) kept.push({ ...range, iova: rest.start, vaddr: range.vaddr + (rest.start - range.iova), size: rangeSize(rest) });
     }
     if (removed === 0n) return 0n;
     this.ioctls.unmapDma(this.container.fd, iova, size);

@@ -1,7 +1,7 @@
 import type { ConformanceTarget } from '@ioas/conformance';
 import { Container, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
-import { eduDevice, simDeviceDriver } from '@ioas/backend-sim/testing';
+import { eduDevice, simDeviceDriver, simHostMemory } from '@ioas/backend-sim/testing';
 import { pamu, type PamuBackend } from '../pamu-backend.js';
 import type { PamuStash } from '../pamu-ioctls.js';
 import { PAMU_PROFILES, type PamuProfile, type PamuProfileName } from '../profiles.js';
@@ -75,13 +75,7 @@ export function pamuOnSim(options: PamuOnSimOptions = {}) {
   const edu = eduDevice(simulator);
   const target: ConformanceTarget = {
     open: () => Container.open({ backend, groups: [edu.group!] }),
-    // Sparse simulated memory: 64 MiB hugepages without 64 MiB of JavaScript buffer behind each.
-    memory(length, pageSize = 0x1000n) {
-      const region = simulator.memory.allocate(length, pageSize);
-      return pageSize > 0x1000n ? { address: region.address, length, contiguousPageSize: pageSize } : { address: region.address, length };
-    },
-    readMemory: (memory, offset, length) => simulator.memory.read(memory.address + offset, length),
-    writeMemory: (memory, offset, bytes) => simulator.memory.write(memory.address + offset, bytes),
+    ...simHostMemory(simulator),
     device: () => simDeviceDriver(simulator, edu),
     injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
     clearFaults: () => simulator.clearInjectedFaults(),

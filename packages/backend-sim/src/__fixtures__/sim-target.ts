@@ -3,7 +3,7 @@ import { Container } from '@ioas/core';
 import { sim } from '../sim-backend.js';
 import { createSimulator, type Simulator } from '../simulator.js';
 import type { PlatformName } from '../platforms.js';
-import { eduDevice, simDeviceDriver } from '../testing.js';
+import { eduDevice, simDeviceDriver, simHostMemory } from '../testing.js';
 
 /** The conformance target over the simulator's Backend face: one simulated machine per target. */
 export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1'): ConformanceTarget & { simulator: Simulator } {
@@ -24,12 +24,7 @@ export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'io
         simulator.dmaEntryLimit = defaultLimit;
       }
     },
-    memory(length, pageSize = 0x1000n) {
-      const region = simulator.memory.allocate(length, pageSize);
-      return pageSize > 0x1000n ? { address: region.address, length, contiguousPageSize: pageSize } : { address: region.address, length };
-    },
-    readMemory: (memory, offset, length) => simulator.memory.read(memory.address + offset, length),
-    writeMemory: (memory, offset, bytes) => simulator.memory.write(memory.address + offset, bytes),
+    ...simHostMemory(simulator),
     device: () => simDeviceDriver(simulator, edu),
     injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
     clearFaults: () => simulator.clearInjectedFaults(),
