@@ -289,4 +289,15 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
     expect(errnoOf(() => iommufd.destroy(ioas))).toBe(ERRNO.EBUSY);
     expect(errnoOf(() => iommufd.bind(edu))).toBe(ERRNO.EINVAL);
   });
+
+  it('keeps its own IOVA choices inside the allow-list but does not check fixed-IOVA maps against it (io_pagetable.c)', () => {
+    const { iommufd, ioas, edu, memory } = context();
+    iommufd.attach(iommufd.bind(edu), ioas);
+    iommufd.allowIovas(ioas, [{ start: 0x4000_0000n, last: 0x4fff_ffffn }]);
+    // iopt_check_iova (FIXED_IOVA) looks at reserved regions and areas only.
+    expect(iommufd.map(ioas, IOAS_MAP_FLAGS.FIXED_IOVA | RW, memory.address, 0x1000n, 0x100000n)).toBe(0x100000n);
+    // iopt_alloc_iova walks the allowed spans.
+    const chosen = iommufd.map(ioas, RW, memory.address, 0x1000n, 0n);
+    expect(chosen >= 0x4000_0000n && chosen <= 0x4fff_f000n).toBe(true);
+  });
 });

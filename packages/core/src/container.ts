@@ -318,7 +318,9 @@ export class Container implements Disposable {
   /**
    * Makes an IOVA range valid for mapping (the seeds' model: once any window exists, only windows
    * are usable). Realised by the backend's window mode: PAMU hardware windows (the range must cover
-   * whole windows), iommufd `IOMMU_IOAS_ALLOW_IOVAS`, or enforced by the SDK on type1.
+   * whole windows), iommufd `IOMMU_IOAS_ALLOW_IOVAS` (which binds the kernel's own IOVA choices and
+   * later attaches, not fixed-IOVA maps), or the SDK alone on type1. Core refuses maps outside the
+   * windows in every mode.
    *
    * @throws {IoasError} `misaligned`, `out-of-range` (outside the aperture), `reserved` (touches a
    *   reserved range: iommufd answers EADDRINUSE), `overlap` (another window), `state` (the first

@@ -14,7 +14,10 @@ export type IommuModel = 'paged' | 'windowed';
  * How {@link Container.createWindow} is realised:
  * - `hardware`: windows are the IOMMU's own (PAMU sub-windows); a created window must cover whole
  *   hardware windows.
- * - `kernel-allow-list`: the kernel enforces them (iommufd `IOMMU_IOAS_ALLOW_IOVAS`).
+ * - `kernel-allow-list`: the kernel is told (iommufd `IOMMU_IOAS_ALLOW_IOVAS`): its own IOVA choices
+ *   stay inside them and a device whose reserved regions cut into them cannot attach (EADDRINUSE).
+ *   Maps at a fixed IOVA are not checked against them (drivers/iommu/iommufd/io_pagetable.c,
+ *   `iopt_check_iova`), so core refuses maps outside them itself, as on type1.
  * - `sdk`: the kernel has no such notion (VFIO type1); the SDK refuses maps outside the windows.
  */
 export type WindowMode = 'hardware' | 'kernel-allow-list' | 'sdk';

@@ -15,7 +15,9 @@ const BUDGET = 6;
 
 type Operation =
   | { kind: 'map'; iova: bigint; pages: number; vaddrPage: number; read: boolean; write: boolean }
-  | { kind: 'unmap'; iova: bigint; pages: number };
+  | { kind: 'unmap'; iova: bigint; pages: number }
+  /** iommufd only: IOMMU_IOAS_ALLOW_IOVAS with these ranges (start, last inclusive). */
+  | { kind: 'allow'; ranges: { start: bigint; last: bigint }[] };
 
 /** xorshift32: the same seed gives the same sequence everywhere. */
 function generator(seed: number) {
@@ -46,14 +48,24 @@ function interestingIova(random: ReturnType<typeof generator>, msi: bigint, msiE
   }
 }
 
-function sequence(seed: number, msi: bigint, msiEnd: bigint, top: bigint): Operation[] {
+function sequence(seed: number, msi: bigint, msiEnd: bigint, top: bigint, allowLists: boolean): Operation[] {
   const random = generator(seed);
   const operations: Operation[] = [];
   const length = random.int(4, 16);
   for (let step = 0; step < length; step++) {
     const iova = interestingIova(random, msi, msiEnd, top);
     const pages = random.int(1, 4);
-    if (random.next() < 0.65) {
+    if (allowLists && random.next() < 0.15) {
+      // Allow-lists: empty (allow all), one or two ranges, some of one byte (start == last), some
+      // overlapping each other, some over the MSI window.
+      const ranges: { start: bigint; last: bigint }[] = [];
+      const count = random.int(0, 2);
+      for (let index = 0; index < count; index++) {
+        const start = index === 0 ? iova : interestingIova(random, msi, msiEnd, top);
+        ranges.push({ start, last: random.next() < 0.1 ? start : start + BigInt(random.int(1, 64)) * PAGE - 1n });
+      }
+      operations.push({ kind: 'allow', ranges });
+    } else if (random.next() < 0.65) {
       const access = random.int(0, 3);
       operations.push({ kind: 'map', iova, pages, vaddrPage: random.int(0, 12), read: access !== 1, write: access !== 2 });
     } else {
@@ -83,7 +95,7 @@ class Side {
     const results: string[] = [];
     try {
       for (const operation of operations) {
-        const size = BigInt(operation.pages) * PAGE;
+        const size = operation.kind === 'allow' ? 0n : BigInt(operation.pages) * PAGE;
         try {
           if (operation.kind === 'map') {
             handle.doMap({
@@ -92,6 +104,9 @@ class Side {
               access: { read: operation.read, write: operation.write },
             });
             results.push('ok');
+          } else if (operation.kind === 'allow') {
+            handle.doSetAllowedRanges!(operation.ranges);
+            results.push('allowed');
           } else {
             results.push(`ok ${handle.doUnmap({ start: operation.iova, last: operation.iova + size - 1n })}`);
           }
@@ -108,6 +123,7 @@ class Side {
 }
 
 function describeOperation(operation: Operation): string {
+  if (operation.kind === 'allow') return `allow [${operation.ranges.map((range) => `0x${range.start.toString(16)}-0x${range.last.toString(16)}`).join(', ')}]`;
   const where = `0x${operation.iova.toString(16)}+${operation.pages}p`;
   return operation.kind === 'map' ? `map ${where} vaddr page ${operation.vaddrPage} ${operation.read ? 'r' : ''}${operation.write ? 'w' : ''}` : `unmap ${where}`;
 }
@@ -130,7 +146,7 @@ if (lane === undefined) {
       /** How often each answer came up: the sequences must reach every rule, not only 'ok'. */
       const answers: Record<string, number> = {};
       for (let seed = 1; seed <= SEQUENCES; seed++) {
-        const ops = sequence(seed, msi, msiEnd, top);
+        const ops = sequence(seed, msi, msiEnd, top, interfaceOf(currentLane) === 'iommufd');
         operations += ops.length;
         const [expected, actual] = [await real.run(ops), await simulated.run(ops)];
         for (const answer of expected) {
@@ -154,7 +170,8 @@ if (lane === undefined) {
       console.log(`differential ${lane}: ${SEQUENCES} sequences, ${operations} operations, all agree; answers ${JSON.stringify(answers)}`);
       // Every rule the generator aims at must have been hit (else the agreement proves little).
       // type1 has a mapping budget (ENOSPC); iommufd has none but refuses unmaps of nothing (ENOENT).
-      const rules = interfaceOf(currentLane) === 'type1' ? ['ok', 'unmap some', 'EEXIST', 'EINVAL', 'ENOSPC'] : ['ok', 'EEXIST', 'EINVAL', 'ENOENT'];
+      // iommufd also answers allow-lists: accepted, or EADDRINUSE over a reserved region.
+      const rules = interfaceOf(currentLane) === 'type1' ? ['ok', 'unmap some', 'EEXIST', 'EINVAL', 'ENOSPC'] : ['ok', 'EEXIST', 'EINVAL', 'ENOENT', 'allowed', 'EADDRINUSE'];
       for (const expected of rules) expect(answers[expected] ?? 0, expected).toBeGreaterThan(0);
     });
   });
