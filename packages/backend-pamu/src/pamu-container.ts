@@ -296,8 +296,9 @@ export class PamuContainer {
       throw fail('not-found', operation, `MSI bank ${bank} does not exist: the kernel has ${this.msiBankCount} bank${this.msiBankCount === 1 ? '' : 's'}`);
     }
     if (this.banks.some((mapped) => mapped.bank === bank)) throw fail('state', operation, `MSI bank ${bank} is already mapped; unmap it first`);
-    const window = this.windowIndex(operation, iova, windowSize, `MSI bank ${bank}`);
-    this.assertWindowFree(operation, window, `MSI bank ${bank}`);
+    const what = (): string => `MSI bank ${bank} at IOVA ${hex(iova)}`;
+    const window = this.windowIndex(operation, iova, windowSize, what);
+    this.assertWindowFree(operation, window, what);
     this.ioctls.mapMsiBank(this.container.fd, bank, iova);
     const doorbell = this.msiDoorbell(bank);
     const mapping: PamuMsiBankMapping = { bank, iova, window, deviceAddress: doorbell === undefined ? undefined : iova + (doorbell.msiir % PAMU_MSI_PAGE_SIZE) };
@@ -344,7 +345,9 @@ export class PamuContainer {
       );
     }
     if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) throw fail('invalid-argument', operation, `${hex(size)} bytes at IOVA ${hex(iova)} from ${hex(vaddr)} wrap past 2^64-1`);
-    const first = this.windowIndex(operation, iova, windowSize, `${hex(size)} bytes`);
+    // Messages are built only when something is refused: this is the hot path.
+    const what = (): string => `${hex(size)} bytes at IOVA ${hex(iova)}`;
+    const first = this.windowIndex(operation, iova, windowSize, what);
     const windows = Number(size / windowSize);
     if (first + windows > (this.count ?? 0)) throw fail('out-of-range', operation, `${hex(size)} bytes at IOVA ${hex(iova)} run past the aperture's last window`);
     if (contiguousPageSize === undefined || !isPowerOfTwo(contiguousPageSize) || contiguousPageSize < windowSize) {
@@ -357,7 +360,7 @@ export class PamuContainer {
     if (vaddr % windowSize !== 0n) {
       throw fail('misaligned', operation, `host address ${hex(vaddr)} is not aligned to the window size ${hex(windowSize)}: the window's physical address would not be naturally aligned, which PAMU needs and the driver does not check`);
     }
-    for (let window = first; window < first + windows; window++) this.assertWindowFree(operation, window, `${hex(size)} bytes at IOVA ${hex(iova)}`);
+    for (let window = first; window < first + windows; window++) this.assertWindowFree(operation, window, what);
     try {
       this.ioctls.mapDma(this.container.fd, vaddr, iova, size, request.read, request.write);
     } catch (error) {
@@ -472,19 +475,19 @@ export class PamuContainer {
   }
 
   /** The window whose base is `iova`; refuses an IOVA that is not a window base or lies outside the aperture. */
-  private windowIndex(operation: string, iova: bigint, windowSize: bigint, what: string): number {
+  private windowIndex(operation: string, iova: bigint, windowSize: bigint, what: () => string): number {
     if (iova < this.aperture.start || iova > this.aperture.end) {
-      throw fail('out-of-range', operation, `${what} at IOVA ${hex(iova)} is outside the aperture ${hex(this.aperture.start)}-${hex(this.aperture.end)}`);
+      throw fail('out-of-range', operation, `${what()} is outside the aperture ${hex(this.aperture.start)}-${hex(this.aperture.end)}`);
     }
-    if ((iova - this.aperture.start) % windowSize !== 0n) throw fail('misaligned', operation, `${what} at IOVA ${hex(iova)} is not on a ${hex(windowSize)}-byte window boundary`);
+    if ((iova - this.aperture.start) % windowSize !== 0n) throw fail('misaligned', operation, `${what()} is not on a ${hex(windowSize)}-byte window boundary`);
     return Number((iova - this.aperture.start) / windowSize);
   }
 
-  private assertWindowFree(operation: string, window: number, what: string): void {
+  private assertWindowFree(operation: string, window: number, what: () => string): void {
     const base = this.aperture.start + BigInt(window) * this.windowSize;
     const bank = this.banks.find((mapped) => mapped.window === window);
-    if (bank !== undefined) throw fail('overlap', operation, `${what}: window ${window} (${hex(base)}) holds MSI bank ${bank.bank}`);
-    if (this.dma.some((range) => range.iova <= base && base < range.iova + range.size)) throw fail('overlap', operation, `${what}: window ${window} (${hex(base)}) is already mapped`);
+    if (bank !== undefined) throw fail('overlap', operation, `${what()}: window ${window} (${hex(base)}) holds MSI bank ${bank.bank}`);
+    if (this.dma.some((range) => range.iova <= base && base < range.iova + range.size)) throw fail('overlap', operation, `${what()}: window ${window} (${hex(base)}) is already mapped`);
   }
 
   /** SET_ATTR(GEOMETRY) then SET_ATTR(WINDOWS), each confirmed, then the stash again. */

@@ -772,7 +772,8 @@ export class Container implements Disposable {
     const last = affected[affected.length - 1]!.mapping.iova;
     const partial = this.capabilities.partialUnmap;
     // A cut through a mapping releases part of its IOVA: the allocator must hold the whole first.
-    if (partial) this.syncAllocator();
+    // Whole mappings (the common case) need no sync: their pending reservations are just dropped.
+    if (partial && (first.start < range.start || last.last > range.last)) this.syncAllocator();
     if (!partial) {
       if (first.start < range.start) {
         throw this.error('bisect', operation, `failed to unmap ${formatRange(range)}: it starts inside mapping ${formatRange(first)}; unmap whole mappings`);

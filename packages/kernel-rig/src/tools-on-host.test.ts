@@ -44,6 +44,21 @@ if (lane === undefined) {
       expect([run.status, report.ok]).toEqual([0, true]);
     });
 
+    it('unbinds the edu device from vfio-pci and binds it back through driver_override', () => {
+      const unbound = ioas(['unbind', machine.edu, '--yes', '--json']);
+      expect(unbound.status, unbound.stderr).toBe(0);
+      expect(JSON.parse(unbound.stdout)).toMatchObject({ address: machine.edu, before: 'vfio-pci', after: null, changed: true });
+      // With no driver, doctor says so and how to fix it.
+      const doctor = JSON.parse(ioas(['doctor', machine.edu, '--json']).stdout) as { checks: { id: string; status: string; fix?: string }[] };
+      expect(doctor.checks.find((check) => check.id === 'device')).toMatchObject({ status: 'fail', fix: `ioas bind ${machine.edu}` });
+      const bound = ioas(['bind', machine.edu, '--yes', '--json']);
+      expect(bound.status, bound.stderr).toBe(0);
+      expect(JSON.parse(bound.stdout)).toMatchObject({ address: machine.edu, before: null, after: 'vfio-pci', changed: true });
+      const group = machine.sysfs.deviceGroup(machine.edu);
+      expect(group).toBeDefined();
+      expect(machine.syscalls.exists(`/dev/vfio/${group}`)).toBe(true);
+    });
+
     it('runs examples/edu-driver.mjs on the real device: DMA round trip and MSI', () => {
       const run = node(`${examples}edu-driver.mjs`, ['--device', machine.edu]);
       expect(run.status, `${run.stdout}\n${run.stderr}`).toBe(0);
