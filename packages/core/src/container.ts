@@ -705,7 +705,7 @@ export class Container implements Disposable {
       }
       this.checkBudget(operation, what);
       this.checkUsable(operation, iova, () => `${hex(memory.length)} bytes at IOVA ${hex(iova.start)}`);
-      const allocation = this.allocations.floor(iova.start)?.value;
+      const allocation = this.allocations.size === 0 ? undefined : this.allocations.floor(iova.start)?.value;
       if (allocation === undefined || !rangeContainsRange(allocation, iova)) {
         // Mappings are checked above; what the allocator has taken (allocations, doorbells, IOVAs it
         // chose) must be free too. Explicit IOVAs themselves wait in pendingReservations.
@@ -844,7 +844,13 @@ export class Container implements Disposable {
 
   /** Throws `reserved` or `out-of-range` unless every address of `range` is usable. */
   private checkUsable(operation: string, range: IovaRange, describe: () => string): void {
-    if (this.usableSet.covers(range)) return;
+    // Usable ranges are few (the aperture minus a hole or two): a scan beats a tree descent.
+    const usable = this.usableRanges;
+    if (usable.length <= 8) {
+      for (const candidate of usable) if (candidate.start <= range.start && range.last <= candidate.last) return;
+    } else if (this.usableSet.covers(range)) {
+      return;
+    }
     const what = describe();
     const blocking = this.blockingReservedOverlapping(range);
     if (blocking !== undefined) throw this.error('reserved', operation, `failed to map ${what}: the range overlaps the ${describeReserved(blocking)}`);
