@@ -6,34 +6,12 @@
 import { Container } from '@ioas/core';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { pamu, PamuContainer, PamuIoctls, PAMU_PROFILES } from '@ioas/backend-pamu';
+import { compare } from '../../../scripts/bench-compare.mjs';
 
 const KiB = 1n << 10n;
 const WINDOW = 64n * KiB;
 const APERTURE = { start: 0n, last: 512n * KiB - 1n };
 const OPS = 50_000;
-
-function median(values) {
-  return [...values].sort((a, b) => a - b)[values.length >> 1];
-}
-
-/** ns per iteration of `body(ops)`. */
-function time(body) {
-  const start = process.hrtime.bigint();
-  body(OPS);
-  return Number(process.hrtime.bigint() - start) / OPS;
-}
-
-/**
- * Runs both loops in turn, 7 rounds after a warm-up, so that the machine's drift (this is a noisy
- * VM) hits both alike; reports the medians and the median of the per-round ratios.
- */
-function compare(baseline, candidate) {
-  baseline(5_000);
-  candidate(5_000);
-  const rounds = [];
-  for (let round = 0; round < 7; round++) rounds.push([time(baseline), time(candidate)]);
-  return { baseline: median(rounds.map(([b]) => b)), candidate: median(rounds.map(([, c]) => c)), ratio: median(rounds.map(([b, c]) => c / b)) };
-}
 
 // Baseline: the ioctl functions, straight, on a container configured once.
 const directSim = createSimulator({ platform: 'p4080' });
@@ -63,7 +41,7 @@ const sdkLoop = (ops) => {
   }
 };
 
-const { baseline: direct, candidate: through, ratio } = compare(directLoop, sdkLoop);
+const { baseline: direct, candidate: through, ratio } = compare(directLoop, sdkLoop, OPS);
 console.log('map+unmap of one 64 KiB window over the simulated P4080 syscall face (sdk-4.x), median of 7 interleaved rounds of 50k pairs\n');
 console.log(`ioctl functions, preallocated buffers: ${direct.toFixed(0).padStart(6)} ns per map+unmap`);
 console.log(`SDK (Container over backend-pamu):     ${through.toFixed(0).padStart(6)} ns per map+unmap`);

@@ -6,33 +6,11 @@ import { Container } from '@ioas/core';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { allocateDmaMemory, VfioContainer, VfioGroup, VfioIoctls, vfioUapi } from '@ioas/vfio';
 import { smmu } from '@ioas/backend-smmu';
+import { compare } from '../../../scripts/bench-compare.mjs';
 
 const PAGE = 0x1000n;
 const OPS = 100_000;
 const IOVA = 0x1_0000_0000n;
-
-function median(values) {
-  return [...values].sort((a, b) => a - b)[values.length >> 1];
-}
-
-/** ns per iteration of `body(ops)`. */
-function time(body) {
-  const start = process.hrtime.bigint();
-  body(OPS);
-  return Number(process.hrtime.bigint() - start) / OPS;
-}
-
-/**
- * Runs both loops in turn, 7 rounds after a warm-up, so that the machine's drift (this is a noisy
- * VM) hits both alike; reports the medians and the median of the per-round ratios.
- */
-function compare(baseline, candidate) {
-  baseline(5_000);
-  candidate(5_000);
-  const rounds = [];
-  for (let round = 0; round < 7; round++) rounds.push([time(baseline), time(candidate)]);
-  return { baseline: median(rounds.map(([b]) => b)), candidate: median(rounds.map(([, c]) => c)), ratio: median(rounds.map(([b, c]) => c / b)) };
-}
 
 // Baseline: the ioctl functions, straight.
 const directSim = createSimulator({ platform: 'x86-vtd' });
@@ -65,7 +43,7 @@ const sdkLoop = (ops) => {
   }
 };
 
-const { baseline: direct, candidate: through, ratio } = compare(directLoop, sdkLoop);
+const { baseline: direct, candidate: through, ratio } = compare(directLoop, sdkLoop, OPS);
 console.log('map+unmap of 4 KiB over the simulator syscall face (x86-vtd, type1v2), median of 7 interleaved rounds of 100k pairs\n');
 console.log(`ioctl functions, preallocated buffers: ${direct.toFixed(0).padStart(6)} ns per map+unmap`);
 console.log(`SDK (Container over backend-smmu):     ${through.toFixed(0).padStart(6)} ns per map+unmap`);
