@@ -51,8 +51,14 @@ function groupNumber(value: string): number {
 const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: region.last - region.start + 1n, kind: region.kind }));
 const id16 = (value: number): string => value.toString(16).padStart(4, '0');
 
-/** Builds the program; `syscalls` reads sysfs (libc by default). */
-export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls): Command {
+/** What a run decided besides output: the exit status of a command that ran to its end. */
+export interface RunState {
+  /** 0, or 1 when a command finished but found a failure (a doctor check failed). */
+  exitCode: number;
+}
+
+/** Builds the program; `syscalls` reads sysfs (libc by default); `state` collects the exit status. */
+export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, state: RunState = { exitCode: 0 }): Command {
   const colour = colours(io);
   const out = (text: string): void => void io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   const program = new Command('ioas');
@@ -206,7 +212,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls): C
         out(table(rows));
         out(failed === 0 ? `\n${colour.green('VFIO should work here')}${checks.some((check) => check.status === 'warn') ? ' (see the warnings)' : ''}` : `\n${colour.red(`${failed} check${failed === 1 ? '' : 's'} failed`)}: VFIO will not work until fixed`);
       }
-      if (failed > 0) process.exitCode = 1;
+      if (failed > 0) state.exitCode = 1;
     });
 
   const bindCommand = (name: 'bind' | 'unbind') =>
@@ -305,10 +311,11 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls): C
 
 /** Runs the command line; resolves to the exit status. */
 export async function main(argv: readonly string[], io: Io, syscalls?: () => Syscalls): Promise<number> {
-  const program = buildProgram(io, syscalls);
+  const state: RunState = { exitCode: 0 };
+  const program = buildProgram(io, syscalls, state);
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return state.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; every parsing error (unknown option, missing argument, a value the
