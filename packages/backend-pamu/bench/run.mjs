@@ -19,7 +19,7 @@ const directIoctls = new PamuIoctls(simSyscalls(directSim), PAMU_PROFILES['sdk-4
 const configured = PamuContainer.open(directIoctls, [0]);
 configured.configure(APERTURE, 8);
 const directMemory = directSim.memory.allocate(WINDOW, WINDOW);
-const fd = configured['container'].fd;
+const fd = configured.fd;
 const directLoop = (ops) => {
   for (let index = 0; index < ops; index++) {
     directIoctls.mapDma(fd, directMemory.address, WINDOW, WINDOW, true, true);

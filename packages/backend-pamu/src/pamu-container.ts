@@ -163,6 +163,11 @@ export class PamuContainer {
     }
   }
 
+  /** The container's file descriptor (`/dev/vfio/vfio`), for tools that call {@link PamuIoctls} directly. */
+  get fd(): number {
+    return this.container.fd;
+  }
+
   /** The window configuration as this container knows it (the kernel's answers prove little, §6). */
   windows(): PamuWindowState {
     return { aperture: { start: this.aperture.start, last: this.aperture.end }, count: this.count, size: this.windowSize, maxCount: this.maxCount };
