@@ -50,21 +50,18 @@ export async function runKernelLanes() {
   let failed = 0;
   let skipped = 0;
   for (const lane of LANES) {
-    let result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
-    if (result.exitCode === undefined) {
-      // The guest died before the command finished (a kernel panic at boot under TCG was seen once):
-      // one more boot, said loudly; a second failure counts.
-      console.warn(`*** [${lane}] the guest gave no exit code; console tail:\n${result.console.split('\n').slice(-12).join('\n')}\n*** [${lane}] booting once more ***`);
-      result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
-    }
+    const boot = () => runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
+    let result = await boot();
     let counts = laneCounts(lane, result, join(result.results, 'vitest.json'));
-    if (counts === undefined && result.exitCode !== undefined && result.exitCode > 128) {
-      // The test process died by a signal before vitest could report (node 20 on arm64 under TCG
-      // has died in V8 with SIGTRAP: "Check failed: CodeKindCanDeoptimize"): one more boot, said
-      // loudly, with the first run's output kept above; a second failure counts.
+    // One more boot, said loudly, when the guest itself failed rather than a test: it died before
+    // the command finished (a kernel panic at boot under TCG was seen once), or the test process
+    // died by a signal before vitest could report (node 20 on arm64 under TCG has died in V8 with
+    // SIGTRAP: "Check failed: CodeKindCanDeoptimize"). A second failure counts.
+    const died = result.exitCode === undefined ? 'the guest gave no exit code' : counts === undefined && result.exitCode > 128 ? `the test process died by signal ${result.exitCode - 128} with no report` : undefined;
+    if (died !== undefined) {
       process.stdout.write(result.output.split('\n').map((line) => `[${lane}] ${line}`).join('\n'));
-      console.warn(`\n*** [${lane}] the test process died by signal ${result.exitCode - 128} with no report; booting once more ***`);
-      result = await runLane(lane, GUEST_COMMAND, { timeoutSeconds: 1500, environment: { CI: process.env.CI ?? '' } });
+      console.warn(`\n*** [${lane}] ${died}; console tail:\n${result.console.split('\n').slice(-12).join('\n')}\n*** [${lane}] booting once more ***`);
+      result = await boot();
       counts = laneCounts(lane, result, join(result.results, 'vitest.json'));
     }
     process.stdout.write(result.output.split('\n').map((line) => `[${lane}] ${line}`).join('\n'));

@@ -1,6 +1,6 @@
 import { endianness } from 'node:os';
 import { IoasError, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
-import { libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
+import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile, type PamuProfileName } from './profiles.js';
@@ -57,11 +57,7 @@ export function pamu(options: PamuOptions): PamuBackend {
   const ioctls = new PamuIoctls(syscalls, profile, options.littleEndian ?? endianness() === 'LE');
   const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
   const open = new Set<PamuContainer>();
-  const describeGroup = (group: number): string =>
-    sysfs
-      .groupBlockers(group)
-      .map(({ address, driver }) => `${address} is bound to ${driver}`)
-      .join(', ');
+  const describeGroup = (group: number): string => describeBlockers(sysfs.groupBlockers(group));
   return {
     specificationVersion: 'v1',
     name: 'pamu',

@@ -5,10 +5,12 @@
  * x86-64, powerpc32 and powerpc64 (the layouts are the same on all three).
  */
 
+import { vfioUapi } from '@ioas/vfio';
+
 /** `VFIO_BASE + n` for the container ioctls the PAMU backend answers (§2). */
 export const PAMU_NR = {
-  VFIO_IOMMU_MAP_DMA: 113,
-  VFIO_IOMMU_UNMAP_DMA: 114,
+  VFIO_IOMMU_MAP_DMA: vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_UNMAP_DMA: vfioUapi.VFIO_NR.VFIO_IOMMU_UNMAP_DMA,
   VFIO_IOMMU_PAMU_GET_ATTR: 115,
   VFIO_IOMMU_PAMU_SET_ATTR: 116,
   VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT: 117,

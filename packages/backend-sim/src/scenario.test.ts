@@ -41,6 +41,12 @@ describe('scenarios', () => {
     expect(result.events[0]).toMatchObject({ outcome: 'error', code: 'reserved', expected: false });
   });
 
+  it('refuses a map before the P4080 has windows with a typed error, not a crash', async () => {
+    const result = await runScenario(valid({ steps: [{ map: { iova: 0, size: '64M' }, expect: 'state' }] }));
+    expect(result.ok).toBe(true);
+    expect(result.events[0]!.detail).toMatch(/setGeometry/);
+  });
+
   it('reports a lost MSI when no bank is mapped on the P4080', async () => {
     const result = await runScenario(valid({ steps: [{ geometry: { aperture: '512M@0', windows: 8 } }, { msi: null, expect: 'lost' }] }));
     expect(result.ok).toBe(true);

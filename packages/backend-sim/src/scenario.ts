@@ -195,8 +195,11 @@ export async function runScenario(scenario: Scenario, options: RunScenarioOption
   const events: ScenarioEvent[] = [];
   let msiEnabled = false;
   let ok = true;
-  /** Host memory behind IOVAs, to show what a DMA read finds and where a write landed. */
-  const unitPage = (): bigint => (windowed ? (container.geometry().windows?.size ?? 0x1000n) : 0x1000n);
+  /** The default backing page of a map: one window where each needs one contiguous chunk, else 4 KiB. */
+  const unitPage = (): bigint => {
+    const windowSize = windowed ? (container.geometry().windows?.size ?? 0n) : 0n;
+    return windowSize > 0n ? windowSize : 0x1000n;
+  };
   try {
     for (const [index, step] of scenario.steps.entries()) {
       const action = ACTION_NAMES.find((name) => (step as Record<string, unknown>)[name] !== undefined)!;

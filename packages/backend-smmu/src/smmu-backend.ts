@@ -11,6 +11,7 @@ import {
   type Syscalls,
 } from '@ioas/core';
 import {
+  describeBlockers,
   IommufdContext,
   libcSyscalls,
   Sysfs,
@@ -146,10 +147,7 @@ function hull(ranges: readonly IovaRange[] | undefined, fallback: IovaRange): Io
 }
 
 function describeOwner(sysfs: Sysfs, group: number): string {
-  return sysfs
-    .groupBlockers(group)
-    .map(({ address, driver }) => `${address} is bound to ${driver}`)
-    .join(', ');
+  return describeBlockers(sysfs.groupBlockers(group));
 }
 
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {

@@ -8,12 +8,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { runScenario, type PlatformName } from '@ioas/backend-sim';
-import { formatRange, formatSize, formatWindowPlan, IoasError, parseSize, parseSizeAt, planWindows, U64_MAX, usableRanges, type ReservedRange } from '@ioas/core';
-import { diagnoseHost, libcSyscalls, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
-import type { Syscalls } from '@ioas/core';
+import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
+import { describeBlockers, diagnoseHost, libcSyscalls, pciId, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './demo.js';
-import { colours, hex, json, progressBar, table, type Io } from './output.js';
+import { colours, json, progressBar, table, type Io } from './output.js';
 import { loadScenario } from './scenario-file.js';
 
 /** Bad usage: exit 2. */
@@ -49,7 +48,6 @@ function groupNumber(value: string): number {
 }
 
 const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: region.last - region.start + 1n, kind: region.kind }));
-const id16 = (value: number): string => value.toString(16).padStart(4, '0');
 
 /** What a run decided besides output: the exit status of a command that ran to its end. */
 export interface RunState {
@@ -113,7 +111,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
             line === 0 ? String(group.group) : '',
             line === 0 ? (group.viable ? colour.green('yes') : colour.red('no')) : '',
             device?.address ?? '',
-            device === undefined ? '' : `${id16(device.vendor)}:${id16(device.device)}`,
+            device === undefined ? '' : pciId(device),
             device === undefined ? '' : device.driver === 'vfio-pci' ? colour.cyan('vfio-pci') : (device.driver ?? '-'),
             region === undefined ? '' : `${formatRange(region)} ${region.kind}`,
           ]);
@@ -122,7 +120,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
       out(table(rows));
       const blocked = groups.filter((group) => !group.viable);
       if (blocked.length > 0) {
-        out(`\n${blocked.map((group) => `group ${group.group} is not viable: ${group.blockers.map((blocker) => `${blocker.address} is bound to ${blocker.driver}`).join(', ')}`).join('\n')}`);
+        out(`\n${blocked.map((group) => `group ${group.group} is not viable: ${describeBlockers(group.blockers)}`).join('\n')}`);
       }
     });
 
@@ -228,7 +226,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
         const sysfs = sysfsOf(options.sysfsRoot);
         if (!sysfs.hasDevice(address)) throw new Failure(`no PCI device ${address} in ${options.sysfsRoot}/sys/bus/pci/devices`);
         const before = sysfs.device(address);
-        const id = `${id16(before.vendor)}:${id16(before.device)}`;
+        const id = pciId(before);
         if (name === 'unbind' && before.driver !== 'vfio-pci') {
           if (options.json) return out(json({ address, group: before.group ?? null, before: before.driver, after: before.driver, changed: false }));
           return out(`${address} (${id}) is not bound to vfio-pci (${before.driver ?? 'no driver'}): nothing to do`);
@@ -254,7 +252,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
         if (options.json) return out(json({ address, group: after.group ?? null, before: before.driver, after: after.driver, changed: true, blockers: others }));
         out(`${name === 'bind' ? 'bound' : 'unbound'}: ${address} driver ${before.driver ?? '-'} -> ${after.driver ?? '-'}${after.group === undefined ? '' : `, IOMMU group ${after.group}`}`);
         if (name === 'bind' && others.length > 0) {
-          out(colour.yellow(`group ${after.group} is still not viable: ${others.map((blocker) => `${blocker.address} is bound to ${blocker.driver}`).join(', ')}; bind those too`));
+          out(colour.yellow(`group ${after.group} is still not viable: ${describeBlockers(others)}; bind those too`));
         }
       });
   bindCommand('bind');

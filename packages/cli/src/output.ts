@@ -2,6 +2,7 @@
  * Output: aligned tables, colour when the stream is a terminal, JSON with 64-bit values as hex
  * strings (`"0x10000000"`: JSON numbers cannot hold them), and a progress bar.
  */
+import { hex } from '@ioas/core';
 
 /** A writable stream, as much of one as the command needs. */
 export interface OutputStream {
@@ -48,11 +49,6 @@ export function table(rows: readonly (readonly string[])[]): string {
         .trimEnd(),
     )
     .join('\n');
-}
-
-/** `0x` and lowercase hex. */
-export function hex(value: bigint | number): string {
-  return `0x${value.toString(16)}`;
 }
 
 /** JSON with every bigint as a hex string, two-space indented, with a final newline. */

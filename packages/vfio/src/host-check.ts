@@ -4,8 +4,8 @@
  * (groups, viability, binding, nodes and their modes), vfio-type1.md (allow_unsafe_interrupts,
  * RLIMIT_MEMLOCK accounting), iommufd.md (/dev/iommu, VFIO cdevs).
  */
-import { errnoName, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
-import { Sysfs } from './sysfs.js';
+import { errnoName, formatSize, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
+import { describeBlockers, pciId, Sysfs } from './sysfs.js';
 
 /** `pass`: fine; `warn`: works, with a caveat; `fail`: VFIO will not work until fixed; `skip`: not asked. */
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -38,17 +38,6 @@ export interface HostDiagnosisOptions {
 
 /** CAP_IPC_LOCK (include/uapi/linux/capability.h): lifts RLIMIT_MEMLOCK for pinning. */
 const CAP_IPC_LOCK = 14n;
-
-function formatBytes(bytes: bigint): string {
-  for (const [unit, name] of [
-    [1n << 30n, 'GiB'],
-    [1n << 20n, 'MiB'],
-    [1n << 10n, 'KiB'],
-  ] as const) {
-    if (bytes >= unit && bytes % unit === 0n) return `${bytes / unit} ${name}`;
-  }
-  return `${bytes} bytes`;
-}
 
 /** Runs every check, in the order a user fixes things. Never throws for what it finds. */
 export function diagnoseHost(options: HostDiagnosisOptions): HostCheck[] {
@@ -164,7 +153,7 @@ function deviceChecks(sysfs: Sysfs, address: string, exists: (path: string) => b
   }
   const info = sysfs.device(address);
   const checks: HostCheck[] = [];
-  const id = `${info.vendor.toString(16).padStart(4, '0')}:${info.device.toString(16).padStart(4, '0')}`;
+  const id = pciId(info);
   checks.push(
     info.driver === 'vfio-pci'
       ? { id: 'device', title: `device ${address}`, status: 'pass', detail: `${id}, bound to vfio-pci` }
@@ -182,7 +171,7 @@ function deviceChecks(sysfs: Sysfs, address: string, exists: (path: string) => b
       id: 'group',
       title: `IOMMU group ${group.group}`,
       status: 'fail',
-      detail: `not viable: ${group.blockers.map((blocker) => `${blocker.address} is bound to ${blocker.driver}`).join(', ')}`,
+      detail: `not viable: ${describeBlockers(group.blockers)}`,
       fix: group.blockers.map((blocker) => `ioas bind ${blocker.address}`).join('; '),
     });
   } else if (unbound.length > 0) {
@@ -224,14 +213,14 @@ function memlockCheck(read: (path: string) => string | undefined, needed: bigint
   if (line === 'unlimited') return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: 'unlimited' };
   const limit = BigInt(line);
   if (needed === undefined) {
-    return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: `${formatBytes(limit)}; give --memlock SIZE to check it against what you will map` };
+    return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: `${formatSize(limit)}; give --memlock SIZE to check it against what you will map` };
   }
-  if (needed <= limit) return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: `${formatBytes(limit)}, enough for ${formatBytes(needed)}` };
+  if (needed <= limit) return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: `${formatSize(limit)}, enough for ${formatSize(needed)}` };
   return {
     id: 'memlock',
     title: 'RLIMIT_MEMLOCK',
     status: 'fail',
-    detail: `${formatBytes(limit)}, but ${formatBytes(needed)} will be pinned: MAP_DMA fails with ENOMEM past the limit`,
+    detail: `${formatSize(limit)}, but ${formatSize(needed)} will be pinned: MAP_DMA fails with ENOMEM past the limit`,
     fix: `raise it: ulimit -l ${needed / 1024n} (KiB), LimitMEMLOCK= in a systemd unit, memlock in /etc/security/limits.conf, or run with CAP_IPC_LOCK`,
   };
 }
@@ -256,7 +245,7 @@ function hugepageCheck(syscalls: Syscalls, at: (path: string) => string): HostCh
       })
       .sort((a, b) => (a.size < b.size ? -1 : 1));
   }
-  const summary = pools.map((pool) => `${formatBytes(pool.size)}: ${pool.free} free of ${pool.total}`).join(', ');
+  const summary = pools.map((pool) => `${formatSize(pool.size)}: ${pool.free} free of ${pool.total}`).join(', ');
   if (pools.some((pool) => pool.free > 0)) return { id: 'hugepages', title: 'hugepages', status: 'pass', detail: summary };
   return {
     id: 'hugepages',

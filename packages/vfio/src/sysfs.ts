@@ -53,6 +53,16 @@ export interface DriverBinding {
   readonly driver: string;
 }
 
+/** `1234:11e8`: a device's vendor and device ids as lspci prints them. */
+export function pciId(device: { readonly vendor: number; readonly device: number }): string {
+  return `${device.vendor.toString(16).padStart(4, '0')}:${device.device.toString(16).padStart(4, '0')}`;
+}
+
+/** What makes a group non-viable, for messages: `0000:00:1f.2 is bound to ahci, ...`. */
+export function describeBlockers(blockers: readonly DriverBinding[]): string {
+  return blockers.map(({ address, driver }) => `${address} is bound to ${driver}`).join(', ');
+}
+
 /** An IOMMU group as sysfs describes it: its devices, reserved regions, and whether VFIO can use it. */
 export interface GroupInfo {
   /** The group number (`/dev/vfio/<group>`). */
