@@ -22,6 +22,8 @@ import {
   vfioUapi,
   type IoctlArch,
   type IommufdDevice,
+  type IovaRanges,
+  type Type1Info,
 } from '@ioas/vfio';
 
 /** The kernel interface: VFIO type1v2 containers, iommufd, or chosen when the container opens. */
@@ -159,6 +161,10 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
   };
   let reserved: ReservedRange[];
   let capabilities: Capabilities;
+  // GET_INFO is read once, after the last group is attached: nothing this handle does later changes
+  // the page sizes or the ranges (only attaching or detaching a group does), and the mapping budget
+  // is fixed for the handle's life, so geometry and reserved answer from this one reading.
+  let info: Type1Info;
   try {
     if (!container.checkExtension(vfioUapi.VFIO_TYPE1v2_IOMMU)) {
       throw new IoasError('backend-unavailable', 'the kernel offers no VFIO type1v2 IOMMU (CHECK_EXTENSION(3) is 0)', { backend: 'smmu', operation: 'open' });
@@ -176,7 +182,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
     }
     container.setIommu(vfioUapi.VFIO_TYPE1v2_IOMMU);
     reserved = groupIds.flatMap((id) => sysfs.reservedRegions(id));
-    const info = container.info();
+    info = container.info();
     capabilities = {
       model: 'paged',
       windows: 'sdk',
@@ -205,15 +211,10 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
   return {
     capabilities,
     doGetGeometry: (): Geometry => {
-      // Re-read every time: attaching a group can shrink the ranges.
-      const info = container.info();
       const geometry: Geometry = { aperture: hull(info.ranges, fallback), ioPageSizes: info.ioPageSizes ?? 0x1000n };
-      return info.ranges === undefined ? { ...geometry, ranges: [fallback] } : { ...geometry, ranges: info.ranges };
+      return info.ranges === undefined ? { ...geometry, ranges: [fallback] } : { ...geometry, ranges: [...info.ranges] };
     },
-    doGetReserved: () => {
-      const info = container.info();
-      return [...reserved, ...kernelHoles(info.ranges ?? [], reserved)];
-    },
+    doGetReserved: () => [...reserved, ...kernelHoles(info.ranges ?? [], reserved)],
     doMap: (call) => container.mapDma(call.memory.address, call.iova.start, call.memory.length, mapFlags(call.access.read, call.access.write)),
     doUnmap: (range) => container.unmapDma(range.start, range.last - range.start + 1n),
     doClose: () => {
@@ -265,6 +266,10 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
   };
   registry.add(entry);
   let closed = false;
+  // IOAS_IOVA_RANGES depends only on the reserved regions of the attached devices (ALLOW_IOVAS does
+  // not change it), and devices attach only here: read it once, when core first asks (at open).
+  let iovaRanges: IovaRanges | undefined;
+  const ranges = (): IovaRanges => (iovaRanges ??= context.iovaRanges(ioas));
   return {
     capabilities: {
       model: 'paged',
@@ -275,10 +280,10 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
       settableGeometry: false,
     },
     doGetGeometry: (): Geometry => {
-      const { ranges, alignment } = context.iovaRanges(ioas);
-      return { aperture: hull(ranges, FALLBACK_APERTURE), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges };
+      const { ranges: usable, alignment } = ranges();
+      return { aperture: hull(usable, FALLBACK_APERTURE), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges: [...usable] };
     },
-    doGetReserved: () => [...reserved, ...kernelHoles(context.iovaRanges(ioas).ranges, reserved)],
+    doGetReserved: () => [...reserved, ...kernelHoles(ranges().ranges, reserved)],
     doMap: (call) => void context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access),
     doUnmap: (range) => context.unmap(ioas, range.start, range.last - range.start + 1n),
     doSetAllowedRanges: (ranges) => context.allowIovas(ioas, ranges),
