@@ -48,6 +48,7 @@ export {
   type IovaRange,
 } from './iova-range.js';
 export { IovaRangeSet } from './iova-range-set.js';
+export { PageRangeMap } from './page-range-map.js';
 export {
   DEFAULT_WINDOW_PLAN_LIMITS,
   formatSize,
