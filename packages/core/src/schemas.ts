@@ -3,6 +3,7 @@
  * integers and turned into bigints; everything a backend receives is a parsed, typed value.
  */
 import { z } from 'zod';
+import { accessOf } from './container-input.js';
 import { IoasError } from './errors.js';
 import { U64_MAX } from './iova-range.js';
 
@@ -80,7 +81,18 @@ export function parseInput<Schema extends z.ZodType>(schema: Schema, input: unkn
 export type MapInputParsed = z.output<typeof mapInput>;
 
 const isU64 = (value: unknown): value is bigint => typeof value === 'bigint' && value >= 0n && value <= U64_MAX;
-const hasOnly = (value: object, keys: readonly string[]): boolean => Object.keys(value).every((key) => keys.includes(key));
+const MAP_KEYS = ['iova', 'memory', 'access'] as const;
+const ACCESS_KEYS = ['read', 'write'] as const;
+const UNMAP_KEYS = ['iova', 'size'] as const;
+
+/** True when `value` has no own enumerable key but `keys` (a for-in loop: no array is built). */
+function hasOnly(value: object, keys: readonly string[]): boolean {
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (key !== keys[0] && key !== keys[1] && key !== keys[2]) return false;
+  }
+  return true;
+}
 
 /**
  * The map input in its canonical form (bigints, no extra keys), recognised without zod: the hot
@@ -89,7 +101,7 @@ const hasOnly = (value: object, keys: readonly string[]): boolean => Object.keys
  * property test holds the two together.
  */
 export function fastMapInput(input: unknown): MapInputParsed | undefined {
-  if (typeof input !== 'object' || input === null || !hasOnly(input, ['iova', 'memory', 'access'])) return undefined;
+  if (typeof input !== 'object' || input === null || !hasOnly(input, MAP_KEYS)) return undefined;
   const { iova, memory, access } = input as { iova?: unknown; memory?: unknown; access?: unknown };
   if (iova !== undefined && !isU64(iova)) return undefined;
   if (typeof memory !== 'object' || memory === null) return undefined;
@@ -97,21 +109,22 @@ export function fastMapInput(input: unknown): MapInputParsed | undefined {
   if (!isU64(address) || !isU64(length) || length === 0n) return undefined;
   if (contiguousPageSize !== undefined && (!isU64(contiguousPageSize) || contiguousPageSize === 0n)) return undefined;
   if (access !== undefined) {
-    if (typeof access !== 'object' || access === null || !hasOnly(access, ['read', 'write'])) return undefined;
+    if (typeof access !== 'object' || access === null || !hasOnly(access, ACCESS_KEYS)) return undefined;
     const { read, write } = access as { read?: unknown; write?: unknown };
     if (typeof read !== 'boolean' || typeof write !== 'boolean' || (!read && !write)) return undefined;
   }
   const parsedMemory = contiguousPageSize === undefined ? { address, length } : { address, length, contiguousPageSize: contiguousPageSize as bigint };
   const result: MapInputParsed = { memory: parsedMemory };
   if (iova !== undefined) result.iova = iova;
-  // A copy, so that the container's record cannot change when the caller's object does.
-  if (access !== undefined) result.access = { read: (access as { read: boolean }).read, write: (access as { write: boolean }).write };
+  // Not the caller's object, so that a mapping's access cannot change when the caller's does: one
+  // frozen object per combination, as zod's copy would be equal to.
+  if (access !== undefined) result.access = accessOf((access as { read: boolean }).read, (access as { write: boolean }).write);
   return result;
 }
 
 /** The canonical `{ iova, size }` unmap input, recognised without zod (see {@link fastMapInput}). */
 export function fastUnmapInput(input: unknown): { start: bigint; last: bigint } | undefined {
-  if (typeof input !== 'object' || input === null || !hasOnly(input, ['iova', 'size'])) return undefined;
+  if (typeof input !== 'object' || input === null || !hasOnly(input, UNMAP_KEYS)) return undefined;
   const { iova, size } = input as { iova?: unknown; size?: unknown };
   if (!isU64(iova) || !isU64(size) || size === 0n || iova + size - 1n > U64_MAX) return undefined;
   return { start: iova, last: iova + size - 1n };

@@ -1,0 +1,59 @@
+import { IoasError, type IoasErrorCode } from './errors.js';
+
+/**
+ * How a container's pieces report failure: every error names the backend and the operation, and
+ * whatever a backend throws that is not an {@link IoasError} becomes `backend-contract`.
+ */
+export class ContainerErrors {
+  constructor(readonly backendName: string) {}
+
+  /** A new error of `code` for `operation`, its message prefixed with the operation. */
+  error(code: IoasErrorCode, operation: string, message: string, cause?: unknown): IoasError {
+    return new IoasError(code, `${operation}: ${message}`, {
+      backend: this.backendName,
+      operation,
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+
+  /** Runs `call`, turning whatever it throws into an IoasError naming this backend and operation. */
+  guard<T>(operation: string, call: () => T): T {
+    try {
+      return call();
+    } catch (error) {
+      throw this.wrap(operation, error);
+    }
+  }
+
+  /** Passes IoasErrors through with the backend and operation filled in; wraps anything else. */
+  wrap(operation: string, error: unknown): IoasError {
+    if (IoasError.isInstance(error)) {
+      if (error.backend !== undefined && error.operation !== undefined) return error;
+      return new IoasError(error.code, error.message, {
+        backend: error.backend ?? this.backendName,
+        operation: error.operation ?? operation,
+        ...(error.ioctl === undefined ? {} : { ioctl: error.ioctl }),
+        ...(error.errno === undefined ? {} : { errno: error.errno }),
+        cause: error.cause ?? error,
+      });
+    }
+    return this.error('backend-contract', operation, `backend '${this.backendName}' threw a non-IoasError: ${messageOf(error)}`, error);
+  }
+
+  /** Runs undo steps after `error`; throws `error`, or `rollback-failed` when an undo step fails. */
+  rollback(operation: string, error: unknown, undo: readonly (() => void)[]): never {
+    for (const step of undo) {
+      try {
+        step();
+      } catch (undoError) {
+        throw this.error('rollback-failed', operation, `${operation} failed and undoing it failed too; state may be left behind: ${messageOf(undoError)}`, new AggregateError([error, undoError]));
+      }
+    }
+    throw error;
+  }
+}
+
+/** The message of anything thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

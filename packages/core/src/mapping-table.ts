@@ -1,0 +1,297 @@
+import { accessOf } from './container-input.js';
+import type { IovaRange } from './iova-range.js';
+import { PageRangeMap } from './page-range-map.js';
+import type { Access, HostMemory, Mapping } from './types.js';
+
+/**
+ * A container's record of its live mappings: what it believes the IOMMU holds. Mappings live in a
+ * {@link PageRangeMap} keyed by 4 KiB page number, with no object or bigint per mapping (a VMM may
+ * keep a million); {@link Mapping} objects are built only when asked for. Every IOVA and host
+ * address in the table is a multiple of 4 KiB: the container's granule is never smaller (the
+ * kernel's IO page size is never below the host page size).
+ */
+
+const PAGE = 4096;
+const PAGE_SHIFT = 12n;
+const SMALL_PAGE = 2 ** 41;
+
+const READ = 1;
+const WRITE = 2;
+/** The mapping took its IOVA from free space, not from a user allocation. */
+const OWNS = 4;
+/** ... and that IOVA has not been taken out of the allocator yet (see {@link MappingTable.takePending}). */
+const PENDING = 8;
+/** Bits 8-15: log2 of `contiguousPageSize` plus one; 0 when absent or not a power of two. */
+const PAGE_SIZE_SHIFT = 8;
+
+
+/** Where a new mapping's IOVA comes from, for the allocator's book-keeping. */
+export type IovaOwnership = 'allocation' | 'owned' | 'pending';
+
+/** A mapping and whether it owns its IOVA. */
+export interface TableEntry {
+  readonly mapping: Mapping;
+  readonly ownsIova: boolean;
+}
+
+/**
+ * A bigint's two 32-bit halves, read through a typed array: three times cheaper than `Number()` of
+ * a bigint (which is a runtime call in V8), and exact for every 64-bit value.
+ */
+const WIDE = new BigUint64Array(1);
+const HALVES = new Uint32Array(WIDE.buffer);
+const LOW = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HIGH = 1 - LOW;
+
+/** The 4 KiB page holding `address`, for `0 <= address < 2^64`. */
+export function pageOf(address: bigint): number {
+  WIDE[0] = address;
+  return HALVES[HIGH]! * 0x10_0000 + (HALVES[LOW]! >>> 12);
+}
+
+/** The page number of `value` when it is a multiple of 4 KiB (`0 <= value < 2^64`), else -1. */
+export function wholePage(value: bigint): number {
+  WIDE[0] = value;
+  const low = HALVES[LOW]!;
+  return (low & 0xfff) === 0 ? HALVES[HIGH]! * 0x10_0000 + (low >>> 12) : -1;
+}
+
+/** The address of the first byte of `page`. */
+export function pageAddress(page: number): bigint {
+  return page < SMALL_PAGE ? BigInt(page * PAGE) : BigInt(page) << PAGE_SHIFT;
+}
+
+/**
+ * The pages of `range` when it is made of whole 4 KiB pages, in `out` (`[startPage, lastPage]`);
+ * false otherwise.
+ */
+export function wholePages(range: IovaRange, out: Float64Array): boolean {
+  WIDE[0] = range.start;
+  const startLow = HALVES[LOW]!;
+  if ((startLow & 0xfff) !== 0) return false;
+  out[0] = HALVES[HIGH]! * 0x10_0000 + (startLow >>> 12);
+  WIDE[0] = range.last;
+  const lastLow = HALVES[LOW]!;
+  if ((lastLow & 0xfff) !== 0xfff) return false;
+  out[1] = HALVES[HIGH]! * 0x10_0000 + (lastLow >>> 12);
+  return true;
+}
+
+/** Flags for an access. */
+export function accessFlags(access: Access): number {
+  return (access.read ? READ : 0) | (access.write ? WRITE : 0);
+}
+
+export class MappingTable {
+  private readonly tree = new PageRangeMap();
+  private pagesMapped = 0;
+  /** Mappings that own their IOVA and hold it in the allocator. */
+  private reservedOwners = 0;
+  /** Start pages of mappings marked PENDING (some may be gone since: checked when taken). */
+  private pending = new Float64Array(16);
+  private pendingLength = 0;
+  private pendingCount = 0;
+  /** `contiguousPageSize`s that are not a power of two, by start page (rare: kept aside). */
+  private readonly oddPageSizes = new Map<number, bigint>();
+
+  /** Live mappings. */
+  get size(): number {
+    return this.tree.size;
+  }
+
+  /** Bytes in the live mappings. */
+  get bytesMapped(): bigint {
+    return BigInt(this.pagesMapped) << PAGE_SHIFT;
+  }
+
+  /** True when some mapping holds IOVA space in the allocator. */
+  get holdsAllocatorSpace(): boolean {
+    return this.reservedOwners > 0;
+  }
+
+  /** True when a mapping shares a page with pages `[startPage, lastPage]`. */
+  overlapsPages(startPage: number, lastPage: number): boolean {
+    return this.tree.overlaps(startPage, lastPage);
+  }
+
+  /** The mapping with the highest start at or below `range.last`, if it reaches into `range`. */
+  overlap(range: IovaRange): Mapping | undefined {
+    return this.tree.overlaps(pageOf(range.start), pageOf(range.last)) ? this.found() : undefined;
+  }
+
+  /** Records a mapping; the caller has checked that it overlaps none. */
+  add(iova: IovaRange, memory: HostMemory, access: Access, ownership: IovaOwnership): void {
+    this.addPages(pageOf(iova.start), pageOf(iova.last), pageOf(memory.address), accessFlags(access), ownership, memory.contiguousPageSize);
+  }
+
+  /**
+   * Records a mapping of IOVA pages `[startPage, lastPage]` to the host memory from page
+   * `addressPage`, with `access` from {@link accessFlags}; the caller has checked that it overlaps
+   * none. The hot path: numbers only.
+   */
+  addPages(startPage: number, lastPage: number, addressPage: number, access: number, ownership: IovaOwnership, contiguousPageSize: bigint | undefined): void {
+    let flags = access;
+    if (ownership !== 'allocation') flags |= OWNS;
+    if (contiguousPageSize !== undefined) {
+      if ((contiguousPageSize & (contiguousPageSize - 1n)) === 0n) flags |= contiguousPageSize.toString(2).length << PAGE_SIZE_SHIFT;
+      else this.oddPageSizes.set(startPage, contiguousPageSize);
+    }
+    if (ownership === 'pending') {
+      flags |= PENDING;
+      if (this.pendingLength === this.pending.length) {
+        const grown = new Float64Array(this.pending.length * 2);
+        grown.set(this.pending);
+        this.pending = grown;
+      }
+      this.pending[this.pendingLength++] = startPage;
+      this.pendingCount++;
+    } else if (ownership === 'owned') {
+      this.reservedOwners++;
+    }
+    this.tree.set(startPage, lastPage, addressPage, flags);
+    this.pagesMapped += lastPage - startPage + 1;
+  }
+
+  /**
+   * The flags of the mapping that is exactly pages `[startPage, lastPage]` (an opaque number for
+   * {@link removeExact}), or -1 when there is none. One tree descent, nothing allocated.
+   */
+  exactFlags(startPage: number, lastPage: number): number {
+    const tree = this.tree;
+    return tree.get(startPage) && tree.foundLast === lastPage ? tree.foundFlags : -1;
+  }
+
+  /** Removes the mapping that {@link exactFlags} found; returns what it owned. */
+  removeExact(startPage: number, lastPage: number, flags: number): IovaOwnership {
+    return this.removeEntry(startPage, lastPage, flags);
+  }
+
+  /** Removes the mapping starting at `start` (which must exist); returns what it owned. */
+  remove(start: bigint): IovaOwnership {
+    const startPage = pageOf(start);
+    const tree = this.tree;
+    if (!tree.get(startPage)) throw new Error(`mapping table: no mapping at ${start}`);
+    return this.removeEntry(startPage, tree.foundLast, tree.foundFlags);
+  }
+
+  private removeEntry(startPage: number, lastPage: number, flags: number): IovaOwnership {
+    this.pagesMapped -= lastPage - startPage + 1;
+    this.tree.delete(startPage);
+    if (this.oddPageSizes.size > 0) this.oddPageSizes.delete(startPage);
+    if ((flags & OWNS) === 0) return 'allocation';
+    if ((flags & PENDING) === 0) {
+      this.reservedOwners--;
+      return 'owned';
+    }
+    if (--this.pendingCount === 0) this.pendingLength = 0;
+    return 'pending';
+  }
+
+  /** The mappings sharing an address with `range`, in IOVA order. */
+  overlapping(range: IovaRange): TableEntry[] {
+    const result: TableEntry[] = [];
+    const lastPage = pageOf(range.last);
+    this.tree.forEachFrom(
+      pageOf(range.start),
+      (start, last, value, flags) => {
+        if (start > lastPage) return false;
+        result.push({ mapping: this.build(start, last, value, flags), ownsIova: (flags & OWNS) !== 0 });
+        return true;
+      },
+      true,
+    );
+    return result;
+  }
+
+  /** The mapping that contains `address`, if any. */
+  find(address: bigint): Mapping | undefined {
+    if (address < 0n || address >= 1n << 64n) return undefined;
+    const page = pageOf(address);
+    return this.tree.floor(page) && this.tree.foundLast >= page ? this.found() : undefined;
+  }
+
+  /** The mapping with the highest IOVA, if any. */
+  last(): Mapping | undefined {
+    return this.tree.last() ? this.found() : undefined;
+  }
+
+  /** Every live mapping, in IOVA order. */
+  mappings(): Mapping[] {
+    const result: Mapping[] = [];
+    this.tree.forEachFrom(0, (start, last, value, flags) => void result.push(this.build(start, last, value, flags)));
+    return result;
+  }
+
+  /**
+   * The IOVA of every mapping that owns its IOVA, all marked as held by the allocator from now on
+   * (the allocator is being rebuilt and takes them all).
+   */
+  ownedRanges(): IovaRange[] {
+    const owned: IovaRange[] = [];
+    const starts: number[] = [];
+    this.tree.forEachFrom(0, (start, last, _value, flags) => {
+      if ((flags & OWNS) === 0) return;
+      owned.push(pageRange(start, last));
+      if ((flags & PENDING) !== 0) starts.push(start);
+    });
+    for (const start of starts) this.markReserved(start);
+    this.pendingLength = 0;
+    this.pendingCount = 0;
+    return owned;
+  }
+
+  /**
+   * The IOVA of mappings made at an explicit address that the allocator does not know of yet, each
+   * marked as held by the allocator from now on. A VMM maps and unmaps at addresses it chose far
+   * more often than it asks the allocator for one, so these reach the allocator only when it is
+   * next asked: a map followed by its unmap never touches the allocator's trees.
+   */
+  takePending(): IovaRange[] {
+    const taken: IovaRange[] = [];
+    const tree = this.tree;
+    for (let index = 0; index < this.pendingLength; index++) {
+      const start = this.pending[index]!;
+      if (tree.get(start) && (tree.foundFlags & PENDING) !== 0) {
+        taken.push(pageRange(start, tree.foundLast));
+        this.markReserved(start);
+      }
+    }
+    this.pendingLength = 0;
+    this.pendingCount = 0;
+    return taken;
+  }
+
+  /** Forgets every mapping. */
+  clear(): void {
+    this.tree.clear();
+    this.pagesMapped = 0;
+    this.reservedOwners = 0;
+    this.pendingLength = 0;
+    this.pendingCount = 0;
+    this.oddPageSizes.clear();
+  }
+
+  private markReserved(start: number): void {
+    this.tree.setFlags(start, this.tree.foundFlags & ~PENDING);
+    this.reservedOwners++;
+  }
+
+  private found(): Mapping {
+    const tree = this.tree;
+    return this.build(tree.foundStart, tree.foundLast, tree.foundValue, tree.foundFlags);
+  }
+
+  private build(start: number, last: number, value: number, flags: number): Mapping {
+    const iova = pageRange(start, last);
+    const length = iova.last - iova.start + 1n;
+    const address = pageAddress(value);
+    const bits = (flags >> PAGE_SIZE_SHIFT) & 0xff;
+    const pageSize = bits !== 0 ? 1n << BigInt(bits - 1) : this.oddPageSizes.get(start);
+    const memory: HostMemory = pageSize === undefined ? { address, length } : { address, length, contiguousPageSize: pageSize };
+    return { iova, memory, access: accessOf((flags & READ) !== 0, (flags & WRITE) !== 0) };
+  }
+}
+
+function pageRange(start: number, last: number): IovaRange {
+  return { start: pageAddress(start), last: pageAddress(last + 1) - 1n };
+}
