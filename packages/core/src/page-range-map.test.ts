@@ -50,22 +50,18 @@ function random(seed: number): () => number {
   };
 }
 
-interface LeafShape {
-  count: number;
-  next: LeafShape | null;
-  prev: LeafShape | null;
-  data: Float64Array;
-}
-interface BranchShape {
-  count: number;
-  keys: Float64Array;
-  children: (LeafShape | BranchShape | null)[];
-}
 interface Internals {
-  root: LeafShape | BranchShape;
+  root: number;
   height: number;
   capacity: number;
   minimum: number;
+  keys: Float64Array;
+  leafCount: Int32Array;
+  leafNext: Int32Array;
+  leafPrev: Int32Array;
+  branchKeys: Float64Array;
+  branchChild: Int32Array;
+  branchCount: Int32Array;
 }
 
 /** Fails the test with `message` unless `ok` (plain checks: `expect` per entry is slow at 100k entries). */
@@ -73,39 +69,39 @@ function check(ok: boolean, message: string): void {
   if (!ok) expect.fail(message);
 }
 
-/** Checks the tree's structure: fill, separators as bounds, leaf links, cleared slots. Returns the leaves in order. */
-function checkStructure(map: PageRangeMap): LeafShape[] {
+/** Checks the tree's structure: fill, separators as bounds, leaf links. Returns the leaf ids in order. */
+function checkStructure(map: PageRangeMap): number[] {
   const tree = map as unknown as Internals;
-  const leaves: LeafShape[] = [];
-  const walk = (node: LeafShape | BranchShape, level: number, low: number, high: number, isRoot: boolean): void => {
+  const capacity = tree.capacity;
+  const leaves: number[] = [];
+  const walk = (node: number, level: number, low: number, high: number, isRoot: boolean): void => {
     if (level === 0) {
-      const leaf = node as LeafShape;
-      check(isRoot || leaf.count >= 1, 'a non-root leaf is empty');
-      check(leaf.count <= tree.capacity, 'a leaf is over capacity');
-      for (let i = 0; i < leaf.count; i++) {
-        const start = leaf.data[i * 3]!;
+      const count = tree.leafCount[node]!;
+      check(isRoot || count >= 1, 'a non-root leaf is empty');
+      check(count <= capacity, 'a leaf is over capacity');
+      for (let i = 0; i < count; i++) {
+        const start = tree.keys[(node * capacity + i) * 2]!;
         check(start >= low && start < high, `start ${start} outside its separators [${low}, ${high})`);
-        if (i > 0) check(start > leaf.data[(i - 1) * 3]!, 'leaf starts out of order');
+        if (i > 0) check(start > tree.keys[(node * capacity + i - 1) * 2]!, 'leaf starts out of order');
       }
-      leaves.push(leaf);
+      leaves.push(node);
       return;
     }
-    const branch = node as BranchShape;
+    const count = tree.branchCount[node]!;
     // Appends leave the last node of a level under half full; never a branch with one child.
-    check(branch.count >= 2, `a branch has ${branch.count} children`);
-    check(branch.count <= tree.capacity, 'a branch is over capacity');
-    for (let i = branch.count; i < tree.capacity; i++) check(branch.children[i] === null, 'a vacated child slot holds a node');
-    for (let i = 0; i < branch.count; i++) {
-      const childLow = i === 0 ? low : branch.keys[i]!;
-      const childHigh = i + 1 < branch.count ? branch.keys[i + 1]! : high;
+    check(count >= 2, `a branch has ${count} children`);
+    check(count <= capacity, 'a branch is over capacity');
+    for (let i = 0; i < count; i++) {
+      const childLow = i === 0 ? low : tree.branchKeys[node * capacity + i]!;
+      const childHigh = i + 1 < count ? tree.branchKeys[node * capacity + i + 1]! : high;
       check(childLow >= low && childHigh <= high && childLow < childHigh, 'separators out of order');
-      walk(branch.children[i]!, level - 1, childLow, childHigh, false);
+      walk(tree.branchChild[node * capacity + i]!, level - 1, childLow, childHigh, false);
     }
   };
   walk(tree.root, tree.height, -Infinity, Infinity, true);
   for (let i = 0; i < leaves.length; i++) {
-    check(leaves[i]!.prev === (i === 0 ? null : leaves[i - 1]), 'broken prev link');
-    check(leaves[i]!.next === (i + 1 < leaves.length ? leaves[i + 1] : null), 'broken next link');
+    check(tree.leafPrev[leaves[i]!] === (i === 0 ? -1 : leaves[i - 1]), 'broken prev link');
+    check(tree.leafNext[leaves[i]!] === (i + 1 < leaves.length ? leaves[i + 1] : -1), 'broken next link');
   }
   return leaves;
 }
