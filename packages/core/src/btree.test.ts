@@ -138,3 +138,38 @@ describe('BTreeMap with ascending inserts (append splits)', () => {
     expect([...tree.entries()]).toEqual([...model].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
   });
 });
+
+describe('BTreeMap after appends and deletes at the right edge', () => {
+  it('finds floor and last when the newest leaf has emptied (it once split off a branch of one child)', () => {
+    const tree = new BTreeMap<number>(64, 4);
+    for (let key = 0; key <= 16; key++) tree.set(BigInt(key), key);
+    for (const key of [16, 15, 14]) tree.delete(BigInt(key));
+    expect(tree.last()).toEqual({ key: 13n, value: 13 });
+    expect(tree.floor(27n)).toEqual({ key: 13n, value: 13 });
+  });
+
+  it.each([4, 5, 8])('agrees with a model on appends mixed with deletes from the top, order %i', (order) => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.constant('append' as const), fc.constant('pop' as const), fc.integer({ min: 0, max: 300 })), { maxLength: 400 }), (steps) => {
+        const tree = new BTreeMap<number>(64, order);
+        const model = new Map<bigint, number>();
+        let next = 0;
+        for (const step of steps) {
+          if (step === 'append') {
+            tree.set(BigInt(next), next);
+            model.set(BigInt(next), next);
+            next++;
+          } else if (step === 'pop') {
+            const top = [...model.keys()].reduce((a, b) => (b > a ? b : a), -1n);
+            if (top >= 0n) expect(tree.delete(top)).toBe(model.delete(top));
+          } else {
+            const found = tree.floor(BigInt(step));
+            expect(found === undefined ? undefined : [found.key, found.value]).toEqual(modelFloor(model, BigInt(step)));
+            const last = tree.last();
+            expect(last === undefined ? undefined : [last.key, last.value]).toEqual(modelFloor(model, 1n << 62n));
+          }
+        }
+      }),
+    );
+  });
+});

@@ -341,7 +341,10 @@ export class BTreeMap<V> {
     node.keys.splice(index + 1, 0, split.keys[0]!);
     node.children.splice(index + 1, 0, split);
     if (node.children.length <= this.maxNode) return undefined;
-    const half = index + 1 === node.children.length - 1 && split.keys.length === 1 ? node.children.length - 1 : node.children.length >> 1;
+    // Appending (the new leaf at the right edge): keep this branch nearly full, as for leaves, but
+    // give the new branch two children. With one, its leaf could empty with no sibling to merge
+    // into, and floor() and last() would stop at the empty leaf (they do not step back).
+    const half = index + 1 === node.children.length - 1 && split.keys.length === 1 ? node.children.length - 2 : node.children.length >> 1;
     return { leaf: false, words: node.words.splice(half * width), keys: node.keys.splice(half), children: node.children.splice(half) };
   }
 
