@@ -57,6 +57,27 @@ describe('MappingTable', () => {
     expect((table as unknown as { pending: Float64Array }).pending.length).toBe(16);
   });
 
+  it('keeps its list of pending IOVAs within twice the pending mappings, in any order of maps and unmaps', () => {
+    const table = new MappingTable();
+    const list = table as unknown as { pendingLength: number };
+    table.add({ start: 0x100000n, last: 0x100fffn }, memory, rw, 'pending');
+    const live: bigint[] = [];
+    for (let step = 0; step < 5000; step++) {
+      const start = 0x200000n + BigInt((step * 7919) % 64) * 0x2000n;
+      if (live.includes(start)) {
+        table.remove(start);
+        live.splice(live.indexOf(start), 1);
+      } else {
+        table.add({ start, last: start + 0x1fffn }, memory, rw, 'pending');
+        live.push(start);
+      }
+      // Unmap the oldest now and then: not the last one listed.
+      if (step % 5 === 0 && live.length > 0) table.remove(live.shift()!);
+      expect(list.pendingLength).toBeLessThanOrEqual(2 * (live.length + 1) + 64);
+    }
+    expect(table.takePending().length).toBe(live.length + 1);
+  });
+
   it('builds mappings as they were given: access, contiguous page sizes (odd ones too), the top of the space', () => {
     const table = new MappingTable();
     const given: Mapping[] = [

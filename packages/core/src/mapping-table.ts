@@ -21,6 +21,8 @@ const WRITE = 2;
 const OWNS = 4;
 /** ... and that IOVA has not been taken out of the allocator yet (see {@link MappingTable.takePending}). */
 const PENDING = 8;
+/** Set only while {@link MappingTable.compactPending} runs: the start is listed already. */
+const LISTED = 16;
 /** Bits 8-15: log2 of `contiguousPageSize` plus one; 0 when absent or not a power of two. */
 const PAGE_SIZE_SHIFT = 8;
 
@@ -145,6 +147,7 @@ export class MappingTable {
       }
       this.pending[this.pendingLength++] = startPage;
       this.pendingCount++;
+      if (this.pendingLength > 2 * this.pendingCount + 64) this.compactPending();
     } else if (ownership === 'owned') {
       this.reservedOwners++;
     }
@@ -183,7 +186,10 @@ export class MappingTable {
       this.reservedOwners--;
       return 'owned';
     }
+    // A map undone by the next unmap (the common case) takes its start back off the list.
     if (--this.pendingCount === 0) this.pendingLength = 0;
+    else if (this.pending[this.pendingLength - 1] === startPage) this.pendingLength--;
+    else if (this.pendingLength > 2 * this.pendingCount + 64) this.compactPending();
     return 'pending';
   }
 
@@ -269,6 +275,28 @@ export class MappingTable {
     this.pendingLength = 0;
     this.pendingCount = 0;
     this.oddPageSizes.clear();
+  }
+
+  /**
+   * Drops the starts of mappings that are gone or no longer pending, and repeats, so that the list
+   * stays within twice the pending mappings whatever order maps and unmaps come in.
+   */
+  private compactPending(): void {
+    const tree = this.tree;
+    const pending = this.pending;
+    let kept = 0;
+    for (let index = 0; index < this.pendingLength; index++) {
+      const start = pending[index]!;
+      if (tree.get(start) && (tree.foundFlags & (PENDING | LISTED)) === PENDING) {
+        tree.setFlags(start, tree.foundFlags | LISTED);
+        pending[kept++] = start;
+      }
+    }
+    for (let index = 0; index < kept; index++) {
+      tree.get(pending[index]!);
+      tree.setFlags(pending[index]!, tree.foundFlags & ~LISTED);
+    }
+    this.pendingLength = kept;
   }
 
   private markReserved(start: number): void {
