@@ -55,7 +55,8 @@ interface Internals {
   height: number;
   capacity: number;
   minimum: number;
-  keys: Float64Array;
+  block: number;
+  data: Float64Array;
   leafCount: Int32Array;
   leafNext: Int32Array;
   leafPrev: Int32Array;
@@ -80,9 +81,9 @@ function checkStructure(map: PageRangeMap): number[] {
       check(isRoot || count >= 1, 'a non-root leaf is empty');
       check(count <= capacity, 'a leaf is over capacity');
       for (let i = 0; i < count; i++) {
-        const start = tree.keys[(node * capacity + i) * 2]!;
+        const start = tree.data[node * tree.block + i * 2]!;
         check(start >= low && start < high, `start ${start} outside its separators [${low}, ${high})`);
-        if (i > 0) check(start > tree.keys[(node * capacity + i - 1) * 2]!, 'leaf starts out of order');
+        if (i > 0) check(start > tree.data[node * tree.block + (i - 1) * 2]!, 'leaf starts out of order');
       }
       leaves.push(node);
       return;
@@ -141,7 +142,38 @@ function runRandom(order: number | undefined, seed: number, steps: number, slots
     const slotBase = base + slot * 10;
     if (roll < 0.55) {
       const insertRate = phase(step);
-      if (next() < insertRate) {
+      if (next() < 0.15) {
+        // setIfFree / deleteExact against the reference's own overlap and exact-match answers.
+        const start = slotBase + int(12) - 1;
+        const last = start + int(14);
+        if (next() < 0.5) {
+          const free = !reference.entries.some((entry) => entry.start <= last && entry.last >= start);
+          const value = int(2 ** 52);
+          const flags = int(2 ** 32);
+          const before = found(map);
+          expect(map.setIfFree(start, last, value, flags)).toBe(free);
+          expect(found(map)).toEqual(before);
+          // Only ranges inside one slot keep the slot bookkeeping simple; others are removed again.
+          if (free) {
+            if (Math.floor((start - base) / 10) === slot && Math.floor((last - base) / 10) === slot && !bySlot.has(slot)) {
+              reference.set({ start, last, value, flags });
+              bySlot.set(slot, start);
+            } else {
+              expect(map.deleteExact(start, last)).toBe(true);
+            }
+          }
+        } else {
+          const entry = reference.entries.find((candidate) => candidate.start === start);
+          const exact = entry !== undefined && (next() < 0.5 || entry.last === last);
+          const target = exact ? entry.last : last;
+          const removes = entry !== undefined && entry.last === target;
+          expect(map.deleteExact(start, target)).toBe(removes);
+          if (removes) {
+            reference.delete(start);
+            bySlot.delete(Math.floor((start - base) / 10));
+          }
+        }
+      } else if (next() < insertRate) {
         const offset = int(5);
         const start = slotBase + offset;
         const last = start + int(5);

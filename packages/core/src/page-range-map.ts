@@ -45,16 +45,20 @@ export class PageRangeMap {
   /** Below this a node is refilled from a sibling or merged with it. */
   private readonly minimum: number;
 
-  // Leaves: leaf `l` holds its entries at `l * capacity` (`keys` at twice that: start, last).
+  // Leaves: leaf `l` is one block of `block` doubles from `l * block` in `data`: `capacity` pairs
+  // (start, last), then `capacity` values, then `capacity` flags (uint32, through `words`). One
+  // block per leaf keeps a leaf's bytes together: a search, a shift and a lookup of its value touch
+  // neighbouring cache lines and one memory page rather than three far apart.
+  /** Doubles per leaf block: 3.5 * capacity, rounded up. */
+  private readonly block: number;
   /** Leaf ids allocated in the arrays below. */
   private leafSlots = 0;
   /** Ids below this have been handed out at least once. */
   private leafTop = 0;
   /** Freed leaves, linked through `leafNext`. */
   private leafFree = NONE;
-  private keys = new Float64Array(0);
-  private values = new Float64Array(0);
-  private flags = new Uint32Array(0);
+  private data = new Float64Array(0);
+  private words = new Uint32Array(0);
   private leafCount = new Int32Array(0);
   private leafNext = new Int32Array(0);
   private leafPrev = new Int32Array(0);
@@ -86,6 +90,7 @@ export class PageRangeMap {
   constructor(order = DEFAULT_ORDER) {
     this.capacity = Math.max(4, Math.floor(order));
     this.minimum = this.capacity >> 1;
+    this.block = 3 * this.capacity + ((this.capacity + 1) >> 1);
     this.clear();
   }
 
@@ -100,9 +105,9 @@ export class PageRangeMap {
     this.leafSlots = 1;
     this.leafTop = 0;
     this.leafFree = NONE;
-    this.keys = new Float64Array(capacity * 2);
-    this.values = new Float64Array(capacity);
-    this.flags = new Uint32Array(capacity);
+    const buffer = new ArrayBuffer(this.block * 8);
+    this.data = new Float64Array(buffer);
+    this.words = new Uint32Array(buffer);
     this.leafCount = new Int32Array(1);
     this.leafNext = new Int32Array(1);
     this.leafPrev = new Int32Array(1);
@@ -139,7 +144,7 @@ export class PageRangeMap {
   get(start: number): boolean {
     const leaf = this.descend(start);
     const index = this.lowerBound(leaf, start);
-    return index < this.leafCount[leaf]! && this.keys[(leaf * this.capacity + index) * 2] === start ? this.found(leaf, index) : false;
+    return index < this.leafCount[leaf]! && this.data[leaf * this.block + index * 2] === start ? this.found(leaf, index) : false;
   }
 
   /**
@@ -164,9 +169,8 @@ export class PageRangeMap {
   setFlags(start: number, flags: number): boolean {
     const leaf = this.descend(start);
     const index = this.lowerBound(leaf, start);
-    const slot = leaf * this.capacity + index;
-    if (index >= this.leafCount[leaf]! || this.keys[slot * 2] !== start) return false;
-    this.flags[slot] = flags;
+    if (index >= this.leafCount[leaf]! || this.data[leaf * this.block + index * 2] !== start) return false;
+    this.words[(leaf * this.block + 3 * this.capacity) * 2 + index] = flags;
     return true;
   }
 
@@ -178,8 +182,8 @@ export class PageRangeMap {
     const leaf = this.descend(start);
     const index = this.lowerBound(leaf, start);
     const count = this.leafCount[leaf]!;
-    if (index < count && this.keys[(leaf * this.capacity + index) * 2] === start) {
-      this.write(leaf * this.capacity + index, start, last, value, flags);
+    if (index < count && this.data[leaf * this.block + index * 2] === start) {
+      this.write(leaf, index, start, last, value, flags);
       return;
     }
     this.count++;
@@ -187,11 +191,58 @@ export class PageRangeMap {
     else this.insertIntoFull(leaf, index, start, last, value, flags);
   }
 
+  /**
+   * Inserts `[start, last]` (`start <= last`) with `value` and `flags` when no entry shares a point
+   * with it, and returns true; returns false and changes nothing otherwise. One descent, and only
+   * the neighbours' keys read: `overlaps` then `set` in one step. Does not touch `found*`.
+   */
+  setIfFree(start: number, last: number, value: number, flags: number): boolean {
+    const block = this.block;
+    const data = this.data;
+    const leaf = this.descend(start);
+    const index = this.lowerBound(leaf, start);
+    const count = this.leafCount[leaf]!;
+    // The entry after: the first start >= start.
+    if (index < count) {
+      if (data[leaf * block + index * 2]! <= last) return false;
+    } else {
+      const next = this.leafNext[leaf]!;
+      if (next !== NONE && data[next * block]! <= last) return false;
+    }
+    // The entry before: its last must stay below start.
+    if (index > 0) {
+      if (data[leaf * block + index * 2 - 1]! >= start) return false;
+    } else {
+      const prev = this.leafPrev[leaf]!;
+      if (prev !== NONE && data[prev * block + this.leafCount[prev]! * 2 - 1]! >= start) return false;
+    }
+    this.count++;
+    if (count < this.capacity) this.insertAt(leaf, index, start, last, value, flags);
+    else this.insertIntoFull(leaf, index, start, last, value, flags);
+    return true;
+  }
+
+  /**
+   * Removes the entry that is exactly `[start, last]`; false (and nothing removed) when no entry
+   * starts at `start` and ends at `last`. One descent: `get` then `delete` in one step. Does not
+   * touch `found*`.
+   */
+  deleteExact(start: number, last: number): boolean {
+    const leaf = this.descend(start);
+    const index = this.lowerBound(leaf, start);
+    const at = leaf * this.block + index * 2;
+    if (index >= this.leafCount[leaf]! || this.data[at] !== start || this.data[at + 1] !== last) return false;
+    this.removeAt(leaf, index);
+    this.count--;
+    if (this.leafCount[leaf]! < this.minimum && this.height > 0) this.rebalance();
+    return true;
+  }
+
   /** Removes the entry starting at `start`; false when there is none. */
   delete(start: number): boolean {
     const leaf = this.descend(start);
     const index = this.lowerBound(leaf, start);
-    if (index >= this.leafCount[leaf]! || this.keys[(leaf * this.capacity + index) * 2] !== start) return false;
+    if (index >= this.leafCount[leaf]! || this.data[leaf * this.block + index * 2] !== start) return false;
     this.removeAt(leaf, index);
     this.count--;
     if (this.leafCount[leaf]! < this.minimum && this.height > 0) this.rebalance();
@@ -207,27 +258,28 @@ export class PageRangeMap {
     visit: (start: number, last: number, value: number, flags: number) => boolean | void,
     fromContaining = false,
   ): void {
+    const block = this.block;
     const capacity = this.capacity;
     let leaf = this.descend(from);
     let index = this.lowerBound(leaf, from);
-    if (fromContaining && !(index < this.leafCount[leaf]! && this.keys[(leaf * capacity + index) * 2] === from)) {
+    if (fromContaining && !(index < this.leafCount[leaf]! && this.data[leaf * block + index * 2] === from)) {
       // The entry before the first start >= from contains `from` when its last reaches it.
       if (index > 0) {
-        if (this.keys[(leaf * capacity + index - 1) * 2 + 1]! >= from) index--;
+        if (this.data[leaf * block + index * 2 - 1]! >= from) index--;
       } else {
         const prev = this.leafPrev[leaf]!;
-        if (prev !== NONE && this.keys[(prev * capacity + this.leafCount[prev]! - 1) * 2 + 1]! >= from) {
+        if (prev !== NONE && this.data[prev * block + this.leafCount[prev]! * 2 - 1]! >= from) {
           leaf = prev;
           index = this.leafCount[prev]! - 1;
         }
       }
     }
     while (leaf !== NONE) {
-      const { keys, values, flags } = this;
-      const base = leaf * capacity;
+      const { data, words } = this;
+      const base = leaf * block;
+      const flagsBase = (base + 3 * capacity) * 2;
       for (; index < this.leafCount[leaf]!; index++) {
-        const slot = base + index;
-        if (visit(keys[slot * 2]!, keys[slot * 2 + 1]!, values[slot]!, flags[slot]!) === false) return;
+        if (visit(data[base + index * 2]!, data[base + index * 2 + 1]!, data[base + 2 * capacity + index]!, words[flagsBase + index]!) === false) return;
       }
       leaf = this.leafNext[leaf]!;
       index = 0;
@@ -237,11 +289,12 @@ export class PageRangeMap {
   // --- searches -------------------------------------------------------------------------------
 
   private found(leaf: number, index: number): true {
-    const slot = leaf * this.capacity + index;
-    this.foundStart = this.keys[slot * 2]!;
-    this.foundLast = this.keys[slot * 2 + 1]!;
-    this.foundValue = this.values[slot]!;
-    this.foundFlags = this.flags[slot]!;
+    const base = leaf * this.block;
+    const data = this.data;
+    this.foundStart = data[base + index * 2]!;
+    this.foundLast = data[base + index * 2 + 1]!;
+    this.foundValue = data[base + 2 * this.capacity + index]!;
+    this.foundFlags = this.words[(base + 3 * this.capacity) * 2 + index]!;
     return true;
   }
 
@@ -275,9 +328,9 @@ export class PageRangeMap {
 
   /** First index of `leaf` whose start is `>= key`. */
   private lowerBound(leaf: number, key: number): number {
-    const keys = this.keys;
+    const keys = this.data;
     const count = this.leafCount[leaf]!;
-    const base = leaf * this.capacity * 2;
+    const base = leaf * this.block;
     let probe = 7;
     while (probe < count && keys[base + probe * 2]! < key) probe += 8;
     let index = probe - 7;
@@ -288,9 +341,9 @@ export class PageRangeMap {
 
   /** First index of `leaf` whose start is `> key`. */
   private upperBound(leaf: number, key: number): number {
-    const keys = this.keys;
+    const keys = this.data;
     const count = this.leafCount[leaf]!;
-    const base = leaf * this.capacity * 2;
+    const base = leaf * this.block;
     let probe = 7;
     while (probe < count && keys[base + probe * 2]! <= key) probe += 8;
     let index = probe - 7;
@@ -301,34 +354,40 @@ export class PageRangeMap {
 
   // --- leaf entries ---------------------------------------------------------------------------
 
-  private write(slot: number, start: number, last: number, value: number, flags: number): void {
-    this.keys[slot * 2] = start;
-    this.keys[slot * 2 + 1] = last;
-    this.values[slot] = value;
-    this.flags[slot] = flags;
+  private write(leaf: number, index: number, start: number, last: number, value: number, flags: number): void {
+    const base = leaf * this.block;
+    const data = this.data;
+    data[base + index * 2] = start;
+    data[base + index * 2 + 1] = last;
+    data[base + 2 * this.capacity + index] = value;
+    this.words[(base + 3 * this.capacity) * 2 + index] = flags;
   }
 
   /** Inserts at `index` of a leaf with room. */
   private insertAt(leaf: number, index: number, start: number, last: number, value: number, flags: number): void {
     const count = this.leafCount[leaf]!;
-    const slot = leaf * this.capacity + index;
-    if (index < count) this.moveEntries(slot, slot + 1, count - index);
-    this.write(slot, start, last, value, flags);
+    if (index < count) this.moveEntries(leaf, index, leaf, index + 1, count - index);
+    this.write(leaf, index, start, last, value, flags);
     this.leafCount[leaf] = count + 1;
   }
 
   private removeAt(leaf: number, index: number): void {
     const count = this.leafCount[leaf]! - 1;
-    const slot = leaf * this.capacity + index;
-    if (index < count) this.moveEntries(slot + 1, slot, count - index);
+    if (index < count) this.moveEntries(leaf, index + 1, leaf, index, count - index);
     this.leafCount[leaf] = count;
   }
 
-  /** Moves `length` entries from slot `from` to slot `to` (within a leaf or between leaves). */
-  private moveEntries(from: number, to: number, length: number): void {
-    this.keys.copyWithin(to * 2, from * 2, (from + length) * 2);
-    this.values.copyWithin(to, from, from + length);
-    this.flags.copyWithin(to, from, from + length);
+  /** Moves `length` entries (within a leaf or between leaves; counts are the caller's). */
+  private moveEntries(fromLeaf: number, fromIndex: number, toLeaf: number, toIndex: number, length: number): void {
+    const block = this.block;
+    const capacity = this.capacity;
+    const from = fromLeaf * block;
+    const to = toLeaf * block;
+    const data = this.data;
+    data.copyWithin(to + toIndex * 2, from + fromIndex * 2, from + (fromIndex + length) * 2);
+    data.copyWithin(to + 2 * capacity + toIndex, from + 2 * capacity + fromIndex, from + 2 * capacity + fromIndex + length);
+    const fromFlags = (from + 3 * capacity) * 2 + fromIndex;
+    this.words.copyWithin((to + 3 * capacity) * 2 + toIndex, fromFlags, fromFlags + length);
   }
 
   // --- insertion ------------------------------------------------------------------------------
@@ -357,14 +416,13 @@ export class PageRangeMap {
           // Spill the last entries to the right sibling; both then have room.
           const moved = room >> 1;
           const keep = capacity - moved;
-          const rightBase = right * capacity;
-          this.moveEntries(rightBase, rightBase + moved, this.leafCount[right]!);
-          this.moveEntries(leaf * capacity + keep, rightBase, moved);
+          this.moveEntries(right, 0, right, moved, this.leafCount[right]!);
+          this.moveEntries(leaf, keep, right, 0, moved);
           this.leafCount[right] = this.leafCount[right]! + moved;
           this.leafCount[leaf] = keep;
           if (index <= keep) this.insertAt(leaf, index, start, last, value, flags);
           else this.insertAt(right, index - keep, start, last, value, flags);
-          this.branchKeys[parentBase + at + 1] = this.keys[rightBase * 2]!;
+          this.branchKeys[parentBase + at + 1] = this.data[right * this.block]!;
           return;
         }
       }
@@ -374,27 +432,26 @@ export class PageRangeMap {
         const room = capacity - leftCount;
         if (room >= 2) {
           const moved = room >> 1;
-          const leafBase = leaf * capacity;
-          this.moveEntries(leafBase, left * capacity + leftCount, moved);
-          this.moveEntries(leafBase + moved, leafBase, capacity - moved);
+          this.moveEntries(leaf, 0, left, leftCount, moved);
+          this.moveEntries(leaf, moved, leaf, 0, capacity - moved);
           this.leafCount[left] = leftCount + moved;
           this.leafCount[leaf] = capacity - moved;
           if (index < moved) this.insertAt(left, leftCount + index, start, last, value, flags);
           else this.insertAt(leaf, index - moved, start, last, value, flags);
-          this.branchKeys[parentBase + at] = this.keys[leafBase * 2]!;
+          this.branchKeys[parentBase + at] = this.data[leaf * this.block]!;
           return;
         }
       }
     }
     const half = capacity >> 1;
     const sibling = this.allocateLeaf();
-    this.moveEntries(leaf * capacity + half, sibling * capacity, capacity - half);
+    this.moveEntries(leaf, half, sibling, 0, capacity - half);
     this.leafCount[sibling] = capacity - half;
     this.leafCount[leaf] = half;
     if (index <= half) this.insertAt(leaf, index, start, last, value, flags);
     else this.insertAt(sibling, index - half, start, last, value, flags);
     this.linkAfter(leaf, sibling);
-    this.insertChild(depth, this.keys[sibling * capacity * 2]!, sibling, false);
+    this.insertChild(depth, this.data[sibling * this.block]!, sibling, false);
   }
 
   private linkAfter(leaf: number, sibling: number): void {
@@ -499,7 +556,7 @@ export class PageRangeMap {
       const leftCount = this.leafCount[left]!;
       const rightCount = this.leafCount[right]!;
       if (leftCount + rightCount <= capacity) {
-        this.moveEntries(right * capacity, left * capacity + leftCount, rightCount);
+        this.moveEntries(right, 0, left, leftCount, rightCount);
         this.leafCount[left] = leftCount + rightCount;
         const next = this.leafNext[right]!;
         this.leafNext[left] = next;
@@ -508,19 +565,18 @@ export class PageRangeMap {
         this.branchRemove(parent, li + 1);
       } else {
         const target = (leftCount + rightCount) >> 1;
-        const rightBase = right * capacity;
         if (leftCount > target) {
           const moved = leftCount - target;
-          this.moveEntries(rightBase, rightBase + moved, rightCount);
-          this.moveEntries(left * capacity + target, rightBase, moved);
+          this.moveEntries(right, 0, right, moved, rightCount);
+          this.moveEntries(left, target, right, 0, moved);
         } else {
           const moved = target - leftCount;
-          this.moveEntries(rightBase, left * capacity + leftCount, moved);
-          this.moveEntries(rightBase + moved, rightBase, rightCount - moved);
+          this.moveEntries(right, 0, left, leftCount, moved);
+          this.moveEntries(right, moved, right, 0, rightCount - moved);
         }
         this.leafCount[left] = target;
         this.leafCount[right] = leftCount + rightCount - target;
-        this.branchKeys[parentBase + li + 1] = this.keys[rightBase * 2]!;
+        this.branchKeys[parentBase + li + 1] = this.data[right * this.block]!;
         return;
       }
     }
@@ -600,10 +656,11 @@ export class PageRangeMap {
   /** Grows the leaf arrays by an eighth (at least 4 leaves): at most 12.5% of them ever idle. */
   private growLeaves(): void {
     const slots = this.leafSlots + Math.max(4, this.leafSlots >> 3);
-    const capacity = this.capacity;
-    this.keys = grown(this.keys, new Float64Array(slots * capacity * 2));
-    this.values = grown(this.values, new Float64Array(slots * capacity));
-    this.flags = grown(this.flags, new Uint32Array(slots * capacity));
+    const buffer = new ArrayBuffer(slots * this.block * 8);
+    // Copied as 32-bit words: the flags' bits must pass untouched.
+    const words = grown(this.words, new Uint32Array(buffer));
+    this.data = new Float64Array(buffer);
+    this.words = words;
     this.leafCount = grown(this.leafCount, new Int32Array(slots));
     this.leafNext = grown(this.leafNext, new Int32Array(slots));
     this.leafPrev = grown(this.leafPrev, new Int32Array(slots));
