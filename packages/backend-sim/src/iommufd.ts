@@ -4,6 +4,7 @@ import { PagedDomain, type Translation, type DmaDomain } from './paged-domain.js
 import type { SimDevice, Simulator } from './simulator.js';
 
 const PAGE = 0x1000n;
+const PAGE_BYTES = 4096;
 
 /** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; shared/facts/iommufd.md §2). */
 export const IOAS_MAP_FLAGS = {
@@ -14,6 +15,9 @@ export const IOAS_MAP_FLAGS = {
   /** The device may read. */
   READABLE: 0x4,
 } as const;
+
+/** Every IOAS_MAP flag the kernel knows. */
+const MAP_KNOWN = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
 
 /** An IOAS's usable ranges and the IOVA alignment maps need (IOMMU_IOAS_IOVA_RANGES). */
 export interface IoasRanges {
@@ -32,8 +36,10 @@ export class Ioas implements DmaDomain {
   readonly areas: PagedDomain;
   /** The allow-list (IOAS_ALLOW_IOVAS); empty allows everything. */
   allowed: IovaRange[] = [];
-  /** The devices attached. */
+  /** The devices attached (changed through {@link IommufdContext.attach} and `detach`). */
   readonly devices = new Set<SimDevice>();
+  /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
+  private holes: Float64Array | undefined;
 
   constructor(
     /** The IOAS object id. */
@@ -70,6 +76,34 @@ export class Ioas implements DmaDomain {
 
   translate(iova: bigint, write: boolean): Translation {
     return this.areas.translate(iova, write);
+  }
+
+  /**
+   * True when pages `[first, last]` touch a reserved range (what {@link reserved} holds, as page
+   * numbers: a page touches a hole when any of its bytes does).
+   * @internal
+   */
+  reservedPages(first: number, last: number): boolean {
+    let holes = this.holes;
+    if (holes === undefined) {
+      const reserved = this.reserved();
+      holes = new Float64Array(reserved.length * 2);
+      reserved.forEach((hole, index) => {
+        holes![index * 2] = Number(hole.start / PAGE);
+        holes![index * 2 + 1] = Number(hole.last / PAGE);
+      });
+      this.holes = holes;
+    }
+    for (let index = 0; index < holes.length; index += 2) if (holes[index]! <= last && holes[index + 1]! >= first) return true;
+    return false;
+  }
+
+  /**
+   * Drops what was derived from the attached devices: the context calls it when they change.
+   * @internal
+   */
+  devicesChanged(): void {
+    this.holes = undefined;
   }
 
   mapSoftwareMsi(doorbell: bigint): bigint | undefined {
@@ -153,8 +187,7 @@ export class IommufdContext {
   map(id: number, flags: number, vaddr: bigint, length: bigint, iova: bigint): bigint {
     const ioctl = 'IOMMU_IOAS_MAP';
     this.simulator.checkInjected(ioctl);
-    const known = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
-    if ((flags & ~known) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
+    if ((flags & ~MAP_KNOWN) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
     const ioas = this.ioas(id, ioctl);
     if (iova >= U64_MAX || length >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova or length >= ULONG_MAX');
     const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
@@ -182,6 +215,44 @@ export class IommufdContext {
     }
     ioas.areas.add({ start, last: start + length - 1n, vaddr, read, write });
     return start;
+  }
+
+  /**
+   * {@link map} for the syscall face's hot path, with integers below 2^53: a FIXED_IOVA map of
+   * whole pages into a free, unreserved range of mapped memory, with no fault injection pending and
+   * no RLIMIT_MEMLOCK, without a bigint or an allocation. Returns the IOVA; -1 when the call is not
+   * that common case, having changed nothing (the caller then takes {@link map}, so that every
+   * check, errno and message is the same).
+   */
+  mapNumbers(id: number, flags: number, vaddr: number, length: number, iova: number): number {
+    const simulator = this.simulator;
+    if (simulator.injecting || (flags & ~MAP_KNOWN) !== 0 || (flags & IOAS_MAP_FLAGS.FIXED_IOVA) === 0) return -1;
+    const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
+    const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
+    if (!(read || write) || length <= 0 || iova % PAGE_BYTES !== 0 || length % PAGE_BYTES !== 0) return -1;
+    const ioas = this.objects.get(id);
+    if (!(ioas instanceof Ioas)) return -1;
+    // Multiples of 4 KiB below 2^54 are exact, and so are their quotients.
+    const first = iova / PAGE_BYTES;
+    const last = (iova + length) / PAGE_BYTES - 1;
+    if (ioas.reservedPages(first, last) || !simulator.memory.isMappedNumber(vaddr, length) || !simulator.tryPin(length)) return -1;
+    // The overlap check and the insert in one descent; an overlap undoes the pin.
+    if (ioas.areas.addPagesIfFree(first, last, vaddr, read, write)) return iova;
+    simulator.unpinNumber(length);
+    return -1;
+  }
+
+  /**
+   * {@link unmap} for the syscall face's hot path, with integers below 2^53: when the range is
+   * exactly one area and no fault injection is pending, removes it and returns the bytes unmapped,
+   * allocating nothing; otherwise returns -1 having changed nothing (the caller takes {@link unmap}).
+   */
+  unmapNumbers(id: number, iova: number, length: number): number {
+    if (this.simulator.injecting || length <= 0 || iova % PAGE_BYTES !== 0 || length % PAGE_BYTES !== 0) return -1;
+    const ioas = this.objects.get(id);
+    if (!(ioas instanceof Ioas) || !ioas.areas.removePages(iova / PAGE_BYTES, (iova + length) / PAGE_BYTES - 1)) return -1;
+    this.simulator.unpinNumber(length);
+    return length;
   }
 
   /** IOMMU_IOAS_UNMAP: returns the bytes unmapped. */
@@ -245,9 +316,13 @@ export class IommufdContext {
       if (ioas.areas.overlaps(hole.start, hole.last)) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `a mapping sits in reserved ${hex(hole.start)}-${hex(hole.last)}`);
       if (ioas.allowed.some((range) => rangesOverlap(range, hole))) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `reserved ${hex(hole.start)}-${hex(hole.last)} cuts an allowed range`);
     }
-    if (binding.ioas !== undefined) binding.ioas.devices.delete(binding.device);
+    if (binding.ioas !== undefined) {
+      binding.ioas.devices.delete(binding.device);
+      binding.ioas.devicesChanged();
+    }
     binding.ioas = ioas;
     ioas.devices.add(binding.device);
+    ioas.devicesChanged();
     binding.device.domain = ioas;
   }
 
@@ -257,6 +332,7 @@ export class IommufdContext {
     this.simulator.checkInjected(ioctl);
     const binding = this.binding(deviceId, ioctl);
     binding.ioas?.devices.delete(binding.device);
+    binding.ioas?.devicesChanged();
     binding.ioas = undefined;
     binding.device.domain = undefined;
   }

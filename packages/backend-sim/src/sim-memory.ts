@@ -24,6 +24,9 @@ interface RegionState extends SimRegion {
   readonly buffer?: Uint8Array;
 }
 
+/** 2^53: numbers below it are exact integers. */
+const EXACT = 1n << 53n;
+
 /** Odd, so that multiplying page numbers by it modulo a power of two is a bijection (scattered but distinct frames). */
 const MULTIPLIER = 0x9e3779b1n;
 
@@ -36,6 +39,9 @@ export class SimMemory {
   private nextVirtual = 0x7f00_0000_0000n;
   private nextPhysical = 0x1_0000_0000n;
   private buffers = new WeakMap<Uint8Array, bigint>();
+  /** The region {@link isMappedNumber} found last, as numbers: [start, end); empty when end <= start. */
+  private cachedStart = 0;
+  private cachedEnd = 0;
 
   /**
    * Allocates `length` bytes backed by pages of `pageSize` (4 KiB, or a hugepage size such as 2 MiB,
@@ -96,6 +102,7 @@ export class SimMemory {
 
   /** Frees a region returned by {@link allocate} or {@link register}; returns false when unknown. */
   free(address: bigint): boolean {
+    this.cachedStart = this.cachedEnd = 0;
     return this.regions.delete(address);
   }
 
@@ -108,6 +115,23 @@ export class SimMemory {
   isMapped(address: bigint, length: bigint): boolean {
     const region = this.state(address);
     return region !== undefined && address + length <= region.address + region.length;
+  }
+
+  /**
+   * {@link isMapped} for the map hot paths, with integers below 2^53: the region found last is
+   * kept as numbers, so that maps of the same buffer (the common case) allocate nothing.
+   */
+  isMappedNumber(address: number, length: number): boolean {
+    if (length > 0 && address >= this.cachedStart && address + length <= this.cachedEnd) return true;
+    if (length <= 0) return this.isMapped(BigInt(address), BigInt(length));
+    const region = this.state(BigInt(address));
+    if (region === undefined) return false;
+    const end = region.address + region.length;
+    if (end <= EXACT) {
+      this.cachedStart = Number(region.address);
+      this.cachedEnd = Number(end);
+    }
+    return BigInt(address) + BigInt(length) <= end;
   }
 
   /** The physical address behind a virtual one, or undefined when unmapped. */

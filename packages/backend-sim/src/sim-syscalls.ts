@@ -270,31 +270,46 @@ class SimProcess implements Syscalls {
       case VFIO_NR.IOMMU_GET_INFO:
         return this.type1Info(container, buffer);
       case VFIO_NR.IOMMU_MAP_DMA: {
-        const view = this.argView(buffer, 32);
-        const flags = view.getUint32(4, this.little);
+        // Decoded from the bytes (no DataView, no bigint while the values are below 2^53): this is
+        // the hot path of every map.
+        this.argCheck(buffer, 32);
+        const flags = this.u32(buffer, 4);
         if ((flags & ~(MAP_FLAGS.READ | MAP_FLAGS.WRITE | MAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
-        const vaddr = view.getBigUint64(8, this.little);
-        const iova = view.getBigUint64(16, this.little);
-        const size = view.getBigUint64(24, this.little);
         if ((flags & MAP_FLAGS.VADDR) !== 0) {
           // VADDR alone re-points an invalidated range; with READ/WRITE it is EINVAL (§7).
           if ((flags & (MAP_FLAGS.READ | MAP_FLAGS.WRITE)) !== 0) return -ERRNO.EINVAL;
           return -ERRNO.EINVAL; // the simulator never invalidates vaddrs (no UNMAP VADDR), so no range is waiting
         }
-        container.map(vaddr, iova, size, (flags & MAP_FLAGS.READ) !== 0, (flags & MAP_FLAGS.WRITE) !== 0);
+        const read = (flags & MAP_FLAGS.READ) !== 0;
+        const write = (flags & MAP_FLAGS.WRITE) !== 0;
+        const vaddr = this.u64Number(buffer, 8);
+        const iova = this.u64Number(buffer, 16);
+        const size = this.u64Number(buffer, 24);
+        if (vaddr >= 0 && iova >= 0 && size >= 0) {
+          container.mapNumbers(vaddr, iova, size, read, write);
+        } else {
+          const view = this.view(buffer);
+          container.map(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), view.getBigUint64(24, this.little), read, write);
+        }
         return 0;
       }
       case VFIO_NR.IOMMU_UNMAP_DMA: {
-        const view = this.argView(buffer, 24);
-        const flags = view.getUint32(4, this.little);
+        this.argCheck(buffer, 24);
+        const flags = this.u32(buffer, 4);
         if ((flags & ~(UNMAP_FLAGS.GET_DIRTY_BITMAP | UNMAP_FLAGS.ALL | UNMAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
         if ((flags & UNMAP_FLAGS.GET_DIRTY_BITMAP) !== 0) return -ERRNO.EINVAL; // dirty tracking never started
         if ((flags & UNMAP_FLAGS.VADDR) !== 0) return -ERRNO.EINVAL; // not simulated
-        const iova = view.getBigUint64(8, this.little);
-        const size = view.getBigUint64(16, this.little);
-        const unmapped = container.unmap(iova, size, (flags & UNMAP_FLAGS.ALL) !== 0);
+        const all = (flags & UNMAP_FLAGS.ALL) !== 0;
+        const iova = this.u64Number(buffer, 8);
+        const size = this.u64Number(buffer, 16);
         // `size` is written back only on success, as the bytes unmapped (§8).
-        view.setBigUint64(16, unmapped, this.little);
+        const unmapped = all || iova < 0 || size < 0 ? -1 : container.unmapNumbers(iova, size);
+        if (unmapped >= 0) {
+          this.setU64Number(buffer, 16, unmapped);
+        } else {
+          const view = this.view(buffer);
+          view.setBigUint64(16, container.unmap(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), all), this.little);
+        }
         return 0;
       }
       default:
@@ -575,6 +590,25 @@ class SimProcess implements Syscalls {
 
   private iommufdIoctl(context: IommufdContext, nr: number, argument: number | Uint8Array): number {
     const buffer = this.bytes(argument);
+    // The hot paths, decoded from the bytes (no view, no bigint below 2^53): a struct of exactly the
+    // kernel's size whose common case the context handles at once. Anything else (and any case the
+    // context declines, having changed nothing) goes through the checked decoding below.
+    if (nr === IOMMUFD_NR.IOAS_MAP && buffer.byteLength >= 40 && this.u32(buffer, 0) === 40 && this.u32(buffer, 12) === 0) {
+      const vaddr = this.u64Number(buffer, 16);
+      const length = this.u64Number(buffer, 24);
+      const iova = this.u64Number(buffer, 32);
+      if (vaddr >= 0 && length >= 0 && iova >= 0 && context.mapNumbers(this.u32(buffer, 8), this.u32(buffer, 4), vaddr, length, iova) >= 0) return 0;
+    } else if (nr === IOMMUFD_NR.IOAS_UNMAP && buffer.byteLength >= 24 && this.u32(buffer, 0) === 24) {
+      const iova = this.u64Number(buffer, 8);
+      const length = this.u64Number(buffer, 16);
+      if (iova >= 0 && length >= 0) {
+        const unmapped = context.unmapNumbers(this.u32(buffer, 4), iova, length);
+        if (unmapped >= 0) {
+          this.setU64Number(buffer, 16, unmapped);
+          return 0;
+        }
+      }
+    }
     const sized = (minimum: number, kernelSize: number): DataView => {
       const view = this.view(buffer);
       const size = view.getUint32(0, this.little);
@@ -1003,6 +1037,48 @@ class SimProcess implements Syscalls {
     if (buffer.byteLength < 4) throw new KernelError(ERRNO.EFAULT, 'ioctl', 'argument shorter than its argsz field');
     if (view.getUint32(0, this.little) < minimum || buffer.byteLength < minimum) throw new KernelError(ERRNO.EINVAL, 'ioctl', `argsz below ${minimum}`);
     return view;
+  }
+
+  /** {@link argView}'s checks, without building a view. */
+  private argCheck(buffer: Uint8Array, minimum: number): void {
+    if (buffer.byteLength < 4) throw new KernelError(ERRNO.EFAULT, 'ioctl', 'argument shorter than its argsz field');
+    if (this.u32(buffer, 0) < minimum || buffer.byteLength < minimum) throw new KernelError(ERRNO.EINVAL, 'ioctl', `argsz below ${minimum}`);
+  }
+
+  /** The u32 at `at`, in the process's byte order. */
+  private u32(buffer: Uint8Array, at: number): number {
+    return this.little
+      ? (buffer[at]! | (buffer[at + 1]! << 8) | (buffer[at + 2]! << 16) | (buffer[at + 3]! << 24)) >>> 0
+      : ((buffer[at]! << 24) | (buffer[at + 1]! << 16) | (buffer[at + 2]! << 8) | buffer[at + 3]!) >>> 0;
+  }
+
+  /** The u64 at `at` as a number when it is below 2^53 (exact), else -1. */
+  private u64Number(buffer: Uint8Array, at: number): number {
+    const high = this.u32(buffer, this.little ? at + 4 : at);
+    if (high >= 0x20_0000) return -1;
+    return high * 0x1_0000_0000 + this.u32(buffer, this.little ? at : at + 4);
+  }
+
+  /** Writes a u64 given as an integer below 2^53. */
+  private setU64Number(buffer: Uint8Array, at: number, value: number): void {
+    const low = value % 0x1_0000_0000;
+    const high = (value - low) / 0x1_0000_0000;
+    this.setU32(buffer, this.little ? at : at + 4, low);
+    this.setU32(buffer, this.little ? at + 4 : at, high);
+  }
+
+  private setU32(buffer: Uint8Array, at: number, value: number): void {
+    if (this.little) {
+      buffer[at] = value;
+      buffer[at + 1] = value >>> 8;
+      buffer[at + 2] = value >>> 16;
+      buffer[at + 3] = value >>> 24;
+    } else {
+      buffer[at] = value >>> 24;
+      buffer[at + 1] = value >>> 16;
+      buffer[at + 2] = value >>> 8;
+      buffer[at + 3] = value;
+    }
   }
 
   private encodeRanges(ranges: readonly IovaRange[]): Uint8Array {

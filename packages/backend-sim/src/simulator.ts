@@ -52,6 +52,9 @@ export interface FaultInjection {
   readonly skip?: number;
 }
 
+/** Bound of the number part of the pinned-bytes count: sums with one more count stay exact or visibly past it. */
+const EXACT_COUNT = 2 ** 52;
+
 /** Drivers that do not claim DMA ownership, so a group holding only these stays viable (6.1). */
 const NON_DMA_OWNERS = new Set(['vfio-pci', 'pci-stub', 'pcieport']);
 
@@ -295,8 +298,12 @@ export class Simulator {
   readonly allowUnsafeInterrupts: boolean;
   /** The PAMU type number the simulated SDK kernel answers to. */
   readonly pamuType: 2 | 7;
-  /** Bytes pinned for DMA, counted against RLIMIT_MEMLOCK. */
-  lockedBytes = 0n;
+  /**
+   * Bytes pinned: `lockedLarge + lockedSmall`. The map/unmap hot paths count in the number, which
+   * stays exact (below 2^52 in magnitude); {@link pin} and {@link unpin} count in the bigint.
+   */
+  private lockedLarge = 0n;
+  private lockedSmall = 0;
   private readonly deviceMap = new Map<string, SimDevice>();
   private readonly groupMap = new Map<number, SimGroup>();
   private readonly injections: { ioctl: string; errno: number; skip: number }[] = [];
@@ -318,6 +325,17 @@ export class Simulator {
       if (device.group !== undefined) this.ensureGroup(device.group);
     }
     for (const address of options.vfio ?? this.platform.vfioAtStart) this.bind(address, 'vfio-pci');
+  }
+
+  /** Bytes pinned for DMA, counted against RLIMIT_MEMLOCK. */
+  get lockedBytes(): bigint {
+    return this.lockedLarge + BigInt(this.lockedSmall);
+  }
+
+  /** Sets the pinned count (tests that start from a given figure). */
+  set lockedBytes(bytes: bigint) {
+    this.lockedLarge = bytes;
+    this.lockedSmall = 0;
   }
 
   /** Every device, in address order. */
@@ -391,8 +409,14 @@ export class Simulator {
     this.injections.length = 0;
   }
 
+  /** True while a fault injection is pending (the ioctl hot paths leave such calls to the checked path). */
+  get injecting(): boolean {
+    return this.injections.length > 0;
+  }
+
   /** Called at the entry of every simulated ioctl: throws an injected failure when one matches. */
   checkInjected(ioctl: string): void {
+    if (this.injections.length === 0) return;
     const index = this.injections.findIndex((injection) => injection.ioctl === ioctl || injection.ioctl === '*');
     if (index < 0) return;
     const injection = this.injections[index]!;
@@ -409,12 +433,32 @@ export class Simulator {
     if (this.memlockLimit !== undefined && this.lockedBytes + bytes > this.memlockLimit) {
       throw new KernelError(ERRNO.ENOMEM, ioctl, `pinning ${hex(bytes)} bytes would exceed RLIMIT_MEMLOCK ${hex(this.memlockLimit)} (${hex(this.lockedBytes)} locked)`);
     }
-    this.lockedBytes += bytes;
+    this.lockedLarge += bytes;
   }
 
   /** Unpins `bytes` (the counterpart of {@link Simulator.pin}). */
   unpin(bytes: bigint): void {
-    this.lockedBytes -= bytes;
+    this.lockedLarge -= bytes;
+  }
+
+  /**
+   * The map hot path's {@link pin}: pins `bytes` (an integer below 2^53) and returns true; pins
+   * nothing and returns false when RLIMIT_MEMLOCK is set (the caller then takes the checked path,
+   * which refuses with the kernel's errno) or the count would leave exact numbers.
+   */
+  tryPin(bytes: number): boolean {
+    if (this.memlockLimit !== undefined) return false;
+    const small = this.lockedSmall + bytes;
+    if (small > EXACT_COUNT) return false;
+    this.lockedSmall = small;
+    return true;
+  }
+
+  /** The unmap hot path's {@link unpin}: `bytes` is an integer below 2^53. */
+  unpinNumber(bytes: number): void {
+    const small = this.lockedSmall - bytes;
+    if (small < -EXACT_COUNT) this.lockedLarge -= BigInt(bytes);
+    else this.lockedSmall = small;
   }
 
   /** True when `physical` is an MSI doorbell of this platform (ITS translater or a PAMU MSIIR). */

@@ -29,6 +29,7 @@ export const VFIO_EXTENSION = {
 } as const;
 
 const PAGE = 0x1000n;
+const PAGE_BYTES = 4096;
 
 /** What VFIO_IOMMU_GET_INFO reports for a type1 container. */
 export interface Type1Info {
@@ -63,6 +64,10 @@ export class VfioContainer {
   pamu: PamuDomain | undefined;
   /** The IOVA_RANGE list, recomputed only when groups come or go (every MAP_DMA checks it). */
   private ranges: IovaRange[] | undefined;
+  /** The same as page numbers for the hot path: per range, the first and last whole page inside it. */
+  private rangePages: Float64Array | undefined;
+  /** The granule in bytes as a number (type1, from SET_IOMMU). */
+  private granuleBytes = 0;
   /** dma_entry_limit as read at SET_IOMMU. */
   private dmaLimit = 0;
 
@@ -111,6 +116,7 @@ export class VfioContainer {
     } else {
       this.paged = new PagedDomain(this.simulator.platform.swMsiDoorbell?.window);
       this.dmaLimit = this.simulator.dmaEntryLimit;
+      this.granuleBytes = Number(this.granule);
     }
     for (const group of this.groups) this.attachDevices(group);
   }
@@ -132,6 +138,7 @@ export class VfioContainer {
     }
     this.groups.add(group);
     this.ranges = undefined;
+    this.rangePages = undefined;
     group.owner = this;
     if (this.iommuType !== null) this.attachDevices(group);
   }
@@ -141,6 +148,7 @@ export class VfioContainer {
     if (!this.groups.delete(group)) throw new KernelError(ERRNO.EINVAL, 'VFIO_GROUP_UNSET_CONTAINER', `group ${group.id} is not in this container`);
     group.owner = undefined;
     this.ranges = undefined;
+    this.rangePages = undefined;
     for (const device of group.devices) device.domain = undefined;
     if (this.groups.size === 0) this.reset();
   }
@@ -201,6 +209,54 @@ export class VfioContainer {
     domain.add({ start: iova, last, vaddr, read, write });
   }
 
+  /**
+   * {@link map} for the syscall face's hot path, with integers below 2^53: the common case (a
+   * paged container, no pending fault injection, granule-aligned, free, inside one IOVA range,
+   * under the entry limit, no RLIMIT_MEMLOCK, mapped memory) without a bigint or an allocation;
+   * anything else goes through {@link map}, so that every check, errno and message is the same.
+   */
+  mapNumbers(vaddr: number, iova: number, size: number, read: boolean, write: boolean): void {
+    const domain = this.paged;
+    const granule = this.granuleBytes;
+    const simulator = this.simulator;
+    if (
+      domain !== undefined &&
+      !simulator.injecting &&
+      (read || write) &&
+      size > 0 &&
+      granule >= PAGE_BYTES &&
+      iova % granule === 0 &&
+      vaddr % granule === 0 &&
+      size % granule === 0
+    ) {
+      // Multiples of 4 KiB below 2^54 are exact, and so are their quotients.
+      const first = iova / PAGE_BYTES;
+      const last = (iova + size) / PAGE_BYTES - 1;
+      if (this.dmaLimit - domain.count > 0 && this.insidePages(first, last) && simulator.memory.isMappedNumber(vaddr, size) && simulator.tryPin(size)) {
+        // The overlap check and the insert in one descent; an overlap undoes the pin and takes
+        // the checked path, which answers EEXIST.
+        if (domain.addPagesIfFree(first, last, vaddr, read, write)) return;
+        simulator.unpinNumber(size);
+      }
+    }
+    this.map(BigInt(vaddr), BigInt(iova), BigInt(size), read, write);
+  }
+
+  /**
+   * {@link unmap} (without UNMAP_ALL) for the syscall face's hot path, with integers below 2^53:
+   * when the range is exactly one mapping of a paged container and no fault injection is pending,
+   * removes it and returns the bytes unmapped, allocating nothing; otherwise returns -1 having
+   * changed nothing, and the caller takes {@link unmap}.
+   */
+  unmapNumbers(iova: number, size: number): number {
+    const domain = this.paged;
+    const granule = this.granuleBytes;
+    if (domain === undefined || this.simulator.injecting || size <= 0 || granule < PAGE_BYTES || iova % granule !== 0 || size % granule !== 0) return -1;
+    if (!domain.removePages(iova / PAGE_BYTES, (iova + size) / PAGE_BYTES - 1)) return -1;
+    this.simulator.unpinNumber(size);
+    return size;
+  }
+
   /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics (§8); returns the bytes unmapped. */
   unmap(iova: bigint, size: bigint, all: boolean): bigint {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
@@ -240,6 +296,23 @@ export class VfioContainer {
     for (const group of [...this.groups]) this.removeGroup(group);
     this.reset();
     this.simulator.kernelObjects.delete(this);
+  }
+
+  /** {@link insideOneRange} for pages `[first, last]`. */
+  private insidePages(first: number, last: number): boolean {
+    let pages = this.rangePages;
+    if (pages === undefined) {
+      const ranges = this.iovaRanges();
+      pages = new Float64Array(ranges.length * 2);
+      ranges.forEach((range, index) => {
+        // The first page that starts inside the range and the last page that ends inside it.
+        pages![index * 2] = Number((range.start + PAGE - 1n) / PAGE);
+        pages![index * 2 + 1] = Number((range.last + 1n) / PAGE) - 1;
+      });
+      this.rangePages = pages;
+    }
+    for (let index = 0; index < pages.length; index += 2) if (first >= pages[index]! && last <= pages[index + 1]!) return true;
+    return false;
   }
 
   private insideOneRange(start: bigint, last: bigint): boolean {
