@@ -142,6 +142,45 @@ describe('a paged container (arm-smmuv3 figures)', () => {
     expect(container.unmap(container.mappings()[0]!)).toBe(0x2000n);
   });
 
+  it('keeps a mapping whose unmap the kernel refuses, and can unmap it afterwards', async () => {
+    const { container, state } = await openPaged();
+    const explicit = container.map({ iova: 0x100000n, memory: { address: 0x10000n, length: 0x2000n } });
+    const allocated = container.map({ memory: { address: 0x20000n, length: 0x1000n } });
+    for (const mapping of [explicit, allocated]) {
+      state.failNext('unmap', ERRNO.EINVAL);
+      const before = container.stats();
+      expect(() => container.unmap({ iova: mapping.iova.start, size: mapping.memory.length })).toThrow(expect.objectContaining({ code: 'kernel', errno: ERRNO.EINVAL }));
+      expect(container.stats()).toEqual(before);
+      expect(container.findMapping(mapping.iova.start)).toEqual(mapping);
+    }
+    // An allocation still sees the allocated mapping's IOVA as taken; both unmap cleanly now.
+    const [range] = container.allocate({ size: 0x1000n });
+    expect(range!.start === allocated.iova.start).toBe(false);
+    expect(container.unmap(explicit)).toBe(0x2000n);
+    expect(container.unmap(allocated)).toBe(0x1000n);
+    expect(container.stats()).toMatchObject({ mappings: 0, bytesMapped: 0n });
+  });
+
+  it('names the allocation a map collides with, not the refused map itself', async () => {
+    const { container, state } = await openPaged();
+    const allocated = container.map({ memory: { address: 0x20000n, length: 0x1000n } });
+    expectRefused(
+      container,
+      state,
+      () => container.map({ iova: allocated.iova.start, memory: { address: 0x30000n, length: 0x1000n } }),
+      'overlap',
+      new RegExp(`overlaps mapping 0x${allocated.iova.start.toString(16)}`),
+    );
+    const [range] = container.allocate({ size: 0x4000n });
+    expectRefused(
+      container,
+      state,
+      () => container.map({ iova: range!.last - 0xfffn, memory: { address: 0x30000n, length: 0x2000n } }),
+      'overlap',
+      new RegExp(`allocated range 0x${range!.start.toString(16)}-`),
+    );
+  });
+
   it('leaves nothing behind when the kernel refuses a map, and keeps the errno', async () => {
     const { container, state } = await openPaged();
     state.failNext('map', ERRNO.EFAULT);

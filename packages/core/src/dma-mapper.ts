@@ -2,7 +2,7 @@ import type { ContainerErrors } from './container-errors.js';
 import { hex } from './errors.js';
 import { formatRange, intersectRange, type IovaRange, isPowerOfTwo, rangeSize, subtractRanges } from './iova-range.js';
 import type { IovaSpace } from './iova-space.js';
-import { accessFlags, type IovaOwnership, type MappingTable, pageOf, wholePage, wholePages } from './mapping-table.js';
+import { accessFlags, type IovaOwnership, type MappingTable, mappingFlags, pageOf, wholePage, wholePages } from './mapping-table.js';
 import { planRegionMappings } from './plan-region.js';
 import type { BackendHandle } from './spi.js';
 import type { Access, HostMemory, Mapping } from './types.js';
@@ -61,14 +61,17 @@ export class DmaMapper {
       }
     }
     const table = this.table;
+    const accessBits = accessFlags(access);
     let iova: IovaRange;
-    let ownership: IovaOwnership;
     let startPage: number;
+    let flags: number;
     if (requested === undefined) {
       this.checkBudget(operation, memory);
       iova = space.allocateForMap(operation, memory.length);
       startPage = pageOf(iova.start);
-      ownership = 'owned';
+      flags = mappingFlags(accessBits, 'owned', memory.contiguousPageSize);
+      // Free in the allocator, which holds every mapping once synced (allocateForMap syncs).
+      table.tryInsert(startPage, startPage + pages - 1, addressPage, flags);
     } else {
       startPage = wholePage(requested);
       if (startPage < 0 || startPage % unitPages !== 0) {
@@ -78,33 +81,47 @@ export class DmaMapper {
         throw this.errors.error('invalid-argument', operation, `${hex(memory.length)} bytes at IOVA ${hex(requested)} wrap past 2^64-1`);
       }
       iova = { start: requested, last: requested + memory.length - 1n };
-      if (table.overlapsPages(startPage, startPage + pages - 1)) {
+      // Inside an allocation the IOVA is the user's; elsewhere it is taken from free space, and
+      // reaches the allocator only when it is next asked (MappingTable.takePending).
+      const ownership = space.inAllocation(iova) ? 'allocation' : 'pending';
+      flags = mappingFlags(accessBits, ownership, memory.contiguousPageSize);
+      // The overlap check and the insert in one step; the entry is withdrawn if anything fails.
+      if (!table.tryInsert(startPage, startPage + pages - 1, addressPage, flags)) {
         throw this.errors.error('overlap', operation, `${failed(memory)} at IOVA ${hex(requested)}: the range overlaps mapping ${formatRange(table.overlap(iova)!.iova)}`);
       }
-      this.checkBudget(operation, memory);
-      if (!space.isUsablePages(startPage, startPage + pages - 1)) space.refuseUnusable(operation, iova, `${hex(memory.length)} bytes at IOVA ${hex(requested)}`);
-      if (space.inAllocation(iova)) {
-        ownership = 'allocation';
-      } else {
-        // Mappings are checked above; what the allocator has taken (allocations, doorbells, IOVAs it
-        // chose) must be free too. The explicit IOVA itself reaches the allocator only when it is
-        // next asked (MappingTable.takePending).
-        if (!space.isFree(iova)) {
-          const used = space.usedRanges().find((range) => range.start <= iova.last && iova.start <= range.last);
-          throw this.errors.error('overlap', operation, `${failed(memory)} at IOVA ${hex(requested)}: the range overlaps ${used ? `allocated range ${formatRange(used)}` : 'IOVA space in use'}`);
-        }
-        ownership = 'pending';
+      if (!this.checkInserted(operation, memory, iova, startPage, pages, ownership)) {
+        table.withdrawInsert(startPage, startPage + pages - 1);
+        this.refuseInserted(operation, memory, iova, startPage, pages, ownership);
       }
     }
     const mapping: Mapping = { iova, memory, access };
     try {
       this.handle.doMap(mapping);
     } catch (error) {
-      if (ownership === 'owned') space.releaseIova(iova);
+      table.withdrawInsert(startPage, startPage + pages - 1);
+      if (requested === undefined) space.releaseIova(iova);
       throw this.errors.wrap(operation, error);
     }
-    table.addPages(startPage, startPage + pages - 1, addressPage, accessFlags(access), ownership, memory.contiguousPageSize);
+    table.commitInsert(startPage, startPage + pages - 1, flags, memory.contiguousPageSize);
     return mapping;
+  }
+
+  /** The checks after the overlap check, in type1's order, on a tentatively inserted mapping. */
+  private checkInserted(operation: string, memory: HostMemory, iova: IovaRange, startPage: number, pages: number, ownership: IovaOwnership): boolean {
+    const budget = this.handle.capabilities.mappingBudget;
+    // The table holds the new mapping already: count it out.
+    if (budget !== null && budget - (this.table.size - 1) <= 0) return false;
+    if (!this.space.isUsablePages(startPage, startPage + pages - 1)) return false;
+    // Mappings are checked; what the allocator has taken (allocations, IOVAs it chose) must be free too.
+    return ownership !== 'pending' || this.space.isFree(iova);
+  }
+
+  /** Throws the error of the first check {@link checkInserted} failed (the entry withdrawn). */
+  private refuseInserted(operation: string, memory: HostMemory, iova: IovaRange, startPage: number, pages: number, ownership: IovaOwnership): never {
+    this.checkBudget(operation, memory);
+    if (!this.space.isUsablePages(startPage, startPage + pages - 1)) this.space.refuseUnusable(operation, iova, `${hex(memory.length)} bytes at IOVA ${hex(iova.start)}`);
+    const used = ownership === 'pending' ? this.space.usedRanges().find((range) => range.start <= iova.last && iova.start <= range.last) : undefined;
+    throw this.errors.error('overlap', operation, `${failed(memory)} at IOVA ${hex(iova.start)}: the range overlaps ${used ? `allocated range ${formatRange(used)}` : 'IOVA space in use'}`);
   }
 
   /**
@@ -127,21 +144,21 @@ export class DmaMapper {
 
   /** Unmaps every mapping inside `range`; returns the bytes unmapped (see Container.unmap). */
   unmap(operation: string, range: IovaRange): bigint {
-    // The common case, a whole mapping given exactly: two tree descents, nothing allocated.
+    // The common case, a whole mapping given exactly: one tree descent, nothing allocated. The
+    // mapping is taken out first and put back if the backend refuses.
     const table = this.table;
     const pages = this.pages;
-    const flags = wholePages(range, pages) ? table.exactFlags(pages[0]!, pages[1]!) : -1;
-    if (flags >= 0) {
+    if (wholePages(range, pages) && table.tryRemove(pages[0]!, pages[1]!)) {
       const startPage = pages[0]!;
       const lastPage = pages[1]!;
       let reported: bigint;
       try {
         reported = this.handle.doUnmap(range);
       } catch (error) {
+        table.restoreRemove(startPage, lastPage);
         throw this.errors.wrap(operation, error);
       }
-      const ownership = table.removeExact(startPage, lastPage, flags);
-      if (ownership === 'owned') this.space.releaseIova(range);
+      if (table.commitRemove(startPage, lastPage) === 'owned') this.space.releaseIova(range);
       const expected = range.last - range.start + 1n;
       if (reported !== expected) this.refuseReport(operation, range, reported, expected);
       return expected;
@@ -195,6 +212,7 @@ export class DmaMapper {
     );
   }
 
+  /** Throws `budget-exhausted` when no mapping can be made. */
   private checkBudget(operation: string, memory: HostMemory): void {
     const budgetLeft = this.budgetLeft();
     if (budgetLeft !== null && budgetLeft <= 0) {

@@ -79,6 +79,18 @@ export function wholePages(range: IovaRange, out: Float64Array): boolean {
   return true;
 }
 
+/**
+ * The flags a mapping is stored with: its access (from {@link accessFlags}), whether it owns its
+ * IOVA and whether that IOVA is still pending, and its contiguous page size when a power of two.
+ */
+export function mappingFlags(access: number, ownership: IovaOwnership, contiguousPageSize: bigint | undefined): number {
+  let flags = access;
+  if (ownership !== 'allocation') flags |= OWNS;
+  if (ownership === 'pending') flags |= PENDING;
+  if (contiguousPageSize !== undefined && (contiguousPageSize & (contiguousPageSize - 1n)) === 0n) flags |= contiguousPageSize.toString(2).length << PAGE_SIZE_SHIFT;
+  return flags;
+}
+
 /** Flags for an access. */
 export function accessFlags(access: Access): number {
   return (access.read ? READ : 0) | (access.write ? WRITE : 0);
@@ -95,6 +107,9 @@ export class MappingTable {
   private pendingCount = 0;
   /** `contiguousPageSize`s that are not a power of two, by start page (rare: kept aside). */
   private readonly oddPageSizes = new Map<number, bigint>();
+  /** What {@link tryRemove} took out, for {@link restoreRemove} and {@link commitRemove}. */
+  private removedValue = 0;
+  private removedFlags = 0;
 
   /** Live mappings. */
   get size(): number {
@@ -123,50 +138,54 @@ export class MappingTable {
 
   /** Records a mapping; the caller has checked that it overlaps none. */
   add(iova: IovaRange, memory: HostMemory, access: Access, ownership: IovaOwnership): void {
-    this.addPages(pageOf(iova.start), pageOf(iova.last), pageOf(memory.address), accessFlags(access), ownership, memory.contiguousPageSize);
+    const startPage = pageOf(iova.start);
+    const lastPage = pageOf(iova.last);
+    const flags = mappingFlags(accessFlags(access), ownership, memory.contiguousPageSize);
+    this.tree.set(startPage, lastPage, pageOf(memory.address), flags);
+    this.book(startPage, lastPage, flags, memory.contiguousPageSize);
   }
 
   /**
-   * Records a mapping of IOVA pages `[startPage, lastPage]` to the host memory from page
-   * `addressPage`, with `access` from {@link accessFlags}; the caller has checked that it overlaps
-   * none. The hot path: numbers only.
+   * Map, step one: puts IOVA pages `[startPage, lastPage]` (to host memory from page
+   * `addressPage`, `flags` from {@link mappingFlags}) in the table unless a mapping shares a page
+   * with them; false then, and nothing changes. One tree descent for the overlap check and the
+   * insert. Until {@link commitInsert}, the entry is tentative: {@link withdrawInsert} takes it back.
    */
-  addPages(startPage: number, lastPage: number, addressPage: number, access: number, ownership: IovaOwnership, contiguousPageSize: bigint | undefined): void {
-    let flags = access;
-    if (ownership !== 'allocation') flags |= OWNS;
-    if (contiguousPageSize !== undefined) {
-      if ((contiguousPageSize & (contiguousPageSize - 1n)) === 0n) flags |= contiguousPageSize.toString(2).length << PAGE_SIZE_SHIFT;
-      else this.oddPageSizes.set(startPage, contiguousPageSize);
-    }
-    if (ownership === 'pending') {
-      flags |= PENDING;
-      if (this.pendingLength === this.pending.length) {
-        const grown = new Float64Array(this.pending.length * 2);
-        grown.set(this.pending);
-        this.pending = grown;
-      }
-      this.pending[this.pendingLength++] = startPage;
-      this.pendingCount++;
-      if (this.pendingLength > 2 * this.pendingCount + 64) this.compactPending();
-    } else if (ownership === 'owned') {
-      this.reservedOwners++;
-    }
-    this.tree.set(startPage, lastPage, addressPage, flags);
-    this.pagesMapped += lastPage - startPage + 1;
+  tryInsert(startPage: number, lastPage: number, addressPage: number, flags: number): boolean {
+    return this.tree.setIfFree(startPage, lastPage, addressPage, flags);
+  }
+
+  /** Takes back a tentative insert (the backend refused the map, or a later check failed). */
+  withdrawInsert(startPage: number, lastPage: number): void {
+    this.tree.deleteExact(startPage, lastPage);
+  }
+
+  /** Map, step two: the backend has mapped it; the table's counters and lists take it in. */
+  commitInsert(startPage: number, lastPage: number, flags: number, contiguousPageSize: bigint | undefined): void {
+    this.book(startPage, lastPage, flags, contiguousPageSize);
   }
 
   /**
-   * The flags of the mapping that is exactly pages `[startPage, lastPage]` (an opaque number for
-   * {@link removeExact}), or -1 when there is none. One tree descent, nothing allocated.
+   * Unmap, step one: takes out the mapping that is exactly pages `[startPage, lastPage]`; false
+   * when there is none (nothing changes). One tree descent. Until {@link commitRemove}, the removal
+   * is tentative: {@link restoreRemove} puts the mapping back.
    */
-  exactFlags(startPage: number, lastPage: number): number {
+  tryRemove(startPage: number, lastPage: number): boolean {
     const tree = this.tree;
-    return tree.get(startPage) && tree.foundLast === lastPage ? tree.foundFlags : -1;
+    if (!tree.deleteExact(startPage, lastPage)) return false;
+    this.removedValue = tree.foundValue;
+    this.removedFlags = tree.foundFlags;
+    return true;
   }
 
-  /** Removes the mapping that {@link exactFlags} found; returns what it owned. */
-  removeExact(startPage: number, lastPage: number, flags: number): IovaOwnership {
-    return this.removeEntry(startPage, lastPage, flags);
+  /** Puts back the mapping {@link tryRemove} took out (the backend refused the unmap). */
+  restoreRemove(startPage: number, lastPage: number): void {
+    this.tree.set(startPage, lastPage, this.removedValue, this.removedFlags);
+  }
+
+  /** Unmap, step two: the backend has unmapped it; returns what the mapping owned. */
+  commitRemove(startPage: number, lastPage: number): IovaOwnership {
+    return this.unbook(startPage, lastPage, this.removedFlags);
   }
 
   /** Removes the mapping starting at `start` (which must exist); returns what it owned. */
@@ -174,12 +193,33 @@ export class MappingTable {
     const startPage = pageOf(start);
     const tree = this.tree;
     if (!tree.get(startPage)) throw new Error(`mapping table: no mapping at ${start}`);
-    return this.removeEntry(startPage, tree.foundLast, tree.foundFlags);
+    const { foundLast: lastPage, foundFlags: flags } = tree;
+    tree.delete(startPage);
+    return this.unbook(startPage, lastPage, flags);
   }
 
-  private removeEntry(startPage: number, lastPage: number, flags: number): IovaOwnership {
+  /** Counts a mapping that is in the tree: bytes, allocator ownership, odd page sizes. */
+  private book(startPage: number, lastPage: number, flags: number, contiguousPageSize: bigint | undefined): void {
+    this.pagesMapped += lastPage - startPage + 1;
+    if (contiguousPageSize !== undefined && (flags >> PAGE_SIZE_SHIFT) === 0) this.oddPageSizes.set(startPage, contiguousPageSize);
+    if ((flags & OWNS) === 0) return;
+    if ((flags & PENDING) === 0) {
+      this.reservedOwners++;
+      return;
+    }
+    if (this.pendingLength === this.pending.length) {
+      const grown = new Float64Array(this.pending.length * 2);
+      grown.set(this.pending);
+      this.pending = grown;
+    }
+    this.pending[this.pendingLength++] = startPage;
+    this.pendingCount++;
+    if (this.pendingLength > 2 * this.pendingCount + 64) this.compactPending();
+  }
+
+  /** Uncounts a mapping that has left the tree; returns what it owned. */
+  private unbook(startPage: number, lastPage: number, flags: number): IovaOwnership {
     this.pagesMapped -= lastPage - startPage + 1;
-    this.tree.delete(startPage);
     if (this.oddPageSizes.size > 0) this.oddPageSizes.delete(startPage);
     if ((flags & OWNS) === 0) return 'allocation';
     if ((flags & PENDING) === 0) {

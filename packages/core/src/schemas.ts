@@ -88,8 +88,8 @@ const UNMAP_KEYS = ['iova', 'size'] as const;
 /** True when `value` has no own enumerable key but `keys` (a for-in loop: no array is built). */
 function hasOnly(value: object, keys: readonly string[]): boolean {
   for (const key in value) {
-    if (!Object.hasOwn(value, key)) continue;
-    if (key !== keys[0] && key !== keys[1] && key !== keys[2]) return false;
+    // Own keys only, as Object.keys (and zod) see them; hasOwn only for a key that is not expected.
+    if (key !== keys[0] && key !== keys[1] && key !== keys[2] && Object.hasOwn(value, key)) return false;
   }
   return true;
 }
