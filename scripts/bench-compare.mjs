@@ -76,3 +76,20 @@ export function compareRounds(baseline, candidate, { ops, rounds = 7, warmup = 5
   const ratios = baselines.map((time, round) => candidates[round] / time);
   return { baseline: median(baselines), candidate: median(candidates), ratio: median(ratios), ratios, clock };
 }
+
+/**
+ * V8 heap plus ArrayBuffer backing stores (typed arrays live outside the heap), after full GCs
+ * (run node with --expose-gc). V8 frees the backing stores of dead ArrayBuffers on a background
+ * thread after the GC: wait until the figure stops moving.
+ */
+export async function heapBytes() {
+  let last = -1;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    globalThis.gc();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const { heapUsed, arrayBuffers } = process.memoryUsage();
+    if (heapUsed + arrayBuffers === last) break;
+    last = heapUsed + arrayBuffers;
+  }
+  return last;
+}

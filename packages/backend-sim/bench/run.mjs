@@ -31,7 +31,7 @@ if (typeof globalThis.gc !== 'function') {
 }
 
 const { createSimulator, simSyscalls, VfioContainer } = await import('@ioas/backend-sim');
-const { compareRounds } = await import('../../../scripts/bench-compare.mjs');
+const { compareRounds, heapBytes } = await import('../../../scripts/bench-compare.mjs');
 
 const PAGE = 0x1000n;
 /** Above x86's MSI window: 2M pages from here stay in one usable range. */
@@ -64,22 +64,6 @@ function random(seed) {
     state ^= state << 5;
     return (state >>> 0) / 2 ** 32;
   };
-}
-
-/**
- * V8 heap plus ArrayBuffer backing stores, after full GCs. V8 frees the backing stores of dead
- * ArrayBuffers on a background thread after the GC: wait until the figure stops moving.
- */
-async function heapBytes() {
-  let last = -1;
-  for (let attempt = 0; attempt < 50; attempt++) {
-    globalThis.gc();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    const { heapUsed, arrayBuffers } = process.memoryUsage();
-    if (heapUsed + arrayBuffers === last) break;
-    last = heapUsed + arrayBuffers;
-  }
-  return last;
 }
 
 const liveIova = (index) => BASE + BigInt(index) * 2n * PAGE;

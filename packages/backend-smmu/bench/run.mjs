@@ -2,8 +2,9 @@
 // over backend-smmu, type1v2) against the ioctl functions called directly with their preallocated
 // buffers (VfioIoctls), both over the simulator's syscall face in this process, with 0, 1k, 100k
 // and 1M live mappings. The ratio SDK / bare is the SDK's own cost per call (target <= 1.35 at each
-// size); the SDK's bookkeeping per live mapping at 1M is the heap of the SDK variant minus the heap
-// of the bare one, both holding the same 1M mappings (target <= 150 bytes).
+// size); the SDK's bookkeeping per live mapping at 1M is the memory (V8 heap and ArrayBuffers: the
+// record is typed arrays) of the SDK variant minus that of the bare one, both holding the same 1M
+// mappings (target <= 150 bytes).
 //
 // - Both variants hold `live` mappings of 4 KiB on every other page from 4 GiB, filled before
 //   timing (the SDK's through Container.map, one mapping a call: mapRegion would merge them).
@@ -30,7 +31,7 @@ const { Container } = await import('@ioas/core');
 const { createSimulator, simSyscalls } = await import('@ioas/backend-sim');
 const { allocateDmaMemory, VfioContainer, VfioGroup, VfioIoctls, vfioUapi } = await import('@ioas/vfio');
 const { smmu } = await import('@ioas/backend-smmu');
-const { compareRounds } = await import('../../../scripts/bench-compare.mjs');
+const { compareRounds, heapBytes } = await import('../../../scripts/bench-compare.mjs');
 
 const PAGE = 0x1000n;
 /** Above x86's MSI window: 2M pages from here stay in one usable range (below 2^39). */
@@ -52,12 +53,6 @@ function random(seed) {
     state ^= state << 5;
     return (state >>> 0) / 2 ** 32;
   };
-}
-
-function heapUsed() {
-  globalThis.gc();
-  globalThis.gc();
-  return process.memoryUsage().heapUsed;
 }
 
 /** The simulated host for one variant: room for `live` mappings and the measured one. */
@@ -123,11 +118,11 @@ const started = process.hrtime.bigint();
 const rows = [];
 let bookkeeping;
 for (const live of SIZES) {
-  const before = heapUsed();
+  const before = await heapBytes();
   const bare = bareVariant(live);
-  const withBare = heapUsed();
+  const withBare = await heapBytes();
   const sdk = await sdkVariant(live);
-  const withBoth = heapUsed();
+  const withBoth = await heapBytes();
   if (live === 1_000_000) bookkeeping = (withBoth - withBare - (withBare - before)) / live;
   // The measured pairs: gaps between live mappings (odd pages), the same sequence for both.
   const next = random(live + 1);
@@ -162,7 +157,7 @@ for (const { live, baseline, candidate, ratio, ratios } of rows) {
 const widths = table[0].map((_, column) => Math.max(...table.map((row) => row[column].length)));
 for (const row of table) console.log(row.map((cell, column) => (column === 0 ? cell.padStart(widths[column]) : cell.padEnd(widths[column]))).join('  '));
 console.log(
-  `\nSDK bookkeeping per live mapping at 1M (heap with the SDK's container minus the bare variant's, both holding 1M mappings): ` +
+  `\nSDK bookkeeping per live mapping at 1M (heap and ArrayBuffers with the SDK's container minus the bare variant's, both holding 1M mappings): ` +
     `${bookkeeping.toFixed(0)} bytes (target <= ${MEMORY_TARGET}${bookkeeping <= MEMORY_TARGET ? '' : ', missed'})`,
 );
 console.log(`(${seconds.toFixed(0)} s)`);

@@ -1,7 +1,10 @@
 // In-guest benchmark (real kernel, same boot): map+unmap of 4 KiB through the SDK (Container over
 // backend-smmu, type1v2) against the same loop in C compiled against the system headers. Under TCG
-// absolute times mean nothing; the ratio is what counts (goal <= 1.10). Run by the rig after the
-// tests: node packages/kernel-rig/bench/map-unmap.mjs
+// absolute times mean nothing, and the ratio is inflated (TCG slows the SDK's JavaScript far more
+// than the kernel's short ioctl path: docs/performance.md says why), so it is a regression alarm,
+// not a target: a jump between runs of a lane means something changed. The SDK's own cost is
+// measured against the bare ioctls by packages/backend-smmu/bench. Run by the rig after the tests:
+// node packages/kernel-rig/bench/map-unmap.mjs
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Container } from '@ioas/core';
@@ -43,4 +46,4 @@ container.close();
 console.log(`map+unmap of 4 KiB on the real kernel (${process.env.IOAS_REAL_KERNEL}), ${PAIRS} pairs, median of 3:`);
 if (c !== undefined) console.log(`  C loop:                 ${c.toFixed(0)} ns per pair`);
 console.log(`  SDK (Container, smmu):  ${sdk.toFixed(0)} ns per pair`);
-if (c !== undefined) console.log(`  ratio SDK / C: ${(sdk / c).toFixed(2)} (goal <= 1.10)`);
+if (c !== undefined) console.log(`  ratio SDK / C: ${(sdk / c).toFixed(2)} (a regression alarm under TCG, not a target; earlier figures in docs/performance.md)`);
