@@ -181,6 +181,21 @@ describe('a paged container (arm-smmuv3 figures)', () => {
     );
   });
 
+  it('passes a backend error through as the same object, with the operation and backend filled in once', async () => {
+    const { container, state } = await openPaged();
+    state.failNext('map', ERRNO.EFAULT);
+    let error: IoasError | undefined;
+    try {
+      container.map({ iova: 0x100000n, memory: { address: 0x10000n, length: 0x1000n } });
+    } catch (caught) {
+      error = caught as IoasError;
+    }
+    expect(error).toMatchObject({ code: 'kernel', operation: 'map', backend: 'scripted', errno: ERRNO.EFAULT });
+    expect(error!.message).toMatch(/^map: /);
+    expect(error!.message).not.toMatch(/^map: map: /);
+    expect(error!.cause).toBeUndefined();
+  });
+
   it('leaves nothing behind when the kernel refuses a map, and keeps the errno', async () => {
     const { container, state } = await openPaged();
     state.failNext('map', ERRNO.EFAULT);
@@ -205,7 +220,9 @@ describe('a paged container (arm-smmuv3 figures)', () => {
   it('reports a kernel that unmapped a different size than recorded', async () => {
     const { container } = await openPaged({ unmapReportFactor: 2n });
     container.map({ iova: 0n, memory: { address: 0x10000n, length: 0x1000n } });
-    expect(() => container.unmap({ iova: 0n, size: 0x1000n })).toThrow(/kernel reports 0x2000 bytes unmapped but the container had 0x1000/);
+    expect(() => container.unmap({ iova: 0n, size: 0x1000n })).toThrow(
+      expect.objectContaining({ code: 'inconsistent', message: expect.stringMatching(/kernel reports 0x2000 bytes unmapped but the container had 0x1000/) }),
+    );
     expect(container.stats().mappings).toBe(0);
   });
 
@@ -263,7 +280,7 @@ describe('a paged container (arm-smmuv3 figures)', () => {
       () => container.map({ iova: first.last - 0xfffn, memory: { address: 0x10000000n, length: 0x2000n } }),
       first.last >= 0xfedfffffn ? 'reserved' : 'overlap',
     );
-    expect(() => container.release(first)).toThrow(expect.objectContaining({ code: 'state' }));
+    expect(() => container.release(first)).toThrow(expect.objectContaining({ code: 'in-use' }));
     container.unmap({ iova: first.start, size: 0x1000n });
     container.release(first);
     expect(() => container.release(first)).toThrow(expect.objectContaining({ code: 'not-found' }));
@@ -273,7 +290,7 @@ describe('a paged container (arm-smmuv3 figures)', () => {
   it('enforces created windows in the SDK on type1: only windows are usable once one exists', async () => {
     const { container, state } = await openPaged();
     container.map({ iova: 0x200000n, memory: { address: 0x10000n, length: 0x1000n } });
-    expectRefused(container, state, () => container.createWindow({ start: 0x400000n, size: 0x100000n }), 'state', /in use outside the first window/);
+    expectRefused(container, state, () => container.createWindow({ start: 0x400000n, size: 0x100000n }), 'in-use', /in use outside the first window/);
     const window = container.createWindow({ start: 0n, size: 0x1000000n });
     expect(container.usable()).toEqual([{ start: 0n, last: 0xffffffn }]);
     expectRefused(container, state, () => container.map({ iova: 0x2000000n, memory: { address: 0x10000n, length: 0x1000n } }), 'out-of-range', /outside the created windows/);
@@ -281,7 +298,7 @@ describe('a paged container (arm-smmuv3 figures)', () => {
     expectRefused(container, state, () => container.createWindow({ start: 0x800000n, size: 0x1000000n }), 'overlap');
     expectRefused(container, state, () => container.createWindow({ start: 0x1000000n, size: 0x800n }), 'misaligned');
     expectRefused(container, state, () => container.createWindow({ start: 1n << 60n, size: 0x1000n }), 'out-of-range');
-    expectRefused(container, state, () => container.removeWindow(window), 'state', /still in use/);
+    expectRefused(container, state, () => container.removeWindow(window), 'in-use', /still in use/);
     container.unmap({ iova: 0x200000n, size: 0x1000n });
     container.removeWindow(window);
     expect(container.usable()).toHaveLength(2);
@@ -352,9 +369,9 @@ describe('a windowed container (PAMU-like)', () => {
   it('refuses maps until the geometry is set, and validates the geometry', async () => {
     const { container, state } = await openWindowed();
     expect(container.usable()).toEqual([]);
-    expectRefused(container, state, () => container.map({ iova: 0n, memory: { address: 0n, length: 64n * MiB, contiguousPageSize: 64n * MiB } }), 'state', /setGeometry/);
+    expectRefused(container, state, () => container.map({ iova: 0n, memory: { address: 0n, length: 64n * MiB, contiguousPageSize: 64n * MiB } }), 'not-ready', /setGeometry/);
     expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 384n * MiB }, windowCount: 8 }), 'invalid-argument', /power of two/);
-    expectRefused(container, state, () => container.setGeometry({ aperture: { start: 256n * MiB, size: 512n * MiB }, windowCount: 8 }), 'invalid-argument', /aligned/);
+    expectRefused(container, state, () => container.setGeometry({ aperture: { start: 256n * MiB, size: 512n * MiB }, windowCount: 8 }), 'misaligned', /aligned/);
     expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 512 }), 'invalid-argument', /from 1 to 256/);
     expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 0 }), 'invalid-argument');
     expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 0x2000n }, windowCount: 4 }), 'invalid-argument', /smaller than 0x1000/);
@@ -393,7 +410,7 @@ describe('a windowed container (PAMU-like)', () => {
       'reserved',
       /MSI doorbell 1 at 0x14000000-0x17ffffff/,
     );
-    expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 1n * GiB }, windowCount: 16 }), 'state');
+    expectRefused(container, state, () => container.setGeometry({ aperture: { start: 0n, size: 1n * GiB }, windowCount: 16 }), 'in-use');
     expect(container.stats()).toMatchObject({ mappings: 1, msiDoorbellsMapped: 3 });
     container.msi.unmap();
     expect(state.doorbells.size).toBe(0);
@@ -411,7 +428,7 @@ describe('a windowed container (PAMU-like)', () => {
     // Doorbells at a chosen IOVA, one window each.
     const plan = container.msi.map(container.msi.plan({ iova: 0x1c000000n - 2n * 64n * MiB }));
     expect(plan.doorbells.map((doorbell) => doorbell.iova.start)).toEqual([0x14000000n, 0x18000000n, 0x1c000000n]);
-    expect(() => container.msi.map()).toThrow(expect.objectContaining({ code: 'state' }));
+    expect(() => container.msi.map()).toThrow(expect.objectContaining({ code: 'in-use' }));
   });
 
   it('cuts mappings on partial unmap when the backend can (PAMU trims and splits)', async () => {

@@ -14,13 +14,15 @@ import {
   type UnmapInput,
 } from './container-input.js';
 import { DmaMapper } from './dma-mapper.js';
-import { IoasError, hex } from './errors.js';
-import { compareBigint, formatRange, isPowerOfTwo, type IovaRange, normalizeRanges, rangeContainsRange, rangesOverlap, subtractRanges } from './iova-range.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
+import { compareBigint, formatRange, type IovaRange, normalizeRanges, rangeContainsRange, rangesOverlap, subtractRanges } from './iova-range.js';
 import { describeReserved, IovaSpace } from './iova-space.js';
 import { MappingTable } from './mapping-table.js';
 import { type ContainerMsi, MsiPlacement } from './msi-placement.js';
 import { allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
 import { SPECIFICATION_VERSION, type BackendHandle } from './spi.js';
+import { checkWindowGeometry } from './window-geometry.js';
 import { type Capabilities, type ContainerStats, type Geometry, granuleOf, type HostMemory, type Mapping, type ReservedRange, type U64Input, type Window } from './types.js';
 
 export type {
@@ -128,7 +130,8 @@ export class Container implements Disposable {
    * the SDK driver; shared/facts/pamu-sdk-abi.md §4).
    *
    * @throws {IoasError} `unsupported` (paged IOMMU), `invalid-argument` (not a power of two, below
-   *   the granule, misaligned, too many windows), `state` (something is mapped).
+   *   the granule, too many windows), `misaligned` (only the aperture's start is off),
+   *   `in-use` (something is mapped).
    */
   setGeometry(input: SetGeometryInput): Geometry {
     const operation = 'setGeometry';
@@ -138,20 +141,12 @@ export class Container implements Disposable {
       throw this.errors.error('unsupported', operation, `the ${this.capabilities.model} IOMMU of backend '${this.backendName}' has a fixed geometry`);
     }
     const { start, size } = parsed.aperture;
-    const granule = granuleOf(this.space.geometry);
-    const maxCount = this.space.geometry.windows?.maxCount ?? 1;
-    // Rules from shared/facts/pamu-sdk-abi.md §4: aperture a power of two >= 4 KiB aligned to its
-    // size; window count a power of two up to the hardware maximum; windows no smaller than a page.
-    const problems: string[] = [];
-    if (!isPowerOfTwo(size) || size < granule) problems.push(`aperture size ${hex(size)} must be a power of two of at least ${hex(granule)}`);
-    else if (start % size !== 0n) problems.push(`aperture start ${hex(start)} must be aligned to the aperture size ${hex(size)}`);
-    if (start + size - 1n > (1n << 64n) - 1n) problems.push(`aperture ${hex(size)} bytes at ${hex(start)} wraps past 2^64-1`);
     const count = parsed.windowCount;
-    if (!isPowerOfTwo(BigInt(count)) || count > maxCount) problems.push(`window count ${count} must be a power of two from 1 to ${maxCount}`);
-    else if (isPowerOfTwo(size) && size / BigInt(count) < granule) problems.push(`${count} windows of ${hex(size)} bytes are smaller than ${hex(granule)}`);
-    if (problems.length > 0) throw this.errors.error('invalid-argument', operation, problems.join('; '));
+    // The PAMU geometry rules live in window-geometry.ts, shared with planWindows and the PAMU backend.
+    const problems = checkWindowGeometry({ start, size, windowCount: count }, { maxWindows: this.space.geometry.windows?.maxCount ?? 1, minWindowSize: granuleOf(this.space.geometry) });
+    if (problems !== undefined) throw this.errors.error(problems.code, operation, problems.message);
     if (this.table.size > 0 || this.space.allocations.size > 0 || this.space.doorbells.length > 0 || this.space.windows.length > 0) {
-      throw this.errors.error('state', operation, 'the geometry can only change while nothing is mapped, allocated or windowed; unmap and remove those first');
+      throw this.errors.error('in-use', operation, 'the geometry can only change while nothing is mapped, allocated or windowed; unmap and remove those first');
     }
     this.errors.guard(operation, () => this.handle.doSetGeometry!({ aperture: { start, last: start + size - 1n }, windowCount: count }));
     this.space.geometry = this.errors.guard(operation, () => this.handle.doGetGeometry());
@@ -190,7 +185,7 @@ export class Container implements Disposable {
    * windows in every mode.
    *
    * @throws {IoasError} `misaligned`, `out-of-range` (outside the aperture), `reserved` (touches a
-   *   reserved range: iommufd answers EADDRINUSE), `overlap` (another window), `state` (the first
+   *   reserved range: iommufd answers EADDRINUSE), `overlap` (another window), `in-use` (the first
    *   window would leave existing mappings or allocations outside every window).
    */
   createWindow(input: RangeInput): Window {
@@ -215,7 +210,7 @@ export class Container implements Disposable {
     if (this.space.windows.length === 0) {
       const outside = this.space.usedRanges().find((used) => !rangeContainsRange(range, used));
       if (outside !== undefined) {
-        throw this.errors.error('state', operation, `IOVA ${formatRange(outside)} is in use outside the first window ${formatRange(range)}; unmap or release it first`);
+        throw this.errors.error('in-use', operation, `IOVA ${formatRange(outside)} is in use outside the first window ${formatRange(range)}; unmap or release it first`);
       }
     }
     if (this.capabilities.windows === 'kernel-allow-list') {
@@ -230,7 +225,7 @@ export class Container implements Disposable {
   /**
    * Removes a window created with {@link createWindow}; it must be given exactly and hold nothing.
    *
-   * @throws {IoasError} `not-found`, `state` (a mapping, allocation or doorbell lies in it).
+   * @throws {IoasError} `not-found`, `in-use` (a mapping, allocation or doorbell lies in it).
    */
   removeWindow(input: Window | RangeInput): void {
     const operation = 'removeWindow';
@@ -239,7 +234,7 @@ export class Container implements Disposable {
     const index = this.space.windows.findIndex((window) => window.start === range.start && window.last === range.last);
     if (index < 0) throw this.errors.error('not-found', operation, `no window ${formatRange(range)}; windows: ${this.space.windows.map(formatRange).join(', ') || 'none'}`);
     const inside = this.space.usedRanges().find((used) => rangesOverlap(used, range));
-    if (inside !== undefined) throw this.errors.error('state', operation, `IOVA ${formatRange(inside)} in window ${formatRange(range)} is still in use; unmap or release it first`);
+    if (inside !== undefined) throw this.errors.error('in-use', operation, `IOVA ${formatRange(inside)} in window ${formatRange(range)} is still in use; unmap or release it first`);
     const remaining = this.space.windows.filter((_, position) => position !== index);
     if (this.capabilities.windows === 'kernel-allow-list') {
       this.errors.guard(operation, () => this.handle.doSetAllowedRanges!(remaining));
@@ -265,7 +260,7 @@ export class Container implements Disposable {
   /**
    * Gives back a range returned by {@link allocate}.
    *
-   * @throws {IoasError} `not-found` (not an allocation), `state` (a mapping still lies in it).
+   * @throws {IoasError} `not-found` (not an allocation), `in-use` (a mapping still lies in it).
    */
   release(input: RangeInput): void {
     const operation = 'release';
@@ -276,7 +271,7 @@ export class Container implements Disposable {
       throw this.errors.error('not-found', operation, `${formatRange(range)} is not a range returned by allocate()`);
     }
     const mapped = this.table.overlapping(range)[0];
-    if (mapped !== undefined) throw this.errors.error('state', operation, `mapping ${formatRange(mapped.mapping.iova)} still lies in ${formatRange(range)}; unmap it first`);
+    if (mapped !== undefined) throw this.errors.error('in-use', operation, `mapping ${formatRange(mapped.mapping.iova)} still lies in ${formatRange(range)}; unmap it first`);
     this.space.release(range);
   }
 
@@ -328,7 +323,8 @@ export class Container implements Disposable {
    * type1v2 refuses that with EINVAL and iommufd with ENOENT (shared/facts/vfio-type1.md §8,
    * iommufd.md §3). Checks the size the kernel reports against the container's record.
    *
-   * @throws {IoasError} `bisect`, `kernel`.
+   * @throws {IoasError} `bisect`, `kernel`, `inconsistent` (the kernel unmapped another size than the
+   *   record holds).
    */
   unmap(input: UnmapInput): bigint {
     const operation = 'unmap';

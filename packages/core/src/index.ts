@@ -19,7 +19,8 @@ export {
   type UnmapInput,
 } from './container.js';
 export { ERRNO, errnoName, type ErrnoName } from './errno.js';
-export { IoasError, hex, type IoasErrorCode, type IoasErrorDetails } from './errors.js';
+export { IoasError, type IoasErrorCode, type IoasErrorDetails } from './errors.js';
+export { hex } from './format.js';
 export { IovaAllocator, type AllocationRequest } from './iova-allocator.js';
 export {
   alignDown,
@@ -62,6 +63,14 @@ export {
   type WindowPlanSegment,
   type WindowPlanSpec,
 } from './plan-windows.js';
+export {
+  checkWindowGeometry,
+  PAMU_PAGE_SIZE,
+  PAMU_VFIO_MAX_WINDOWS,
+  type WindowGeometryLimits,
+  type WindowGeometryProblems,
+  type WindowGeometryRequest,
+} from './window-geometry.js';
 export { planRegionMappings, type RegionPiece, type RegionPlan } from './plan-region.js';
 export {
   SPECIFICATION_VERSION,

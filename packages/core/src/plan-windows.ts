@@ -1,8 +1,10 @@
 import { z } from 'zod';
-import { IoasError, hex } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import { isPowerOfTwo, U64_MAX } from './iova-range.js';
 import { parseInput, size64, u64 } from './schemas.js';
 import type { U64Input } from './types.js';
+import { checkWindowGeometry, PAMU_PAGE_SIZE, PAMU_VFIO_MAX_WINDOWS } from './window-geometry.js';
 
 /** One segment of guest RAM, mapped 1:1 (IOVA = guest physical address). */
 export interface WindowPlanSegment {
@@ -75,7 +77,7 @@ export const DEFAULT_WINDOW_PLAN_LIMITS: {
   readonly maxWindows: number;
   /** 4 KiB: PAMU_PAGE_SIZE. */
   readonly minWindowSize: bigint;
-} = { maxWindows: 256, minWindowSize: 0x1000n };
+} = { maxWindows: PAMU_VFIO_MAX_WINDOWS, minWindowSize: PAMU_PAGE_SIZE };
 
 const powerOfTwo = size64.refine(isPowerOfTwo, 'must be a power of two');
 
@@ -145,7 +147,8 @@ export function planWindows(spec: WindowPlanSpec): WindowPlan {
     if (aperture === undefined) continue;
     const count = aperture.size / windowSize;
     if (smallestCountSeen === undefined || count < smallestCountSeen.count) smallestCountSeen = { windowSize, count };
-    if (count > BigInt(limits.maxWindows)) continue;
+    // The rules setGeometry and the PAMU backend check too (window-geometry.ts): the window maximum, above all.
+    if (checkWindowGeometry({ ...aperture, windowCount: Number(count) }, limits) !== undefined) continue;
     // Candidates come from the largest window down, so a strictly smaller aperture is needed to win:
     // at equal apertures the larger window (fewer windows) found first stays.
     if (best === undefined || aperture.size < best.size) best = { ...aperture, windowSize };
