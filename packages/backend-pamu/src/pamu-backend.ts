@@ -1,10 +1,10 @@
 import { endianness } from 'node:os';
-import { IoasError, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
+import { IoasError, PAMU_PAGE_SIZE, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
 import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile, type PamuProfileName } from './profiles.js';
-import { PAMU_MSI_PAGE_SIZE, PAMU_PAGE_SIZE } from './uapi.js';
+import { PAMU_MSI_PAGE_SIZE } from './uapi.js';
 
 /** Options of {@link pamu}. */
 export interface PamuOptions {

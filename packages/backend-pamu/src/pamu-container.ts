@@ -5,11 +5,11 @@
  * rest without a word; a window size of zero divides by zero in the kernel
  * (shared/facts/pamu-sdk-abi.md §4-§6). Each defence below names the rule it enforces.
  */
-import { ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
+import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
 import { VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
-import { PAMU_MSI_PAGE_SIZE, PAMU_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
+import { PAMU_MSI_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
 
 /** A DMA range the container mapped: whole windows of physically contiguous memory. */
 export interface PamuDmaRange {
@@ -228,18 +228,11 @@ export class PamuContainer {
   configure(aperture: IovaRange, count: number): void {
     const operation = 'configure';
     this.assertOpen(operation);
-    const size = aperture.last - aperture.start + 1n;
-    // §4: the aperture is a power of two >= 4 KiB, aligned to its size.
-    if (aperture.last < aperture.start || aperture.last > U64_MAX || !isPowerOfTwo(size) || size < PAMU_PAGE_SIZE) {
-      throw fail('invalid-argument', operation, `aperture ${hex(aperture.start)}-${hex(aperture.last)}: its size must be a power of two of at least ${hex(PAMU_PAGE_SIZE)}`);
-    }
-    if (aperture.start % size !== 0n) throw fail('misaligned', operation, `aperture start ${hex(aperture.start)} must be aligned to the aperture size ${hex(size)}`);
-    // §4/§6: the count is a power of two from 1 to the maximum; 0 divides by zero in the kernel,
-    // above 256 is refused by the VFIO layer, above the hardware maximum by the domain.
-    if (!Number.isInteger(count) || count < 1 || count > this.maxCount || !isPowerOfTwo(BigInt(count))) {
-      throw fail('invalid-argument', operation, `window count ${count} must be a power of two from 1 to ${this.maxCount}`);
-    }
-    if (size / BigInt(count) < PAMU_PAGE_SIZE) throw fail('invalid-argument', operation, `${count} windows of a ${hex(size)}-byte aperture are smaller than ${hex(PAMU_PAGE_SIZE)}`);
+    // §4/§6: the geometry rules, shared with Container.setGeometry and planWindows. A count of 0
+    // divides by zero in the kernel, above 256 the VFIO layer refuses, above the hardware maximum
+    // the domain: all hidden, so all checked before anything is sent.
+    const problems = checkWindowGeometry({ start: aperture.start, size: rangeSize(aperture), windowCount: count }, { maxWindows: this.maxCount });
+    if (problems !== undefined) throw fail(problems.code, operation, problems.message);
     if (this.enabled || this.dma.length > 0 || this.banks.length > 0) {
       throw fail('state', operation, 'the geometry and windows can change only while nothing is mapped (the domain refuses once enabled, and WINDOWS discards every window); unmap DMA and MSI banks first');
     }
@@ -474,7 +467,7 @@ export class PamuContainer {
 
   private requireWindows(operation: string): bigint {
     if (this.count === undefined || this.windowSize === 0n) {
-      throw fail('state', operation, 'the windows are not configured: set the geometry and window count first (the SDK driver computes the window size only from a geometry set through VFIO and would divide by zero)');
+      throw fail('not-ready', operation, 'the windows are not configured: set the geometry and window count first (the SDK driver computes the window size only from a geometry set through VFIO and would divide by zero)');
     }
     return this.windowSize;
   }
@@ -512,7 +505,7 @@ export class PamuContainer {
     // wanted, a refused SET would read back as a success. Set another count first to prove it.
     if (!this.everSetWindows && count === ioctls.getWindows(fd, 0)) {
       const other = count === 1 ? 2 : 1;
-      if (other <= this.maxCount && (aperture.end - aperture.start + 1n) / BigInt(other) >= PAMU_PAGE_SIZE) this.setWindowsConfirmed(other);
+      if (checkWindowGeometry({ start: aperture.start, size: aperture.end - aperture.start + 1n, windowCount: other }, { maxWindows: this.maxCount }) === undefined) this.setWindowsConfirmed(other);
     }
     this.setWindowsConfirmed(count);
     this.count = count;

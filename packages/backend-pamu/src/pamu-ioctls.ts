@@ -4,8 +4,8 @@
  * structs is host-endian: shared/facts/pamu-sdk-abi.md §0, §3).
  */
 import { endianness } from 'node:os';
-import { IoasError, type Syscalls } from '@ioas/core';
-import { VfioIoctls, vfioUapi } from '@ioas/vfio';
+import type { Syscalls } from '@ioas/core';
+import { VfioIoctls, vfioUapi, type IoctlStruct } from '@ioas/vfio';
 import type { PamuProfile } from './profiles.js';
 import { PAMU_ATTRIBUTE, vfio_pamu_attr, vfio_pamu_msi_bank_map, vfio_pamu_msi_bank_unmap, type PamuIoctlName } from './uapi.js';
 
@@ -25,17 +25,19 @@ export interface PamuStash {
   readonly cache: number;
 }
 
-/** The ioctls of a PAMU container, encoded for one profile. */
+/**
+ * The ioctls of a PAMU container, encoded for one profile: the PAMU-only ones (attributes, MSI
+ * banks) built on {@link VfioIoctls}' call, struct and type-1 map/unmap helpers, with the profile's
+ * request numbers and byte order.
+ */
 export class PamuIoctls {
-  /** The generic VFIO ioctls, with the profile's numbers. */
+  /** The generic VFIO ioctls, with the profile's numbers: MAP_DMA and UNMAP_DMA go through them too. */
   readonly vfio: VfioIoctls;
   /** Struct byte order. */
   readonly little: boolean;
   /** The system calls. */
   readonly syscalls: Syscalls;
-  private readonly attr: { bytes: Uint8Array; view: DataView };
-  private readonly dmaMap: { bytes: Uint8Array; view: DataView };
-  private readonly dmaUnmap: { bytes: Uint8Array; view: DataView };
+  private readonly attr: IoctlStruct;
 
   constructor(
     syscalls: Syscalls,
@@ -68,22 +70,12 @@ export class PamuIoctls {
         VFIO_IOMMU_UNMAP_DMA: ioctls.VFIO_IOMMU_UNMAP_DMA,
       },
     });
-    this.attr = this.struct(vfio_pamu_attr.sizeof);
-    this.dmaMap = this.struct(vfioUapi.vfio_iommu_type1_dma_map.sizeof);
-    this.dmaUnmap = this.struct(vfioUapi.vfio_iommu_type1_dma_unmap.sizeof);
+    this.attr = this.vfio.struct(vfio_pamu_attr.sizeof);
   }
 
-  private struct(size: number): { bytes: Uint8Array; view: DataView } {
-    const bytes = new Uint8Array(size);
-    const view = new DataView(bytes.buffer);
-    view.setUint32(0, size, this.little);
-    return { bytes, view };
-  }
-
+  /** A PAMU ioctl by the profile's number, through {@link VfioIoctls.request} (errors name the ioctl, backend `pamu`). */
   private call(name: PamuIoctlName, fd: number, argument: number | Uint8Array, what: string): number {
-    const status = this.syscalls.ioctl(fd, this.profile.ioctls[name], argument);
-    if (status < 0) throw IoasError.fromErrno(-status, name, what, { backend: 'pamu' });
-    return status;
+    return this.vfio.request(this.profile.ioctls[name], name, fd, argument, what);
   }
 
   /** Resets the attribute buffer: argsz 32, the attribute id, and the union filled with `fill`. */
@@ -152,7 +144,7 @@ export class PamuIoctls {
 
   /** MAP_MSI_BANK with READ|WRITE (the code needs one of them, §3); returns 0 whatever happened. */
   mapMsiBank(fd: number, bank: number, iova: bigint): void {
-    const { bytes, view } = this.struct(vfio_pamu_msi_bank_map.sizeof);
+    const { bytes, view } = this.vfio.struct(vfio_pamu_msi_bank_map.sizeof);
     view.setUint32(vfio_pamu_msi_bank_map.flags, vfioUapi.VFIO_DMA_MAP_FLAG_READ | vfioUapi.VFIO_DMA_MAP_FLAG_WRITE, this.little);
     view.setUint32(vfio_pamu_msi_bank_map.msi_bank_index, bank, this.little);
     view.setBigUint64(vfio_pamu_msi_bank_map.iova, iova, this.little);
@@ -161,29 +153,18 @@ export class PamuIoctls {
 
   /** UNMAP_MSI_BANK: `iova` must be exactly the one given to MAP (§6). */
   unmapMsiBank(fd: number, iova: bigint): void {
-    const { bytes, view } = this.struct(vfio_pamu_msi_bank_unmap.sizeof);
+    const { bytes, view } = this.vfio.struct(vfio_pamu_msi_bank_unmap.sizeof);
     view.setBigUint64(vfio_pamu_msi_bank_unmap.iova, iova, this.little);
     this.call('VFIO_IOMMU_PAMU_UNMAP_MSI_BANK', fd, bytes, 'unmapping an MSI bank');
   }
 
   /** MAP_DMA with the type-1 struct; only READ and WRITE flags (0x4 is MMIO in the SDK header, rejected). */
   mapDma(fd: number, vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
-    const { view, bytes } = this.dmaMap;
-    const layout = vfioUapi.vfio_iommu_type1_dma_map;
-    view.setUint32(layout.flags, (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0), this.little);
-    view.setBigUint64(layout.vaddr, vaddr, this.little);
-    view.setBigUint64(layout.iova, iova, this.little);
-    view.setBigUint64(layout.size, size, this.little);
-    this.call('VFIO_IOMMU_MAP_DMA', fd, bytes, `mapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    this.vfio.iommuMapDma(fd, vaddr, iova, size, (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0));
   }
 
-  /** UNMAP_DMA with flags 0; the PAMU backend does not write `size` back (§6). */
+  /** UNMAP_DMA with flags 0; the PAMU backend does not write `size` back (§6), so nothing is returned. */
   unmapDma(fd: number, iova: bigint, size: bigint): void {
-    const { view, bytes } = this.dmaUnmap;
-    const layout = vfioUapi.vfio_iommu_type1_dma_unmap;
-    view.setUint32(layout.flags, 0, this.little);
-    view.setBigUint64(layout.iova, iova, this.little);
-    view.setBigUint64(layout.size, size, this.little);
-    this.call('VFIO_IOMMU_UNMAP_DMA', fd, bytes, `unmapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    this.vfio.iommuUnmapDma(fd, iova, size, 0);
   }
 }

@@ -1,7 +1,7 @@
-import { IoasError, hex } from '@ioas/core';
+import { IoasError, hex, PAMU_VFIO_MAX_WINDOWS } from '@ioas/core';
 import { ioctlNumber, vfioUapi, type IoctlArch, type VfioIoctlName } from '@ioas/vfio';
 import { z } from 'zod';
-import { PAMU_NR, PAMU_VFIO_MAX_WINDOWS, type PamuIoctlName } from './uapi.js';
+import { PAMU_NR, type PamuIoctlName } from './uapi.js';
 
 /** The generic VFIO ioctls a PAMU container, its groups and devices use; a profile names a value for each. */
 export const PAMU_GENERIC_IOCTLS = [

@@ -53,8 +53,5 @@ export const vfio_pamu_msi_bank_unmap = { sizeof: 16, argsz: 0, flags: 4, iova: 
 /** The MSI bank page is mapped at the start of its window with this size (§6). */
 export const PAMU_MSI_PAGE_SIZE = 0x1000n;
 
-/** The smallest PAMU aperture and mapping: 4 KiB (PAMU_PAGE_SIZE, §4). */
-export const PAMU_PAGE_SIZE = 0x1000n;
-
-/** The VFIO layer's cap on the window count (§4). */
-export const PAMU_VFIO_MAX_WINDOWS = 256;
+// The 4 KiB floor and the VFIO layer's cap of 256 windows are geometry rules: @ioas/core's
+// PAMU_PAGE_SIZE and PAMU_VFIO_MAX_WINDOWS (window-geometry.ts), with the checks that use them.

@@ -142,7 +142,16 @@ export class VfioIoctls {
 
   /** Calls an ioctl; throws an IoasError naming it when the kernel answers -errno. */
   call(name: VfioIoctlName, fd: number, argument: number | Uint8Array, what: string): number {
-    const status = this.syscalls.ioctl(fd, this.numbers[name], argument);
+    return this.request(this.numbers[name], name, fd, argument, what);
+  }
+
+  /**
+   * Calls an ioctl by request number, for one this class has no name for (a vendor's, such as the
+   * PAMU SDK kernels' `VFIO_IOMMU_PAMU_*`); throws an IoasError naming `name` when the kernel
+   * answers -errno.
+   */
+  request(request: number, name: string, fd: number, argument: number | Uint8Array, what: string): number {
+    const status = this.syscalls.ioctl(fd, request, argument);
     if (status < 0) throw this.failure(-status, name, what);
     return status;
   }
