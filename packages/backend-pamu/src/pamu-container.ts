@@ -150,7 +150,7 @@ export class PamuContainer {
         groups.push(group);
         if (!group.status().viable) {
           const why = describeGroup(id);
-          throw fail('state', 'open', `IOMMU group ${id} is not viable: ${why || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`);
+          throw fail('not-viable', 'open', `IOMMU group ${id} is not viable: ${why || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`);
         }
         group.setContainer(container);
       }
@@ -234,7 +234,7 @@ export class PamuContainer {
     const problems = checkWindowGeometry({ start: aperture.start, size: rangeSize(aperture), windowCount: count }, { maxWindows: this.maxCount });
     if (problems !== undefined) throw fail(problems.code, operation, problems.message);
     if (this.enabled || this.dma.length > 0 || this.banks.length > 0) {
-      throw fail('state', operation, 'the geometry and windows can change only while nothing is mapped (the domain refuses once enabled, and WINDOWS discards every window); unmap DMA and MSI banks first');
+      throw fail('in-use', operation, 'the geometry and windows can change only while nothing is mapped (the domain refuses once enabled, and WINDOWS discards every window); unmap DMA and MSI banks first');
     }
     const wanted: PamuAperture = { start: aperture.start, end: aperture.last };
     try {
@@ -260,8 +260,8 @@ export class PamuContainer {
     if (!caches.includes(stash.cache)) throw fail('invalid-argument', operation, `cache ${stash.cache} must be 1 (L1), 2 (L2), 3 (L3) or 4 (DSP L2, SDK kernels)`);
     if (!Number.isInteger(stash.cpu) || stash.cpu < 0 || stash.cpu > 0xffff_ffff) throw fail('invalid-argument', operation, `cpu ${stash.cpu} must be the reg of a device-tree cpu node (a u32)`);
     // §6: with windows never set the domain refuses (hidden EINVAL); once enabled, EBUSY.
-    if (this.count === undefined) throw fail('state', operation, 'set the geometry and windows first (the driver order: geometry, windows, stash)');
-    if (this.enabled) throw fail('state', operation, 'the stash can change only before the first DMA mapping');
+    if (this.count === undefined) throw fail('not-ready', operation, 'set the geometry and windows first (the driver order: geometry, windows, stash)');
+    if (this.enabled) throw fail('in-use', operation, 'the stash can change only before the first DMA mapping');
     const previous = this.stashValue;
     try {
       this.applyStash(stash);
@@ -293,7 +293,7 @@ export class PamuContainer {
     if (!Number.isInteger(bank) || bank < 0 || bank >= this.msiBankCount) {
       throw fail('not-found', operation, `MSI bank ${bank} does not exist: the kernel has ${this.msiBankCount} bank${this.msiBankCount === 1 ? '' : 's'}`);
     }
-    if (this.banks.some((mapped) => mapped.bank === bank)) throw fail('state', operation, `MSI bank ${bank} is already mapped; unmap it first`);
+    if (this.banks.some((mapped) => mapped.bank === bank)) throw fail('in-use', operation, `MSI bank ${bank} is already mapped; unmap it first`);
     const what = (): string => `MSI bank ${bank} at IOVA ${hex(iova)}`;
     const window = this.windowIndex(operation, iova, windowSize, what);
     this.assertWindowFree(operation, window, what);

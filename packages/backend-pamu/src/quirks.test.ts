@@ -160,8 +160,8 @@ describe('geometry and windows (§4, §6 SET_ATTR)', () => {
     const env = open();
     expect(env.container.windows()).toEqual({ aperture: { start: 0n, last: (1n << 36n) - 1n }, count: undefined, size: 0n, maxCount: 256 });
     const memory = hugepages(env, WINDOW);
-    refusedBeforeTheKernel(env, 'state', () => env.container.mapDma({ iova: 0n, size: WINDOW, read: true, write: true, ...memory }));
-    refusedBeforeTheKernel(env, 'state', () => env.container.mapMsiBank(0, 0n));
+    refusedBeforeTheKernel(env, 'not-ready', () => env.container.mapDma({ iova: 0n, size: WINDOW, read: true, write: true, ...memory }));
+    refusedBeforeTheKernel(env, 'not-ready', () => env.container.mapMsiBank(0, 0n));
   });
 
   it('detects a silently refused geometry by reading it back', () => {
@@ -217,12 +217,12 @@ describe('geometry and windows (§4, §6 SET_ATTR)', () => {
   it('refuses to change the geometry once anything is mapped (hidden EBUSY; WINDOWS discards every window)', () => {
     const env = configured();
     env.container.mapDma({ iova: 0n, size: WINDOW, read: true, write: true, ...hugepages(env, WINDOW) });
-    refusedBeforeTheKernel(env, 'state', () => env.container.configure(APERTURE, 4));
+    refusedBeforeTheKernel(env, 'in-use', () => env.container.configure(APERTURE, 4));
   });
 
   it('validates the stash and reads it back', () => {
     const env = open();
-    refusedBeforeTheKernel(env, 'state', () => env.container.setStash({ cpu: 0, cache: 1 }));
+    refusedBeforeTheKernel(env, 'not-ready', () => env.container.setStash({ cpu: 0, cache: 1 }));
     env.container.configure(APERTURE, 8);
     refusedBeforeTheKernel(env, 'invalid-argument', () => env.container.setStash({ cpu: 0, cache: 5 }));
     env.container.setStash({ cpu: 2, cache: 1 });
@@ -230,7 +230,7 @@ describe('geometry and windows (§4, §6 SET_ATTR)', () => {
     expect(caught(() => env.container.setStash({ cpu: 9, cache: 1 })).message).toMatch(/PAMU_STASH.*cpu 2, cache 1/);
     expect(env.container.stash()).toEqual({ cpu: 2, cache: 1 });
     env.container.mapDma({ iova: 0n, size: WINDOW, read: true, write: true, ...hugepages(env, WINDOW) });
-    refusedBeforeTheKernel(env, 'state', () => env.container.setStash({ cpu: 1, cache: 1 }));
+    refusedBeforeTheKernel(env, 'in-use', () => env.container.setStash({ cpu: 1, cache: 1 }));
   });
 });
 
@@ -252,7 +252,7 @@ describe('MSI banks (§6 GET_MSI_BANK_COUNT, MAP/UNMAP_MSI_BANK, §7)', () => {
     refusedBeforeTheKernel(env, 'overlap', () => env.container.mapMsiBank(0, 0n));
     const bank = env.container.mapMsiBank(0, 4n * WINDOW);
     expect(bank).toEqual({ bank: 0, iova: 4n * WINDOW, window: 4, deviceAddress: 4n * WINDOW + 0x140n });
-    refusedBeforeTheKernel(env, 'state', () => env.container.mapMsiBank(0, 5n * WINDOW));
+    refusedBeforeTheKernel(env, 'in-use', () => env.container.mapMsiBank(0, 5n * WINDOW));
     refusedBeforeTheKernel(env, 'overlap', () => env.container.mapMsiBank(1, 4n * WINDOW));
   });
 

@@ -42,7 +42,7 @@ describe('scenarios', () => {
   });
 
   it('refuses a map before the P4080 has windows with a typed error, not a crash', async () => {
-    const result = await runScenario(valid({ steps: [{ map: { iova: 0, size: '64M' }, expect: 'state' }] }));
+    const result = await runScenario(valid({ steps: [{ map: { iova: 0, size: '64M' }, expect: 'not-ready' }] }));
     expect(result.ok).toBe(true);
     expect(result.events[0]!.detail).toMatch(/setGeometry/);
   });

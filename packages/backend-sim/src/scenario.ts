@@ -73,9 +73,11 @@ const IOAS_ERROR_CODES: readonly IoasErrorCode[] = [
   'not-found',
   'budget-exhausted',
   'no-space',
-  'state',
+  'in-use',
+  'not-ready',
   'closed',
   'kernel',
+  'inconsistent',
 ];
 
 /** A scenario, validated. */

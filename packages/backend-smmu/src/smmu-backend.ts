@@ -173,7 +173,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
       const group = VfioGroup.open(ioctls, id);
       groups.push(group);
       if (!group.status().viable) {
-        throw new IoasError('state', `IOMMU group ${id} is not viable: ${describeOwner(sysfs, id) || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`, {
+        throw new IoasError('not-viable', `IOMMU group ${id} is not viable: ${describeOwner(sysfs, id) || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`, {
           backend: 'smmu',
           operation: 'open',
         });

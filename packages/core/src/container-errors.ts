@@ -25,18 +25,12 @@ export class ContainerErrors {
     }
   }
 
-  /** Passes IoasErrors through with the backend and operation filled in; wraps anything else. */
+  /**
+   * Passes IoasErrors through, the same objects, with the backend and operation filled in where
+   * they were missing (see {@link IoasError.inContext}); wraps anything else as `backend-contract`.
+   */
   wrap(operation: string, error: unknown): IoasError {
-    if (IoasError.isInstance(error)) {
-      if (error.backend !== undefined && error.operation !== undefined) return error;
-      return new IoasError(error.code, error.message, {
-        backend: error.backend ?? this.backendName,
-        operation: error.operation ?? operation,
-        ...(error.ioctl === undefined ? {} : { ioctl: error.ioctl }),
-        ...(error.errno === undefined ? {} : { errno: error.errno }),
-        cause: error.cause ?? error,
-      });
-    }
+    if (IoasError.isInstance(error)) return error.inContext(this.backendName, operation);
     return this.error('backend-contract', operation, `backend '${this.backendName}' threw a non-IoasError: ${messageOf(error)}`, error);
   }
 

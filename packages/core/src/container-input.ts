@@ -1,4 +1,5 @@
-import { IoasError, hex } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import { type IovaRange, U64_MAX } from './iova-range.js';
 import type { Access, HostMemory, Mapping, U64Input } from './types.js';
 import type { Backend } from './spi.js';

@@ -1,5 +1,5 @@
 import type { ContainerErrors } from './container-errors.js';
-import { hex } from './errors.js';
+import { hex } from './format.js';
 import { formatRange, intersectRange, type IovaRange, isPowerOfTwo, rangeSize, subtractRanges } from './iova-range.js';
 import type { IovaSpace } from './iova-space.js';
 import { accessFlags, type IovaOwnership, type MappingTable, mappingFlags, pageOf, wholePage, wholePages } from './mapping-table.js';
@@ -206,7 +206,7 @@ export class DmaMapper {
 
   private refuseReport(operation: string, target: IovaRange, reported: bigint, expected: bigint): never {
     throw this.errors.error(
-      'kernel',
+      'inconsistent',
       operation,
       `unmapping ${formatRange(target)}: the kernel reports ${hex(reported)} bytes unmapped but the container had ${hex(expected)} bytes mapped there; the container's record was updated as if the unmap succeeded`,
     );

@@ -16,11 +16,21 @@ const marker = Symbol.for('ioas.error');
  * - `not-found`: nothing matches (no such mapping, window or allocation).
  * - `budget-exhausted`: the container's mapping budget is used up (type1's ENOSPC).
  * - `no-space`: the IOVA allocator found no free range that satisfies the request.
- * - `state`: the operation is not allowed in the container's current state (order of calls).
+ * - `in-use`: something still uses what the operation would change or remove (a mapping in a window
+ *   or allocation, doorbells already mapped, a geometry or stash change once DMA is on): unmap,
+ *   release or remove it first.
+ * - `not-ready`: an earlier step is missing (the windows of a windowed IOMMU are not configured
+ *   yet: call `setGeometry()` first).
+ * - `not-viable`: an IOMMU group cannot be used for DMA: a member is bound to a driver that owns DMA.
+ * - `wrong-device`: the device is not the one the driver was written for.
+ * - `timeout`: a device did not finish in time.
  * - `closed`: the container was closed.
  * - `plan-impossible`: a planner cannot satisfy the request; the message says what to change.
- * - `kernel`: a system call failed; `errno` and `ioctl` say which and why.
- * - `abi-mismatch`: the kernel's answers do not fit the ABI the backend was told to expect.
+ * - `kernel`: a system call failed; `errno` and `ioctl` say which and why (always set).
+ * - `inconsistent`: a system call succeeded but its answer contradicts what the SDK knows (an unmap
+ *   reporting another size than the record holds, a short read or write of a device region).
+ * - `abi-mismatch`: the kernel's answers do not fit the ABI the backend expects (a wrong profile, a
+ *   malformed capability chain, a sysfs line that does not parse).
  * - `backend-unavailable`: the backend cannot run on this host (probe failed).
  * - `backend-contract`: a backend broke the SPI contract (a bug in the backend).
  * - `rollback-failed`: a multi-step operation failed and undoing it failed too; state may be left behind.
@@ -36,10 +46,15 @@ export type IoasErrorCode =
   | 'not-found'
   | 'budget-exhausted'
   | 'no-space'
-  | 'state'
+  | 'in-use'
+  | 'not-ready'
+  | 'not-viable'
+  | 'wrong-device'
+  | 'timeout'
   | 'closed'
   | 'plan-impossible'
   | 'kernel'
+  | 'inconsistent'
   | 'abi-mismatch'
   | 'backend-unavailable'
   | 'backend-contract'
@@ -100,6 +115,21 @@ export class IoasError extends Error {
   }
 
   /**
+   * Fills in the backend and the operation this error was raised without, and starts its message
+   * with the operation (`map: ...`), as every error a container throws does; returns the same
+   * error, so that its stack and cause stay the ones it was raised with.
+   *
+   * @internal Used by `Container`; backends pass `backend` and `operation` when they know them.
+   */
+  inContext(backend: string, operation: string): this {
+    const fields = this as { backend: string | undefined; operation: string | undefined };
+    fields.backend ??= backend;
+    fields.operation ??= operation;
+    if (!this.message.startsWith(`${fields.operation}: `)) this.message = `${fields.operation}: ${this.message}`;
+    return this;
+  }
+
+  /**
    * An error for a failed system call: the message names the ioctl, the errno and what the SDK was
    * doing, so that it reads on its own in a log.
    */
@@ -110,9 +140,4 @@ export class IoasError extends Error {
       errno,
     });
   }
-}
-
-/** Formats a bigint address or size as the kernel prints it: `0x` and lowercase hex. */
-export function hex(value: bigint | number): string {
-  return `0x${value.toString(16)}`;
 }

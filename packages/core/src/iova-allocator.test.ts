@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { hex, IoasError } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import { IovaAllocator } from './iova-allocator.js';
 import { alignRangeInward, alignUp, compareBigint, intersectRanges, type IovaRange, subtractRanges, U64_MAX, unionRanges } from './iova-range.js';
 

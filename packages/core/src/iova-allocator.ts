@@ -1,5 +1,6 @@
 import { BTreeMap } from './btree.js';
-import { IoasError, hex } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import { alignRangeInward, alignUp, compareBigint, isPowerOfTwo, type IovaRange, U64_MAX } from './iova-range.js';
 import { IovaRangeSet } from './iova-range-set.js';
 

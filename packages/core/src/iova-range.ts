@@ -1,4 +1,5 @@
-import { IoasError, hex } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 
 /**
  * A range of IO virtual addresses with an **inclusive** `last`, as the kernel reports them (type1's

@@ -1,6 +1,6 @@
 import { BTreeMap } from './btree.js';
 import type { ContainerErrors } from './container-errors.js';
-import { hex } from './errors.js';
+import { hex } from './format.js';
 import { IovaAllocator } from './iova-allocator.js';
 import {
   alignRangeInward,
@@ -68,7 +68,7 @@ export class IovaSpace {
   unit(operation: string): bigint {
     const unit = this.mappingUnit;
     if (unit === undefined) {
-      throw this.errors.error('state', operation, 'the windowed IOMMU has no window geometry yet; call setGeometry() first');
+      throw this.errors.error('not-ready', operation, 'the windowed IOMMU has no window geometry yet; call setGeometry() first');
     }
     return unit;
   }

@@ -1,5 +1,5 @@
 import type { ContainerErrors } from './container-errors.js';
-import { hex } from './errors.js';
+import { hex } from './format.js';
 import { compareBigint, formatRange } from './iova-range.js';
 import type { IovaSpace } from './iova-space.js';
 import type { MappingTable } from './mapping-table.js';
@@ -76,7 +76,7 @@ export class MsiPlacement implements ContainerMsi {
     const model = this.handle.capabilities.msi;
     if (model !== 'explicit') return this.plan(undefined);
     const space = this.space;
-    if (space.doorbells.length > 0) throw this.errors.error('state', operation, 'MSI doorbells are already mapped; unmap them first');
+    if (space.doorbells.length > 0) throw this.errors.error('in-use', operation, 'MSI doorbells are already mapped; unmap them first');
     const chosen = plan ?? this.plan(undefined);
     if (chosen.model !== 'explicit') throw this.errors.error('invalid-argument', operation, `a ${chosen.model} plan cannot be mapped on an explicit-MSI container`);
     const unit = space.unit(operation);

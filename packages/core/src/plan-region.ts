@@ -1,4 +1,5 @@
-import { IoasError, hex } from './errors.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import { alignRangeInward, intersectRanges, type IovaRange, subtractRanges } from './iova-range.js';
 
 /** One mapping of a region split by {@link planRegionMappings}. */

@@ -43,7 +43,7 @@ export class EduDriver {
 
   constructor(readonly device: VfioDevice) {
     const bar = device.region(vfioUapi.VFIO_PCI_BAR0_REGION_INDEX);
-    if (bar.size < 0x100n) throw new IoasError('state', `${device.name}: BAR0 is ${bar.size} bytes; is this an edu device?`);
+    if (bar.size < 0x100n) throw new IoasError('wrong-device', `${device.name}: BAR0 is ${bar.size} bytes; is this an edu device?`);
     // MMIO needs accesses of the register's own width: edu answers byte loads with nothing useful,
     // and a DataView may load byte by byte. 32- and 64-bit typed arrays give whole-width loads and
     // stores, in host byte order, which is PCI's little-endian on the hosts QEMU's edu runs on.
@@ -148,7 +148,7 @@ export class EduDriver {
     // The device clears the start bit when the transfer is done (a timer in QEMU).
     const deadline = Date.now() + 10_000;
     while ((this.registers.read64(REGISTER.DMA_COMMAND) & DMA_START) !== 0n) {
-      if (Date.now() > deadline) throw new IoasError('state', 'edu DMA did not complete within 10 s');
+      if (Date.now() > deadline) throw new IoasError('timeout', 'edu DMA did not complete within 10 s');
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }

@@ -14,7 +14,7 @@ export function parseReservedRegions(text: string, origin: string): ReservedRang
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     const match = RESERVED_LINE.exec(line.trim());
-    if (match === null) throw new IoasError('kernel', `${origin}: cannot parse reserved region line "${line}"`);
+    if (match === null) throw new IoasError('abi-mismatch', `${origin}: cannot parse reserved region line "${line}"`);
     const kind = match[3]!;
     const known = KNOWN_KINDS.has(kind);
     regions.push({

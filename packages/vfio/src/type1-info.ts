@@ -36,7 +36,7 @@ export function parseType1Info(view: DataView, little: boolean): Type1Info {
   const seen = new Set<number>();
   while (offset !== 0) {
     if (offset < vfio_iommu_type1_info.sizeof - 4 || offset + vfio_info_cap_header.sizeof > view.byteLength || seen.has(offset)) {
-      throw new IoasError('kernel', `VFIO_IOMMU_GET_INFO: malformed capability chain at offset ${offset} of ${view.byteLength} bytes`);
+      throw new IoasError('abi-mismatch', `VFIO_IOMMU_GET_INFO: malformed capability chain at offset ${offset} of ${view.byteLength} bytes`);
     }
     seen.add(offset);
     const id = view.getUint16(offset + vfio_info_cap_header.id, little);
@@ -44,7 +44,7 @@ export function parseType1Info(view: DataView, little: boolean): Type1Info {
     if (id === VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE && version === 1) {
       const count = view.getUint32(offset + vfio_iommu_type1_info_cap_iova_range.nr_iovas, little);
       const first = offset + vfio_iommu_type1_info_cap_iova_range.iova_ranges;
-      if (first + count * vfio_iova_range.sizeof > view.byteLength) throw new IoasError('kernel', 'VFIO_IOMMU_GET_INFO: IOVA_RANGE capability runs past the buffer');
+      if (first + count * vfio_iova_range.sizeof > view.byteLength) throw new IoasError('abi-mismatch', 'VFIO_IOMMU_GET_INFO: IOVA_RANGE capability runs past the buffer');
       ranges = [];
       for (let index = 0; index < count; index++) {
         const at = first + index * vfio_iova_range.sizeof;

@@ -53,7 +53,7 @@ export class VfioDevice {
     const buffer = new Uint8Array(length);
     const count = this.ioctls.syscalls.pread(this.fd, buffer, region.offset + offset);
     if (count < 0) throw this.ioctls.failure(-count, 'pread', `reading ${length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
-    if (count !== length) throw new IoasError('kernel', `short read of region ${index} of ${this.name}: ${count} of ${length} bytes`);
+    if (count !== length) throw new IoasError('inconsistent', `short read of region ${index} of ${this.name}: ${count} of ${length} bytes`);
     return buffer;
   }
 
@@ -62,7 +62,7 @@ export class VfioDevice {
     const region = this.region(index);
     const count = this.ioctls.syscalls.pwrite(this.fd, bytes, region.offset + offset);
     if (count < 0) throw this.ioctls.failure(-count, 'pwrite', `writing ${bytes.length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
-    if (count !== bytes.length) throw new IoasError('kernel', `short write to region ${index} of ${this.name}: ${count} of ${bytes.length} bytes`);
+    if (count !== bytes.length) throw new IoasError('inconsistent', `short write to region ${index} of ${this.name}: ${count} of ${bytes.length} bytes`);
   }
 
   /** 32-bit little-endian register read (PCI registers are little-endian on every CPU). */
