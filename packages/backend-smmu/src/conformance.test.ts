@@ -1,8 +1,9 @@
 import { conformanceSuite } from '@ioas/conformance';
+import * as vitest from 'vitest';
 import { smmuOnSim } from './__fixtures__/smmu-on-sim.js';
 
 // backend-smmu through the simulator's syscall face (the real ioctl bytes), both kernel interfaces.
-conformanceSuite('smmu over sim syscalls: arm-smmuv3, type1v2', smmuOnSim('arm-smmuv3', 'type1'));
-conformanceSuite('smmu over sim syscalls: x86-vtd, type1v2', smmuOnSim('x86-vtd', 'type1'));
-conformanceSuite('smmu over sim syscalls: arm-smmuv3, iommufd', smmuOnSim('arm-smmuv3', 'iommufd'));
-conformanceSuite('smmu over sim syscalls: x86-vtd, iommufd', smmuOnSim('x86-vtd', 'iommufd'));
+conformanceSuite(vitest, 'smmu over sim syscalls: arm-smmuv3, type1v2', smmuOnSim('arm-smmuv3', 'type1'));
+conformanceSuite(vitest, 'smmu over sim syscalls: x86-vtd, type1v2', smmuOnSim('x86-vtd', 'type1'));
+conformanceSuite(vitest, 'smmu over sim syscalls: arm-smmuv3, iommufd', smmuOnSim('arm-smmuv3', 'iommufd'));
+conformanceSuite(vitest, 'smmu over sim syscalls: x86-vtd, iommufd', smmuOnSim('x86-vtd', 'iommufd'));

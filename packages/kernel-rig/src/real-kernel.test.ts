@@ -20,7 +20,7 @@ if (lane === undefined) {
   const backend = smmu({ syscalls: machine.syscalls, interface: kernelInterface });
   const limitFile = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
 
-  conformanceSuite(`real kernel, lane ${lane} (${kernelInterface})`, {
+  conformanceSuite({ describe, it, expect }, `real kernel, lane ${lane} (${kernelInterface})`, {
     // The guest runs as root, so type1's dma_entry_limit can be lowered for the budget test; it is
     // read when SET_IOMMU runs (vfio-type1.md §7).
     canLimitBudget: kernelInterface === 'type1',
