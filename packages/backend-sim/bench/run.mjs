@@ -6,7 +6,7 @@
 //   ops/s on this 2-core machine), and ns/op.
 // - Heap per live mapping at 1M, through the syscall face (goal <= 80 bytes), right after the 1M
 //   ascending maps and again after the timed rounds' random maps and unmaps, and the same for the
-//   model driven directly (VfioContainer.map). Heap is V8's heap plus ArrayBuffer backing stores
+//   model driven directly (SimVfioContainer.map). Heap is V8's heap plus ArrayBuffer backing stores
 //   (typed arrays keep their bytes outside the V8 heap: `heapUsed` alone would miss them).
 // - 1M/1k per-op ratio (goal <= 3): both sizes live in this process and their rounds alternate
 //   (which one goes first alternates too); the figure is the median of the per-round ratios.
@@ -30,8 +30,8 @@ if (typeof globalThis.gc !== 'function') {
   process.exit(status ?? 1);
 }
 
-const { createSimulator, simSyscalls, VfioContainer } = await import('@ioas/backend-sim');
-const { compareRounds, heapBytes } = await import('../../../scripts/bench-compare.mjs');
+const { createSimulator, simSyscalls, SimVfioContainer } = await import('@ioas/backend-sim');
+const { compareRounds, heapBytes, random } = await import('../../../scripts/bench-compare.mjs');
 
 const PAGE = 0x1000n;
 /** Above x86's MSI window: 2M pages from here stay in one usable range. */
@@ -119,7 +119,7 @@ function syscallHost(live) {
 /** The model driven directly (no struct decoding): only for the heap figure. */
 function directHost(live) {
   const simulator = createSimulator({ platform: 'x86-vtd', dmaEntryLimit: live + 1024 });
-  const container = new VfioContainer(simulator);
+  const container = new SimVfioContainer(simulator);
   container.addGroup(simulator.group(3));
   container.setIommu(VFIO_TYPE1v2_IOMMU);
   const address = simulator.memory.allocate(PAGE).address;

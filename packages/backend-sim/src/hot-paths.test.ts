@@ -5,11 +5,11 @@
 // translations must agree after every call.
 import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { IommufdContext } from './iommufd.js';
+import { SimIommufdContext } from './iommufd.js';
 import { PagedDomain } from './paged-domain.js';
 import { simSyscalls, type SimSyscalls } from './sim-syscalls.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from './simulator.js';
-import { VfioContainer } from './vfio-container.js';
+import { SimVfioContainer } from './vfio-container.js';
 
 const X86 = (nr: number) => 0x3b00 + nr;
 const PAGE = 0x1000;
@@ -85,8 +85,8 @@ function openIommufd(attach: boolean) {
 /** The domain behind a machine's container or IOAS 1. */
 function domainOf(machine: Machine): PagedDomain {
   for (const object of machine.simulator.kernelObjects) {
-    if (object instanceof VfioContainer && object.paged !== undefined) return object.paged;
-    if (object instanceof IommufdContext) return object.ioas(1, 'test').areas;
+    if (object instanceof SimVfioContainer && object.paged !== undefined) return object.paged;
+    if (object instanceof SimIommufdContext) return object.ioas(1, 'test').areas;
   }
   throw new Error('no domain');
 }

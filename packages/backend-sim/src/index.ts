@@ -5,10 +5,10 @@
  *
  * @packageDocumentation
  */
-export { IOAS_MAP_FLAGS, IommufdContext, Ioas, type IoasRanges } from './iommufd.js';
+export { IOAS_MAP_FLAGS, SimIommufdContext, Ioas, type IoasRanges } from './iommufd.js';
 export { KernelError, KernelOops } from './kernel-error.js';
 export { PagedDomain, type DmaDomain, type PagedMapping, type Translation } from './paged-domain.js';
-export { PAMU_ATTR, PamuDomain, type PamuDmaRange } from './pamu-domain.js';
+export { PamuDomain, type SimPamuDmaRange } from './pamu-domain.js';
 export { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
 export {
   runScenario,
@@ -38,5 +38,5 @@ export {
   type SimInterrupt,
   type SimulatorOptions,
 } from './simulator.js';
-export { VFIO_EXTENSION, VfioContainer, type Type1Info } from './vfio-container.js';
+export { VFIO_EXTENSION, SimVfioContainer, type SimType1Info } from './vfio-container.js';
 export { simSyscalls, type SimSyscalls, type SimSyscallsOptions } from './sim-syscalls.js';

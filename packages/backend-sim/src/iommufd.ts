@@ -36,7 +36,7 @@ export class Ioas implements DmaDomain {
   readonly areas: PagedDomain;
   /** The allow-list (IOAS_ALLOW_IOVAS); empty allows everything. */
   allowed: IovaRange[] = [];
-  /** The devices attached (changed through {@link IommufdContext.attach} and `detach`). */
+  /** The devices attached (changed through {@link SimIommufdContext.attach} and `detach`). */
   readonly devices = new Set<SimDevice>();
   /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
   private holes: Float64Array | undefined;
@@ -111,8 +111,11 @@ export class Ioas implements DmaDomain {
   }
 }
 
-/** One `/dev/iommu` file: its objects (IOAS, bound devices) by id. */
-export class IommufdContext {
+/**
+ * One `/dev/iommu` file as the simulated kernel keeps it: its objects (IOAS, bound devices) by id.
+ * The SDK's handle on one is `@ioas/vfio`'s `IommufdContext`.
+ */
+export class SimIommufdContext {
   private readonly objects = new Map<number, Ioas | { device: SimDevice; ioas: Ioas | undefined }>();
   private nextId = 1;
 

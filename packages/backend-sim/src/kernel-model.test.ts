@@ -1,11 +1,11 @@
 // The simulated kernel's own rules, each checked against the fact sheet line it encodes.
 import { ERRNO } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
-import { IOAS_MAP_FLAGS, IommufdContext } from './iommufd.js';
+import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError, KernelOops } from './kernel-error.js';
-import { PAMU_ATTR } from './pamu-domain.js';
+import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import { createSimulator } from './simulator.js';
-import { VFIO_EXTENSION, VfioContainer } from './vfio-container.js';
+import { VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
 
 function errnoOf(run: () => unknown): number | undefined {
   try {
@@ -20,7 +20,7 @@ function errnoOf(run: () => unknown): number | undefined {
 function type1(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd', dmaEntryLimit?: number) {
   const simulator = createSimulator({ platform, ...(dmaEntryLimit === undefined ? {} : { dmaEntryLimit }) });
   const edu = simulator.devices().find((device) => device.edu)!;
-  const container = new VfioContainer(simulator);
+  const container = new SimVfioContainer(simulator);
   container.addGroup(simulator.group(edu.group!)!);
   container.setIommu(VFIO_EXTENSION.TYPE1v2_IOMMU);
   const memory = simulator.memory.allocate(0x10_0000n);
@@ -30,7 +30,7 @@ function type1(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd', dmaEntryLimit?: n
 describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
   it('answers CHECK_EXTENSION as 6.1 did: UPDATE_VADDR and DMA_CC only after SET_IOMMU (§4)', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
-    const container = new VfioContainer(simulator);
+    const container = new SimVfioContainer(simulator);
     expect([1, 3, 8, 9, 10, 4].map((extension) => container.checkExtension(extension))).toEqual([1, 1, 0, 1, 0, 0]);
     expect(errnoOf(() => container.setIommu(3))).toBe(ERRNO.EINVAL); // no group yet
     container.addGroup(simulator.group(3)!);
@@ -91,12 +91,12 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
 
   it('enforces viability and one container per group (§4)', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
-    const container = new VfioContainer(simulator);
+    const container = new SimVfioContainer(simulator);
     // The LPC/SATA group has devices bound to lpc_ich, ahci and i801_smbus: not viable.
     expect(simulator.group(6)!.viable).toBe(false);
     expect(errnoOf(() => container.addGroup(simulator.group(6)!))).toBe(ERRNO.EPERM);
     container.addGroup(simulator.group(3)!);
-    expect(errnoOf(() => new VfioContainer(simulator).addGroup(simulator.group(3)!))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => new SimVfioContainer(simulator).addGroup(simulator.group(3)!))).toBe(ERRNO.EINVAL);
   });
 
   it('drops every mapping when the last group leaves (§4)', () => {
@@ -111,7 +111,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
 
   it('refuses pinning past RLIMIT_MEMLOCK with ENOMEM (§7)', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3', memlockLimit: 0x1000n });
-    const container = new VfioContainer(simulator);
+    const container = new SimVfioContainer(simulator);
     container.addGroup(simulator.vfioGroups()[0]!);
     container.setIommu(3);
     const memory = simulator.memory.allocate(0x2000n);
@@ -142,7 +142,7 @@ describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
 describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
   function pamu() {
     const simulator = createSimulator({ platform: 'p4080' });
-    const container = new VfioContainer(simulator);
+    const container = new SimVfioContainer(simulator);
     expect(container.checkExtension(7)).toBe(1);
     expect(container.checkExtension(VFIO_EXTENSION.TYPE1v2_IOMMU)).toBe(0);
     container.addGroup(simulator.group(0)!);
@@ -153,8 +153,8 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
 
   it('reports the 64 GiB default geometry and the hardware window maximum before any SET (§4, §6)', () => {
     const { domain, container } = pamu();
-    expect(domain.getAttr(PAMU_ATTR.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
-    expect(domain.getAttr(PAMU_ATTR.WINDOWS)).toEqual({ windows: 256 });
+    expect(domain.getAttr(PAMU_ATTRIBUTE.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
+    expect(domain.getAttr(PAMU_ATTRIBUTE.WINDOWS)).toEqual({ windows: 256 });
     expect(domain.msiBankCount()).toBe(3);
     expect(errnoOf(() => container.info())).toBe(ERRNO.ENOTTY);
   });
@@ -162,12 +162,12 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
   it('accepts bad attributes silently, and the read-back shows it (§6)', () => {
     const { domain } = pamu();
     domain.setGeometry(0n, 384n * MiB - 1n); // not a power of two: hidden EINVAL
-    expect(domain.getAttr(PAMU_ATTR.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
+    expect(domain.getAttr(PAMU_ATTRIBUTE.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
     domain.setGeometry(0n, 512n * MiB - 1n);
     domain.setWindows(6); // not a power of two
-    expect(domain.getAttr(PAMU_ATTR.WINDOWS)).toEqual({ windows: 256 });
+    expect(domain.getAttr(PAMU_ATTRIBUTE.WINDOWS)).toEqual({ windows: 256 });
     domain.setWindows(8);
-    expect(domain.getAttr(PAMU_ATTR.WINDOWS)).toEqual({ windows: 8 });
+    expect(domain.getAttr(PAMU_ATTRIBUTE.WINDOWS)).toEqual({ windows: 8 });
   });
 
   it('divides by zero on a window count of 0 or a map before windows exist (§6)', () => {
@@ -232,7 +232,7 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
   function context(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
     const simulator = createSimulator({ platform });
     const edu = simulator.devices().find((device) => device.edu)!;
-    const iommufd = new IommufdContext(simulator);
+    const iommufd = new SimIommufdContext(simulator);
     const ioas = iommufd.allocateIoas(0);
     return { simulator, edu, iommufd, ioas, memory: simulator.memory.allocate(0x10_0000n) };
   }

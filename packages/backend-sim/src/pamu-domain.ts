@@ -1,16 +1,19 @@
-import { ERRNO, hex } from '@ioas/core';
+import { ERRNO, hex, PAMU_PAGE_SIZE, PAMU_VFIO_MAX_WINDOWS, U64_MAX } from '@ioas/core';
 import { KernelError, KernelOops } from './kernel-error.js';
 import type { DmaDomain, Translation } from './paged-domain.js';
 import type { Simulator } from './simulator.js';
 
-/** PAMU attribute ids of `vfio_pamu_attr` (shared/facts/pamu-sdk-abi.md §3). */
-export const PAMU_ATTR = {
+/**
+ * PAMU attribute ids of `vfio_pamu_attr` (shared/facts/pamu-sdk-abi.md §3): the kernel's own copy,
+ * with the names and values of `@ioas/backend-pamu`'s `pamuUapi.PAMU_ATTRIBUTE`.
+ */
+export const PAMU_ATTRIBUTE = {
   /** The aperture: start and last IOVA. */
   GEOMETRY: 0,
   /** The window count. */
   WINDOWS: 1,
-  /** The stash target: cpu and cache level. */
-  STASH: 2,
+  /** The stash target: cpu and cache level (`VFIO_ATTR_PAMU_STASH`). */
+  PAMU_STASH: 2,
 } as const;
 
 const PAGE = 0x1000n;
@@ -28,8 +31,11 @@ interface MsiWindow {
   readonly page: bigint;
 }
 
-/** A DMA range the SDK backend records (vfio_iommu_fsl_pamu.c keeps these in a list). */
-export interface PamuDmaRange {
+/**
+ * A DMA range the simulated SDK kernel backend records (vfio_iommu_fsl_pamu.c keeps these in a
+ * list). The SDK's own record of what it mapped is `@ioas/backend-pamu`'s `PamuDmaRange`.
+ */
+export interface SimPamuDmaRange {
   /** First IOVA of the recorded range. */
   iova: bigint;
   /** Bytes recorded (mapped or not: see the silent cases of MAP_DMA). */
@@ -66,7 +72,7 @@ export class PamuDomain implements DmaDomain {
   /** Translation on: set by the first successful MAP_DMA, cleared when the last DMA range goes. */
   private enabled = false;
   /** The DMA ranges the SDK backend records, in IOVA order (whole and partial windows alike). */
-  readonly dmaRanges: PamuDmaRange[] = [];
+  readonly dmaRanges: SimPamuDmaRange[] = [];
   private readonly msiBanks: { bank: number; iova: bigint; window: number }[] = [];
 
   constructor(private readonly simulator: Simulator) {
@@ -100,9 +106,9 @@ export class PamuDomain implements DmaDomain {
       }
     | undefined {
     this.simulator.checkInjected('VFIO_IOMMU_PAMU_GET_ATTR');
-    if (attribute === PAMU_ATTR.GEOMETRY) return { start: this.geometryStart, end: this.geometryEnd };
-    if (attribute === PAMU_ATTR.WINDOWS) return { windows: this.windowCount === 0 ? this.maxWindows : this.windowCount };
-    if (attribute === PAMU_ATTR.STASH) return { ...this.stash };
+    if (attribute === PAMU_ATTRIBUTE.GEOMETRY) return { start: this.geometryStart, end: this.geometryEnd };
+    if (attribute === PAMU_ATTRIBUTE.WINDOWS) return { windows: this.windowCount === 0 ? this.maxWindows : this.windowCount };
+    if (attribute === PAMU_ATTRIBUTE.PAMU_STASH) return { ...this.stash };
     return undefined;
   }
 
@@ -114,7 +120,7 @@ export class PamuDomain implements DmaDomain {
     this.backendEnd = end;
     const size = end - start + 1n;
     if (this.enabled) return; // hidden EBUSY
-    if (size < PAGE || (size & (size - 1n)) !== 0n || start % size !== 0n) return; // hidden EINVAL
+    if (size < PAMU_PAGE_SIZE || (size & (size - 1n)) !== 0n || start % size !== 0n) return; // hidden EINVAL
     this.geometryStart = start;
     this.geometryEnd = end;
     this.geometrySet = true;
@@ -123,7 +129,7 @@ export class PamuDomain implements DmaDomain {
   /** VFIO_IOMMU_PAMU_SET_ATTR(WINDOWS): always "succeeds"; a count of 0 divides by zero in the kernel. */
   setWindows(count: number): void {
     this.simulator.checkInjected('VFIO_IOMMU_PAMU_SET_ATTR');
-    if (count > 256) return; // the VFIO layer refuses (hidden EINVAL), nothing changes
+    if (count > PAMU_VFIO_MAX_WINDOWS) return; // the VFIO layer refuses (hidden EINVAL), nothing changes
     if (count === 0) this.oops('SET_ATTR(WINDOWS) with count 0: the backend divides the aperture by zero');
     // The window size is computed from the backend's copy first, even if the domain then refuses.
     this.backendWindowSize = (this.backendEnd - this.backendStart + 1n) / BigInt(count);
@@ -177,9 +183,8 @@ export class PamuDomain implements DmaDomain {
   map(vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
     const ioctl = 'VFIO_IOMMU_MAP_DMA';
     this.simulator.checkInjected(ioctl);
-    const U64 = (1n << 64n) - 1n;
     if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READ nor WRITE');
-    if (iova + size - 1n > U64 || vaddr + size - 1n > U64 || size === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX || size === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
     if (size < PAGE) throw new KernelError(ERRNO.EINVAL, ioctl, `size ${hex(size)} is below PAGE_SIZE`);
     if (this.dmaRanges.some((range) => iova < range.iova + range.size && range.iova < iova + size)) {
       throw new KernelError(ERRNO.EBUSY, ioctl, `${hex(iova)}+${hex(size)} overlaps a recorded DMA range`);
@@ -223,7 +228,7 @@ export class PamuDomain implements DmaDomain {
   unmap(iova: bigint, size: bigint): void {
     this.simulator.checkInjected('VFIO_IOMMU_UNMAP_DMA');
     const end = iova + size;
-    const kept: PamuDmaRange[] = [];
+    const kept: SimPamuDmaRange[] = [];
     for (const range of this.dmaRanges) {
       const rangeEnd = range.iova + range.size;
       if (rangeEnd <= iova || range.iova >= end) {

@@ -8,12 +8,12 @@ import {
   type IovaRange,
   type ReservedRange,
 } from '@ioas/core';
-import { IOAS_MAP_FLAGS, IommufdContext } from './iommufd.js';
+import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError, KernelOops } from './kernel-error.js';
-import { PAMU_ATTR } from './pamu-domain.js';
+import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { PlatformName, PlatformPreset } from './platforms.js';
 import { createSimulator, type SimDevice, type SimGroup, type Simulator, type SimulatorOptions } from './simulator.js';
-import { VFIO_EXTENSION, VfioContainer } from './vfio-container.js';
+import { VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
 
 /** Options of {@link sim}. */
 export interface SimBackendOptions extends Omit<SimulatorOptions, 'platform'> {
@@ -104,7 +104,7 @@ function groupsOfDevices(simulator: Simulator, groups: SimGroup[], devices: SimD
 
 async function openContainer(simulator: Simulator, mode: 'type1' | 'pamu', groups: SimGroup[], devices: SimDevice[]): Promise<BackendHandleV1> {
   const members = groupsOfDevices(simulator, groups, devices);
-  const container = new VfioContainer(simulator);
+  const container = new SimVfioContainer(simulator);
   const opened: SimGroup[] = [];
   const release = (): void => {
     container.close();
@@ -121,7 +121,7 @@ async function openContainer(simulator: Simulator, mode: 'type1' | 'pamu', group
 function handleFor(
   simulator: Simulator,
   mode: 'type1' | 'pamu',
-  container: VfioContainer,
+  container: SimVfioContainer,
   members: SimGroup[],
   opened: SimGroup[],
   release: () => void,
@@ -170,7 +170,7 @@ function handleFor(
   }
   // PAMU. The backend keeps what it set, since the driver's answers prove nothing (§6).
   const pamu = container.pamu!;
-  const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+  const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;
   const capabilities: Capabilities = {
     model: 'windowed',
@@ -184,8 +184,8 @@ function handleFor(
   return {
     capabilities,
     doGetGeometry: (): Geometry => {
-      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTR.GEOMETRY)) as { start: bigint; end: bigint };
-      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTRIBUTE.GEOMETRY)) as { start: bigint; end: bigint };
+      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
       const size = geometry.end - geometry.start + 1n;
       return {
         aperture: { start: geometry.start, last: geometry.end },
@@ -198,12 +198,12 @@ function handleFor(
       // Geometry first, then the window count (the driver's order), each read back: SET_ATTR returns
       // 0 even when the domain refused.
       kernel('setting the geometry', () => pamu.setGeometry(call.aperture.start, call.aperture.last));
-      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTR.GEOMETRY)) as { start: bigint; end: bigint };
+      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTRIBUTE.GEOMETRY)) as { start: bigint; end: bigint };
       if (geometry.start !== call.aperture.start || geometry.end !== call.aperture.last) {
         throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', 'the PAMU domain silently refused the geometry', { backend: 'sim' });
       }
       kernel('setting the window count', () => pamu.setWindows(call.windowCount));
-      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTR.WINDOWS)) as { windows: number }).windows;
+      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
       if (count !== call.windowCount) {
         throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', `the PAMU domain silently refused ${call.windowCount} windows`, { backend: 'sim' });
       }
@@ -233,7 +233,7 @@ function handleFor(
 async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: SimDevice[]): Promise<BackendHandleV1> {
   const members = new Set(devices);
   for (const group of groups) for (const device of group.devices) if (device.driver === 'vfio-pci') members.add(device);
-  const context = new IommufdContext(simulator);
+  const context = new SimIommufdContext(simulator);
   const bound: number[] = [];
   let ioas: number;
   try {

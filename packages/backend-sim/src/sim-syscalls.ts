@@ -7,11 +7,11 @@
  * @ioas/vfio's uapi, so that each checks the other.
  */
 import { ERRNO, SYSCALL_FLAGS, U64_MAX, type IovaRange, type Syscalls } from '@ioas/core';
-import { IOAS_MAP_FLAGS, IommufdContext } from './iommufd.js';
+import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
-import { PAMU_ATTR } from './pamu-domain.js';
+import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
-import { VfioContainer } from './vfio-container.js';
+import { SimVfioContainer } from './vfio-container.js';
 
 /** VFIO `nr` values: 100 + n (vfio-type1.md §1, pamu-sdk-abi.md §2, iommufd.md §4). */
 const VFIO_NR = {
@@ -59,10 +59,10 @@ const REGION_SHIFT = 40n;
 const EDU_BAR0_SIZE = 0x10_0000n;
 
 type File =
-  | { kind: 'container'; container: VfioContainer }
-  | { kind: 'group'; group: SimGroup; container: VfioContainer | undefined }
-  | { kind: 'device'; device: SimDevice; group: SimGroup | undefined; cdev: { iommufd: IommufdContext | undefined; id: number } | undefined }
-  | { kind: 'iommufd'; context: IommufdContext }
+  | { kind: 'container'; container: SimVfioContainer }
+  | { kind: 'group'; group: SimGroup; container: SimVfioContainer | undefined }
+  | { kind: 'device'; device: SimDevice; group: SimGroup | undefined; cdev: { iommufd: SimIommufdContext | undefined; id: number } | undefined }
+  | { kind: 'iommufd'; context: SimIommufdContext }
   | { kind: 'eventfd'; count: bigint; nonblocking: boolean };
 
 /** The simulator's syscall face: `Syscalls` plus what leak checks need. */
@@ -115,7 +115,7 @@ class SimProcess implements Syscalls {
   open(path: string, flags: number): number {
     void flags;
     const vfioGroup = /^\/dev\/vfio\/(\d+)$/.exec(path);
-    if (path === '/dev/vfio/vfio') return this.install({ kind: 'container', container: new VfioContainer(this.simulator) });
+    if (path === '/dev/vfio/vfio') return this.install({ kind: 'container', container: new SimVfioContainer(this.simulator) });
     if (vfioGroup !== null) {
       const group = this.simulator.group(Number(vfioGroup[1]));
       if (group === undefined || !group.devices.some((device) => device.driver === 'vfio-pci')) return -ERRNO.ENOENT;
@@ -124,7 +124,7 @@ class SimProcess implements Syscalls {
       group.opened = true;
       return this.install({ kind: 'group', group, container: undefined });
     }
-    if (path === '/dev/iommu') return this.install({ kind: 'iommufd', context: new IommufdContext(this.simulator) });
+    if (path === '/dev/iommu') return this.install({ kind: 'iommufd', context: new SimIommufdContext(this.simulator) });
     const cdev = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
     if (cdev !== null) {
       const device = this.vfioDevices()[Number(cdev[1])];
@@ -253,7 +253,7 @@ class SimProcess implements Syscalls {
     }
   }
 
-  private containerIoctl(container: VfioContainer, nr: number, argument: number | Uint8Array): number {
+  private containerIoctl(container: SimVfioContainer, nr: number, argument: number | Uint8Array): number {
     if (nr === VFIO_NR.GET_API_VERSION) return 0;
     if (nr === VFIO_NR.CHECK_EXTENSION) return container.checkExtension(Number(argument));
     if (nr === VFIO_NR.SET_IOMMU) {
@@ -318,7 +318,7 @@ class SimProcess implements Syscalls {
   }
 
   /** VFIO_IOMMU_GET_INFO with the 6.1 argsz protocol and unpadded capability chain (§6). */
-  private type1Info(container: VfioContainer, buffer: Uint8Array): number {
+  private type1Info(container: SimVfioContainer, buffer: Uint8Array): number {
     const view = this.argView(buffer, 16);
     const argsz = view.getUint32(0, this.little);
     const info = container.info();
@@ -365,7 +365,7 @@ class SimProcess implements Syscalls {
   }
 
   /** The PAMU SDK backend's ioctls (pamu-sdk-abi.md §2, §3, §6). */
-  private pamuIoctl(container: VfioContainer, nr: number, buffer: Uint8Array): number {
+  private pamuIoctl(container: SimVfioContainer, nr: number, buffer: Uint8Array): number {
     const pamu = container.pamu!;
     switch (nr) {
       case VFIO_NR.IOMMU_MAP_DMA: {
@@ -399,9 +399,9 @@ class SimProcess implements Syscalls {
       case VFIO_NR.PAMU_SET_ATTR: {
         const view = this.argView(buffer, 32);
         const attribute = view.getUint32(8, this.little);
-        if (attribute === PAMU_ATTR.GEOMETRY) pamu.setGeometry(view.getBigUint64(16, this.little), view.getBigUint64(24, this.little));
-        else if (attribute === PAMU_ATTR.WINDOWS) pamu.setWindows(view.getUint32(16, this.little));
-        else if (attribute === PAMU_ATTR.STASH) pamu.setStash(view.getUint32(16, this.little), view.getUint32(20, this.little));
+        if (attribute === PAMU_ATTRIBUTE.GEOMETRY) pamu.setGeometry(view.getBigUint64(16, this.little), view.getBigUint64(24, this.little));
+        else if (attribute === PAMU_ATTRIBUTE.WINDOWS) pamu.setWindows(view.getUint32(16, this.little));
+        else if (attribute === PAMU_ATTRIBUTE.PAMU_STASH) pamu.setStash(view.getUint32(16, this.little), view.getUint32(20, this.little));
         return 0; // always, after the argsz check
       }
       case VFIO_NR.PAMU_MAP_MSI_BANK: {
@@ -588,7 +588,7 @@ class SimProcess implements Syscalls {
     if (file?.kind === 'eventfd') file.count += 1n;
   }
 
-  private iommufdIoctl(context: IommufdContext, nr: number, argument: number | Uint8Array): number {
+  private iommufdIoctl(context: SimIommufdContext, nr: number, argument: number | Uint8Array): number {
     const buffer = this.bytes(argument);
     // The hot paths, decoded from the bytes (no view, no bigint below 2^53): a struct of exactly the
     // kernel's size whose common case the context handles at once. Anything else (and any case the

@@ -31,8 +31,11 @@ export const VFIO_EXTENSION = {
 const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
 
-/** What VFIO_IOMMU_GET_INFO reports for a type1 container. */
-export interface Type1Info {
+/**
+ * What the simulated kernel's VFIO_IOMMU_GET_INFO reports for a type1 container (the SDK's decoded
+ * reply is `@ioas/vfio`'s `Type1Info`).
+ */
+export interface SimType1Info {
   /** `iova_pgsizes`: bit n set for 2^n-byte IO pages. */
   readonly ioPageSizes: bigint;
   /** The IOVA_RANGE capability: usable ranges. */
@@ -51,9 +54,10 @@ export interface Type1Info {
 /**
  * A VFIO container (`/dev/vfio/vfio`) with the type1 IOMMU backend (paged platforms) or the PAMU
  * SDK backend (windowed platforms). Semantics and errnos follow shared/facts/vfio-type1.md §4-§8
- * (Linux 6.1) and pamu-sdk-abi.md; checks run in the kernel's order.
+ * (Linux 6.1) and pamu-sdk-abi.md; checks run in the kernel's order. The kernel's side of the file;
+ * the SDK's handle on one is `@ioas/vfio`'s `VfioContainer`.
  */
-export class VfioContainer {
+export class SimVfioContainer {
   /** The groups in the container. */
   readonly groups = new Set<SimGroup>();
   /** The type SET_IOMMU selected, or null before. */
@@ -154,7 +158,7 @@ export class VfioContainer {
   }
 
   /** VFIO_IOMMU_GET_INFO (type1 only: the PAMU backend answers ENOTTY). */
-  info(): Type1Info {
+  info(): SimType1Info {
     const ioctl = 'VFIO_IOMMU_GET_INFO';
     this.simulator.checkInjected(ioctl);
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
