@@ -93,3 +93,14 @@ export async function heapBytes() {
   }
   return last;
 }
+
+/** A deterministic pseudo-random sequence (xorshift32) in [0, 1), so that every run does the same work. */
+export function random(seed) {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+}

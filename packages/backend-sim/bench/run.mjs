@@ -55,17 +55,6 @@ const VFIO_DMA_MAP_FLAG_READ = 1;
 const VFIO_DMA_MAP_FLAG_WRITE = 2;
 const O_RDWR = 2;
 
-/** A deterministic pseudo-random sequence (xorshift32) in [0, 1). */
-function random(seed) {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
-}
-
 const liveIova = (index) => BASE + BigInt(index) * 2n * PAGE;
 
 function check(status, what) {

@@ -31,7 +31,7 @@ const { Container } = await import('@ioas/core');
 const { createSimulator, simSyscalls } = await import('@ioas/backend-sim');
 const { allocateDmaMemory, VfioContainer, VfioGroup, VfioIoctls, vfioUapi } = await import('@ioas/vfio');
 const { smmu } = await import('@ioas/backend-smmu');
-const { compareRounds, heapBytes } = await import('../../../scripts/bench-compare.mjs');
+const { compareRounds, heapBytes, random } = await import('../../../scripts/bench-compare.mjs');
 
 const PAGE = 0x1000n;
 /** Above x86's MSI window: 2M pages from here stay in one usable range (below 2^39). */
@@ -43,17 +43,6 @@ const ROUNDS = 9;
 const TARGET = 1.35;
 const MEMORY_TARGET = 150;
 const FLAGS = vfioUapi.VFIO_DMA_MAP_FLAG_READ | vfioUapi.VFIO_DMA_MAP_FLAG_WRITE;
-
-/** A deterministic pseudo-random sequence (xorshift32) in [0, 1). */
-function random(seed) {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
-}
 
 /** The simulated host for one variant: room for `live` mappings and the measured one. */
 function simulatedHost(live) {

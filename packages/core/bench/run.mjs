@@ -3,6 +3,7 @@
 // allocation across 10,000 holes (target <= 50 us; best fit unchanged), and planWindows for 256
 // windows (target < 1 ms). Run with `pnpm bench` (after `pnpm build`). Figures are medians of 5 runs.
 import { IovaAllocator, IovaRangeSet, planWindows } from '@ioas/core';
+import { random } from '../../../scripts/bench-compare.mjs';
 
 const PAGE = 0x1000n;
 const SIZES = [1_000, 1_000_000];
@@ -23,17 +24,6 @@ function measure(body, ops) {
     samples.push(Number(process.hrtime.bigint() - start) / ops);
   }
   return median(samples);
-}
-
-/** A deterministic pseudo-random sequence (xorshift32), so every run does the same work. */
-function random(seed) {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
 }
 
 function allocatorWith(live) {

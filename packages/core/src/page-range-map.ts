@@ -31,7 +31,7 @@ const MAX_DEPTH = 64;
 /** No node. */
 const NONE = -1;
 
-/** An ordered map of disjoint inclusive integer ranges `[start, last]` to a `value` (integer below 2^53) and `flags` (uint32), on a B+tree kept in typed arrays: about 30-40 bytes an entry, no allocation per operation, O(log n) each. */
+/** An ordered map of disjoint inclusive integer ranges `[start, last]` to a `value` (integer below 2^53) and `flags` (uint32), on a B+tree kept in typed arrays: about 30-40 bytes an entry, no allocation per operation, O(log n) each. Every key, stored or searched for, is an integer below 2^53. */
 export class PageRangeMap {
   /** Start of the entry found by the last successful `floor`, `ceiling`, `get`, `overlaps` or `last`. */
   foundStart = 0;
@@ -345,18 +345,11 @@ export class PageRangeMap {
     return index;
   }
 
-  /** First index of `leaf` whose start is `> key`. */
+  /** First index of `leaf` whose start is `> key`: keys are integers, so the first `>= key + 1`. */
   private upperBound(leaf: number, key: number): number {
-    const keys = this.data;
-    const count = this.leafCount[leaf]!;
-    const base = leaf * this.block;
-    let probe = 7;
-    while (probe < count && keys[base + probe * 2]! <= key) probe += 8;
-    let index = probe - 7;
-    const end = probe < count ? probe : count;
-    while (index < end && keys[base + index * 2]! <= key) index++;
-    return index;
+    return this.lowerBound(leaf, key + 1);
   }
+
 
   // --- leaf entries ---------------------------------------------------------------------------
 
