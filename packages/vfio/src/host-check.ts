@@ -1,8 +1,11 @@
 /**
  * Why VFIO will or will not work on this host: each check reads what the kernel exposes (sysfs,
- * /dev, /proc) and, when it fails, says how to fix it. Sources: shared/facts/sysfs-and-platforms.md
- * (groups, viability, binding, nodes and their modes), vfio-type1.md (allow_unsafe_interrupts,
- * RLIMIT_MEMLOCK accounting), iommufd.md (/dev/iommu, VFIO cdevs).
+ * /dev, /proc) and, when it fails, says how to fix it. The rules: groups, nodes and their modes in
+ * docs/kernel-rules.md#group-and-device-files, viability in docs/kernel-rules.md#group-viability,
+ * binding in docs/kernel-rules.md#binding-with-driver-override, allow_unsafe_interrupts in
+ * docs/kernel-rules.md#setting-the-iommu-type, RLIMIT_MEMLOCK in
+ * docs/kernel-rules.md#pinning-and-rlimit-memlock, /dev/iommu and the VFIO cdevs in
+ * docs/kernel-rules.md#availability-by-kernel-version.
  */
 import { errnoName, formatSize, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
 import { describeBlockers, pciId, Sysfs } from './sysfs.js';

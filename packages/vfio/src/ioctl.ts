@@ -2,7 +2,7 @@
  * One function per ioctl: each encodes its struct with a DataView (host byte order unless told
  * otherwise), calls the injected `Syscalls`, and turns a negative return into an `IoasError` naming
  * the ioctl and the errno. The map and unmap paths reuse preallocated buffers (the hot path: see
- * shared/facts/toolchain.md, "Measured call cost").
+ * docs/kernel-rules.md#calling-ioctl-from-node).
  */
 import { endianness } from 'node:os';
 import { ERRNO, IoasError, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';

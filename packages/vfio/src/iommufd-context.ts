@@ -26,7 +26,7 @@ export class IommufdDevice extends VfioDevice {
   }
 }
 
-/** One `/dev/iommu` file and the IOAS operations on it (shared/facts/iommufd.md). */
+/** One `/dev/iommu` file and the IOAS operations on it (docs/kernel-rules.md#iommufd). */
 export class IommufdContext {
   private closed = false;
 

@@ -3,7 +3,7 @@
  * use, never at import, so that importing this package (or core, or the simulator) works where the
  * native module cannot load.
  *
- * Rules from shared/facts/toolchain.md: fixed prototypes per ioctl shape (a variadic ioctl with no
+ * Rules from docs/kernel-rules.md#calling-ioctl-from-node: fixed prototypes per ioctl shape (a variadic ioctl with no
  * third argument leaves garbage in the register), errno read on the very next line after a failed
  * call, pointers as bigint, MAP_FAILED as 0xffffffffffffffff.
  */

@@ -5,7 +5,7 @@ const RESERVED_LINE = /^0x([0-9a-f]{16}) 0x([0-9a-f]{16}) (\S+)$/;
 const KNOWN_KINDS = new Set<string>(['msi', 'direct', 'direct-relaxable', 'reserved']);
 
 /**
- * Parses `/sys/kernel/iommu_groups/N/reserved_regions` (shared/facts/sysfs-and-platforms.md §1):
+ * Parses `/sys/kernel/iommu_groups/N/reserved_regions` (docs/kernel-rules.md#reserved-regions-file-format):
  * one region per line, inclusive end. An unknown type string is kept as `reserved`, the
  * conservative reading (never mapped), with the original string in `origin`.
  */
@@ -42,7 +42,7 @@ export interface PciDeviceInfo {
   readonly group: number | undefined;
 }
 
-/** Drivers that leave a group viable: they set `driver_managed_dma` (sysfs-and-platforms.md §2). */
+/** Drivers that leave a group viable: they set `driver_managed_dma` (docs/kernel-rules.md#group-viability). */
 export const DMA_SAFE_DRIVERS: readonly string[] = ['vfio-pci', 'pci-stub', 'pcieport'];
 
 /** A device and the driver bound to it. */
@@ -138,7 +138,7 @@ export class Sysfs {
     return { address, vendor: read('vendor'), device: read('device'), driver: this.deviceDriver(address), group: this.deviceGroup(address) };
   }
 
-  /** Members bound to a driver that owns DMA: each makes the group non-viable (§2). */
+  /** Members bound to a driver that owns DMA: each makes the group non-viable (docs/kernel-rules.md#group-viability). */
   groupBlockers(group: number): DriverBinding[] {
     const blockers: DriverBinding[] = [];
     for (const address of this.groupDevices(group)) {
@@ -174,7 +174,7 @@ export class Sysfs {
 
   /**
    * Binds a device to vfio-pci the per-device way: driver_override, unbind the current driver,
-   * drivers_probe (sysfs-and-platforms.md §3).
+   * drivers_probe (docs/kernel-rules.md#binding-with-driver-override).
    */
   bindVfio(address: string): void {
     this.bind(address, 'vfio-pci');

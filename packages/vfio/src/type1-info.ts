@@ -25,7 +25,8 @@ export interface Type1Info {
  * Parses a VFIO_IOMMU_GET_INFO buffer. Capabilities are found by id, not position (the chain order
  * is MIGRATION, DMA_AVAIL, IOVA_RANGE on 6.1 and 6.12, but nothing promises it), unknown ids and
  * versions are skipped, and every field is read through a DataView because 6.1 does not pad caps:
- * the IOVA_RANGE entry sat at offset 68, its u64s 4-byte aligned (shared/facts/vfio-type1.md §6).
+ * the IOVA_RANGE entry sat at offset 68, its u64s 4-byte aligned
+ * (docs/kernel-rules.md#capability-alignment-by-kernel-version).
  */
 export function parseType1Info(view: DataView, little: boolean): Type1Info {
   const flags = view.getUint32(vfio_iommu_type1_info.flags, little);

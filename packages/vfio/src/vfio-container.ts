@@ -14,7 +14,7 @@ export class VfioContainer {
     readonly fd: number,
   ) {}
 
-  /** Opens a new, empty container and checks the API version (vfio-type1.md §9 step 1). */
+  /** Opens a new, empty container and checks the API version (docs/kernel-rules.md#the-type1-call-order, step 1). */
   static open(ioctls: VfioIoctls, path = '/dev/vfio/vfio'): VfioContainer {
     const fd = ioctls.openFile(path, `opening ${path}`);
     const container = new VfioContainer(ioctls, fd);

@@ -101,7 +101,7 @@ export class VfioDevice {
 
   /**
    * Turns on bus mastering (command register bits 1 and 2: memory space and bus master), which DMA
-   * and MSI need and vfio-pci does not do (real-kernel-rig.md gotcha 3).
+   * and MSI need and vfio-pci does not do (docs/kernel-rules.md#bus-mastering-is-left-to-the-user).
    */
   enableBusMaster(): void {
     const command = new DataView(this.configRead(4, 2).buffer).getUint16(0, true);
@@ -120,7 +120,8 @@ export class VfioDevice {
 
   /**
    * Enables `vectors` MSI vectors, each signalling a new eventfd; returns the eventfds. Rolls back
-   * the eventfds if the kernel refuses. With NORESIZE, a different count needs disable first (§5).
+   * the eventfds if the kernel refuses. With NORESIZE, a different count needs disable first
+   * (docs/kernel-rules.md#setting-irqs).
    */
   enableMsi(vectors: number, index = VFIO_PCI_MSI_IRQ_INDEX): number[] {
     const syscalls = this.ioctls.syscalls;

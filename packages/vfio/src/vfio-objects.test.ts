@@ -21,7 +21,7 @@ function onSim(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
 }
 
 describe('VFIO objects over the simulator syscall face', () => {
-  it('follows the minimal call order and reads the capability chain (vfio-type1.md §9)', () => {
+  it('follows the minimal call order and reads the capability chain (kernel-rules.md#the-type1-call-order)', () => {
     const { ioctls, sysfs, simulator } = onSim('arm-smmuv3');
     const edu = simulator.devices().find((device) => device.edu)!;
     const groupId = sysfs.deviceGroup(edu.address)!;
@@ -119,7 +119,7 @@ describe('libc syscalls on this machine', () => {
     expect(VfioDevice.readEventfd(ioctls, eventfd)).toBe(3n);
     expect(syscalls.close(eventfd)).toBe(0);
     expect(syscalls.close(eventfd)).toBe(-ERRNO.EBADF);
-    // /dev/vfio does not exist on these machines (toolchain.md pitfall 11): a clear kernel error.
+    // /dev/vfio does not exist on these machines (docs/kernel-rules.md#the-rig-runs-without-kvm): a clear kernel error.
     expect(() => VfioContainer.open(ioctls)).toThrow(IoasError);
     // A huge page request that the machine has no hugepages for fails with a typed error naming it.
     expect(() => allocateDmaMemory(syscalls, 0x40000000n, 0x40000000n)).toThrow(/hugepages/);

@@ -91,7 +91,7 @@ describe('golden ABI: TypeScript layouts against the C compiler', () => {
     for (const [label, , value] of rows) expect(actual.get(label), label).toBe(value);
   });
 
-  it('encodes PowerPC ioctl numbers with the _IOC_NONE bit (vfio-type1.md §0)', () => {
+  it('encodes PowerPC ioctl numbers with the _IOC_NONE bit (kernel-rules.md#ioctl-numbers-and-the-powerpc-direction-bit)', () => {
     expect(ioctlNumber(vfio.VFIO_NR.VFIO_IOMMU_MAP_DMA, 'powerpc')).toBe(0x2000_3b71);
     expect(ioctlNumber(vfio.VFIO_NR.VFIO_IOMMU_MAP_DMA)).toBe(0x3b71);
   });

@@ -1,6 +1,6 @@
 /**
  * Ioctl request numbers. VFIO and iommufd use `_IO(';', nr)`: no size or direction bits
- * (shared/facts/vfio-type1.md §0, iommufd.md §0).
+ * (docs/kernel-rules.md#ioctl-numbers-and-the-powerpc-direction-bit).
  */
 
 /** Architectures whose `_IO` differs: PowerPC, MIPS, SPARC and Alpha set the `_IOC_NONE` bit 0x20000000. */

@@ -2,8 +2,8 @@
  * iommufd uapi: numbers and struct layouts named as in the kernel header.
  *
  * Matches Linux 6.12 `include/uapi/linux/iommufd.h` (Debian linux-libc-dev 6.12 from
- * bookworm-backports; bookworm's 6.1 headers have no iommufd.h), checked by the golden test; see
- * shared/facts/iommufd.md. Every struct starts with `size` (u32).
+ * bookworm-backports; bookworm's 6.1 headers have no iommufd.h), checked by the golden test; the rules
+ * are in docs/kernel-rules.md#the-size-protocol and the sections after it. Every struct starts with `size` (u32).
  */
 
 /** `IOMMUFD_TYPE` is ';' like VFIO's; the command numbers do not collide (0x80...). */

@@ -3,8 +3,9 @@
  *
  * Matches Linux 6.1 `include/uapi/linux/vfio.h` (Debian linux-libc-dev 6.1.187-1, the system header
  * on these machines), checked by the golden test against a C compiler; see
- * shared/facts/vfio-type1.md. The VFIO cdev ioctls (BIND/ATTACH/DETACH_IOMMUFD_PT) are from Linux
- * 6.12 (Debian linux-libc-dev 6.12, bookworm-backports); see shared/facts/iommufd.md §4.
+ * docs/kernel-rules.md#argsz-and-minsz. The VFIO cdev ioctls (BIND/ATTACH/DETACH_IOMMUFD_PT) are from
+ * Linux 6.12 (Debian linux-libc-dev 6.12, bookworm-backports); see
+ * docs/kernel-rules.md#binding-a-device-cdev.
  * Offsets are in bytes; every struct starts with `argsz` (u32) and `flags` (u32).
  */
 
