@@ -1,4 +1,4 @@
-import { IoasError, hex, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
+import { IoasError, hex, rangeSize, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
 
 /** What {@link applyWindowPlan} did. */
 export interface AppliedWindowPlan {
@@ -67,7 +67,7 @@ export function applyWindowPlan(container: Container, plan: WindowPlan, memory: 
   try {
     container.setGeometry({ aperture: plan.aperture, windowCount: plan.windowCount });
     if (hadGeometry) {
-      const aperture = { start: before.aperture.start, size: before.aperture.last - before.aperture.start + 1n };
+      const aperture = { start: before.aperture.start, size: rangeSize(before.aperture) };
       const windowCount = before.windows!.count;
       undo.push(() => void container.setGeometry({ aperture, windowCount }));
     }

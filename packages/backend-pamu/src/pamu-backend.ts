@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { IoasError, PAMU_PAGE_SIZE, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
+import { IoasError, PAMU_PAGE_SIZE, rangeSize, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
 import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
@@ -120,7 +120,7 @@ function handleFor(container: PamuContainer, stash: PamuStash | undefined, forge
         read: call.access.read,
         write: call.access.write,
       }),
-    doUnmap: (range) => container.unmapDma(range.start, range.last - range.start + 1n),
+    doUnmap: (range) => container.unmapDma(range.start, rangeSize(range)),
     doListMsiDoorbells: () =>
       Array.from({ length: container.msiBankCount }, (_, index) => {
         const doorbell = container.msiDoorbell(index);

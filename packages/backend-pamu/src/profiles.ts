@@ -1,4 +1,4 @@
-import { IoasError, hex, PAMU_VFIO_MAX_WINDOWS } from '@ioas/core';
+import { IoasError, hex, PAMU_VFIO_MAX_WINDOWS, U64_MAX } from '@ioas/core';
 import { ioctlNumber, vfioUapi, type IoctlArch, type VfioIoctlName } from '@ioas/vfio';
 import { z } from 'zod';
 import { PAMU_NR, type PamuIoctlName } from './uapi.js';
@@ -97,7 +97,7 @@ export const PAMU_PROFILES = {
 export type PamuProfileName = keyof typeof PAMU_PROFILES;
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
-const u64 = z.bigint().min(0n).max((1n << 64n) - 1n);
+const u64 = z.bigint().min(0n).max(U64_MAX);
 
 const overridesSchema = z
   .object({

@@ -1,4 +1,4 @@
-import { alignUp, ERRNO, hex, type IovaRange, normalizeRanges, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
+import { alignUp, ERRNO, hex, type IovaRange, normalizeRanges, rangeSize, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
 import { KernelError } from './kernel-error.js';
 import { PagedDomain, type Translation, type DmaDomain } from './paged-domain.js';
 import type { SimDevice, Simulator } from './simulator.js';
@@ -276,7 +276,7 @@ export class SimIommufdContext {
     let bytes = 0n;
     for (const area of affected) {
       ioas.areas.remove(area);
-      const size = area.last - area.start + 1n;
+      const size = rangeSize(area);
       this.simulator.unpin(size);
       bytes += size;
     }
@@ -358,7 +358,7 @@ export class SimIommufdContext {
     let bytes = 0n;
     for (const area of ioas.areas.all()) {
       ioas.areas.remove(area);
-      const size = area.last - area.start + 1n;
+      const size = rangeSize(area);
       this.simulator.unpin(size);
       bytes += size;
     }

@@ -1,6 +1,7 @@
 import {
   ERRNO,
   IoasError,
+  rangeSize,
   type BackendHandleV1,
   type BackendV1,
   type Capabilities,
@@ -164,7 +165,7 @@ function handleFor(
         kernel(`mapping ${call.memory.length} bytes`, () =>
           container.map(call.memory.address, call.iova.start, call.memory.length, call.access.read, call.access.write),
         ),
-      doUnmap: (range) => kernel('unmapping', () => container.unmap(range.start, range.last - range.start + 1n, false)),
+      doUnmap: (range) => kernel('unmapping', () => container.unmap(range.start, rangeSize(range), false)),
       doClose: close,
     };
   }
@@ -216,7 +217,7 @@ function handleFor(
     doUnmap: (range) => {
       // The PAMU driver does not write the unmapped size back: measure it from the record.
       const before = recordedBytes();
-      kernel('unmapping', () => container.unmap(range.start, range.last - range.start + 1n, false));
+      kernel('unmapping', () => container.unmap(range.start, rangeSize(range), false));
       return before - recordedBytes();
     },
     doListMsiDoorbells: () => {
@@ -273,7 +274,7 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
           call.iova.start,
         ),
       ),
-    doUnmap: (range) => kernel('unmapping', () => context.unmap(ioas, range.start, range.last - range.start + 1n)),
+    doUnmap: (range) => kernel('unmapping', () => context.unmap(ioas, range.start, rangeSize(range))),
     doSetAllowedRanges: (ranges) => kernel('setting the allowed IOVA ranges', () => context.allowIovas(ioas, ranges)),
     doClose: () => {
       if (closed) return;

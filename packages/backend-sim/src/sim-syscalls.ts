@@ -6,7 +6,7 @@
  * fact sheets (shared/facts/vfio-type1.md, iommufd.md, pamu-sdk-abi.md), independently of
  * @ioas/vfio's uapi, so that each checks the other.
  */
-import { ERRNO, SYSCALL_FLAGS, U64_MAX, type IovaRange, type Syscalls } from '@ioas/core';
+import { ERRNO, errnoName, SYSCALL_FLAGS, U64_MAX, type IovaRange, type Syscalls } from '@ioas/core';
 import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
@@ -1017,7 +1017,7 @@ class SimProcess implements Syscalls {
     try {
       call();
     } catch (error) {
-      if (error instanceof KernelError) throw fsError(errnoKey(error.errno), path);
+      if (error instanceof KernelError) throw fsError(errnoName(error.errno), path);
       throw error;
     }
   }
@@ -1099,10 +1099,6 @@ class SimProcess implements Syscalls {
     }
     return ranges;
   }
-}
-
-function errnoKey(errno: number): string {
-  return Object.entries(ERRNO).find(([, value]) => value === errno)?.[0] ?? 'EIO';
 }
 
 function fsError(code: string, path: string): Error {

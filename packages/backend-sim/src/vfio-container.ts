@@ -1,4 +1,4 @@
-import { ERRNO, hex, intersectRanges, type IovaRange, subtractRanges, U64_MAX } from '@ioas/core';
+import { ERRNO, hex, intersectRanges, type IovaRange, rangeSize, subtractRanges, U64_MAX } from '@ioas/core';
 import { KernelError } from './kernel-error.js';
 import { PagedDomain, type PagedMapping } from './paged-domain.js';
 import { PamuDomain } from './pamu-domain.js';
@@ -338,7 +338,7 @@ export class SimVfioContainer {
     let bytes = 0n;
     for (const mapping of mappings) {
       this.paged!.remove(mapping);
-      const size = mapping.last - mapping.start + 1n;
+      const size = rangeSize(mapping);
       this.simulator.unpin(size);
       bytes += size;
     }

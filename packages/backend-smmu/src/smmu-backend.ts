@@ -1,5 +1,6 @@
 import {
   IoasError,
+  rangeSize,
   subtractRanges,
   type BackendHandleV1,
   type BackendV1,
@@ -216,7 +217,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
     },
     doGetReserved: () => [...reserved, ...kernelHoles(info.ranges ?? [], reserved)],
     doMap: (call) => container.mapDma(call.memory.address, call.iova.start, call.memory.length, mapFlags(call.access.read, call.access.write)),
-    doUnmap: (range) => container.unmapDma(range.start, range.last - range.start + 1n),
+    doUnmap: (range) => container.unmapDma(range.start, rangeSize(range)),
     doClose: () => {
       if (closed) return;
       closed = true;
@@ -285,7 +286,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
     },
     doGetReserved: () => [...reserved, ...kernelHoles(ranges().ranges, reserved)],
     doMap: (call) => void context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access),
-    doUnmap: (range) => context.unmap(ioas, range.start, range.last - range.start + 1n),
+    doUnmap: (range) => context.unmap(ioas, range.start, rangeSize(range)),
     doSetAllowedRanges: (ranges) => context.allowIovas(ioas, ranges),
     doClose: () => {
       if (closed) return;

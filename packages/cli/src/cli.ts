@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { runScenario, type PlatformName } from '@ioas/backend-sim';
-import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
+import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, rangeSize, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
 import { describeBlockers, diagnoseHost, libcSyscalls, pciId, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './demo.js';
@@ -47,7 +47,7 @@ function groupNumber(value: string): number {
   return Number(value);
 }
 
-const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: region.last - region.start + 1n, kind: region.kind }));
+const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: rangeSize(region), kind: region.kind }));
 
 /** What a run decided besides output: the exit status of a command that ran to its end. */
 export interface RunState {
@@ -135,7 +135,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
       const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
       if (options.json) return out(json({ group, reserved: reservedJson(info.reserved) }));
       if (info.reserved.length === 0) return out(`group ${group} has no reserved regions`);
-      out(table([['start', 'last', 'size', 'kind'].map(colour.bold), ...info.reserved.map((region) => [hex(region.start), hex(region.last), formatSize(region.last - region.start + 1n), region.kind])]));
+      out(table([['start', 'last', 'size', 'kind'].map(colour.bold), ...info.reserved.map((region) => [hex(region.start), hex(region.last), formatSize(rangeSize(region)), region.kind])]));
     });
 
   program
@@ -151,9 +151,9 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
       const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
       const aperture = { start: 0n, last: options.apertureBits === 64 ? U64_MAX : (1n << BigInt(options.apertureBits)) - 1n };
       const usable = usableRanges([aperture], info.reserved);
-      if (options.json) return out(json({ group, aperture, reserved: reservedJson(info.reserved), usable: usable.map((range) => ({ ...range, size: range.last - range.start + 1n })) }));
+      if (options.json) return out(json({ group, aperture, reserved: reservedJson(info.reserved), usable: usable.map((range) => ({ ...range, size: rangeSize(range) })) }));
       out(`${colour.bold('reserved')}\n${info.reserved.length === 0 ? '(none)' : table(info.reserved.map((region) => [formatRange(region), region.kind]))}\n`);
-      out(`${colour.bold(`usable in ${formatRange(aperture)}`)} (${options.apertureBits}-bit aperture)\n${table(usable.map((range) => [formatRange(range), formatSize(range.last - range.start + 1n)]))}`);
+      out(`${colour.bold(`usable in ${formatRange(aperture)}`)} (${options.apertureBits}-bit aperture)\n${table(usable.map((range) => [formatRange(range), formatSize(rangeSize(range))]))}`);
     });
 
   program

@@ -1,6 +1,6 @@
 import { IoasError } from './errors.js';
 import { hex } from './format.js';
-import { alignRangeInward, intersectRanges, type IovaRange, subtractRanges } from './iova-range.js';
+import { alignRangeInward, intersectRanges, type IovaRange, rangeSize, subtractRanges } from './iova-range.js';
 
 /** One mapping of a region split by {@link planRegionMappings}. */
 export interface RegionPiece {
@@ -41,7 +41,7 @@ export function planRegionMappings(
   if (budgetLeft !== null && pieces.length > budgetLeft) {
     throw new IoasError(
       'budget-exhausted',
-      `mapping ${hex(region.last - region.start + 1n)} bytes at IOVA ${hex(region.start)} needs ${pieces.length} mappings but only ${budgetLeft} are left in the mapping budget`,
+      `mapping ${hex(rangeSize(region))} bytes at IOVA ${hex(region.start)} needs ${pieces.length} mappings but only ${budgetLeft} are left in the mapping budget`,
     );
   }
   return { pieces, skipped: subtractRanges([region], pieces.map((piece) => piece.iova)) };

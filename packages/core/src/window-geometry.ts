@@ -3,8 +3,8 @@
  * `planWindows` and the PAMU backend all check an aperture and a window count here, so the same
  * input gets the same answer, in the same words, whoever asks.
  *
- * The rules (PAMU through the SDK kernels' VFIO driver, shared/facts/pamu-sdk-abi.md §4): the
- * aperture is a power of two of at least {@link PAMU_PAGE_SIZE}, aligned to its size, inside 64
+ * The rules (PAMU through the SDK kernels' VFIO driver; docs/kernel-rules.md#pamu-aperture-geometry and
+ * docs/kernel-rules.md#pamu-window-count): the aperture is a power of two of at least {@link PAMU_PAGE_SIZE}, aligned to its size, inside 64
  * bits; the window count is a power of two from 1 to the maximum ({@link PAMU_VFIO_MAX_WINDOWS}
  * through VFIO, less when the hardware says so); no window is smaller than a page.
  */

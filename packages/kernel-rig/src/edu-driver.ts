@@ -5,7 +5,7 @@
  * and the simulated one.
  */
 import { endianness } from 'node:os';
-import { IoasError } from '@ioas/core';
+import { IoasError, hex } from '@ioas/core';
 import { VfioDevice, vfioUapi } from '@ioas/vfio';
 
 const REGISTER = {
@@ -140,7 +140,7 @@ export class EduDriver {
     if (length <= 0 || length > EDU_MAX_DMA) throw new IoasError('invalid-argument', `edu DMA of ${length} bytes: keep it between 1 and ${EDU_MAX_DMA} (QEMU 7.2 aborts at 4096)`);
     // edu masks DMA addresses to 28 bits (real-kernel-rig.md gotcha 2).
     const host = (flags & DMA_TO_RAM) !== 0n ? destination : source;
-    if (host >= 1n << 28n) throw new IoasError('invalid-argument', `edu can only reach IOVAs below 256 MiB, not 0x${host.toString(16)}`);
+    if (host >= 1n << 28n) throw new IoasError('invalid-argument', `edu can only reach IOVAs below 256 MiB, not ${hex(host)}`);
     this.registers.write64(REGISTER.DMA_SOURCE, source);
     this.registers.write64(REGISTER.DMA_DESTINATION, destination);
     this.registers.write64(REGISTER.DMA_COUNT, BigInt(length));

@@ -1,4 +1,4 @@
-import { IoasError, SYSCALL_FLAGS, type HostMemory, type Syscalls } from '@ioas/core';
+import { IoasError, hex, SYSCALL_FLAGS, type HostMemory, type Syscalls } from '@ioas/core';
 
 /** Pinned-for-DMA host memory from mmap. */
 export interface DmaMemory extends HostMemory {
@@ -17,15 +17,15 @@ export interface DmaMemory extends HostMemory {
 export function allocateDmaMemory(syscalls: Syscalls, length: bigint, hugePageSize?: bigint): DmaMemory {
   let flags = SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS | SYSCALL_FLAGS.MAP_POPULATE;
   if (hugePageSize !== undefined) {
-    if (hugePageSize <= 0n || (hugePageSize & (hugePageSize - 1n)) !== 0n) throw new IoasError('invalid-argument', `hugepage size 0x${hugePageSize.toString(16)} is not a power of two`);
-    if (length % hugePageSize !== 0n) throw new IoasError('misaligned', `length 0x${length.toString(16)} is not a multiple of the hugepage size 0x${hugePageSize.toString(16)}`);
+    if (hugePageSize <= 0n || (hugePageSize & (hugePageSize - 1n)) !== 0n) throw new IoasError('invalid-argument', `hugepage size ${hex(hugePageSize)} is not a power of two`);
+    if (length % hugePageSize !== 0n) throw new IoasError('misaligned', `length ${hex(length)} is not a multiple of the hugepage size ${hex(hugePageSize)}`);
     const shift = hugePageSize.toString(2).length - 1;
     flags |= SYSCALL_FLAGS.MAP_HUGETLB | (shift << SYSCALL_FLAGS.MAP_HUGE_SHIFT);
   }
   const address = syscalls.mmap(length, SYSCALL_FLAGS.PROT_READ | SYSCALL_FLAGS.PROT_WRITE, flags, -1, 0n);
   if (address < 0n) {
     const errno = Number(-address);
-    throw IoasError.fromErrno(errno, 'mmap', `allocating 0x${length.toString(16)} bytes of DMA memory${hugePageSize === undefined ? '' : ` on 0x${hugePageSize.toString(16)}-byte hugepages (are enough reserved in /proc/sys/vm/nr_hugepages?)`}`);
+    throw IoasError.fromErrno(errno, 'mmap', `allocating ${hex(length)} bytes of DMA memory${hugePageSize === undefined ? '' : ` on ${hex(hugePageSize)}-byte hugepages (are enough reserved in /proc/sys/vm/nr_hugepages?)`}`);
   }
   let freed = false;
   const memory: DmaMemory = {

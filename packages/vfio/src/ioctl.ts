@@ -5,7 +5,7 @@
  * docs/kernel-rules.md#calling-ioctl-from-node).
  */
 import { endianness } from 'node:os';
-import { ERRNO, IoasError, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';
+import { ERRNO, IoasError, hex, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';
 import {
   IOMMUFD_NR,
   iommu_destroy,
@@ -213,7 +213,7 @@ export class VfioIoctls {
     view.setBigUint64(vfio_iommu_type1_dma_map.iova, iova, little);
     view.setBigUint64(vfio_iommu_type1_dma_map.size, size, little);
     const status = this.syscalls.ioctl(container, this.numbers.VFIO_IOMMU_MAP_DMA, bytes);
-    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_MAP_DMA', `mapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_MAP_DMA', `mapping ${hex(size)} bytes at IOVA ${hex(iova)}`);
   }
 
   /** VFIO_IOMMU_UNMAP_DMA: returns the `size` the kernel wrote back (bytes unmapped). */
@@ -224,7 +224,7 @@ export class VfioIoctls {
     view.setBigUint64(vfio_iommu_type1_dma_unmap.iova, iova, little);
     view.setBigUint64(vfio_iommu_type1_dma_unmap.size, size, little);
     const status = this.syscalls.ioctl(container, this.numbers.VFIO_IOMMU_UNMAP_DMA, bytes);
-    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_UNMAP_DMA', `unmapping 0x${size.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    if (status < 0) throw this.failure(-status, 'VFIO_IOMMU_UNMAP_DMA', `unmapping ${hex(size)} bytes at IOVA ${hex(iova)}`);
     return view.getBigUint64(vfio_iommu_type1_dma_unmap.size, little);
   }
 
@@ -399,7 +399,7 @@ export class VfioIoctls {
     view.setBigUint64(iommu_ioas_map.length, length, little);
     view.setBigUint64(iommu_ioas_map.iova, iova, little);
     const status = this.syscalls.ioctl(iommufd, this.numbers.IOMMU_IOAS_MAP, bytes);
-    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_MAP', `mapping 0x${length.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_MAP', `mapping ${hex(length)} bytes at IOVA ${hex(iova)}`);
     return view.getBigUint64(iommu_ioas_map.iova, little);
   }
 
@@ -411,7 +411,7 @@ export class VfioIoctls {
     view.setBigUint64(iommu_ioas_unmap.iova, iova, little);
     view.setBigUint64(iommu_ioas_unmap.length, length, little);
     const status = this.syscalls.ioctl(iommufd, this.numbers.IOMMU_IOAS_UNMAP, bytes);
-    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_UNMAP', `unmapping 0x${length.toString(16)} bytes at IOVA 0x${iova.toString(16)}`);
+    if (status < 0) throw this.failure(-status, 'IOMMU_IOAS_UNMAP', `unmapping ${hex(length)} bytes at IOVA ${hex(iova)}`);
     return view.getBigUint64(iommu_ioas_unmap.length, little);
   }
 
@@ -425,7 +425,7 @@ export class VfioIoctls {
     view.setBigUint64(iommu_ioas_copy.length, length, this.little);
     view.setBigUint64(iommu_ioas_copy.dst_iova, destinationIova, this.little);
     view.setBigUint64(iommu_ioas_copy.src_iova, sourceIova, this.little);
-    this.call('IOMMU_IOAS_COPY', iommufd, copy.bytes, `copying 0x${length.toString(16)} bytes of mappings`);
+    this.call('IOMMU_IOAS_COPY', iommufd, copy.bytes, `copying ${hex(length)} bytes of mappings`);
     return view.getBigUint64(iommu_ioas_copy.dst_iova, this.little);
   }
 

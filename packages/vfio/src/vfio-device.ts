@@ -1,4 +1,4 @@
-import { ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
+import { ERRNO, IoasError, hex, SYSCALL_FLAGS } from '@ioas/core';
 import type { DeviceInfo, IrqInfo, RegionInfo, VfioIoctls } from './ioctl.js';
 import {
   VFIO_DEVICE_FLAGS_RESET,
@@ -52,7 +52,7 @@ export class VfioDevice {
     const region = this.region(index);
     const buffer = new Uint8Array(length);
     const count = this.ioctls.syscalls.pread(this.fd, buffer, region.offset + offset);
-    if (count < 0) throw this.ioctls.failure(-count, 'pread', `reading ${length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
+    if (count < 0) throw this.ioctls.failure(-count, 'pread', `reading ${length} bytes at ${hex(offset)} of region ${index} of ${this.name}`);
     if (count !== length) throw new IoasError('inconsistent', `short read of region ${index} of ${this.name}: ${count} of ${length} bytes`);
     return buffer;
   }
@@ -61,7 +61,7 @@ export class VfioDevice {
   write(index: number, offset: bigint, bytes: Uint8Array): void {
     const region = this.region(index);
     const count = this.ioctls.syscalls.pwrite(this.fd, bytes, region.offset + offset);
-    if (count < 0) throw this.ioctls.failure(-count, 'pwrite', `writing ${bytes.length} bytes at 0x${offset.toString(16)} of region ${index} of ${this.name}`);
+    if (count < 0) throw this.ioctls.failure(-count, 'pwrite', `writing ${bytes.length} bytes at ${hex(offset)} of region ${index} of ${this.name}`);
     if (count !== bytes.length) throw new IoasError('inconsistent', `short write to region ${index} of ${this.name}: ${count} of ${bytes.length} bytes`);
   }
 

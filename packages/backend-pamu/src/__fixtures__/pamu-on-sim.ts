@@ -1,5 +1,5 @@
 import type { ConformanceTarget } from '@ioas/conformance';
-import { Container, type Syscalls } from '@ioas/core';
+import { Container, hex, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
 import { eduDevice, simDeviceDriver, simHostMemory } from '@ioas/backend-sim/testing';
 import { pamu, type PamuBackend } from '../pamu-backend.js';
@@ -27,7 +27,7 @@ export function instrument(inner: Syscalls & { readonly openFiles: number }, pro
     get(target, property) {
       if (property === 'ioctl') {
         return (fd: number, request: number, argument: number | Uint8Array): number => {
-          const name = names.get(request >>> 0) ?? `0x${request.toString(16)}`;
+          const name = names.get(request >>> 0) ?? `${hex(request)}`;
           const bytes = typeof argument === 'number' ? undefined : argument.slice();
           const attribute = name.endsWith('_ATTR') && bytes !== undefined ? new DataView(bytes.buffer).getUint32(8, false) : undefined;
           const call: LoggedIoctl = { name, ...(attribute === undefined ? {} : { attribute }), ...(bytes === undefined ? {} : { bytes }) };

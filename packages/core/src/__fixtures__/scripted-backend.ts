@@ -5,7 +5,7 @@
  */
 import { ERRNO } from '../errno.js';
 import { IoasError } from '../errors.js';
-import type { IovaRange } from '../iova-range.js';
+import { rangeSize, type IovaRange } from '../iova-range.js';
 import type { BackendHandleV1, BackendV1, GeometryCall, MapCall } from '../spi.js';
 import type { Capabilities, Geometry, MsiDoorbell, ReservedRange } from '../types.js';
 
@@ -100,7 +100,7 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
           return options.reserved ?? [];
         },
         doMap: (call) => {
-          step('map', `${call.iova.start.toString(16)}+${(call.iova.last - call.iova.start + 1n).toString(16)}`);
+          step('map', `${call.iova.start.toString(16)}+${rangeSize(call.iova).toString(16)}`);
           state.mapped.push(call);
         },
         doUnmap: (range) => {
@@ -109,7 +109,7 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
           const kept: MapCall[] = [];
           for (const mapped of state.mapped) {
             if (mapped.iova.start >= range.start && mapped.iova.last <= range.last) {
-              bytes += mapped.iova.last - mapped.iova.start + 1n;
+              bytes += rangeSize(mapped.iova);
             } else if (mapped.iova.last < range.start || mapped.iova.start > range.last) {
               kept.push(mapped);
             } else if (capabilities.partialUnmap) {
@@ -136,7 +136,7 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
       if (capabilities.settableGeometry) {
         handle.doSetGeometry = (call: GeometryCall) => {
           step('setGeometry', `${call.aperture.start.toString(16)}-${call.aperture.last.toString(16)}/${call.windowCount}`);
-          const size = call.aperture.last - call.aperture.start + 1n;
+          const size = rangeSize(call.aperture);
           state.geometry = {
             ...state.geometry,
             aperture: call.aperture,
