@@ -31,7 +31,8 @@ mount --bind /sys /newroot/sys
 mount -t tmpfs tmpfs /newroot/run 2>/dev/null
 mkdir -p "/newroot$REPO" 2>/dev/null
 mount --bind /repo "/newroot$REPO"
-# QEMU's edu (1234:11e8) to vfio-pci through driver_override (sysfs-and-platforms.md §3).
+# QEMU's edu (1234:11e8) to vfio-pci through driver_override
+# (docs/kernel-rules.md#binding-with-driver-override).
 for device in /sys/bus/pci/devices/*; do
   if [ "$(cat "$device/vendor")" = "0x1234" ] && [ "$(cat "$device/device")" = "0x11e8" ]; then
     echo vfio-pci > "$device/driver_override"

@@ -8,7 +8,8 @@
 // Usage: node packages/kernel-rig/rig.mjs <lane> [--timeout SECONDS] -- <command...>
 // Lanes: x86 (q35 + intel-iommu + edu, Debian's kernel, VFIO type1v2); iommufd (the same
 // machine with a 6.12 kernel built from Debian's linux-source-6.12: no Debian kernel has IOMMUFD).
-// Recipe and gotchas: shared/facts/real-kernel-rig.md.
+// The kernel and QEMU facts it relies on: docs/kernel-rules.md#the-rig-runs-without-kvm and the
+// sections around it.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -67,7 +68,7 @@ const LANES = {
 /**
  * Options turned on over `defconfig kvm_guest.config` for the iommufd lane, all built in: the
  * IOMMU and interrupt remapping, VFIO with the group/container and cdev interfaces, iommufd, and
- * 9p over virtio for the shares (real-kernel-rig.md).
+ * 9p over virtio for the shares (docs/kernel-rules.md#availability-by-kernel-version).
  */
 const IOMMUFD_CONFIG = [
   'IOMMU_SUPPORT', 'INTEL_IOMMU', 'INTEL_IOMMU_SVM', 'IRQ_REMAP', 'IOMMUFD', 'VFIO', 'VFIO_GROUP', 'VFIO_CONTAINER',

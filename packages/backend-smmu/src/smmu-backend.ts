@@ -48,7 +48,7 @@ export interface SmmuOptions {
   /**
    * The usable range to assume when the kernel reports none (type1 before 5.4): 39 bits, as libvfn
    * and QEMU's vfio-helpers assume, since many VT-d parts and QEMU's intel-iommu are 39-bit
-   * (shared/facts/sysfs-and-platforms.md §5).
+   * (docs/kernel-rules.md#address-width-limits).
    */
   readonly fallbackAperture?: IovaRange;
 }

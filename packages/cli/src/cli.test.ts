@@ -76,7 +76,7 @@ describe('ioas groups, reserved, ranges', () => {
     const reserved = ioas(['reserved', '6', '--sysfs-root', vtd]);
     expect(reserved.stdout).toMatch(/^0x0\s+0xffffff\s+16 MiB\s+direct-relaxable$/m);
     expect(reserved.stdout).toMatch(/^0xfee00000\s+0xfeefffff\s+1 MiB\s+msi$/m);
-    // sysfs-and-platforms.md §4: type1's IOVA_RANGE on this guest was [0-0xfedfffff], [0xfef00000-0x7fffffffff].
+    // docs/kernel-rules.md#the-iova-range-capability: type1's IOVA_RANGE on this guest was [0-0xfedfffff], [0xfef00000-0x7fffffffff].
     const ranges = JSON.parse(ioas(['ranges', '3', '--aperture-bits', '39', '--json', '--sysfs-root', vtd]).stdout) as { usable: unknown };
     expect(ranges.usable).toEqual([
       { start: '0x0', last: '0xfedfffff', size: '0xfee00000' },
@@ -157,7 +157,7 @@ describe('ioas bind / unbind', () => {
     expect(readFileSync(override, 'utf8')).toBe('(null)\n');
     const done = ioas(['bind', '0000:00:02.0', '--sysfs-root', root], 'y\n');
     expect(done.status).toBe(0);
-    // sysfs-and-platforms.md §3: driver_override, unbind from the current driver, drivers_probe.
+    // docs/kernel-rules.md#binding-with-driver-override: driver_override, unbind from the current driver, drivers_probe.
     expect(readFileSync(override, 'utf8')).toBe('vfio-pci\n');
     expect(readFileSync(join(root, '/sys/bus/pci/drivers/e1000e/unbind'), 'utf8')).toBe('0000:00:02.0');
     expect(readFileSync(join(root, '/sys/bus/pci/drivers_probe'), 'utf8')).toBe('0000:00:02.0');

@@ -49,7 +49,8 @@ export class DmaMapper {
       );
     }
     if (windowed) {
-      // Each PAMU window maps one physically contiguous chunk (shared/facts/pamu-sdk-abi.md §4):
+      // Each PAMU window maps one physically contiguous chunk
+      // (docs/kernel-rules.md#pamu-window-size-and-contiguous-memory):
       // refuse memory whose contiguity is unknown or smaller than a window before the kernel sees it.
       const page = memory.contiguousPageSize;
       if (page === undefined || page < unit || !isPowerOfTwo(page)) {

@@ -134,7 +134,7 @@ describe('range constructors and edges', () => {
   it('computes the x86 usable ranges from the aperture and the MSI window', () => {
     const aperture = { start: 0n, last: 0x7fffffffffn };
     const msi = { start: 0xfee00000n, last: 0xfeefffffn };
-    // shared/facts/sysfs-and-platforms.md §4: the IOVA_RANGE cap the kernel reported on q35 + intel-iommu.
+    // docs/kernel-rules.md#the-iova-range-capability: the IOVA_RANGE cap the kernel reported on q35 + intel-iommu.
     expect(subtractRanges([aperture], [msi])).toEqual([
       { start: 0n, last: 0xfedfffffn },
       { start: 0xfef00000n, last: 0x7fffffffffn },
@@ -143,7 +143,7 @@ describe('range constructors and edges', () => {
 });
 
 describe('usableRanges', () => {
-  it('cuts every blocking reserved kind out and keeps direct-relaxable (sysfs-and-platforms.md §1)', async () => {
+  it('cuts every blocking reserved kind out and keeps direct-relaxable (kernel-rules.md#reserved-region-types)', async () => {
     const { usableRanges } = await import('./types.js');
     const aperture = [{ start: 0n, last: (1n << 39n) - 1n }];
     const reserved = [

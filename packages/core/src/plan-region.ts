@@ -23,7 +23,7 @@ export interface RegionPlan {
  * mappings the geometry allows: one per run of usable IOVA space, each shrunk inward to whole
  * `granule`s (for a windowed IOMMU, pass the window size: each map must cover whole windows). One
  * kernel call maps a run of any length, since type1 tracks one entry per MAP_DMA however large
- * (shared/facts/vfio-type1.md §7), so more pieces would only spend the mapping budget.
+ * (docs/kernel-rules.md#one-call-one-mapping), so more pieces would only spend the mapping budget.
  *
  * @throws {IoasError} `budget-exhausted` when the pieces outnumber `budgetLeft` (null: no limit).
  */

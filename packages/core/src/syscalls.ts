@@ -16,7 +16,7 @@ export interface Syscalls {
   /** close(2); returns 0 or `-errno`. */
   close(fd: number): number;
   /**
-   * ioctl(2) with its third argument always given (shared/facts/toolchain.md, pitfall 1): an integer
+   * ioctl(2) with its third argument always given (docs/kernel-rules.md#calling-ioctl-from-node): an integer
    * passed by value, or a byte buffer passed by pointer, which the kernel may write. Returns the
    * ioctl's non-negative result or `-errno`.
    */

@@ -122,7 +122,7 @@ export function isBlockingReserved(kind: ReservedKind): boolean {
 /**
  * What the reserved ranges leave usable of `ranges` (the aperture, or the kernel's usable ranges):
  * every blocking kind is cut out; `direct-relaxable` stays, as type1 and iommufd ignore it
- * (shared/facts/sysfs-and-platforms.md §1).
+ * (docs/kernel-rules.md#reserved-region-types).
  */
 export function usableRanges(ranges: readonly IovaRange[], reserved: readonly ReservedRange[]): IovaRange[] {
   return subtractRanges(

@@ -41,7 +41,7 @@ describe.each(machines)('edu driver on the %s', (_, machineOf) => {
       if (machine.kind === 'sim') {
         expect(machine.simulator!.faults.at(-1)).toMatchObject({ iova: 0x800000n, access: 'write' });
       } else {
-        // The kernel logs the fault: DMAR on VT-d, event 0x10 on SMMUv3 (real-kernel-rig.md).
+        // The kernel logs the fault: DMAR on VT-d, event 0x10 on SMMUv3 (docs/kernel-rules.md#real-kernel-fault-reports).
         const log = execFileSync('dmesg', { encoding: 'utf8' });
         expect(log).toMatch(lane === 'arm64' ? /arm-smmu-v3.*event 0x10/ : /DMAR: \[DMA Write[^\n]*fault addr 0x800000/);
       }

@@ -1,7 +1,7 @@
 /**
  * A tiny userspace driver for QEMU's `edu` teaching device (vendor 0x1234, device 0x11e8), written
  * with the SDK: BAR0 registers, bus mastering, DMA through the IOMMU, MSI on an eventfd. Register
- * map from shared/facts/real-kernel-rig.md. The same code drives the real device in the QEMU guest
+ * map in docs/kernel-rules.md#edu-registers. The same code drives the real device in the QEMU guest
  * and the simulated one.
  */
 import { endianness } from 'node:os';
@@ -77,7 +77,8 @@ export class EduDriver {
             write64: (offset, value) => device.write64(index, BigInt(offset), value),
           };
     this.access = words === undefined ? 'pread/pwrite' : 'mmap';
-    // DMA and MSI need bus mastering, which vfio-pci leaves off (real-kernel-rig.md gotcha 3).
+    // DMA and MSI need bus mastering, which vfio-pci leaves off
+    // (docs/kernel-rules.md#bus-mastering-is-left-to-the-user).
     device.enableBusMaster();
   }
 
@@ -138,7 +139,7 @@ export class EduDriver {
 
   private async dma(source: bigint, destination: bigint, length: number, flags: bigint): Promise<void> {
     if (length <= 0 || length > EDU_MAX_DMA) throw new IoasError('invalid-argument', `edu DMA of ${length} bytes: keep it between 1 and ${EDU_MAX_DMA} (QEMU 7.2 aborts at 4096)`);
-    // edu masks DMA addresses to 28 bits (real-kernel-rig.md gotcha 2).
+    // edu masks DMA addresses to 28 bits (docs/kernel-rules.md#edu-dma-address-mask).
     const host = (flags & DMA_TO_RAM) !== 0n ? destination : source;
     if (host >= 1n << 28n) throw new IoasError('invalid-argument', `edu can only reach IOVAs below 256 MiB, not ${hex(host)}`);
     this.registers.write64(REGISTER.DMA_SOURCE, source);

@@ -22,7 +22,7 @@ if (lane === undefined) {
 
   conformanceSuite({ describe, it, expect }, `real kernel, lane ${lane} (${kernelInterface})`, {
     // The guest runs as root, so type1's dma_entry_limit can be lowered for the budget test; it is
-    // read when SET_IOMMU runs (vfio-type1.md §7).
+    // read when SET_IOMMU runs (docs/kernel-rules.md#the-mapping-budget).
     canLimitBudget: kernelInterface === 'type1',
     async open(options) {
       const saved = readFileSync(limitFile, 'utf8');

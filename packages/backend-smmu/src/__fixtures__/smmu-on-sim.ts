@@ -17,7 +17,7 @@ export function smmuOnSim(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: '
     backend,
     canLimitBudget: kernelInterface === 'type1',
     async open(options) {
-      // As root would: dma_entry_limit is read when SET_IOMMU runs (vfio-type1.md §7).
+      // As root would: dma_entry_limit is read when SET_IOMMU runs (docs/kernel-rules.md#the-mapping-budget).
       const defaultLimit = syscalls.readFile(limitFile);
       if (options?.mappingBudget !== undefined) syscalls.writeFile(limitFile, String(options.mappingBudget));
       try {

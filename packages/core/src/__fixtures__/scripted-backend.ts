@@ -47,7 +47,7 @@ export const WINDOWED: Capabilities = {
   settableGeometry: true,
 };
 
-/** The arm-smmuv3 figures of shared/facts/sysfs-and-platforms.md §4. */
+/** The arm-smmuv3 figures of docs/kernel-rules.md#platform-reserved-layouts. */
 export const SMMU_GEOMETRY: Geometry = {
   aperture: { start: 0n, last: 0xffffffffffffn },
   ioPageSizes: 0x40201000n,
