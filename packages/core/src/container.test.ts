@@ -431,6 +431,76 @@ describe('a windowed container (PAMU-like)', () => {
     expect(() => container.msi.map()).toThrow(expect.objectContaining({ code: 'in-use' }));
   });
 
+  it('refuses an edited MSI plan the hardware cannot honour, before any doorbell is mapped', async () => {
+    const { container, state } = await openWindowed();
+    container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 8 });
+    const plan = container.msi.plan();
+    const window = (index: number) => ({ start: BigInt(index) * 64n * MiB, last: BigInt(index + 1) * 64n * MiB - 1n });
+    const edited = (doorbells: { index: number; iova: { start: bigint; last: bigint } }[]) => ({
+      model: 'explicit' as const,
+      doorbells: doorbells.map((doorbell) => ({ ...doorbell, mappedBy: 'sdk' as const })),
+    });
+    const cases: [unknown, string, RegExp][] = [
+      [{ model: 'explicit', doorbells: null }, 'invalid-argument', /invalid input/],
+      [{ model: 'explicit', doorbells: [{ index: 0, iova: { start: 0n } }] }, 'invalid-argument', /invalid input/],
+      [{ model: 'explicit', doorbells: [{ index: 0, iova: { start: 0, last: 64 * 2 ** 20 - 1 }, mappedBy: 'sdk', extra: 1 }] }, 'invalid-argument', /invalid input/],
+      [edited([{ index: 7, iova: window(5) }]), 'not-found', /doorbell 7 does not exist/],
+      [edited([{ index: 1, iova: window(5) }, { index: 1, iova: window(6) }]), 'invalid-argument', /in the plan twice/],
+      [edited([{ index: 0, iova: window(5) }, { index: 1, iova: window(5) }]), 'overlap', /share IOVA/],
+      [edited([{ index: 0, iova: { start: window(5).start, last: window(6).last } }]), 'invalid-argument', /exactly 0x4000000 bytes/],
+    ];
+    for (const [given, code, message] of cases) {
+      const mapped = state.doorbells.size;
+      expect(() => container.msi.map(given as never)).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }));
+      expect(state.doorbells.size).toBe(mapped);
+      expect(container.msi.mapped()).toEqual([]);
+    }
+    // A plan for one doorbell of three is fine, as is the planner's own.
+    expect(container.msi.map(edited([{ index: 2, iova: window(7) }])).doorbells).toHaveLength(1);
+    container.msi.unmap();
+    expect(container.msi.map(plan).doorbells).toHaveLength(3);
+  });
+
+  it('types every hostile argument as invalid-argument and changes nothing', async () => {
+    const { container, state } = await openPaged();
+    container.map({ iova: 0x100000n, memory: { address: 0x10000n, length: 0x1000n } });
+    const hostile: [string, () => unknown][] = [
+      ['findMapping string', () => container.findMapping('abc' as never)],
+      ['findMapping fraction', () => container.findMapping(1.5)],
+      ['findMapping null', () => container.findMapping(null as never)],
+      ['findMapping object', () => container.findMapping({} as never)],
+      ['findMapping -1n', () => container.findMapping(-1n)],
+      ['findMapping 2^64', () => container.findMapping(2n ** 64n)],
+      ['removeWindow number', () => container.removeWindow(5 as never)],
+      ['removeWindow null', () => container.removeWindow(null as never)],
+      ['removeWindow string', () => container.removeWindow('x' as never)],
+      ['unmap negative size', () => container.unmap({ iova: 0n, size: -4096 })],
+      ['allocate align 3', () => container.allocate({ size: 0x1000n, align: 3n })],
+      ['allocate align below the page', () => container.allocate({ size: 0x1000n, align: 0x800n })],
+    ];
+    for (const [what, call] of hostile) {
+      const calls = state.calls.length;
+      const before = { stats: container.stats(), mappings: container.mappings() };
+      let thrown: unknown;
+      try {
+        call();
+      } catch (error) {
+        thrown = error;
+      }
+      expect(IoasError.isInstance(thrown) && thrown.code, what).toBe('invalid-argument');
+      expect(state.calls.length, what).toBe(calls);
+      expect({ stats: container.stats(), mappings: container.mappings() }, what).toEqual(before);
+    }
+  });
+
+  it('blames a backend whose open() throws a plain error or resolves to nothing', async () => {
+    const { backend } = scriptedBackend();
+    const throwing: BackendV1 = { ...backend, open: async () => { throw new Error('ENOENT: no such file'); } };
+    await expect(Container.open({ backend: throwing, groups: [99] })).rejects.toMatchObject({ code: 'backend-contract', operation: 'open', message: /ENOENT/ });
+    const empty: BackendV1 = { ...backend, open: async () => undefined as never };
+    await expect(Container.open({ backend: empty, groups: [1] })).rejects.toMatchObject({ code: 'backend-contract', message: /resolved to undefined/ });
+  });
+
   it('cuts mappings on partial unmap when the backend can (PAMU trims and splits)', async () => {
     const { container, state } = await openWindowed();
     container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 8 });

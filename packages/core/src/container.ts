@@ -20,7 +20,7 @@ import { compareBigint, formatRange, type IovaRange, normalizeRanges, rangeConta
 import { describeReserved, IovaSpace } from './iova-space.js';
 import { MappingTable } from './mapping-table.js';
 import { type ContainerMsi, MsiPlacement } from './msi-placement.js';
-import { allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
+import { addressInput, allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
 import { SPECIFICATION_VERSION, type BackendHandle } from './spi.js';
 import { checkWindowGeometry } from './window-geometry.js';
 import { type Capabilities, type ContainerStats, type Geometry, granuleOf, type HostMemory, type Mapping, type ReservedRange, type U64Input, type Window } from './types.js';
@@ -82,13 +82,22 @@ export class Container implements Disposable {
       );
     }
     const { groups, devices } = parseInput(openInput, { groups: options.groups, devices: options.devices }, 'Container.open');
-    const handle = await backend.open({ groups, devices });
+    const errors = new ContainerErrors(String(backend.name));
+    let handle: BackendHandle;
+    try {
+      handle = await backend.open({ groups, devices });
+    } catch (error) {
+      throw errors.wrap('open', error);
+    }
+    if (typeof handle !== 'object' || handle === null) {
+      throw errors.error('backend-contract', 'open', `backend '${String(backend.name)}' open() resolved to ${handle === null ? 'null' : typeof handle}, not a handle`);
+    }
     try {
       checkContract(backend.name, handle);
       return new Container(backend.name, handle);
     } catch (error) {
-      handle.doClose();
-      throw error;
+      // Closing the handle is the undo; if it fails too, say so (rollback-failed).
+      return errors.rollback('open', errors.wrap('open', error), [() => handle.doClose()]);
     }
   }
 
@@ -229,7 +238,8 @@ export class Container implements Disposable {
    */
   removeWindow(input: Window | RangeInput): void {
     const operation = 'removeWindow';
-    const range = this.errors.guard(operation, () => parseInput(rangeInput, 'range' in input ? input.range : input, operation));
+    const given = typeof input === 'object' && input !== null && 'range' in input ? input.range : input;
+    const range = this.errors.guard(operation, () => parseInput(rangeInput, given, operation));
     this.assertOpen(operation);
     const index = this.space.windows.findIndex((window) => window.start === range.start && window.last === range.last);
     if (index < 0) throw this.errors.error('not-found', operation, `no window ${formatRange(range)}; windows: ${this.space.windows.map(formatRange).join(', ') || 'none'}`);
@@ -254,6 +264,10 @@ export class Container implements Disposable {
     const operation = 'allocate';
     const parsed = this.errors.guard(operation, () => parseInput(allocateInput, input, operation));
     this.assertOpen(operation);
+    const unit = parsed.align === undefined ? undefined : this.space.unit(operation);
+    if (parsed.align !== undefined && unit !== undefined && parsed.align < unit) {
+      throw this.errors.error('invalid-argument', operation, `alignment ${hex(parsed.align)} is below the mapping unit ${hex(unit)}: every range is aligned to it already; give at least ${hex(unit)} or leave it out`);
+    }
     return this.space.allocate(operation, parsed);
   }
 
@@ -341,8 +355,10 @@ export class Container implements Disposable {
 
   /** The mapping that contains `iova`, if any. O(log n). */
   findMapping(iova: U64Input): Mapping | undefined {
-    this.assertOpen('findMapping');
-    return this.table.find(BigInt(iova));
+    const operation = 'findMapping';
+    const address = this.errors.guard(operation, () => parseInput(addressInput, iova, operation));
+    this.assertOpen(operation);
+    return this.table.find(address);
   }
 
   /** Mappings, bytes mapped, budget left, windows, allocations, doorbells. */

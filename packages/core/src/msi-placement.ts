@@ -3,7 +3,7 @@ import { hex } from './format.js';
 import { compareBigint, formatRange } from './iova-range.js';
 import type { IovaSpace } from './iova-space.js';
 import type { MappingTable } from './mapping-table.js';
-import { msiPlanInput, parseInput } from './schemas.js';
+import { msiPlanArgument, msiPlanInput, parseInput } from './schemas.js';
 import type { BackendHandle } from './spi.js';
 import type { MsiDoorbellPlacement, MsiPlan, U64Input } from './types.js';
 
@@ -72,14 +72,16 @@ export class MsiPlacement implements ContainerMsi {
 
   map(plan?: MsiPlan): MsiPlan {
     const operation = 'msi.map';
+    const given = plan === undefined ? undefined : (this.errors.guard(operation, () => parseInput(msiPlanArgument, plan, operation)) as MsiPlan);
     this.assertOpen(operation);
     const model = this.handle.capabilities.msi;
     if (model !== 'explicit') return this.plan(undefined);
     const space = this.space;
     if (space.doorbells.length > 0) throw this.errors.error('in-use', operation, 'MSI doorbells are already mapped; unmap them first');
-    const chosen = plan ?? this.plan(undefined);
+    const chosen = given ?? this.plan(undefined);
     if (chosen.model !== 'explicit') throw this.errors.error('invalid-argument', operation, `a ${chosen.model} plan cannot be mapped on an explicit-MSI container`);
     const unit = space.unit(operation);
+    if (given !== undefined) this.checkGivenPlan(operation, given);
     space.syncAllocator();
     for (const doorbell of chosen.doorbells) {
       const { iova } = doorbell;
@@ -118,6 +120,32 @@ export class MsiPlacement implements ContainerMsi {
     } finally {
       space.doorbells = remaining;
       space.recompute();
+    }
+  }
+
+  /**
+   * A plan the caller built or edited must name each of the backend's doorbells at most once, give
+   * each exactly one slot of its size (a whole window on a windowed IOMMU), and keep the slots
+   * apart: the hardware has one doorbell per window.
+   */
+  private checkGivenPlan(operation: string, plan: MsiPlan): void {
+    const known = this.errors.guard(operation, () => this.handle.doListMsiDoorbells!());
+    const seen = new Set<number>();
+    for (const doorbell of plan.doorbells) {
+      const backendDoorbell = known.find((candidate) => candidate.index === doorbell.index);
+      if (backendDoorbell === undefined) {
+        throw this.errors.error('not-found', operation, `MSI doorbell ${doorbell.index} does not exist: the backend has ${known.map((candidate) => candidate.index).join(', ') || 'none'}`);
+      }
+      if (seen.has(doorbell.index)) throw this.errors.error('invalid-argument', operation, `MSI doorbell ${doorbell.index} is in the plan twice`);
+      seen.add(doorbell.index);
+      const slot = this.slotSize(operation, backendDoorbell.size);
+      if (doorbell.iova.last - doorbell.iova.start + 1n !== slot) {
+        throw this.errors.error('invalid-argument', operation, `MSI doorbell ${doorbell.index} slot ${formatRange(doorbell.iova)} must be exactly ${hex(slot)} bytes (one ${this.handle.capabilities.model === 'windowed' ? 'window' : 'slot'})`);
+      }
+      const clash = plan.doorbells.find((other) => other !== doorbell && other.iova.start <= doorbell.iova.last && doorbell.iova.start <= other.iova.last);
+      if (clash !== undefined) {
+        throw this.errors.error('overlap', operation, `MSI doorbells ${clash.index} and ${doorbell.index} share IOVA ${formatRange(doorbell.iova)}: one doorbell a slot`);
+      }
     }
   }
 

@@ -29,7 +29,7 @@ export const rangeInput = z
   });
 
 export const accessInput = z.object({ read: z.boolean(), write: z.boolean() }).strict()
-  .refine((access) => access.read || access.write, 'a mapping needs read or write access (the kernel refuses neither: EINVAL)');
+  .refine((access) => access.read === true || access.write === true, 'a mapping needs read or write access (the kernel refuses neither: EINVAL)');
 
 /** Host memory: extra keys are dropped, so that allocation results (with `bytes`, `free`) pass as they are. */
 export const memoryInput = z.object({ address: u64, length: size64, contiguousPageSize: size64.optional() });
@@ -39,7 +39,12 @@ export const mapInput = z
   .strict();
 
 export const allocateInput = z
-  .object({ size: size64, align: size64.optional(), limit: u64.optional(), contiguous: z.boolean().optional() })
+  .object({
+    size: size64,
+    align: size64.refine((value) => (value & (value - 1n)) === 0n, 'must be a power of two').optional(),
+    limit: u64.optional(),
+    contiguous: z.boolean().optional(),
+  })
   .strict();
 
 export const geometryInput = z
@@ -53,19 +58,39 @@ export const unmapInput = z.union([
   z
     .object({ iova: u64, size: size64 })
     .strict()
-    .refine((value) => value.iova + value.size - 1n <= U64_MAX, 'range wraps past 2^64-1')
+    // zod runs a refinement even when a field failed: check the types before the arithmetic.
+    .refine((value) => typeof value.iova !== 'bigint' || typeof value.size !== 'bigint' || value.iova + value.size - 1n <= U64_MAX, 'range wraps past 2^64-1')
     .transform((value) => ({ start: value.iova, last: value.iova + value.size - 1n })),
   rangeInput,
 ]);
 
 export const msiPlanInput = z.object({ iova: u64.optional() }).strict();
 
+/** An MSI plan handed back to `msi.map()`: the shape {@link MsiPlan} has, checked field by field. */
+export const msiPlanArgument = z
+  .object({
+    model: z.enum(['explicit', 'kernel-managed', 'fixed', 'none']),
+    doorbells: z.array(
+      z
+        .object({
+          index: z.number().int().nonnegative(),
+          iova: z.object({ start: u64, last: u64 }).refine((range) => typeof range.start !== 'bigint' || typeof range.last !== 'bigint' || range.start <= range.last, 'last must not be below start'),
+          mappedBy: z.enum(['sdk', 'kernel', 'hardware']),
+        })
+        .strict(),
+    ),
+  })
+  .strict();
+
+/** An address to look up: a 64-bit value. */
+export const addressInput = u64;
+
 export const openInput = z
   .object({
     groups: z.array(z.number().int().nonnegative()).default([]),
     devices: z.array(z.string().min(1)).default([]),
   })
-  .refine((value) => value.groups.length + value.devices.length > 0, 'give at least one IOMMU group or device');
+  .refine((value) => (value.groups?.length ?? 0) + (value.devices?.length ?? 0) > 0, 'give at least one IOMMU group or device');
 
 /** Parses `input` or throws `invalid-argument` naming the operation and every problem. */
 export function parseInput<Schema extends z.ZodType>(schema: Schema, input: unknown, operation: string): z.output<Schema> {
