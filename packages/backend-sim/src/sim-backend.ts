@@ -33,7 +33,10 @@ export interface SimBackend extends BackendV1 {
 }
 
 /**
- * A backend over the simulator: what a VMM author swaps in for `smmu()` or `pamu()` in tests.
+ * A backend over the simulator: what a VMM author swaps in for `smmu()` or `pamu()` in tests. It
+ * creates the simulated machine itself ({@link createSimulator} is for tests that drive that machine
+ * without `Container`, or through a real backend and {@link simSyscalls}); pass `simulator` to open
+ * containers on one you made, to look inside it.
  *
  * ```ts
  * const backend = sim({ platform: 'arm-smmuv3' });

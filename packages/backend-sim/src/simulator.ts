@@ -500,7 +500,13 @@ export class Simulator {
   }
 }
 
-/** Creates a simulated machine. */
+/**
+ * Creates a simulated machine (memory, IOMMU, devices, the kernel objects) and nothing more. For a
+ * test that drives the simulated kernel itself: through {@link simSyscalls} under a real backend
+ * (`smmu()`, `pamu()`), or its objects directly. A user of `Container` who only wants a backend to
+ * test against wants {@link sim} instead, which creates one of these (or takes yours as
+ * `simulator`) and puts a `Backend` in front of it.
+ */
 export function createSimulator(options: SimulatorOptions): Simulator {
   return new Simulator(options);
 }

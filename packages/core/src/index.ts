@@ -36,7 +36,6 @@ export {
   normalizeRanges,
   rangeContains,
   rangeContainsRange,
-  rangeEnd,
   rangeOfSize,
   rangesCover,
   rangeSize,

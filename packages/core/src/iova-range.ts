@@ -16,7 +16,12 @@ export interface IovaRange {
 /** The largest 64-bit IOVA, 2^64-1. */
 export const U64_MAX = (1n << 64n) - 1n;
 
-/** Makes a range from its first and last address; throws when it is empty or leaves 64 bits. */
+/**
+ * Makes a checked {@link IovaRange} from its first and its **last** address (both inclusive, as the
+ * kernel gives them). To make one from a start and a byte count, use {@link rangeOfSize}.
+ *
+ * @throws {IoasError} `invalid-argument` when `last < start` or either leaves 0 to 2^64-1.
+ */
 export function iovaRange(start: bigint, last: bigint): IovaRange {
   if (start < 0n || last > U64_MAX || last < start) {
     throw new IoasError('invalid-argument', `invalid IOVA range ${hex(start)}-${hex(last)}: need 0 <= start <= last <= 2^64-1`);
@@ -24,7 +29,13 @@ export function iovaRange(start: bigint, last: bigint): IovaRange {
   return { start, last };
 }
 
-/** Makes a range from a start and a size in bytes; throws when the size is 0 or the range wraps past 2^64-1. */
+/**
+ * Makes a checked {@link IovaRange} from its first address and a **size in bytes** (`last = start +
+ * size - 1`), as map and unmap calls give them. The inverse of {@link rangeSize}; from inclusive
+ * ends, use {@link iovaRange}.
+ *
+ * @throws {IoasError} `invalid-argument` when the size is 0 or the range wraps past 2^64-1.
+ */
 export function rangeOfSize(start: bigint, size: bigint): IovaRange {
   if (size <= 0n) throw new IoasError('invalid-argument', `invalid size ${hex(size)} at IOVA ${hex(start)}: must be positive`);
   const last = start + size - 1n;
@@ -34,14 +45,12 @@ export function rangeOfSize(start: bigint, size: bigint): IovaRange {
   return iovaRange(start, last);
 }
 
-/** Number of bytes in a range (up to 2^64 for the whole space). */
+/**
+ * The **size in bytes** of a range, `last - start + 1` (up to 2^64 for the whole space): what
+ * {@link rangeOfSize} takes. Use it rather than writing the arithmetic out.
+ */
 export function rangeSize(range: IovaRange): bigint {
   return range.last - range.start + 1n;
-}
-
-/** The first address after the range (2^64 for a range that ends at 2^64-1). */
-export function rangeEnd(range: IovaRange): bigint {
-  return range.last + 1n;
 }
 
 /** True when `address` lies in `range`. */
