@@ -211,5 +211,28 @@ export function rangesCover(ranges: Iterable<IovaRange>, inner: IovaRange): bool
 
 /** Formats a range as the kernel's sysfs does: `0x8000000-0x80fffff`. */
 export function formatRange(range: IovaRange): string {
+  if (!isRange(range)) throw new IoasError('invalid-argument', `formatRange: ${describeValue(range)} is not an IOVA range ({ start, last } as bigints)`);
   return `${hex(range.start)}-${hex(range.last)}`;
+}
+
+/** True when `value` is an {@link IovaRange}: bigint `start` and `last`, `0 <= start <= last <= 2^64-1`. */
+export function isRange(value: unknown): value is IovaRange {
+  if (typeof value !== 'object' || value === null) return false;
+  const { start, last } = value as { start?: unknown; last?: unknown };
+  return typeof start === 'bigint' && typeof last === 'bigint' && start >= 0n && start <= last && last <= U64_MAX;
+}
+
+/** Throws `invalid-argument` naming `what` unless `value` is an array of {@link IovaRange}s. */
+export function assertRanges(what: string, value: unknown): asserts value is readonly IovaRange[] {
+  if (!Array.isArray(value)) throw new IoasError('invalid-argument', `${what}: ${describeValue(value)} is not an array of IOVA ranges`);
+  const bad = value.findIndex((range) => !isRange(range));
+  if (bad >= 0) throw new IoasError('invalid-argument', `${what}: element ${bad} (${describeValue(value[bad])}) is not an IOVA range ({ start, last } as bigints, start <= last)`);
+}
+
+/** A value as a message can show it, whatever it is (even an object with no prototype). */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (value === null || typeof value !== 'object') return String(value);
+  return Array.isArray(value) ? `an array of ${value.length}` : 'an object';
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { IoasError } from './errors.js';
 import { hex } from './format.js';
-import { isPowerOfTwo, U64_MAX } from './iova-range.js';
+import { describeValue, isPowerOfTwo, U64_MAX } from './iova-range.js';
 import { parseInput, size64, u64 } from './schemas.js';
 import type { U64Input } from './types.js';
 import { checkWindowGeometry, PAMU_PAGE_SIZE, PAMU_VFIO_MAX_WINDOWS } from './window-geometry.js';
@@ -207,14 +207,14 @@ export function parseSize(input: string | number | bigint): bigint {
   let value: bigint | undefined;
   if (typeof input === 'bigint') value = input;
   else if (typeof input === 'number') value = Number.isSafeInteger(input) ? BigInt(input) : undefined;
-  else {
+  else if (typeof input === 'string') {
     const match = /^\s*(0x[0-9a-f]+|\d+)\s*([kmgtpe]?)(i?b)?\s*$/i.exec(input);
     if (match !== null && !(match[2] === '' && match[3] !== undefined && match[3].toLowerCase() === 'ib')) {
       value = BigInt(match[1]!) * SIZE_UNITS[match[2]!.toUpperCase()]!;
     }
   }
   if (value === undefined || value < 0n || value > U64_MAX) {
-    throw new IoasError('invalid-argument', `${String(input)} is not a size: write 4096, 0x1000, 64K, 256M, 1G (binary units), at most 2^64-1`);
+    throw new IoasError('invalid-argument', `${typeof input === "string" ? input : describeValue(input)} is not a size: write 4096, 0x1000, 64K, 256M, 1G (binary units), at most 2^64-1`);
   }
   return value;
 }
@@ -231,6 +231,7 @@ export function parseSizeAt(text: string): {
   /** The address after `@`, 0 without one. */
   iova: bigint;
 } {
+  if (typeof text !== 'string') throw new IoasError('invalid-argument', `${describeValue(text)} is not a size: write SIZE or SIZE@IOVA as text, such as 256M@0`);
   const [size, iova, extra] = text.split('@');
   if (extra !== undefined) throw new IoasError('invalid-argument', `${text}: write SIZE or SIZE@IOVA, such as 256M@0`);
   return { size: parseSize(size!), iova: iova === undefined ? 0n : parseSize(iova) };
@@ -238,6 +239,7 @@ export function parseSizeAt(text: string): {
 
 /** Formats a byte count with the largest binary unit that divides it: `64 MiB`, `4 KiB`, `0x1234 bytes`. */
 export function formatSize(bytes: bigint): string {
+  if (typeof bytes !== 'bigint' || bytes < 0n) throw new IoasError('invalid-argument', `formatSize: ${describeValue(bytes)} is not a byte count (a non-negative bigint)`);
   const units: [bigint, string][] = [
     [1n << 60n, 'EiB'],
     [1n << 50n, 'PiB'],

@@ -1,4 +1,4 @@
-import { subtractRanges, type IovaRange } from './iova-range.js';
+import { assertRanges, subtractRanges, type IovaRange } from './iova-range.js';
 
 /** A 64-bit value as users may write it: a bigint, or a safe non-negative integer number. */
 export type U64Input = bigint | number;
@@ -125,6 +125,8 @@ export function isBlockingReserved(kind: ReservedKind): boolean {
  * (docs/kernel-rules.md#reserved-region-types).
  */
 export function usableRanges(ranges: readonly IovaRange[], reserved: readonly ReservedRange[]): IovaRange[] {
+  assertRanges('usableRanges: ranges', ranges);
+  assertRanges('usableRanges: reserved', reserved);
   return subtractRanges(
     ranges,
     reserved.filter((region) => isBlockingReserved(region.kind)),
