@@ -14,7 +14,7 @@ function planError(code: 'invalid-argument' | 'rollback-failed', message: string
 
 /**
  * Applies a {@link WindowPlan} from core's `planWindows()` to an empty windowed container in one
- * call, in the driver's order (shared/facts/pamu-sdk-abi.md §5): the geometry and window count, the
+ * call, in the driver's order (docs/kernel-rules.md#pamu-call-order): the geometry and window count, the
  * guest RAM windows (one MAP_DMA per run of consecutive windows of a segment), then the MSI banks
  * at their planned windows. `memory[i]` backs the plan's memory segment `i`, whose size it must
  * have, on pages physically contiguous over at least one window (`contiguousPageSize`).

@@ -11,7 +11,8 @@ export interface PamuOptions {
   /**
    * The ABI profile of the kernel: a built-in name (`sdk-3.8`, `sdk-3.12`, `sdk-4.x`) or a profile
    * from {@link definePamuProfile}. Required: the type number differs between SDK kernels and means
-   * sPAPR TCE on mainline, so the backend never guesses it (shared/facts/pamu-sdk-abi.md §1).
+   * sPAPR TCE on mainline, so the backend never guesses it
+   * (docs/kernel-rules.md#pamu-iommu-type-numbers).
    */
   readonly profile: PamuProfileName | PamuProfile;
   /** The system calls (default: libc through koffi). The simulator's `simSyscalls()` fits here. */
@@ -20,7 +21,8 @@ export interface PamuOptions {
   readonly littleEndian?: boolean;
   /** Prefix for sysfs paths (a captured tree in tests). */
   readonly sysfsRoot?: string;
-  /** A stash attribute to set on every container after its windows (driver order: §5 step 5). */
+  /** A stash attribute to set on every container after its windows (driver order:
+   * docs/kernel-rules.md#pamu-call-order, step 5). */
   readonly stash?: PamuStash;
 }
 
@@ -94,7 +96,8 @@ function handleFor(container: PamuContainer, stash: PamuStash | undefined, forge
     model: 'windowed',
     windows: 'hardware',
     msi: 'explicit',
-    // Window-aligned cuts are safe: the driver trims and splits its records (§6 UNMAP_DMA).
+    // Window-aligned cuts are safe: the driver trims and splits its records
+    // (docs/kernel-rules.md#pamu-unmap-dma).
     partialUnmap: true,
     mappingBudget: null,
     settableGeometry: true,
@@ -105,7 +108,8 @@ function handleFor(container: PamuContainer, stash: PamuStash | undefined, forge
       const windows = container.windows();
       return { aperture: windows.aperture, ioPageSizes: PAMU_PAGE_SIZE, windows: { count: windows.count ?? windows.maxCount, size: windows.size, maxCount: windows.maxCount } };
     },
-    // PAMU has no get_resv_regions: sysfs shows no reserved regions (§6 Groups on PAMU).
+    // PAMU has no get_resv_regions: sysfs shows no reserved regions
+    // (docs/kernel-rules.md#pamu-groups-and-liodns).
     doGetReserved: () => [],
     doSetGeometry: (call) => {
       container.configure(call.aperture, call.windowCount);

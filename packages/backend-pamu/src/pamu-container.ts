@@ -3,7 +3,7 @@
  * SET_ATTR read back, because the driver hides its failures: SET_ATTR, MAP_MSI_BANK and
  * UNMAP_MSI_BANK return 0 when the domain refused; MAP_DMA maps only whole windows and drops the
  * rest without a word; a window size of zero divides by zero in the kernel
- * (shared/facts/pamu-sdk-abi.md §4-§6). Each defence below names the rule it enforces.
+ * (docs/kernel-rules.md#pamu-sdk-driver). Each defence below names the rule it enforces.
  */
 import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
 import { VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
@@ -35,7 +35,7 @@ export interface PamuMsiBankMapping {
   readonly window: number;
   /**
    * Where the device's MSI write lands once the kernel has rewritten it: `window base + (MSIIR &
-   * 0xfff)` (§6), when the profile knows the bank's MSIIR.
+   * 0xfff)` (docs/kernel-rules.md#pamu-msi-bank-map), when the profile knows the bank's MSIIR.
    */
   readonly deviceAddress: bigint | undefined;
 }
@@ -77,11 +77,13 @@ function sentinelFor(value: bigint | number): number {
   return (Number(BigInt(value) & 0xffn) ^ 0xff) & 0xff;
 }
 
-/** The other type numbers SDK kernels used for PAMU: a PAMU backend answers 0 for them (§1). */
+/** The other type numbers SDK kernels used for PAMU: a PAMU backend answers 0 for them
+ * (docs/kernel-rules.md#pamu-iommu-type-numbers). */
 const PAMU_TYPE_NUMBERS = [...new Set(Object.values(PAMU_PROFILES).map((profile) => profile.iommuType))];
 
 /**
- * An open PAMU container: one PAMU domain shared by its groups (§5 step 1). Synchronous, like the
+ * An open PAMU container: one PAMU domain shared by its groups
+ * (docs/kernel-rules.md#pamu-call-order, step 1). Synchronous, like the
  * ioctls under it. Every method validates first and sends nothing when a rule would be broken.
  */
 export class PamuContainer {
@@ -120,7 +122,8 @@ export class PamuContainer {
         { cause: error },
       );
     }
-    // GET_ATTR(WINDOWS) before any SET answers the hardware maximum, 2^(1+MWCE) (§4).
+    // GET_ATTR(WINDOWS) before any SET answers the hardware maximum, 2^(1+MWCE)
+    // (docs/kernel-rules.md#pamu-default-geometry).
     const hardware = ioctls.getWindows(fd, 0);
     if (hardware === 0 || !isPowerOfTwo(BigInt(hardware))) {
       throw fail('abi-mismatch', 'open', `GET_ATTR(WINDOWS) answered ${hardware}, not a power-of-two hardware window maximum: the domain did not answer`);
@@ -131,7 +134,7 @@ export class PamuContainer {
 
   /**
    * Opens `/dev/vfio/vfio`, checks the kernel against the profile, adds the groups and selects the
-   * PAMU backend, in the order USDPAA uses (§1, §5): GET_API_VERSION, CHECK_EXTENSION(profile type),
+   * PAMU backend, in the order USDPAA uses (docs/kernel-rules.md#pamu-call-order): GET_API_VERSION, CHECK_EXTENSION(profile type),
    * GROUP_SET_CONTAINER for each group, SET_IOMMU(profile type). On any failure every fd opened is
    * closed.
    *
@@ -144,7 +147,8 @@ export class PamuContainer {
     const groups: VfioGroup[] = [];
     try {
       checkProfile(container, ioctls.profile);
-      // The same group twice is EINVAL in GROUP_SET_CONTAINER (§5): add each once.
+      // The same group twice is EINVAL in GROUP_SET_CONTAINER (docs/kernel-rules.md#pamu-call-order):
+      // add each once.
       for (const id of [...new Set(groupIds)]) {
         const group = VfioGroup.open(ioctls.vfio, id);
         groups.push(group);
@@ -168,7 +172,8 @@ export class PamuContainer {
     return this.container.fd;
   }
 
-  /** The window configuration as this container knows it (the kernel's answers prove little, §6). */
+  /** The window configuration as this container knows it (the kernel's answers prove little:
+   * docs/kernel-rules.md#pamu-attributes-fail-silently). */
   windows(): PamuWindowState {
     return { aperture: { start: this.aperture.start, last: this.aperture.end }, count: this.count, size: this.windowSize, maxCount: this.maxCount };
   }
@@ -185,7 +190,7 @@ export class PamuContainer {
 
   /**
    * Whether the PAMU translates: on from the first successful MAP_DMA, off again when the last DMA
-   * range is unmapped, which also stops the MSI windows (§6 UNMAP_DMA). While false, a device's MSI
+   * range is unmapped, which also stops the MSI windows (docs/kernel-rules.md#pamu-unmap-dma). While false, a device's MSI
    * through a mapped bank is not delivered.
    */
   get translating(): boolean {
@@ -213,12 +218,13 @@ export class PamuContainer {
 
   /**
    * Sets the aperture and the window count, in the driver's order (geometry, then windows, then the
-   * stash again if one was set: §5), reading each back with GET_ATTR. Allowed only while nothing is
+   * stash again if one was set: docs/kernel-rules.md#pamu-call-order), reading each back with GET_ATTR. Allowed only while nothing is
    * mapped: the domain refuses changes once enabled (hidden EBUSY) and WINDOWS discards all window
-   * state (§4).
+   * state (docs/kernel-rules.md#pamu-window-count).
    *
    * If the domain silently refuses, the SDK backend has already overwritten its own copy of the
-   * geometry and window size (§6), so the last good configuration is sent again before the error
+   * geometry and window size (docs/kernel-rules.md#pamu-geometry-saved-before-the-domain-answers),
+   * so the last good configuration is sent again before the error
    * is thrown: the container is left as it was.
    *
    * @throws {IoasError} `invalid-argument` (not a power of two, below 4 KiB, count 0 or above the
@@ -228,7 +234,8 @@ export class PamuContainer {
   configure(aperture: IovaRange, count: number): void {
     const operation = 'configure';
     this.assertOpen(operation);
-    // §4/§6: the geometry rules, shared with Container.setGeometry and planWindows. A count of 0
+    // docs/kernel-rules.md#pamu-aperture-geometry, docs/kernel-rules.md#pamu-window-count: the
+    // geometry rules, shared with Container.setGeometry and planWindows. A count of 0
     // divides by zero in the kernel, above 256 the VFIO layer refuses, above the hardware maximum
     // the domain: all hidden, so all checked before anything is sent.
     const problems = checkWindowGeometry({ start: aperture.start, size: rangeSize(aperture), windowCount: count }, { maxWindows: this.maxCount });
@@ -248,7 +255,7 @@ export class PamuContainer {
 
   /**
    * Sets the stash attribute (the PAMU-only hint to stash DMA writes in a CPU's cache), after the
-   * windows and before DMA (§5 step 5), and reads it back.
+   * windows and before DMA (docs/kernel-rules.md#pamu-stash), and reads it back.
    *
    * @throws {IoasError} `invalid-argument` (cache not 1-4, cpu not a u32), `state` (windows not set,
    *   or DMA already mapped), `kernel` (the domain refused: a cpu that does not exist, say).
@@ -259,7 +266,8 @@ export class PamuContainer {
     const caches = Object.values(PAMU_STASH_CACHE) as number[];
     if (!caches.includes(stash.cache)) throw fail('invalid-argument', operation, `cache ${stash.cache} must be 1 (L1), 2 (L2), 3 (L3) or 4 (DSP L2, SDK kernels)`);
     if (!Number.isInteger(stash.cpu) || stash.cpu < 0 || stash.cpu > 0xffff_ffff) throw fail('invalid-argument', operation, `cpu ${stash.cpu} must be the reg of a device-tree cpu node (a u32)`);
-    // §6: with windows never set the domain refuses (hidden EINVAL); once enabled, EBUSY.
+    // With windows never set the domain refuses (hidden EINVAL); once enabled, EBUSY
+    // (docs/kernel-rules.md#pamu-stash).
     if (this.count === undefined) throw fail('not-ready', operation, 'set the geometry and windows first (the driver order: geometry, windows, stash)');
     if (this.enabled) throw fail('in-use', operation, 'the stash can change only before the first DMA mapping');
     const previous = this.stashValue;
@@ -279,8 +287,8 @@ export class PamuContainer {
   }
 
   /**
-   * Maps MSI bank `bank` into the window whose base is `iova` (§5 step 6; before the device enables
-   * MSI). MAP_MSI_BANK returns 0 even when it did nothing, so every reason it would refuse is checked
+   * Maps MSI bank `bank` into the window whose base is `iova` (docs/kernel-rules.md#pamu-call-order,
+   * step 6; before the device enables MSI). MAP_MSI_BANK returns 0 even when it did nothing, so every reason it would refuse is checked
    * here first: windows configured, a known bank, a window base inside the aperture (the driver
    * truncates any IOVA to its window, which would make UNMAP miss it), a free window.
    *
@@ -306,7 +314,7 @@ export class PamuContainer {
 
   /**
    * Unmaps MSI bank `bank`, passing back exactly the IOVA it was mapped at (the driver matches on
-   * it; any other value is a hidden EINVAL: §6).
+   * it; any other value is a hidden EINVAL: docs/kernel-rules.md#pamu-msi-bank-unmap).
    *
    * @throws {IoasError} `not-found` when the bank is not mapped.
    */
@@ -320,7 +328,9 @@ export class PamuContainer {
   }
 
   /**
-   * Maps whole windows of physically contiguous memory (§4, §6 MAP_DMA). Checked first, because the
+   * Maps whole windows of physically contiguous memory
+   * (docs/kernel-rules.md#pamu-window-size-and-contiguous-memory,
+   * docs/kernel-rules.md#pamu-maps-whole-windows-only). Checked first, because the
    * driver does not refuse them: a size below one window (maps nothing, returns 0), a size that is
    * not a multiple of the window (the remainder is dropped), windows never configured (division by
    * zero), memory whose contiguity is unknown (EFAULT at best), memory not aligned to the window in
@@ -352,7 +362,7 @@ export class PamuContainer {
       throw fail(
         'invalid-argument',
         operation,
-        `each ${hex(windowSize)}-byte window needs one physically contiguous chunk (§4): back the memory with hugepages of at least ${hex(windowSize)} and say so in contiguousPageSize (given: ${contiguousPageSize === undefined ? 'nothing' : hex(contiguousPageSize)})`,
+        `each ${hex(windowSize)}-byte window needs one physically contiguous chunk: back the memory with hugepages of at least ${hex(windowSize)} and say so in contiguousPageSize (given: ${contiguousPageSize === undefined ? 'nothing' : hex(contiguousPageSize)})`,
       );
     }
     if (vaddr % windowSize !== 0n) {
@@ -374,7 +384,7 @@ export class PamuContainer {
 
   /**
    * Unmaps `[iova, iova + size)`, which must cover whole windows: the driver disables every window
-   * the range touches while keeping the rest of a cut range recorded (§6), so a cut inside a window
+   * the range touches while keeping the rest of a cut range recorded (docs/kernel-rules.md#pamu-unmap-dma), so a cut inside a window
    * would leave memory recorded but not mapped. Returns the bytes unmapped, counted from the
    * container's record: the driver does not write `size` back. Sends nothing when nothing is
    * mapped there.
@@ -407,7 +417,8 @@ export class PamuContainer {
     this.ioctls.unmapDma(this.container.fd, iova, size);
     kept.sort((a, b) => (a.iova < b.iova ? -1 : a.iova > b.iova ? 1 : 0));
     this.dma.splice(0, this.dma.length, ...kept);
-    // §6: when no DMA range is left, the whole domain is turned off, MSI windows included.
+    // When no DMA range is left, the whole domain is turned off, MSI windows included
+    // (docs/kernel-rules.md#pamu-unmap-dma).
     if (this.dma.length === 0) this.enabled = false;
     return removed;
   }
@@ -426,7 +437,7 @@ export class PamuContainer {
   }
 
   /**
-   * Tears down in the order of §5 step 8 (DMA, then MSI banks), then closes the groups and the
+   * Tears down in the order of docs/kernel-rules.md#pamu-call-order, step 8 (DMA, then MSI banks), then closes the groups and the
    * container, which undoes anything left. Never throws; safe to call twice.
    */
   close(): void {
@@ -437,7 +448,8 @@ export class PamuContainer {
       try {
         this.ioctls.unmapDma(fd, range.iova, range.size);
       } catch {
-        // Closing the container below unmaps and unpins everything anyway (§6 container close).
+        // Closing the container below unmaps and unpins everything anyway
+        // (docs/kernel-rules.md#pamu-container-close).
       }
     }
     for (const bank of this.banks) {
@@ -533,14 +545,15 @@ export class PamuContainer {
   private refused(attribute: string, sent: string, readBack: string): IoasError {
     return new IoasError(
       'kernel',
-      `pamu: SET_ATTR(${attribute}) returned 0 but GET_ATTR reads back ${readBack}: the PAMU domain silently refused ${sent} (the SDK driver hides EINVAL and EBUSY from the domain; pamu-sdk-abi.md §6)`,
+      `pamu: SET_ATTR(${attribute}) returned 0 but GET_ATTR reads back ${readBack}: the PAMU domain silently refused ${sent} (the SDK driver hides EINVAL and EBUSY from the domain)`,
       { backend: 'pamu', operation: 'configure', ioctl: 'VFIO_IOMMU_PAMU_SET_ATTR' },
     );
   }
 
   /**
    * After a refused configuration: the SDK backend saved the refused geometry and window size
-   * before asking the domain (§6). Send the last good configuration again so that its copy and the
+   * before asking the domain (docs/kernel-rules.md#pamu-geometry-saved-before-the-domain-answers).
+   * Send the last good configuration again so that its copy and the
    * domain agree; with none, the container stays unconfigured (nothing can be mapped until a
    * configuration succeeds, and the next one sends the geometry first).
    */
@@ -560,7 +573,7 @@ export class PamuContainer {
 }
 
 /**
- * CHECK_EXTENSION against the profile (§1): the PAMU backend answers 1 for its own type only. The
+ * CHECK_EXTENSION against the profile (docs/kernel-rules.md#pamu-iommu-type-numbers): the PAMU backend answers 1 for its own type only. The
  * SDK kernels used 2 or 7, and mainline's sPAPR TCE answers 1 for both (and for EEH), so: the
  * profile's type must answer 1 and the other PAMU type numbers 0.
  */

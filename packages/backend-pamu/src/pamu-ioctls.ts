@@ -1,7 +1,7 @@
 /**
  * One function per PAMU container ioctl, with the profile's request numbers and structs encoded in
  * the byte order given (the host's by default: PAMU boards are big-endian, and every field of these
- * structs is host-endian: shared/facts/pamu-sdk-abi.md §0, §3).
+ * structs is host-endian: docs/kernel-rules.md#host-byte-order-and-natural-alignment).
  */
 import { endianness } from 'node:os';
 import type { Syscalls } from '@ioas/core';
@@ -91,7 +91,8 @@ export class PamuIoctls {
 
   /**
    * GET_ATTR(GEOMETRY). The union is filled with `sentinel` first: for an unknown attribute or a
-   * domain error the kernel returns 0 and copies the struct back unchanged (§6), so only a value
+   * domain error the kernel returns 0 and copies the struct back unchanged
+   * (docs/kernel-rules.md#pamu-attributes-fail-silently), so only a value
    * that differs from the sentinel is an answer.
    */
   getGeometry(fd: number, sentinel = 0): PamuAperture {
@@ -100,7 +101,8 @@ export class PamuIoctls {
     return { start: view.getBigUint64(vfio_pamu_attr.aperture_start, this.little), end: view.getBigUint64(vfio_pamu_attr.aperture_end, this.little) };
   }
 
-  /** GET_ATTR(WINDOWS): the count set, or the hardware maximum before any SET (§6). */
+  /** GET_ATTR(WINDOWS): the count set, or the hardware maximum before any SET
+   * (docs/kernel-rules.md#pamu-default-geometry). */
   getWindows(fd: number, sentinel = 0): number {
     const view = this.attrBuffer(PAMU_ATTRIBUTE.WINDOWS, sentinel);
     this.call('VFIO_IOMMU_PAMU_GET_ATTR', fd, this.attr.bytes, 'reading the PAMU window count');
@@ -114,7 +116,8 @@ export class PamuIoctls {
     return { cpu: view.getUint32(vfio_pamu_attr.stash_cpu, this.little), cache: view.getUint32(vfio_pamu_attr.stash_cache, this.little) };
   }
 
-  /** SET_ATTR(GEOMETRY): returns 0 whatever the domain did (§6); read it back. */
+  /** SET_ATTR(GEOMETRY): returns 0 whatever the domain did
+   * (docs/kernel-rules.md#pamu-attributes-fail-silently); read it back. */
   setGeometry(fd: number, aperture: PamuAperture): void {
     const view = this.attrBuffer(PAMU_ATTRIBUTE.GEOMETRY, 0);
     view.setBigUint64(vfio_pamu_attr.aperture_start, aperture.start, this.little);
@@ -122,7 +125,8 @@ export class PamuIoctls {
     this.call('VFIO_IOMMU_PAMU_SET_ATTR', fd, this.attr.bytes, 'setting the PAMU geometry');
   }
 
-  /** SET_ATTR(WINDOWS). Never call it with 0: the kernel divides by the count first (§6). */
+  /** SET_ATTR(WINDOWS). Never call it with 0: the kernel divides by the count first
+   * (docs/kernel-rules.md#pamu-window-count-divides-first). */
   setWindows(fd: number, count: number): void {
     const view = this.attrBuffer(PAMU_ATTRIBUTE.WINDOWS, 0);
     view.setUint32(vfio_pamu_attr.windows, count, this.little);
@@ -137,12 +141,14 @@ export class PamuIoctls {
     this.call('VFIO_IOMMU_PAMU_SET_ATTR', fd, this.attr.bytes, `setting the PAMU stash to cpu ${stash.cpu}, cache ${stash.cache}`);
   }
 
-  /** GET_MSI_BANK_COUNT: the count is the ioctl's return value; it takes no argument (§6). */
+  /** GET_MSI_BANK_COUNT: the count is the ioctl's return value; it takes no argument
+   * (docs/kernel-rules.md#pamu-msi-bank-count). */
   msiBankCount(fd: number): number {
     return this.call('VFIO_IOMMU_PAMU_GET_MSI_BANK_COUNT', fd, 0, 'counting the MSI banks');
   }
 
-  /** MAP_MSI_BANK with READ|WRITE (the code needs one of them, §3); returns 0 whatever happened. */
+  /** MAP_MSI_BANK with READ|WRITE (the code needs one of them: docs/kernel-rules.md#pamu-structs);
+   * returns 0 whatever happened. */
   mapMsiBank(fd: number, bank: number, iova: bigint): void {
     const { bytes, view } = this.vfio.struct(vfio_pamu_msi_bank_map.sizeof);
     view.setUint32(vfio_pamu_msi_bank_map.flags, vfioUapi.VFIO_DMA_MAP_FLAG_READ | vfioUapi.VFIO_DMA_MAP_FLAG_WRITE, this.little);
@@ -151,7 +157,7 @@ export class PamuIoctls {
     this.call('VFIO_IOMMU_PAMU_MAP_MSI_BANK', fd, bytes, `mapping MSI bank ${bank}`);
   }
 
-  /** UNMAP_MSI_BANK: `iova` must be exactly the one given to MAP (§6). */
+  /** UNMAP_MSI_BANK: `iova` must be exactly the one given to MAP (docs/kernel-rules.md#pamu-msi-bank-unmap). */
   unmapMsiBank(fd: number, iova: bigint): void {
     const { bytes, view } = this.vfio.struct(vfio_pamu_msi_bank_unmap.sizeof);
     view.setBigUint64(vfio_pamu_msi_bank_unmap.iova, iova, this.little);
@@ -163,7 +169,8 @@ export class PamuIoctls {
     this.vfio.iommuMapDma(fd, vaddr, iova, size, (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0));
   }
 
-  /** UNMAP_DMA with flags 0; the PAMU backend does not write `size` back (§6), so nothing is returned. */
+  /** UNMAP_DMA with flags 0; the PAMU backend does not write `size` back
+   * (docs/kernel-rules.md#pamu-unmap-dma), so nothing is returned. */
   unmapDma(fd: number, iova: bigint, size: bigint): void {
     this.vfio.iommuUnmapDma(fd, iova, size, 0);
   }

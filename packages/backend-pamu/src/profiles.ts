@@ -22,7 +22,7 @@ export const PAMU_GENERIC_IOCTLS = [
 /** Every ioctl a profile names: the generic VFIO ones and the PAMU container ones. */
 export type PamuProfileIoctl = (typeof PAMU_GENERIC_IOCTLS)[number] | PamuIoctlName;
 
-/** The MSI facts of a SoC: where its MSI banks' MSIIR registers are (shared/facts/pamu-sdk-abi.md §7). */
+/** The MSI facts of a SoC: where its MSI banks' MSIIR registers are (docs/kernel-rules.md#p4080-msi-banks). */
 export interface PamuMsiFacts {
   /** Which SoC and device tree these are, for messages. */
   readonly description: string;
@@ -43,25 +43,27 @@ export interface PamuProfile {
   readonly name: string;
   /** Which kernel it describes. */
   readonly description: string;
-  /** `VFIO_FSL_PAMU_IOMMU`: 2 in the 3.x SDK kernels, 7 in the 4.x ones (§1). */
+  /** `VFIO_FSL_PAMU_IOMMU`: 2 in the 3.x SDK kernels, 7 in the 4.x ones (docs/kernel-rules.md#pamu-iommu-type-numbers). */
   readonly iommuType: number;
-  /** The encoding the values were computed for (PowerPC sets `_IOC_NONE`, 0x20000000: §2). */
+  /** The encoding the values were computed for (PowerPC sets `_IOC_NONE`, 0x20000000:
+   * docs/kernel-rules.md#ioctl-numbers-and-the-powerpc-direction-bit). */
   readonly arch: IoctlArch;
   /** The request number of every ioctl the backend sends. */
   readonly ioctls: Readonly<Record<PamuProfileIoctl, number>>;
-  /** Most windows the VFIO layer accepts (256, §4); the hardware may allow fewer. */
+  /** Most windows the VFIO layer accepts (256: docs/kernel-rules.md#pamu-window-count); the hardware may allow
+   * fewer. */
   readonly maxWindows: number;
   /** The SoC's MSI banks. */
   readonly msi: PamuMsiFacts;
 }
 
-/** P4080 with a current device tree: MSIIR at +0x140 in each bank's page (§7, [S23]). */
+/** P4080 with a current device tree: MSIIR at +0x140 in each bank's page (docs/kernel-rules.md#p4080-msi-banks). */
 export const P4080_MSI: PamuMsiFacts = {
   description: 'P4080, current device tree (msi@41600/41800/41a00 with a second reg)',
   msiir: [0xf_fe04_4140n, 0xf_fe04_5140n, 0xf_fe04_6140n],
 };
 
-/** P4080 with an old device tree (no second `reg`): all three MSIIRs in one page (§7). */
+/** P4080 with an old device tree (no second `reg`): all three MSIIRs in one page (docs/kernel-rules.md#p4080-msi-banks). */
 export const P4080_MSI_OLD_DTS: PamuMsiFacts = {
   description: 'P4080, old device tree (no second reg: MSIIR at 0x140 + reg0)',
   msiir: [0xf_fe04_1740n, 0xf_fe04_1940n, 0xf_fe04_1b40n],
@@ -79,7 +81,7 @@ function builtIn(name: string, description: string, iommuType: number): PamuProf
 }
 
 /**
- * The profiles of the SDK kernels in shared/facts/pamu-sdk-abi.md §1. Ioctl numbers, struct layouts
+ * The profiles of the SDK kernels (docs/kernel-rules.md#pamu-iommu-type-numbers). Ioctl numbers, struct layouts
  * and semantics are the same in all three; the type number differs. All three are PowerPC (the
  * `_IOC_NONE` bit set) with the P4080's MSI banks; give your own MSI facts for another SoC with
  * {@link definePamuProfile}.

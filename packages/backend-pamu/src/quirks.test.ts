@@ -1,4 +1,4 @@
-// Every quirk of the SDK PAMU driver in shared/facts/pamu-sdk-abi.md, each with the defence that
+// Every quirk of the SDK PAMU driver in docs/kernel-rules.md#pamu-sdk-driver, each with the defence that
 // stops it. The simulator's P4080 reproduces the driver's silent failures, so each test here fails
 // without its defence: the request would reach the "kernel", which would answer 0 and do something
 // else (or divide by zero).
@@ -55,8 +55,8 @@ function refusedBeforeTheKernel(env: ReturnType<typeof open>, code: IoasErrorCod
 /** Makes SET_ATTR of one attribute return 0 without reaching the domain: a silent refusal. */
 const swallowSetAttr = (attribute: number) => (call: LoggedIoctl) => (call.name === 'VFIO_IOMMU_PAMU_SET_ATTR' && call.attribute === attribute ? 0 : undefined);
 
-describe('ABI profiles (§1, §2)', () => {
-  it('carries the PowerPC ioctl values and type numbers of the fact sheet', () => {
+describe('ABI profiles (kernel-rules.md#pamu-iommu-type-numbers)', () => {
+  it('carries the PowerPC ioctl values and type numbers of the SDK kernels', () => {
     const values = PAMU_PROFILES['sdk-4.x'].ioctls;
     expect([values.VFIO_CHECK_EXTENSION, values.VFIO_SET_IOMMU, values.VFIO_IOMMU_MAP_DMA, values.VFIO_IOMMU_UNMAP_DMA]).toEqual([0x20003b65, 0x20003b66, 0x20003b71, 0x20003b72]);
     expect([
@@ -128,7 +128,7 @@ describe('ABI profiles (§1, §2)', () => {
   });
 });
 
-describe('geometry and windows (§4, §6 SET_ATTR)', () => {
+describe('geometry and windows (kernel-rules.md#pamu-aperture-geometry)', () => {
   it('sets them in the driver order, each read back: geometry, windows, then the stash', () => {
     const env = open({ stash: { cpu: 1, cache: 2 } });
     const from = env.log.length;
@@ -195,7 +195,7 @@ describe('geometry and windows (§4, §6 SET_ATTR)', () => {
 
   it('puts the last good configuration back after a refusal, since the driver kept the refused one', () => {
     const env = configured();
-    // The domain refuses a geometry that the SDK backend has already saved (§6): here an aperture the
+    // The domain refuses a geometry that the SDK backend has already saved (kernel-rules.md#pamu-geometry-saved-before-the-domain-answers): here an aperture the
     // domain will not take reaches the kernel, as a hardware limit the SDK cannot know would.
     env.setHook((call, argument) => {
       if (call.name !== 'VFIO_IOMMU_PAMU_SET_ATTR' || call.attribute !== PAMU_ATTRIBUTE.GEOMETRY) return undefined;
@@ -234,7 +234,7 @@ describe('geometry and windows (§4, §6 SET_ATTR)', () => {
   });
 });
 
-describe('MSI banks (§6 GET_MSI_BANK_COUNT, MAP/UNMAP_MSI_BANK, §7)', () => {
+describe('MSI banks (kernel-rules.md#pamu-msi-bank-map)', () => {
   it('counts the banks from the ioctl return value and knows their MSIIR pages', () => {
     const env = open();
     expect(env.container.msiBankCount).toBe(3);
@@ -285,7 +285,7 @@ describe('MSI banks (§6 GET_MSI_BANK_COUNT, MAP/UNMAP_MSI_BANK, §7)', () => {
   });
 });
 
-describe('DMA (§4, §6 MAP_DMA/UNMAP_DMA)', () => {
+describe('DMA (kernel-rules.md#pamu-maps-whole-windows-only)', () => {
   it('never sends a size the driver would silently shorten: below a window, or with a remainder', () => {
     const env = configured();
     const memory = hugepages(env, 2n * WINDOW);
@@ -344,7 +344,7 @@ describe('DMA (§4, §6 MAP_DMA/UNMAP_DMA)', () => {
   });
 });
 
-describe('lifecycle (§5, §6 container close)', () => {
+describe('lifecycle (kernel-rules.md#pamu-container-close)', () => {
   it('tears down in the driver order and leaves nothing open', () => {
     const env = configured();
     env.container.mapMsiBank(0, 4n * WINDOW);

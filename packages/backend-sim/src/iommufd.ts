@@ -6,7 +6,7 @@ import type { SimDevice, Simulator } from './simulator.js';
 const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
 
-/** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; shared/facts/iommufd.md §2). */
+/** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; docs/kernel-rules.md#ioas-map). */
 export const IOAS_MAP_FLAGS = {
   /** Map at the IOVA given (else the kernel chooses). */
   FIXED_IOVA: 0x1,
@@ -29,7 +29,7 @@ export interface IoasRanges {
 
 /**
  * An iommufd IOAS: an IO address space with its areas (mappings), its allow-list, and the devices
- * attached to it. Rules from shared/facts/iommufd.md §3 (6.12 source).
+ * attached to it. Rules from docs/kernel-rules.md#iommufd (6.12 source).
  */
 export class Ioas implements DmaDomain {
   /** The mapped areas. */

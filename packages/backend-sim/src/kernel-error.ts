@@ -20,7 +20,7 @@ export class KernelError extends Error {
 
 /**
  * What the real kernel would do with a request that crashes it, such as the PAMU SDK driver's
- * division by a window size of zero (shared/facts/pamu-sdk-abi.md §6). The simulator records it and
+ * division by a window size of zero (docs/kernel-rules.md#pamu-window-count-divides-first). The simulator records it and
  * throws this instead of answering: a backend must never send such a request.
  */
 export class KernelOops extends Error {

@@ -27,8 +27,8 @@ function type1(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd', dmaEntryLimit?: n
   return { simulator, edu, container, memory };
 }
 
-describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
-  it('answers CHECK_EXTENSION as 6.1 did: UPDATE_VADDR and DMA_CC only after SET_IOMMU (§4)', () => {
+describe('VFIO container and type1v2 (kernel-rules.md#vfio-container-and-group)', () => {
+  it('answers CHECK_EXTENSION as 6.1 did: UPDATE_VADDR and DMA_CC only after SET_IOMMU (kernel-rules.md#extensions-before-and-after-the-iommu-is-set)', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     const container = new SimVfioContainer(simulator);
     expect([1, 3, 8, 9, 10, 4].map((extension) => container.checkExtension(extension))).toEqual([1, 1, 0, 1, 0, 0]);
@@ -42,7 +42,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     expect(container.checkExtension(VFIO_EXTENSION.UPDATE_VADDR)).toBe(1);
   });
 
-  it('reports the IOVA ranges, page sizes and DMA_AVAIL observed on the q35 and virt guests (§6)', () => {
+  it('reports the IOVA ranges, page sizes and DMA_AVAIL observed on the q35 and virt guests (kernel-rules.md#the-iova-range-capability)', () => {
     expect(type1('x86-vtd').container.info()).toMatchObject({
       ioPageSizes: 0x40201000n,
       dmaAvailable: 65535,
@@ -57,7 +57,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     ]);
   });
 
-  it('checks MAP_DMA in the kernel order (§7)', () => {
+  it('checks MAP_DMA in the kernel order (kernel-rules.md#map-checks-in-kernel-order)', () => {
     const { container, memory, simulator } = type1('x86-vtd', 2);
     const vaddr = memory.address;
     expect(errnoOf(() => container.map(vaddr, 0x100000n, 0x2000n, false, false))).toBe(ERRNO.EINVAL);
@@ -76,7 +76,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     expect(simulator.lockedBytes).toBe(0x2000n);
   });
 
-  it('refuses bisecting unmaps, reports unmapped bytes, and unmaps all with FLAG_ALL (§8)', () => {
+  it('refuses bisecting unmaps, reports unmapped bytes, and unmaps all with FLAG_ALL (kernel-rules.md#no-bisecting-unmaps-in-type1v2)', () => {
     const { container, memory } = type1();
     container.map(memory.address, 0x100000n, 0x2000n, true, true);
     container.map(memory.address + 0x2000n, 0x104000n, 0x1000n, true, true);
@@ -89,7 +89,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     expect(container.unmap(0n, 0n, true)).toBe(0x2000n);
   });
 
-  it('enforces viability and one container per group (§4)', () => {
+  it('enforces viability and one container per group (kernel-rules.md#attaching-a-group-to-a-container)', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     const container = new SimVfioContainer(simulator);
     // The LPC/SATA group has devices bound to lpc_ich, ahci and i801_smbus: not viable.
@@ -99,7 +99,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     expect(errnoOf(() => new SimVfioContainer(simulator).addGroup(simulator.group(3)!))).toBe(ERRNO.EINVAL);
   });
 
-  it('drops every mapping when the last group leaves (§4)', () => {
+  it('drops every mapping when the last group leaves (kernel-rules.md#detaching-a-group)', () => {
     const { container, memory, simulator, edu } = type1();
     container.map(memory.address, 0x100000n, 0x1000n, true, true);
     container.removeGroup(simulator.group(edu.group!)!);
@@ -109,7 +109,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
     expect(simulator.faults.at(-1)?.reason).toBe('blocked');
   });
 
-  it('refuses pinning past RLIMIT_MEMLOCK with ENOMEM (§7)', () => {
+  it('refuses pinning past RLIMIT_MEMLOCK with ENOMEM (kernel-rules.md#pinning-and-rlimit-memlock)', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3', memlockLimit: 0x1000n });
     const container = new SimVfioContainer(simulator);
     container.addGroup(simulator.vfioGroups()[0]!);
@@ -120,7 +120,7 @@ describe('VFIO container and type1v2 (shared/facts/vfio-type1.md)', () => {
   });
 });
 
-describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
+describe('sysfs and groups (kernel-rules.md#sysfs-reserved-regions-and-groups)', () => {
   it('prints reserved_regions as the kernel does, merged per type', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     expect(simulator.group(6)!.reservedRegionsFile).toBe(
@@ -129,7 +129,7 @@ describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
     expect(simulator.group(3)!.reservedRegionsFile).toBe('0x00000000fee00000 0x00000000feefffff msi\n');
   });
 
-  it('creates an arm64 device group only when a driver binds it (real-kernel-rig.md)', () => {
+  it('creates an arm64 device group only when a driver binds it (kernel-rules.md#groups-appear-on-bind-on-arm64)', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3', vfio: [] });
     const edu = simulator.device('0000:00:02.0');
     expect(edu.group).toBeUndefined();
@@ -139,7 +139,7 @@ describe('sysfs and groups (shared/facts/sysfs-and-platforms.md)', () => {
   });
 });
 
-describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
+describe('PAMU SDK type-2 backend (kernel-rules.md#pamu-sdk-driver)', () => {
   function pamu() {
     const simulator = createSimulator({ platform: 'p4080' });
     const container = new SimVfioContainer(simulator);
@@ -151,7 +151,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
   }
   const MiB = 1n << 20n;
 
-  it('reports the 64 GiB default geometry and the hardware window maximum before any SET (§4, §6)', () => {
+  it('reports the 64 GiB default geometry and the hardware window maximum before any SET (kernel-rules.md#pamu-default-geometry)', () => {
     const { domain, container } = pamu();
     expect(domain.getAttr(PAMU_ATTRIBUTE.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
     expect(domain.getAttr(PAMU_ATTRIBUTE.WINDOWS)).toEqual({ windows: 256 });
@@ -159,7 +159,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
     expect(errnoOf(() => container.info())).toBe(ERRNO.ENOTTY);
   });
 
-  it('accepts bad attributes silently, and the read-back shows it (§6)', () => {
+  it('accepts bad attributes silently, and the read-back shows it (kernel-rules.md#pamu-attributes-fail-silently)', () => {
     const { domain } = pamu();
     domain.setGeometry(0n, 384n * MiB - 1n); // not a power of two: hidden EINVAL
     expect(domain.getAttr(PAMU_ATTRIBUTE.GEOMETRY)).toEqual({ start: 0n, end: (1n << 36n) - 1n });
@@ -170,7 +170,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
     expect(domain.getAttr(PAMU_ATTRIBUTE.WINDOWS)).toEqual({ windows: 8 });
   });
 
-  it('divides by zero on a window count of 0 or a map before windows exist (§6)', () => {
+  it('divides by zero on a window count of 0 or a map before windows exist (kernel-rules.md#pamu-window-count-divides-first)', () => {
     const { domain, simulator, container } = pamu();
     const memory = simulator.memory.allocate(64n * MiB, 64n * MiB);
     expect(() => container.map(memory.address, 0n, 64n * MiB, true, true)).toThrow(KernelOops);
@@ -179,7 +179,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
     expect(simulator.oopses).toHaveLength(2);
   });
 
-  it('maps whole windows only, silently dropping the rest, and needs contiguous memory (§6)', () => {
+  it('maps whole windows only, silently dropping the rest, and needs contiguous memory (kernel-rules.md#pamu-maps-whole-windows-only)', () => {
     const { domain, simulator, container } = pamu();
     domain.setGeometry(0n, 512n * MiB - 1n);
     domain.setWindows(8);
@@ -199,7 +199,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
     expect(errnoOf(() => container.map(huge.address, 320n * MiB + 0x1000n, 64n * MiB, true, true))).toBe(ERRNO.EINVAL);
   });
 
-  it('maps MSI banks at the start of the window holding the IOVA and routes the device doorbell (§6, §7)', () => {
+  it('maps MSI banks at the start of the window holding the IOVA and routes the device doorbell (kernel-rules.md#pamu-msi-bank-map)', () => {
     const { domain, simulator, container } = pamu();
     const edu = simulator.devices().find((device) => device.edu)!;
     domain.setGeometry(0n, 512n * MiB - 1n);
@@ -228,7 +228,7 @@ describe('PAMU SDK type-2 backend (shared/facts/pamu-sdk-abi.md)', () => {
   });
 });
 
-describe('iommufd (shared/facts/iommufd.md)', () => {
+describe('iommufd (kernel-rules.md#iommufd)', () => {
   function context(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
     const simulator = createSimulator({ platform });
     const edu = simulator.devices().find((device) => device.edu)!;
@@ -238,7 +238,7 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
   }
   const RW = IOAS_MAP_FLAGS.READABLE | IOAS_MAP_FLAGS.WRITEABLE;
 
-  it('reports one full range before attach and the platform ranges after, with the EMSGSIZE-era values (§3, rig)', () => {
+  it('reports one full range before attach and the platform ranges after, with the EMSGSIZE-era values (kernel-rules.md#iova-ranges-two-step-query)', () => {
     const { iommufd, ioas, edu } = context();
     expect(iommufd.iovaRanges(ioas)).toEqual({ ranges: [{ start: 0n, last: (1n << 64n) - 1n }], alignment: 1n });
     const device = iommufd.bind(edu);
@@ -252,7 +252,7 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
     });
   });
 
-  it('maps fixed and kernel-chosen IOVAs, refuses reserved and overlapping ranges (§3)', () => {
+  it('maps fixed and kernel-chosen IOVAs, refuses reserved and overlapping ranges (kernel-rules.md#ioas-map)', () => {
     const { iommufd, ioas, edu, memory } = context();
     iommufd.attach(iommufd.bind(edu), ioas);
     expect(errnoOf(() => iommufd.map(ioas, 0x100, memory.address, 0x1000n, 0n))).toBe(ERRNO.EOPNOTSUPP);
@@ -263,7 +263,7 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
     expect(iommufd.map(ioas, RW, memory.address, 0x1000n, 0n)).toBe(0n);
   });
 
-  it('unmaps whole areas only: splitting or nothing there is ENOENT; unmap-all always succeeds (§3)', () => {
+  it('unmaps whole areas only: splitting or nothing there is ENOENT; unmap-all always succeeds (kernel-rules.md#ioas-unmap)', () => {
     const { iommufd, ioas, edu, memory } = context();
     iommufd.attach(iommufd.bind(edu), ioas);
     iommufd.map(ioas, IOAS_MAP_FLAGS.FIXED_IOVA | RW, memory.address, 0x2000n, 0x100000n);
@@ -274,7 +274,7 @@ describe('iommufd (shared/facts/iommufd.md)', () => {
     expect(iommufd.unmap(ioas, 0n, (1n << 64n) - 1n)).toBe(0n);
   });
 
-  it('allows IOVAs only outside reserved regions, and refuses attaches that would cut them (§3, §4)', () => {
+  it('allows IOVAs only outside reserved regions, and refuses attaches that would cut them (kernel-rules.md#allow-list)', () => {
     const { iommufd, ioas, edu, memory } = context();
     expect(errnoOf(() => iommufd.allowIovas(ioas, [{ start: 0x1000n, last: 0x1000n }]))).toBe(ERRNO.EINVAL);
     iommufd.allowIovas(ioas, [{ start: 0xfe000000n, last: 0xffffffffn }]);

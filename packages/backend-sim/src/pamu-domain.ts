@@ -4,7 +4,7 @@ import type { DmaDomain, Translation } from './paged-domain.js';
 import type { Simulator } from './simulator.js';
 
 /**
- * PAMU attribute ids of `vfio_pamu_attr` (shared/facts/pamu-sdk-abi.md §3): the kernel's own copy,
+ * PAMU attribute ids of `vfio_pamu_attr` (docs/kernel-rules.md#pamu-structs): the kernel's own copy,
  * with the names and values of `@ioas/backend-pamu`'s `pamuUapi.PAMU_ATTRIBUTE`.
  */
 export const PAMU_ATTRIBUTE = {
@@ -51,8 +51,8 @@ export interface SimPamuDmaRange {
 /**
  * The PAMU "type 2" VFIO backend of the NXP SDK kernels and the PAMU domain under it, with the
  * vendor driver's behaviour reproduced exactly, including its silent failures
- * (shared/facts/pamu-sdk-abi.md §4-§6): SET_ATTR, MAP_MSI_BANK and UNMAP_MSI_BANK return 0 even when
- * the domain refused; MAP_DMA maps only whole windows and drops the rest without a word; a window
+ * (docs/kernel-rules.md#pamu-attributes-fail-silently and the PAMU rules after it): SET_ATTR,
+ * MAP_MSI_BANK and UNMAP_MSI_BANK return 0 even when the domain refused; MAP_DMA maps only whole windows and drops the rest without a word; a window
  * size of zero divides by zero in the kernel (here: a recorded {@link KernelOops}).
  */
 export class PamuDomain implements DmaDomain {
@@ -115,7 +115,8 @@ export class PamuDomain implements DmaDomain {
   /** VFIO_IOMMU_PAMU_SET_ATTR(GEOMETRY): always "succeeds"; the domain may silently refuse. */
   setGeometry(start: bigint, end: bigint): void {
     this.simulator.checkInjected('VFIO_IOMMU_PAMU_SET_ATTR');
-    // The backend saves its copy before asking the domain (§6).
+    // The backend saves its copy before asking the domain
+    // (docs/kernel-rules.md#pamu-geometry-saved-before-the-domain-answers).
     this.backendStart = start;
     this.backendEnd = end;
     const size = end - start + 1n;
@@ -179,7 +180,7 @@ export class PamuDomain implements DmaDomain {
     this.windows[entry!.window] = undefined;
   }
 
-  /** VFIO_IOMMU_MAP_DMA on the PAMU backend, checks in the driver's order (§6). */
+  /** VFIO_IOMMU_MAP_DMA on the PAMU backend, checks in the driver's order (docs/kernel-rules.md#pamu-map-dma-checks). */
   map(vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
     const ioctl = 'VFIO_IOMMU_MAP_DMA';
     this.simulator.checkInjected(ioctl);
@@ -218,7 +219,8 @@ export class PamuDomain implements DmaDomain {
       throw error;
     }
     // A size below one window maps nothing, and a remainder past the last whole window is dropped,
-    // but the whole range is recorded and translation turned on (the silent cases of §6).
+    // but the whole range is recorded and translation turned on
+    // (docs/kernel-rules.md#pamu-maps-whole-windows-only).
     this.dmaRanges.push({ iova, size, vaddr, read, write });
     this.dmaRanges.sort((a, b) => (a.iova < b.iova ? -1 : 1));
     this.enabled = true;

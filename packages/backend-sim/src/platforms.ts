@@ -71,9 +71,12 @@ export interface PlatformPreset {
 const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
 
 /**
- * The presets. Sources: shared/facts/sysfs-and-platforms.md §4 (reserved regions and type1 results
- * observed on 6.1.0-56 guests), real-kernel-rig.md (edu, groups appearing on bind on arm64),
- * pamu-sdk-abi.md §4 and §7 (PAMU geometry, 256 windows, P4080 MSI banks).
+ * The presets. Sources: reserved regions and type1 results observed on 6.1.0-56 guests
+ * (docs/kernel-rules.md#platform-reserved-layouts, docs/kernel-rules.md#the-iova-range-capability),
+ * the edu device and groups appearing on bind on arm64 (docs/kernel-rules.md#edu-registers,
+ * docs/kernel-rules.md#groups-appear-on-bind-on-arm64), PAMU geometry, 256 windows and the P4080
+ * MSI banks (docs/kernel-rules.md#pamu-aperture-geometry, docs/kernel-rules.md#pamu-window-count,
+ * docs/kernel-rules.md#p4080-msi-banks).
  */
 export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
   'x86-vtd': {

@@ -172,7 +172,8 @@ function handleFor(
       doClose: close,
     };
   }
-  // PAMU. The backend keeps what it set, since the driver's answers prove nothing (§6).
+  // PAMU. The backend keeps what it set, since the driver's answers prove nothing
+  // (docs/kernel-rules.md#pamu-attributes-fail-silently).
   const pamu = container.pamu!;
   const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;

@@ -1,5 +1,5 @@
 // The syscall face spoken in raw bytes, as a libc caller would: the numbers and layouts of
-// shared/facts/vfio-type1.md, iommufd.md and pamu-sdk-abi.md, and the values the 6.1 guests reported.
+// docs/kernel-rules.md (type1, iommufd, the PAMU SDK driver), and the values the 6.1 guests reported.
 import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { simSyscalls } from './sim-syscalls.js';
@@ -29,7 +29,7 @@ function type1Setup(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
   return { simulator, sys, edu, container, group };
 }
 
-describe('VFIO container and group through raw ioctls (vfio-type1.md §9 call order)', () => {
+describe('VFIO container and group through raw ioctls (kernel-rules.md#the-type1-call-order)', () => {
   it('answers API version, extensions and group status', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     const sys = simSyscalls(simulator);
@@ -52,7 +52,7 @@ describe('VFIO container and group through raw ioctls (vfio-type1.md §9 call or
     expect(sys.ioctl(group, X86(106), new TextEncoder().encode('0000:00:03.0\0'))).toBe(-ERRNO.EINVAL); // no container yet
   });
 
-  it('reports GET_INFO with the 6.1 two-pass argsz protocol and the observed cap offsets (§6)', () => {
+  it('reports GET_INFO with the 6.1 two-pass argsz protocol and the observed cap offsets (kernel-rules.md#the-argsz-growth-protocol)', () => {
     const { sys, container } = type1Setup();
     const first = struct(24);
     expect(sys.ioctl(container, X86(112), first.bytes)).toBe(0);
@@ -168,7 +168,7 @@ describe('VFIO container and group through raw ioctls (vfio-type1.md §9 call or
   });
 });
 
-describe('iommufd and the VFIO cdev through raw ioctls (iommufd.md)', () => {
+describe('iommufd and the VFIO cdev through raw ioctls (kernel-rules.md#iommufd)', () => {
   it('binds, attaches, reads ranges with the EMSGSIZE two-step, maps and unmaps', () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
     const sys = simSyscalls(simulator);
@@ -228,7 +228,7 @@ describe('iommufd and the VFIO cdev through raw ioctls (iommufd.md)', () => {
   });
 });
 
-describe('PAMU type 2 through raw ioctls: PowerPC numbers, big-endian structs (pamu-sdk-abi.md)', () => {
+describe('PAMU type 2 through raw ioctls: PowerPC numbers, big-endian structs (kernel-rules.md#pamu-ioctls)', () => {
   it('takes the PowerPC encoding only, and reproduces the silent SET_ATTR', () => {
     const simulator = createSimulator({ platform: 'p4080' });
     const sys = simSyscalls(simulator);
@@ -260,7 +260,7 @@ describe('PAMU type 2 through raw ioctls: PowerPC numbers, big-endian structs (p
   });
 });
 
-describe('sysfs (sysfs-and-platforms.md)', () => {
+describe('sysfs (kernel-rules.md#reserved-regions-file-format)', () => {
   it('lists groups, reserved regions, links, and binds through driver_override', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3', vfio: [] });
     const sys = simSyscalls(simulator);

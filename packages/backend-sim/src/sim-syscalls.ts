@@ -3,7 +3,7 @@
  * `/dev/iommu`, eventfds and the sysfs tree, behind the core `Syscalls` interface. It decodes the
  * real ioctl numbers and struct layouts and answers with the kernel's return values and errnos, so
  * that the koffi backends can run unchanged on it. Layouts and numbers are written here from the
- * fact sheets (shared/facts/vfio-type1.md, iommufd.md, pamu-sdk-abi.md), independently of
+ * kernel's UAPI headers and the SDK's (docs/kernel-rules.md#ioctl-encoding), independently of
  * @ioas/vfio's uapi, so that each checks the other.
  */
 import { ERRNO, errnoName, SYSCALL_FLAGS, U64_MAX, type IovaRange, type Syscalls } from '@ioas/core';
@@ -13,7 +13,7 @@ import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
 import { SimVfioContainer } from './vfio-container.js';
 
-/** VFIO `nr` values: 100 + n (vfio-type1.md §1, pamu-sdk-abi.md §2, iommufd.md §4). */
+/** VFIO `nr` values: 100 + n (docs/kernel-rules.md#ioctl-numbers-and-the-powerpc-direction-bit). */
 const VFIO_NR = {
   GET_API_VERSION: 100,
   CHECK_EXTENSION: 101,
@@ -40,7 +40,7 @@ const VFIO_NR = {
   DEVICE_DETACH_IOMMUFD_PT: 120,
 } as const;
 
-/** iommufd `nr` values (iommufd.md §1). */
+/** iommufd `nr` values (include/uapi/linux/iommufd.h, 6.12). */
 const IOMMUFD_NR = { DESTROY: 0x80, IOAS_ALLOC: 0x81, IOAS_ALLOW_IOVAS: 0x82, IOAS_COPY: 0x83, IOAS_IOVA_RANGES: 0x84, IOAS_MAP: 0x85, IOAS_UNMAP: 0x86, OPTION: 0x87 } as const;
 
 const GROUP_FLAGS = { VIABLE: 0x1, CONTAINER_SET: 0x2 } as const;
@@ -119,7 +119,8 @@ class SimProcess implements Syscalls {
     if (vfioGroup !== null) {
       const group = this.simulator.group(Number(vfioGroup[1]));
       if (group === undefined || !group.devices.some((device) => device.driver === 'vfio-pci')) return -ERRNO.ENOENT;
-      // 6.1 allows one open of a group at a time (vfio-type1.md §4); iommufd binding also excludes it.
+      // 6.1 allows one open of a group at a time; iommufd binding also excludes it
+      // (docs/kernel-rules.md#one-open-of-a-group-at-a-time).
       if (group.opened || this.cdevBound(group)) return -ERRNO.EBUSY;
       group.opened = true;
       return this.install({ kind: 'group', group, container: undefined });
@@ -143,7 +144,8 @@ class SimProcess implements Syscalls {
         file.container.close();
         break;
       case 'group':
-        // Closing the group fd takes it out of its container; device fds stay open (§4).
+        // Closing the group fd takes it out of its container; device fds stay open
+        // (docs/kernel-rules.md#detaching-a-group).
         if (file.container !== undefined && file.group.owner === file.container) file.container.removeGroup(file.group);
         file.group.opened = false;
         break;
@@ -260,7 +262,8 @@ class SimProcess implements Syscalls {
       container.setIommu(Number(argument));
       return 0;
     }
-    // Before SET_IOMMU the container has no backend to forward to: EINVAL (§4).
+    // Before SET_IOMMU the container has no backend to forward to: EINVAL
+    // (docs/kernel-rules.md#container-ioctls-before-the-iommu-is-set).
     if (container.iommuType === null) return -ERRNO.EINVAL;
     // GET_MSI_BANK_COUNT takes no argument (the value passed is ignored).
     if (container.pamu !== undefined && nr === VFIO_NR.PAMU_GET_MSI_BANK_COUNT) return container.pamu.msiBankCount();
@@ -276,7 +279,8 @@ class SimProcess implements Syscalls {
         const flags = this.u32(buffer, 4);
         if ((flags & ~(MAP_FLAGS.READ | MAP_FLAGS.WRITE | MAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
         if ((flags & MAP_FLAGS.VADDR) !== 0) {
-          // VADDR alone re-points an invalidated range; with READ/WRITE it is EINVAL (§7).
+          // VADDR alone re-points an invalidated range; with READ/WRITE it is EINVAL
+          // (docs/kernel-rules.md#remapping-a-vaddr).
           if ((flags & (MAP_FLAGS.READ | MAP_FLAGS.WRITE)) !== 0) return -ERRNO.EINVAL;
           return -ERRNO.EINVAL; // the simulator never invalidates vaddrs (no UNMAP VADDR), so no range is waiting
         }
@@ -302,7 +306,8 @@ class SimProcess implements Syscalls {
         const all = (flags & UNMAP_FLAGS.ALL) !== 0;
         const iova = this.u64Number(buffer, 8);
         const size = this.u64Number(buffer, 16);
-        // `size` is written back only on success, as the bytes unmapped (§8).
+        // `size` is written back only on success, as the bytes unmapped
+        // (docs/kernel-rules.md#unmapped-size-written-back).
         const unmapped = all || iova < 0 || size < 0 ? -1 : container.unmapNumbers(iova, size);
         if (unmapped >= 0) {
           this.setU64Number(buffer, 16, unmapped);
@@ -317,7 +322,8 @@ class SimProcess implements Syscalls {
     }
   }
 
-  /** VFIO_IOMMU_GET_INFO with the 6.1 argsz protocol and unpadded capability chain (§6). */
+  /** VFIO_IOMMU_GET_INFO with the 6.1 argsz protocol and unpadded capability chain
+   * (docs/kernel-rules.md#the-argsz-growth-protocol). */
   private type1Info(container: SimVfioContainer, buffer: Uint8Array): number {
     const view = this.argView(buffer, 16);
     const argsz = view.getUint32(0, this.little);
@@ -364,7 +370,7 @@ class SimProcess implements Syscalls {
     view.setUint32(at + 4, next, this.little);
   }
 
-  /** The PAMU SDK backend's ioctls (pamu-sdk-abi.md §2, §3, §6). */
+  /** The PAMU SDK backend's ioctls (docs/kernel-rules.md#pamu-ioctls). */
   private pamuIoctl(container: SimVfioContainer, nr: number, buffer: Uint8Array): number {
     const pamu = container.pamu!;
     switch (nr) {
@@ -477,7 +483,7 @@ class SimProcess implements Syscalls {
         view.setUint32(12, cdev.id, this.little);
         return 0;
       }
-      // Before bind every other device ioctl is EINVAL (iommufd.md §4).
+      // Before bind every other device ioctl is EINVAL (docs/kernel-rules.md#binding-a-device-cdev).
       if (cdev.iommufd === undefined) return -ERRNO.EINVAL;
       if (nr === VFIO_NR.DEVICE_ATTACH_IOMMUFD_PT) {
         const view = this.argView(this.bytes(argument), 12);
@@ -543,7 +549,7 @@ class SimProcess implements Syscalls {
     }
   }
 
-  /** VFIO_DEVICE_SET_IRQS for MSI with eventfds (vfio-type1.md §5). */
+  /** VFIO_DEVICE_SET_IRQS for MSI with eventfds (docs/kernel-rules.md#setting-irqs). */
   private setIrqs(device: SimDevice, buffer: Uint8Array): number {
     const view = this.argView(buffer, 20);
     const argsz = view.getUint32(0, this.little);
@@ -636,7 +642,8 @@ class SimProcess implements Syscalls {
         const pointer = view.getBigUint64(16, this.little);
         const written = Math.min(slots, ranges.length);
         if (written > 0) this.simulator.memory.write(pointer, this.encodeRanges(ranges.slice(0, written)));
-        // The struct is written back even when the slots are too few: num_iovas is the total (§3).
+        // The struct is written back even when the slots are too few: num_iovas is the total
+        // (docs/kernel-rules.md#iova-ranges-two-step-query).
         view.setUint32(8, ranges.length, this.little);
         view.setBigUint64(24, alignment, this.little);
         return ranges.length > slots ? -ERRNO.EMSGSIZE : 0;
@@ -677,7 +684,8 @@ class SimProcess implements Syscalls {
         const sourceIova = view.getBigUint64(32, this.little);
         const sourceLast = sourceIova + length - 1n;
         const areas = source.areas.overlapping(sourceIova, sourceLast);
-        // The 6.12 code answers ENOENT unless contiguous areas cover the source range (§3).
+        // The 6.12 code answers ENOENT unless contiguous areas cover the source range
+        // (docs/kernel-rules.md#ioas-copy).
         let cursor = sourceIova;
         for (const area of areas) {
           if (area.start > cursor) break;
@@ -720,7 +728,7 @@ class SimProcess implements Syscalls {
           else if (view.getBigUint64(16, this.little) > 1n) return -ERRNO.EINVAL;
           return 0;
         }
-        return -ERRNO.EOPNOTSUPP; // SW_MSI_START/SIZE (2, 3) were never merged (§5)
+        return -ERRNO.EOPNOTSUPP; // SW_MSI_START/SIZE (2, 3) were never merged (docs/kernel-rules.md#software-msi-window-options-are-not-merged)
       }
       default:
         return -ERRNO.ENOTTY;
@@ -766,7 +774,7 @@ class SimProcess implements Syscalls {
     return config;
   }
 
-  /** The edu device's BAR0 registers (real-kernel-rig.md): identification, liveness, DMA engine, interrupts. */
+  /** The edu device's BAR0 registers (docs/kernel-rules.md#edu-registers): identification, liveness, DMA engine, interrupts. */
   private eduAccess(device: SimDevice, buffer: Uint8Array, at: number, write: boolean): number {
     let state = this.eduRegisters.get(device);
     if (state === undefined) {
@@ -845,10 +853,11 @@ class SimProcess implements Syscalls {
     const toRam = (state.dmaCommand & 2n) !== 0n;
     const count = Number(state.dmaCount);
     const bufferBase = 0x40000n;
-    // edu masks DMA addresses to 28 bits (real-kernel-rig.md gotcha 2).
+    // edu masks DMA addresses to 28 bits (docs/kernel-rules.md#edu-dma-address-mask).
     const mask = (1n << 28n) - 1n;
     if (count === 4096) {
-      // QEMU 7.2's edu aborts the whole VM on a DMA of exactly 4096 bytes (off-by-one; real-kernel-rig.md gotcha 1).
+      // QEMU 7.2's edu aborts the whole VM on a DMA of exactly 4096 bytes (off-by-one;
+      // docs/kernel-rules.md#edu-dma-of-4096-bytes).
       this.simulator.oopses.push('edu: QEMU 7.2 aborts the VM on a DMA of exactly 4096 bytes; keep transfers <= 4095');
     } else if (busMaster && count > 0 && count < 4096) {
       if (toRam) {

@@ -8,7 +8,7 @@ import { SimMemory } from './sim-memory.js';
 export interface SimulatorOptions {
   /** A preset name or a whole preset. */
   readonly platform: PlatformName | PlatformPreset;
-  /** vfio_iommu_type1's `dma_entry_limit` (default 65535, U16_MAX: shared/facts/vfio-type1.md §7). */
+  /** vfio_iommu_type1's `dma_entry_limit` (default 65535, U16_MAX: docs/kernel-rules.md#the-mapping-budget). */
   readonly dmaEntryLimit?: number;
   /** RLIMIT_MEMLOCK in bytes (default: unlimited, as for a process with CAP_IPC_LOCK). */
   readonly memlockLimit?: bigint;
@@ -137,7 +137,7 @@ export class SimDevice {
    * Enables MSI vectors as VFIO_DEVICE_SET_IRQS does: the kernel picks the doorbell address for the
    * platform (x86: the fixed 0xfee00000 range; ARM: a page it maps into the SW MSI window; PAMU: the
    * window holding the bank's MSIIR page) and programs it into the device. Throws EINVAL when PAMU
-   * has no window for any bank (shared/facts/pamu-sdk-abi.md §6).
+   * has no window for any bank (docs/kernel-rules.md#pamu-msi-bank-map).
    */
   enableMsi(handlers: readonly (MsiHandler | undefined)[]): void {
     const platform = this.simulator.platform;
@@ -241,7 +241,7 @@ export class SimGroup {
 
   /**
    * VFIO_GROUP_FLAGS_VIABLE: no member is bound to a driver that owns DMA (vfio-pci, pci-stub and
-   * pcieport do not; unbound devices do not). shared/facts/vfio-type1.md §4, sysfs-and-platforms.md §2.
+   * pcieport do not; unbound devices do not): docs/kernel-rules.md#group-viability.
    */
   get viable(): boolean {
     return this.devices.every((device) => device.driver === null || NON_DMA_OWNERS.has(device.driver));

@@ -4,7 +4,7 @@ import { PagedDomain, type PagedMapping } from './paged-domain.js';
 import { PamuDomain } from './pamu-domain.js';
 import type { SimGroup, Simulator } from './simulator.js';
 
-/** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h; shared/facts/vfio-type1.md §2). */
+/** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h, 6.1). */
 export const VFIO_EXTENSION = {
   /** VFIO type1 (v1 semantics: unmaps may cut mappings). */
   TYPE1_IOMMU: 1,
@@ -53,8 +53,9 @@ export interface SimType1Info {
 
 /**
  * A VFIO container (`/dev/vfio/vfio`) with the type1 IOMMU backend (paged platforms) or the PAMU
- * SDK backend (windowed platforms). Semantics and errnos follow shared/facts/vfio-type1.md §4-§8
- * (Linux 6.1) and pamu-sdk-abi.md; checks run in the kernel's order. The kernel's side of the file;
+ * SDK backend (windowed platforms). Semantics and errnos follow
+ * docs/kernel-rules.md#vfio-container-and-group and the type1 sections after it (Linux 6.1) and
+ * docs/kernel-rules.md#pamu-sdk-driver; checks run in the kernel's order. The kernel's side of the file;
  * the SDK's handle on one is `@ioas/vfio`'s `VfioContainer`.
  */
 export class SimVfioContainer {
@@ -92,7 +93,8 @@ export class SimVfioContainer {
   checkExtension(extension: number): number {
     this.simulator.checkInjected('VFIO_CHECK_EXTENSION');
     if (this.windowed) {
-      // The SDK PAMU backend answers 1 only for its own type number (pamu-sdk-abi.md §1).
+      // The SDK PAMU backend answers 1 only for its own type number
+      // (docs/kernel-rules.md#pamu-iommu-type-numbers).
       return extension === this.simulator.pamuType ? 1 : 0;
     }
     const { TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL, UPDATE_VADDR, DMA_CC_IOMMU } = VFIO_EXTENSION;
@@ -173,7 +175,7 @@ export class SimVfioContainer {
 
   /**
    * The IOVA_RANGE capability: the intersection of every attached domain's aperture minus every
-   * reserved region except direct-relaxable (§6).
+   * reserved region except direct-relaxable (docs/kernel-rules.md#the-iova-range-capability).
    */
   iovaRanges(): IovaRange[] {
     if (this.ranges !== undefined) return this.ranges;
@@ -186,7 +188,7 @@ export class SimVfioContainer {
     return ranges;
   }
 
-  /** VFIO_IOMMU_MAP_DMA with type1 semantics, checks in the kernel's order (§7). */
+  /** VFIO_IOMMU_MAP_DMA with type1 semantics, checks in the kernel's order (docs/kernel-rules.md#map-checks-in-kernel-order). */
   map(vaddr: bigint, iova: bigint, size: bigint, read: boolean, write: boolean): void {
     const ioctl = 'VFIO_IOMMU_MAP_DMA';
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
@@ -261,7 +263,8 @@ export class SimVfioContainer {
     return size;
   }
 
-  /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics (§8); returns the bytes unmapped. */
+  /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics
+   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2); returns the bytes unmapped. */
   unmap(iova: bigint, size: bigint, all: boolean): bigint {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');

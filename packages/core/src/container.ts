@@ -136,7 +136,7 @@ export class Container implements Disposable {
   /**
    * Sets the aperture and window count of a windowed IOMMU. Allowed only while nothing is mapped,
    * allocated or windowed: PAMU refuses geometry changes once translation is on (EBUSY, hidden by
-   * the SDK driver; shared/facts/pamu-sdk-abi.md §4).
+   * the SDK driver; docs/kernel-rules.md#pamu-aperture-geometry).
    *
    * @throws {IoasError} `unsupported` (paged IOMMU), `invalid-argument` (not a power of two, below
    *   the granule, too many windows), `misaligned` (only the aperture's start is off),
@@ -293,7 +293,8 @@ export class Container implements Disposable {
    * Maps host memory for device DMA. With `iova` omitted, a free IOVA range is allocated, aligned to
    * the largest IO page size the length allows so that the IOMMU can use large pages.
    *
-   * Checks, in the order type1 applies them (shared/facts/vfio-type1.md §7): alignment to the
+   * Checks, in the order type1 applies them (docs/kernel-rules.md#map-checks-in-kernel-order):
+   * alignment to the
    * granule (`misaligned`), overlap with a mapping (`overlap`, the kernel's EEXIST), the mapping
    * budget (`budget-exhausted`, ENOSPC), then the usable ranges (`reserved` or `out-of-range`,
    * EINVAL). A windowed IOMMU also needs whole windows backed by memory whose physically contiguous
@@ -334,8 +335,8 @@ export class Container implements Disposable {
   /**
    * Unmaps every mapping inside the range and returns the bytes unmapped (0 when nothing is
    * mapped there). Unless the backend can cut mappings (`partialUnmap`), the range may not cut one:
-   * type1v2 refuses that with EINVAL and iommufd with ENOENT (shared/facts/vfio-type1.md §8,
-   * iommufd.md §3). Checks the size the kernel reports against the container's record.
+   * type1v2 refuses that with EINVAL and iommufd with ENOENT
+   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2, docs/kernel-rules.md#ioas-unmap). Checks the size the kernel reports against the container's record.
    *
    * @throws {IoasError} `bisect`, `kernel`, `inconsistent` (the kernel unmapped another size than the
    *   record holds).

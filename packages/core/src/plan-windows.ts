@@ -70,7 +70,7 @@ export interface WindowPlan {
 /**
  * The PAMU limits through the SDK's VFIO driver: at most 256 windows (the VFIO layer's cap; hardware
  * reports 2^(1+MWCE)), windows and aperture powers of two of at least 4 KiB (PAMU_PAGE_SIZE).
- * Source: shared/facts/pamu-sdk-abi.md §4.
+ * Source: docs/kernel-rules.md#pamu-aperture-geometry and docs/kernel-rules.md#pamu-window-count.
  */
 export const DEFAULT_WINDOW_PLAN_LIMITS: {
   /** 256: the cap of the SDK's VFIO layer. */
@@ -99,7 +99,8 @@ const specSchema = z
  * Plans a windowed IOMMU (PAMU) for a guest: the aperture, the window size and count, which windows
  * map which guest RAM, and which hold MSI banks.
  *
- * Rules (shared/facts/pamu-sdk-abi.md §4): the aperture is a power of two aligned to its size; the
+ * Rules (docs/kernel-rules.md#pamu-aperture-geometry,
+ * docs/kernel-rules.md#pamu-window-size-and-contiguous-memory): the aperture is a power of two aligned to its size; the
  * window count is a power of two, at most `maxWindows`; each window maps exactly one physically
  * contiguous chunk of the window size, so a window can be no larger than a segment's page size and
  * each segment must start and end on window boundaries. Guest RAM windows sit at their guest
