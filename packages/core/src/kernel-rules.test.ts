@@ -13,6 +13,11 @@ const self = fileURLToPath(import.meta.url);
 const skippedDirectories = new Set(['node_modules', 'dist', '.git', '.turbo', 'coverage']);
 const scannedExtensions = /\.(?:[cm]?[jt]s|tsx|md|sh|c|h|json|ya?ml)$/;
 
+/** Scripts without an extension (`.ci/run`, `bin/` entries): text with no NUL byte. */
+function isExtensionlessText(path: string, name: string): boolean {
+  return !name.slice(1).includes('.') && !readFileSync(path).includes(0);
+}
+
 /** Every text file of the repository that may carry a citation: source, scripts, docs. */
 function scannedFiles(directory = root): string[] {
   const files: string[] = [];
@@ -21,7 +26,7 @@ function scannedFiles(directory = root): string[] {
     if (entry.isDirectory()) {
       if (skippedDirectories.has(entry.name) || relative(root, path) === join('docs', 'api')) continue;
       files.push(...scannedFiles(path));
-    } else if (entry.isFile() && scannedExtensions.test(entry.name) && !entry.name.startsWith('.vitest-result') && path !== self) {
+    } else if (entry.isFile() && (scannedExtensions.test(entry.name) || isExtensionlessText(path, entry.name)) && !entry.name.startsWith('.vitest-result') && path !== self) {
       files.push(path);
     }
   }
