@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { IoasError, PAMU_PAGE_SIZE, rangeSize, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
+import { IoasError, PAMU_CAPABILITIES, PAMU_PAGE_SIZE, rangeSize, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
 import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
@@ -92,16 +92,7 @@ export function pamu(options: PamuOptions): PamuBackend {
 }
 
 function handleFor(container: PamuContainer, stash: PamuStash | undefined, forget: () => void): BackendHandleV1 {
-  const capabilities: Capabilities = {
-    model: 'windowed',
-    windows: 'hardware',
-    msi: 'explicit',
-    // Window-aligned cuts are safe: the driver trims and splits its records
-    // (docs/kernel-rules.md#pamu-unmap-dma).
-    partialUnmap: true,
-    mappingBudget: null,
-    settableGeometry: true,
-  };
+  const capabilities: Capabilities = PAMU_CAPABILITIES;
   return {
     capabilities,
     doGetGeometry: (): Geometry => {

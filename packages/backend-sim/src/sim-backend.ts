@@ -1,4 +1,5 @@
 import {
+  PAMU_CAPABILITIES,
   ERRNO,
   IoasError,
   rangeSize,
@@ -177,14 +178,7 @@ function handleFor(
   const pamu = container.pamu!;
   const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;
-  const capabilities: Capabilities = {
-    model: 'windowed',
-    windows: 'hardware',
-    msi: 'explicit',
-    partialUnmap: true,
-    mappingBudget: null,
-    settableGeometry: true,
-  };
+  const capabilities: Capabilities = PAMU_CAPABILITIES;
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
   return {
     capabilities,

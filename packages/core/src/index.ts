@@ -64,6 +64,7 @@ export {
 } from './plan-windows.js';
 export {
   checkWindowGeometry,
+  PAMU_CAPABILITIES,
   PAMU_PAGE_SIZE,
   PAMU_VFIO_MAX_WINDOWS,
   type WindowGeometryLimits,

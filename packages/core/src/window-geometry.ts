@@ -10,12 +10,28 @@
  */
 import { hex } from './format.js';
 import { isPowerOfTwo, U64_MAX } from './iova-range.js';
+import type { Capabilities } from './types.js';
 
 /** 4 KiB, PAMU_PAGE_SIZE: the smallest PAMU aperture, window and mapping. */
 export const PAMU_PAGE_SIZE = 0x1000n;
 
 /** 256: the most windows the SDK's VFIO layer accepts (the hardware may allow fewer: 2^(1+MWCE)). */
 export const PAMU_VFIO_MAX_WINDOWS = 256;
+
+/**
+ * What a PAMU domain can do, as the PAMU backend and the simulator's PAMU face both declare it:
+ * windowed, its windows the hardware's, MSI banks mapped explicitly, window-aligned cuts allowed
+ * (the SDK driver trims and splits its records: docs/kernel-rules.md#pamu-unmap-dma), no count
+ * limit, a geometry set by the user.
+ */
+export const PAMU_CAPABILITIES: Capabilities = Object.freeze({
+  model: 'windowed',
+  windows: 'hardware',
+  msi: 'explicit',
+  partialUnmap: true,
+  mappingBudget: null,
+  settableGeometry: true,
+});
 
 /** An aperture and window count to check with {@link checkWindowGeometry}. */
 export interface WindowGeometryRequest {

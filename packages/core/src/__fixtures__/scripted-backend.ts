@@ -7,6 +7,7 @@ import { ERRNO } from '../errno.js';
 import { IoasError } from '../errors.js';
 import { rangeSize, type IovaRange } from '../iova-range.js';
 import type { BackendHandleV1, BackendV1, GeometryCall, MapCall } from '../spi.js';
+import { PAMU_CAPABILITIES } from '../window-geometry.js';
 import type { Capabilities, Geometry, MsiDoorbell, ReservedRange } from '../types.js';
 
 export interface ScriptedOptions {
@@ -38,14 +39,7 @@ export const PAGED: Capabilities = {
   settableGeometry: false,
 };
 
-export const WINDOWED: Capabilities = {
-  model: 'windowed',
-  windows: 'hardware',
-  msi: 'explicit',
-  partialUnmap: true,
-  mappingBudget: null,
-  settableGeometry: true,
-};
+export const WINDOWED: Capabilities = PAMU_CAPABILITIES;
 
 /** The arm-smmuv3 figures of docs/kernel-rules.md#platform-reserved-layouts. */
 export const SMMU_GEOMETRY: Geometry = {
