@@ -1,6 +1,7 @@
 import {
   PAMU_CAPABILITIES,
   ERRNO,
+  hex,
   IoasError,
   rangeSize,
   type BackendHandleV1,
@@ -178,6 +179,8 @@ function handleFor(
   const pamu = container.pamu!;
   const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;
+  /** The aperture start and window size last set (the backend's own copy, as backend-pamu keeps it). */
+  let windowing: { start: bigint; windowSize: bigint } | undefined;
   const capabilities: Capabilities = PAMU_CAPABILITIES;
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
   return {
@@ -207,12 +210,29 @@ function handleFor(
         throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', `the PAMU domain silently refused ${call.windowCount} windows`, { backend: 'sim' });
       }
       configured = true;
+      windowing = { start: call.aperture.start, windowSize: (call.aperture.last - call.aperture.start + 1n) / BigInt(call.windowCount) };
     },
     doMap: (call) =>
       kernel(`mapping ${call.memory.length} bytes`, () =>
         container.map(call.memory.address, call.iova.start, call.memory.length, call.access.read, call.access.write),
       ),
     doUnmap: (range) => {
+      // The driver disables every window the range touches but keeps the rest of a cut range
+      // recorded (docs/kernel-rules.md#pamu-unmap-dma): a cut inside a window would leave memory
+      // recorded as mapped that no longer translates. Refused before the domain is touched, with
+      // the code backend-pamu's PamuContainer.unmapDma uses.
+      const size = rangeSize(range);
+      if (windowing === undefined) {
+        throw new IoasError('not-ready', 'unmap: the windows are not configured: set the geometry and window count first', { backend: 'sim', operation: 'unmap' });
+      }
+      const { start, windowSize } = windowing;
+      if (range.start < start || (range.start - start) % windowSize !== 0n || size % windowSize !== 0n) {
+        throw new IoasError(
+          'misaligned',
+          `unmap: ${hex(size)} bytes at IOVA ${hex(range.start)} do not cover whole ${hex(windowSize)}-byte windows: the driver would disable the windows it touches and keep the rest recorded`,
+          { backend: 'sim', operation: 'unmap' },
+        );
+      }
       // The PAMU driver does not write the unmapped size back: measure it from the record.
       const before = recordedBytes();
       kernel('unmapping', () => container.unmap(range.start, rangeSize(range), false));
