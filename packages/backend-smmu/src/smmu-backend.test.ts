@@ -103,3 +103,99 @@ describe('smmu backend: what open asks the kernel', () => {
     container.close();
   });
 });
+
+describe('smmu backend: typed failures at open, and a close that releases everything', () => {
+  const failure = async (promise: Promise<unknown>): Promise<IoasError> => {
+    const caught = await promise.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    if (!IoasError.isInstance(caught)) throw new Error(`expected an IoasError, got ${String(caught)}`);
+    return caught;
+  };
+
+  it('refuses a group or device that does not exist with not-found, on both interfaces', async () => {
+    for (const kernelInterface of ['type1', 'iommufd'] as const) {
+      const { syscalls, simulator } = onSim('x86-vtd');
+      const group = await failure(Container.open({ backend: smmu({ syscalls, interface: kernelInterface }), groups: [99] }));
+      expect(group).toMatchObject({ code: 'not-found', backend: 'smmu', operation: 'open' });
+      expect(group.message).toMatch(/no IOMMU group 99 \(\/sys\/kernel\/iommu_groups\/99 does not exist\)/);
+      const device = await failure(Container.open({ backend: smmu({ syscalls, interface: kernelInterface }), devices: ['0000:00:1d.7'] }));
+      expect(device).toMatchObject({ code: 'not-found' });
+      expect(device.message).toMatch(/no PCI device 0000:00:1d.7/);
+      expect(syscalls.openFiles).toBe(0);
+      expect(simulator.openHandles()).toBe(0);
+    }
+  });
+
+  it('refuses a group with no member bound to vfio-pci before opening anything', async () => {
+    for (const kernelInterface of ['type1', 'iommufd'] as const) {
+      const { syscalls, simulator } = onSim('x86-vtd');
+      const error = await failure(Container.open({ backend: smmu({ syscalls, interface: kernelInterface }), groups: [4] }));
+      expect(error.code).toBe('not-found');
+      expect(error.message).toMatch(/IOMMU group 4 has no member bound to vfio-pci.*bind 0000:00:04.0 to vfio-pci/);
+      expect(simulator.openHandles()).toBe(0);
+    }
+  });
+
+  it('types sysfs read failures during open: kernel with errno and the call, saying what was read', async () => {
+    const { syscalls } = onSim('x86-vtd');
+    const failing = Object.assign(Object.create(syscalls) as typeof syscalls, {
+      readFile: (path: string) => {
+        throw Object.assign(new Error(`EACCES: permission denied, open '${path}'`), { code: 'EACCES', errno: -13 });
+      },
+    });
+    const error = await failure(Container.open({ backend: smmu({ syscalls: failing, interface: 'type1' }), groups: [3] }));
+    expect(error).toMatchObject({ code: 'kernel', errno: 13, ioctl: 'read', operation: 'open' });
+    expect(error.message).toMatch(/reading the reserved regions of IOMMU group 3 \(\/sys\/kernel\/iommu_groups\/3\/reserved_regions\): read failed with EACCES/);
+    expect(syscalls.openFiles).toBe(0);
+  });
+
+  it('on type1, a failure after SET_IOMMU closes the container and the group: the group opens again (no EBUSY)', async () => {
+    const { syscalls, simulator } = onSim('x86-vtd');
+    let listings = 0;
+    const failing = Object.assign(Object.create(syscalls) as typeof syscalls, {
+      // The second listing of the group's devices is the one after SET_IOMMU.
+      readDir: (path: string) => {
+        if (path.endsWith('/devices') && ++listings === 2) throw Object.assign(new Error(`EIO: ${path}`), { code: 'EIO', errno: -5 });
+        return syscalls.readDir(path);
+      },
+    });
+    const error = await failure(Container.open({ backend: smmu({ syscalls: failing, interface: 'type1' }), groups: [3] }));
+    expect(error).toMatchObject({ code: 'kernel', errno: 5, ioctl: 'readdir' });
+    expect(syscalls.openFiles).toBe(0);
+    expect(simulator.openHandles()).toBe(0);
+    (await Container.open({ backend: smmu({ syscalls, interface: 'type1' }), groups: [3] })).close();
+  });
+
+  it('close() releases every fd when close(2) fails, reports it once, and a second close does nothing', async () => {
+    for (const kernelInterface of ['type1', 'iommufd'] as const) {
+      const { syscalls, simulator } = onSim('x86-vtd');
+      let failing = false;
+      const faulty = Object.assign(Object.create(syscalls) as typeof syscalls, {
+        close: (fd: number) => {
+          const status = syscalls.close(fd);
+          return failing ? -5 : status; // EIO; Linux releases the fd anyway
+        },
+      });
+      const container = await Container.open({ backend: smmu({ syscalls: faulty, interface: kernelInterface }), groups: [3] });
+      const memory = allocateDmaMemory(syscalls, 0x1000n);
+      container.map({ iova: 0x1_0000_0000n, memory: { address: memory.address, length: 0x1000n } });
+      failing = true;
+      let error: unknown;
+      try {
+        container.close();
+      } catch (caught) {
+        error = caught;
+      }
+      expect(IoasError.isInstance(error) && error).toMatchObject({ code: 'kernel', errno: 5, ioctl: 'close', operation: 'close' });
+      expect((error as Error).message).toMatch(/2 steps failed \(every fd was released\)/);
+      expect(syscalls.openFiles).toBe(0);
+      expect(simulator.openHandles()).toBe(0);
+      expect(simulator.liveMappings()).toBe(0);
+      expect(() => container.close()).not.toThrow();
+      failing = false;
+      (await Container.open({ backend: smmu({ syscalls, interface: kernelInterface }), groups: [3] })).close();
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import {
+  ERRNO,
   IoasError,
   rangeSize,
   subtractRanges,
@@ -112,11 +113,22 @@ export function smmu(options: SmmuOptions = {}): SmmuBackend {
       const devices = new Set(request.devices);
       const groups = new Set(request.groups);
       for (const address of devices) {
+        if (!sysfs.hasDevice(address)) throw new IoasError('not-found', `there is no PCI device ${address} (/sys/bus/pci/devices/${address} does not exist)`, { backend: 'smmu', operation: 'open' });
         const group = sysfs.deviceGroup(address);
         if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, { backend: 'smmu', operation: 'open' });
         groups.add(group);
       }
-      for (const group of groups) for (const address of sysfs.groupDevices(group)) if (sysfs.deviceDriver(address) === 'vfio-pci') devices.add(address);
+      for (const group of groups) {
+        const members = groupMembers(sysfs, group);
+        const bound = members.filter((address) => sysfs.deviceDriver(address) === 'vfio-pci');
+        if (bound.length === 0) {
+          throw new IoasError('not-found', `IOMMU group ${group} has no member bound to vfio-pci, so /dev/vfio/${group} does not exist: bind ${members.join(', ') || 'its devices'} to vfio-pci first`, {
+            backend: 'smmu',
+            operation: 'open',
+          });
+        }
+        for (const address of bound) devices.add(address);
+      }
       const useIommufd =
         requested === 'iommufd' || (requested === 'auto' && syscalls.exists('/dev/iommu') && [...devices].every((address) => sysfs.deviceCdev(address) !== undefined));
       const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], open) : openType1(ioctls, sysfs, [...groups], fallback, open);
@@ -150,16 +162,78 @@ function hull(ranges: readonly IovaRange[] | undefined, fallback: IovaRange): Io
 }
 
 function describeOwner(sysfs: Sysfs, group: number): string {
-  return describeBlockers(sysfs.groupBlockers(group));
+  try {
+    return describeBlockers(sysfs.groupBlockers(group));
+  } catch {
+    // Only a message detail: the not-viable error is the one to report.
+    return '';
+  }
+}
+
+/** A group's member devices; `not-found` naming the group when it does not exist. */
+function groupMembers(sysfs: Sysfs, group: number): string[] {
+  try {
+    return sysfs.groupDevices(group);
+  } catch (error) {
+    if (IoasError.isInstance(error) && error.code === 'not-found') {
+      throw new IoasError('not-found', `there is no IOMMU group ${group} (/sys/kernel/iommu_groups/${group} does not exist)`, { backend: 'smmu', operation: 'open', cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Any thrown value as an IoasError (what the steps of open and close throw already is one). */
+function typed(error: unknown, operation: string): IoasError {
+  if (IoasError.isInstance(error)) return error;
+  const errno = (error as { errno?: unknown } | null)?.errno;
+  return IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, operation, `smmu: ${operation} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    backend: 'smmu',
+    cause: error,
+  });
+}
+
+/**
+ * Runs every release step, even after one fails (each closes one fd, which Linux releases even
+ * when close(2) reports an error), then throws what failed: the one error, or an error listing
+ * them all (with the first one's code, errno and call) and the errors in `cause`.
+ */
+function releaseAll(steps: readonly (() => void)[], what: string): void {
+  const failures: IoasError[] = [];
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      failures.push(typed(error, 'close'));
+    }
+  }
+  if (failures.length === 0) return;
+  if (failures.length === 1) throw failures[0]!;
+  const first = failures[0]!;
+  throw new IoasError(first.code, `${what}: ${failures.length} steps failed (every fd was released): ${failures.map((failure) => failure.message).join('; ')}`, {
+    backend: 'smmu',
+    operation: 'close',
+    ...(first.errno === undefined ? {} : { errno: first.errno }),
+    ...(first.ioctl === undefined ? {} : { ioctl: first.ioctl }),
+    cause: new AggregateError(failures),
+  });
+}
+
+/** Undoes a failed open: releases everything, and reports the open's failure (not a close's). */
+function abandon(release: () => void, error: unknown): never {
+  try {
+    release();
+  } catch {
+    // Every fd is released even when a close fails; the open's failure is the one to report.
+  }
+  throw typed(error, 'open');
 }
 
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
   const groups: VfioGroup[] = [];
-  const release = (): void => {
-    for (const group of groups) group.close();
-    container.close();
-  };
+  // Group fds first (closing one takes the group out of the container), then the container.
+  const release = (): void => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the type1 container');
+  let devices: string[];
   let reserved: ReservedRange[];
   let capabilities: Capabilities;
   // GET_INFO is read once, after the last group is attached: nothing this handle does later changes
@@ -193,12 +267,12 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
       mappingBudget: info.dmaAvailable ?? 65535,
       settableGeometry: false,
     };
+    devices = groupIds.flatMap((id) => sysfs.groupDevices(id));
   } catch (error) {
-    release();
-    throw error;
+    abandon(release, error);
   }
   const entry: OpenContainer = {
-    devices: groupIds.flatMap((id) => sysfs.groupDevices(id)),
+    devices,
     openDevice: (address) => {
       const id = sysfs.deviceGroup(address);
       const group = groups.find((candidate) => candidate.id === id);
@@ -230,12 +304,13 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
 function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], registry: Set<OpenContainer>): BackendHandleV1 {
   const context = IommufdContext.open(ioctls);
   const bound: IommufdDevice[] = [];
-  const release = (): void => {
-    for (const device of bound) device.close();
-    context.close();
-  };
+  // Device fds first (closing one unbinds it and detaches it from the IOAS), then /dev/iommu.
+  const release = (): void => releaseAll([...bound.map((device) => () => device.close()), () => context.close()], 'closing the iommufd context');
   let ioas: number;
   let reserved: ReservedRange[];
+  // IOAS_IOVA_RANGES depends only on the reserved regions of the attached devices (ALLOW_IOVAS does
+  // not change it), and devices attach only here: read it once, at open.
+  let iovaRanges: IovaRanges;
   try {
     ioas = context.allocateIoas();
     for (const address of addresses) {
@@ -252,9 +327,9 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
     }
     const groups = [...new Set(addresses.map((address) => sysfs.deviceGroup(address)!))];
     reserved = groups.flatMap((id) => sysfs.reservedRegions(id));
+    iovaRanges = context.iovaRanges(ioas);
   } catch (error) {
-    release();
-    throw error;
+    abandon(release, error);
   }
   const entry: OpenContainer = {
     devices: addresses,
@@ -267,10 +342,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
   };
   registry.add(entry);
   let closed = false;
-  // IOAS_IOVA_RANGES depends only on the reserved regions of the attached devices (ALLOW_IOVAS does
-  // not change it), and devices attach only here: read it once, when core first asks (at open).
-  let iovaRanges: IovaRanges | undefined;
-  const ranges = (): IovaRanges => (iovaRanges ??= context.iovaRanges(ioas));
+  const ranges = (): IovaRanges => iovaRanges;
   return {
     capabilities: {
       model: 'paged',

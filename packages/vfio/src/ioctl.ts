@@ -168,6 +168,23 @@ export class VfioIoctls {
     return fd;
   }
 
+  /**
+   * Closes a file descriptor; throws a `kernel` IoasError naming `what` when close(2) answers
+   * -errno. Linux releases the descriptor even then (only EBADF means it was not open), so callers
+   * treat the fd as gone either way. A `Syscalls` whose close throws is answered the same way.
+   */
+  closeFile(fd: number, what: string): void {
+    let status: number;
+    try {
+      status = this.syscalls.close(fd);
+    } catch (error) {
+      if (IoasError.isInstance(error)) throw error;
+      const errno = (error as { errno?: unknown } | null)?.errno;
+      throw IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, 'close', what, { ...(this.backend === undefined ? {} : { backend: this.backend }), cause: error });
+    }
+    if (status < 0) throw this.failure(-status, 'close', what);
+  }
+
   /** A zeroed struct of `size` bytes with its `argsz`/`size` field set. */
   struct(size: number): IoctlStruct {
     const value = struct(size);

@@ -86,7 +86,11 @@ export class IommufdContext {
     try {
       return new IommufdDevice(this.ioctls, fd, name, this.ioctls.deviceBindIommufd(fd, this.fd));
     } catch (error) {
-      this.ioctls.syscalls.close(fd);
+      try {
+        this.ioctls.closeFile(fd, `closing ${cdevPath} (${name})`);
+      } catch {
+        // The bind's failure is the one to report; the fd is released either way.
+      }
       throw error;
     }
   }
@@ -95,6 +99,6 @@ export class IommufdContext {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ioctls.syscalls.close(this.fd);
+    this.ioctls.closeFile(this.fd, 'closing /dev/iommu');
   }
 }

@@ -1,4 +1,26 @@
-import { IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
+import { ERRNO, IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
+
+/** Errnos a file system call may carry that core's ERRNO table does not list. */
+const FS_ERRNO: Record<string, number> = { ENOTDIR: 20, EISDIR: 21, ENAMETOOLONG: 36, ELOOP: 40 };
+
+/** The errno of a failed file system call (Node's `errno` is negative, the simulator's may be absent). */
+function errnoOf(error: unknown): number {
+  const { code, errno } = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; errno?: unknown };
+  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0) return Math.abs(errno);
+  if (typeof code === 'string') return (ERRNO as Record<string, number>)[code] ?? FS_ERRNO[code] ?? ERRNO.EIO;
+  return ERRNO.EIO;
+}
+
+/**
+ * The typed error for a failed sysfs read: `not-found` when the path does not exist (ENOENT,
+ * ENOTDIR: no such group or device), else `kernel` with the errno and the call's name.
+ */
+function sysfsFailure(error: unknown, call: string, path: string, what: string): IoasError {
+  if (IoasError.isInstance(error)) return error;
+  const errno = errnoOf(error);
+  if (errno === ERRNO.ENOENT || errno === FS_ERRNO.ENOTDIR) return new IoasError('not-found', `${what}: ${path} does not exist`, { errno, ioctl: call, cause: error });
+  return IoasError.fromErrno(errno, call, `${what} (${path})`, { cause: error });
+}
 
 /** One line of `reserved_regions` the kernel may print: `0x%016llx 0x%016llx %s`. */
 const RESERVED_LINE = /^0x([0-9a-f]{16}) 0x([0-9a-f]{16}) (\S+)$/;
@@ -96,45 +118,100 @@ export class Sysfs {
     return `${this.root}${path}`;
   }
 
+  /** Reads a sysfs file; a failure is a typed error saying what was read. */
+  private readFile(path: string, what: string): string {
+    const full = this.path(path);
+    try {
+      return this.syscalls.readFile(full);
+    } catch (error) {
+      throw sysfsFailure(error, 'read', full, what);
+    }
+  }
+
+  /** Lists a sysfs directory; a failure is a typed error saying what was listed. */
+  private readDir(path: string, what: string): string[] {
+    const full = this.path(path);
+    try {
+      return this.syscalls.readDir(full);
+    } catch (error) {
+      throw sysfsFailure(error, 'readdir', full, what);
+    }
+  }
+
+  /**
+   * The target of a sysfs link, read with readlink(2) and never followed: in a captured tree (or a
+   * container's partial /sys) the target may be absent, and the link still says what it points at.
+   * Undefined when there is no link (ENOENT).
+   */
+  private readLink(path: string, what: string): string | undefined {
+    const full = this.path(path);
+    let target: string;
+    try {
+      target = this.syscalls.readLink(full);
+    } catch (error) {
+      const errno = errnoOf(error);
+      if (errno === ERRNO.ENOENT) return undefined;
+      if (errno === ERRNO.EINVAL) throw new IoasError('abi-mismatch', `${what}: ${full} is not a symbolic link`, { cause: error });
+      throw sysfsFailure(error, 'readlink', full, what);
+    }
+    if (typeof target !== 'string' || target === '') throw new IoasError('abi-mismatch', `${what}: ${full} points nowhere`);
+    return target;
+  }
+
+  /** The last component of a link's target (`../../../../bus/pci/drivers/vfio-pci` gives `vfio-pci`). */
+  private linkName(path: string, what: string): string | undefined {
+    const target = this.readLink(path, what);
+    if (target === undefined) return undefined;
+    const name = target.replace(/\/+$/, '').split('/').pop();
+    if (name === undefined || name === '' || name === '.' || name === '..') throw new IoasError('abi-mismatch', `${what}: ${this.path(path)} points at "${target}", which names nothing`);
+    return name;
+  }
+
   /** Every IOMMU group number, ascending; empty when the IOMMU is off. */
   groups(): number[] {
-    const path = this.path('/sys/kernel/iommu_groups');
-    if (!this.syscalls.exists(path)) return [];
-    return this.syscalls
-      .readDir(path)
+    const path = '/sys/kernel/iommu_groups';
+    if (!this.syscalls.exists(this.path(path))) return [];
+    return this.readDir(path, 'listing the IOMMU groups')
+      .filter((name) => /^\d+$/.test(name))
       .map(Number)
-      .filter((group) => Number.isInteger(group))
+      .filter((group) => Number.isSafeInteger(group))
       .sort((a, b) => a - b);
   }
 
   /** The device names in a group (what VFIO_GROUP_GET_DEVICE_FD accepts). */
   groupDevices(group: number): string[] {
-    return this.syscalls.readDir(this.path(`/sys/kernel/iommu_groups/${group}/devices`)).sort();
+    return this.readDir(`/sys/kernel/iommu_groups/${group}/devices`, `listing the devices of IOMMU group ${group}`).sort();
   }
 
   /** A group's reserved regions. */
   reservedRegions(group: number): ReservedRange[] {
     const path = `/sys/kernel/iommu_groups/${group}/reserved_regions`;
-    return parseReservedRegions(this.syscalls.readFile(this.path(path)), path);
+    return parseReservedRegions(this.readFile(path, `reading the reserved regions of IOMMU group ${group}`), path);
   }
 
-  /** The IOMMU group of a device: the basename of its `iommu_group` link. */
+  /** The IOMMU group of a device: the basename of its `iommu_group` link (read, not followed). */
   deviceGroup(address: string): number | undefined {
-    const path = this.path(`/sys/bus/pci/devices/${address}/iommu_group`);
-    if (!this.syscalls.exists(path)) return undefined;
-    return Number(this.syscalls.readLink(path).split('/').pop());
+    const path = `/sys/bus/pci/devices/${address}/iommu_group`;
+    const name = this.linkName(path, `reading the IOMMU group of ${address}`);
+    if (name === undefined) return undefined;
+    const group = /^\d+$/.test(name) ? Number(name) : Number.NaN;
+    if (!Number.isSafeInteger(group)) throw new IoasError('abi-mismatch', `reading the IOMMU group of ${address}: ${this.path(path)} points at "${name}", not a group number`);
+    return group;
   }
 
-  /** The driver bound to a device, or null. */
+  /** The driver bound to a device, or null: the basename of its `driver` link (read, not followed). */
   deviceDriver(address: string): string | null {
-    const path = this.path(`/sys/bus/pci/devices/${address}/driver`);
-    if (!this.syscalls.exists(path)) return null;
-    return this.syscalls.readLink(path).split('/').pop() ?? null;
+    return this.linkName(`/sys/bus/pci/devices/${address}/driver`, `reading the driver of ${address}`) ?? null;
   }
 
   /** Vendor, device, driver and group of a PCI device. */
   device(address: string): PciDeviceInfo {
-    const read = (file: string) => Number.parseInt(this.syscalls.readFile(this.path(`/sys/bus/pci/devices/${address}/${file}`)).trim(), 16);
+    const read = (file: string): number => {
+      const path = `/sys/bus/pci/devices/${address}/${file}`;
+      const text = this.readFile(path, `reading the ${file} id of ${address}`).trim();
+      if (!/^(0x)?[0-9a-f]{1,4}$/i.test(text)) throw new IoasError('abi-mismatch', `reading the ${file} id of ${address}: ${this.path(path)} holds "${text.slice(0, 40)}", not a 16-bit hex id`);
+      return Number.parseInt(text, 16);
+    };
     return { address, vendor: read('vendor'), device: read('device'), driver: this.deviceDriver(address), group: this.deviceGroup(address) };
   }
 
@@ -162,14 +239,22 @@ export class Sysfs {
 
   /** True when `/sys/bus/pci/devices/<address>` exists. */
   hasDevice(address: string): boolean {
-    return this.syscalls.exists(this.path(`/sys/bus/pci/devices/${address}`));
+    const path = `/sys/bus/pci/devices/${address}`;
+    // In sysfs this is itself a link (to /sys/devices/...): a dangling one still names a device.
+    if (this.syscalls.exists(this.path(path))) return true;
+    try {
+      this.syscalls.readLink(this.path(path));
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** The VFIO cdev of a device bound to vfio-pci (`vfioN`, Linux 6.6+), or undefined. */
   deviceCdev(address: string): string | undefined {
-    const path = this.path(`/sys/bus/pci/devices/${address}/vfio-dev`);
-    if (!this.syscalls.exists(path)) return undefined;
-    return this.syscalls.readDir(path).find((entry) => /^vfio\d+$/.test(entry));
+    const path = `/sys/bus/pci/devices/${address}/vfio-dev`;
+    if (!this.syscalls.exists(this.path(path))) return undefined;
+    return this.readDir(path, `listing the VFIO cdev of ${address}`).find((entry) => /^vfio\d+$/.test(entry));
   }
 
   /**

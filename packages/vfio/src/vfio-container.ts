@@ -22,7 +22,11 @@ export class VfioContainer {
       const version = ioctls.getApiVersion(fd);
       if (version !== VFIO_API_VERSION) throw ioctls.failure(ERRNO.EINVAL, 'VFIO_GET_API_VERSION', `VFIO API version ${version} is not ${VFIO_API_VERSION}`);
     } catch (error) {
-      container.close();
+      try {
+        container.close();
+      } catch {
+        // The version check's failure is the one to report; the fd is released either way.
+      }
       throw error;
     }
     return container;
@@ -62,6 +66,6 @@ export class VfioContainer {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ioctls.syscalls.close(this.fd);
+    this.ioctls.closeFile(this.fd, 'closing the VFIO container (/dev/vfio/vfio)');
   }
 }

@@ -163,12 +163,23 @@ export class VfioDevice {
     this.ioctls.deviceReset(this.fd);
   }
 
-  /** Closes the device fd and its eventfds. Safe to call twice. */
+  /**
+   * Closes the device fd and its eventfds. Safe to call twice. Every fd is released even when a
+   * close(2) fails; the first failure is thrown after the rest are closed.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const fd of this.eventfds) this.ioctls.syscalls.close(fd);
+    const fds = [...this.eventfds.map((fd) => [fd, `closing an MSI eventfd of ${this.name}`] as const), [this.fd, `closing the device fd of ${this.name}`] as const];
     this.eventfds = [];
-    this.ioctls.syscalls.close(this.fd);
+    let failure: unknown;
+    for (const [fd, what] of fds) {
+      try {
+        this.ioctls.closeFile(fd, what);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 }

@@ -49,12 +49,15 @@ export class VfioGroup {
     return this.ioctls.groupGetDeviceFd(this.fd, name);
   }
 
-  /** Closes the group fd; the kernel takes the group out of its container. Safe to call twice. */
+  /**
+   * Closes the group fd; the kernel takes the group out of its container. Safe to call twice: the
+   * fd is released at the first call even when close(2) reports an error (then thrown, once).
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.container = undefined;
-    this.ioctls.syscalls.close(this.fd);
+    this.ioctls.closeFile(this.fd, `closing /dev/vfio/${this.id} (IOMMU group ${this.id})`);
   }
 
   /** True while the group is in a container. */

@@ -1,0 +1,390 @@
+// The fault sweep (issue 13, "What to build" 3): every syscall of every multi-step operation of the
+// smmu backend fails in turn, over the simulator's syscall face. After each fault the error is a
+// typed IoasError, and nothing changed: the container's record, the simulated kernel's table, the
+// IOMMU's translation, and the process's open fds. A close() that meets a fault still releases
+// every fd and reports what failed, once.
+import { Container, ERRNO, errnoName, IoasError, type Syscalls } from '@ioas/core';
+import { createSimulator, Ioas, PagedDomain, simSyscalls, type SimDevice, type SimSyscalls, type Simulator } from '@ioas/backend-sim';
+import { allocateDmaMemory } from '@ioas/vfio';
+import { describe, expect, it } from 'vitest';
+import { smmu } from './smmu-backend.js';
+
+type Platform = 'x86-vtd' | 'arm-smmuv3';
+type KernelInterface = 'type1' | 'iommufd';
+
+/** Names of the ioctls by `nr` (the low byte; VFIO and iommufd share type ';'), for the report. */
+const IOCTL_NAMES: Record<number, string> = {
+  100: 'VFIO_GET_API_VERSION',
+  101: 'VFIO_CHECK_EXTENSION',
+  102: 'VFIO_SET_IOMMU',
+  103: 'VFIO_GROUP_GET_STATUS',
+  104: 'VFIO_GROUP_SET_CONTAINER',
+  105: 'VFIO_GROUP_UNSET_CONTAINER',
+  106: 'VFIO_GROUP_GET_DEVICE_FD',
+  107: 'VFIO_DEVICE_GET_INFO',
+  112: 'VFIO_IOMMU_GET_INFO',
+  113: 'VFIO_IOMMU_MAP_DMA',
+  114: 'VFIO_IOMMU_UNMAP_DMA',
+  118: 'VFIO_DEVICE_BIND_IOMMUFD',
+  119: 'VFIO_DEVICE_ATTACH_IOMMUFD_PT',
+  120: 'VFIO_DEVICE_DETACH_IOMMUFD_PT',
+  0x80: 'IOMMU_DESTROY',
+  0x81: 'IOMMU_IOAS_ALLOC',
+  0x82: 'IOMMU_IOAS_ALLOW_IOVAS',
+  0x83: 'IOMMU_IOAS_COPY',
+  0x84: 'IOMMU_IOAS_IOVA_RANGES',
+  0x85: 'IOMMU_IOAS_MAP',
+  0x86: 'IOMMU_IOAS_UNMAP',
+  0x87: 'IOMMU_OPTION',
+};
+
+function fsError(errno: number, path: string): Error {
+  return Object.assign(new Error(`${errnoName(errno)}: injected failure, ${path}`), { code: errnoName(errno), errno: -errno, path });
+}
+
+/**
+ * The simulator's syscall face with one injected failure: the `failAt`-th call (counted over every
+ * syscall: open, close, ioctl, mmap, munmap, pread, pwrite, eventfd, read, write and the sysfs
+ * reads and writes) answers `-errno` (or throws, for the file system calls, as Node's fs does).
+ * A failing close(2) still releases the fd, as Linux does (only EBADF leaves nothing released).
+ * `exists` is a query that cannot fail, and `memory`/`addressOf` are not system calls.
+ */
+class FaultySyscalls implements Syscalls {
+  readonly name = 'sim-faulty';
+  calls = 0;
+  /** What each call was, while `recording`. */
+  readonly log: string[] = [];
+  recording = false;
+  /** The call that failed, once it has. */
+  failed: string | undefined;
+  private failAt = 0;
+  private errno: number = ERRNO.EIO;
+
+  constructor(readonly inner: SimSyscalls) {}
+
+  /** Fails the `k`-th call from now (1-based) with `errno`. */
+  arm(k: number, errno: number): void {
+    this.failAt = this.calls + k;
+    this.errno = errno;
+    this.failed = undefined;
+  }
+
+  disarm(): void {
+    this.failAt = 0;
+  }
+
+  private fails(label: string): boolean {
+    this.calls++;
+    if (this.recording) this.log.push(label);
+    if (this.calls !== this.failAt) return false;
+    this.failed = label;
+    return true;
+  }
+
+  open(path: string, flags: number): number {
+    return this.fails(`open ${path}`) ? -this.errno : this.inner.open(path, flags);
+  }
+  close(fd: number): number {
+    if (!this.fails('close')) return this.inner.close(fd);
+    this.inner.close(fd);
+    return -this.errno;
+  }
+  ioctl(fd: number, request: number, argument: number | Uint8Array): number {
+    return this.fails(`ioctl ${IOCTL_NAMES[request & 0xff] ?? `nr ${request & 0xff}`}`) ? -this.errno : this.inner.ioctl(fd, request, argument);
+  }
+  mmap(length: bigint, prot: number, flags: number, fd: number, offset: bigint): bigint {
+    return this.fails('mmap') ? -BigInt(this.errno) : this.inner.mmap(length, prot, flags, fd, offset);
+  }
+  munmap(address: bigint, length: bigint): number {
+    return this.fails('munmap') ? -this.errno : this.inner.munmap(address, length);
+  }
+  memory(address: bigint, length: number): Uint8Array {
+    return this.inner.memory(address, length);
+  }
+  addressOf(buffer: Uint8Array): bigint {
+    return this.inner.addressOf(buffer);
+  }
+  pread(fd: number, buffer: Uint8Array, offset: bigint): number {
+    return this.fails('pread') ? -this.errno : this.inner.pread(fd, buffer, offset);
+  }
+  pwrite(fd: number, buffer: Uint8Array, offset: bigint): number {
+    return this.fails('pwrite') ? -this.errno : this.inner.pwrite(fd, buffer, offset);
+  }
+  eventfd(initialValue: number, flags: number): number {
+    return this.fails('eventfd') ? -this.errno : this.inner.eventfd(initialValue, flags);
+  }
+  read(fd: number, buffer: Uint8Array): number {
+    return this.fails('read') ? -this.errno : this.inner.read(fd, buffer);
+  }
+  write(fd: number, buffer: Uint8Array): number {
+    return this.fails('write') ? -this.errno : this.inner.write(fd, buffer);
+  }
+  readFile(path: string): string {
+    if (this.fails(`read ${path}`)) throw fsError(this.errno, path);
+    return this.inner.readFile(path);
+  }
+  writeFile(path: string, data: string): void {
+    if (this.fails(`write ${path}`)) throw fsError(this.errno, path);
+    this.inner.writeFile(path, data);
+  }
+  readLink(path: string): string {
+    if (this.fails(`readlink ${path}`)) throw fsError(this.errno, path);
+    return this.inner.readLink(path);
+  }
+  readDir(path: string): string[] {
+    if (this.fails(`readdir ${path}`)) throw fsError(this.errno, path);
+    return this.inner.readDir(path);
+  }
+  exists(path: string): boolean {
+    return this.inner.exists(path);
+  }
+}
+
+interface Machine {
+  simulator: Simulator;
+  face: FaultySyscalls;
+  device: SimDevice;
+  group: number;
+}
+
+function machine(platform: Platform): Machine {
+  const simulator = createSimulator({ platform });
+  const face = new FaultySyscalls(simSyscalls(simulator));
+  const device = simulator.devices().find((candidate) => candidate.edu)!;
+  return { simulator, face, device, group: device.group! };
+}
+
+const json = (value: unknown): string => JSON.stringify(value, (_, field: unknown) => (typeof field === 'bigint' ? `0x${field.toString(16)}` : field));
+
+/**
+ * Everything a fault could leave changed, as comparable text: the container's record and stats,
+ * the kernel's side (open fds of this process, open kernel objects and groups, live mappings and
+ * pinned bytes, the device's domain with its table and allow-list), and the IOMMU's translation
+ * of the probe addresses.
+ */
+function world(m: Machine, probes: readonly bigint[], container: Container | undefined) {
+  const domain = m.device.domain;
+  const table = domain instanceof PagedDomain ? domain.all() : domain instanceof Ioas ? domain.areas.all() : undefined;
+  return {
+    fds: m.face.inner.openFiles,
+    kernel: json({
+      handles: m.simulator.openHandles(),
+      liveMappings: m.simulator.liveMappings(),
+      locked: m.simulator.lockedBytes,
+      groups: m.simulator.groups().map((group) => [group.id, group.opened, group.owner !== undefined, group.openDevices]),
+      domain: domain === undefined ? 'none' : domain.constructor.name,
+      table,
+      allowed: domain instanceof Ioas ? domain.allowed : undefined,
+    }),
+    translation: json(probes.map((iova) => (domain === undefined ? 'blocked' : domain.translate(iova, true)))),
+    record: container === undefined || container.isClosed ? 'closed' : json({ mappings: container.mappings().map((mapping) => [mapping.iova, mapping.memory.address, mapping.access]), stats: container.stats(), windows: container.windows() }),
+    domainObject: domain,
+  };
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly platform: Platform;
+  readonly kernel: KernelInterface;
+  /** Open and prepare (no faults); returns the container the operation works on, if any. */
+  setup(m: Machine): Promise<Container | undefined>;
+  /** The operation under test. */
+  run(m: Machine, container: Container | undefined): Promise<Container | undefined | void>;
+  /** IOVAs whose translation is compared. */
+  readonly probes: readonly bigint[];
+  /** The operation is close: after a fault, everything must be released rather than as before. */
+  readonly closing?: boolean;
+}
+
+const MiB = 0x10_0000n;
+/** Where maps go that need no particular place: above 4 GiB, inside both presets' ranges. */
+const HIGH = 0x1_0000_0000n;
+/** The reserved MSI range of each preset, and a 4 MiB region around it. */
+const HOLE: Record<Platform, { start: bigint; last: bigint }> = {
+  'x86-vtd': { start: 0xfee0_0000n, last: 0xfeef_ffffn },
+  'arm-smmuv3': { start: 0x800_0000n, last: 0x80f_ffffn },
+};
+
+const open = (m: Machine, kernel: KernelInterface) => Container.open({ backend: smmu({ syscalls: m.face, interface: kernel }), groups: [m.group] });
+const memory = (m: Machine, length: bigint) => ({ address: allocateDmaMemory(m.face, length).address, length });
+
+function scenarios(): Scenario[] {
+  const all: Scenario[] = [];
+  for (const platform of ['x86-vtd', 'arm-smmuv3'] as const) {
+    for (const kernel of ['type1', 'iommufd'] as const) {
+      const hole = HOLE[platform];
+      const region = { start: hole.start - 2n * MiB, last: hole.last + 2n * MiB };
+      const regionProbes = [region.start, hole.start - 0x1000n, hole.start, hole.last + 1n, region.last - 0xfffn];
+      const multi = [0, 1, 2].map((index) => HIGH + 0x1000_0000n + BigInt(index) * 0x1_0000n);
+      const base = { platform, kernel };
+      all.push({
+        ...base,
+        name: `open ${kernel} ${platform}`,
+        setup: async () => undefined,
+        run: (m) => open(m, kernel),
+        probes: [HIGH, hole.start],
+      });
+      all.push({
+        ...base,
+        name: `close ${kernel} ${platform}`,
+        setup: async (m) => {
+          const container = await open(m, kernel);
+          container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
+          container.map({ iova: HIGH + MiB, memory: memory(m, 0x2000n) });
+          return container;
+        },
+        run: async (_, container) => container!.close(),
+        probes: [HIGH, HIGH + MiB, HIGH + MiB + 0x1000n],
+        closing: true,
+      });
+      all.push({
+        ...base,
+        name: `mapRegion over the reserved hole ${kernel} ${platform}`,
+        setup: async (m) => {
+          const container = await open(m, kernel);
+          container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
+          return container;
+        },
+        run: async (m, container) => void container!.mapRegion({ iova: region.start, memory: memory(m, region.last - region.start + 1n) }),
+        probes: [HIGH, ...regionProbes],
+      });
+      all.push({
+        ...base,
+        name: `unmap of 3 mappings ${kernel} ${platform}`,
+        setup: async (m) => {
+          const container = await open(m, kernel);
+          container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
+          for (const iova of multi) container.map({ iova, memory: memory(m, 0x1_0000n) });
+          return container;
+        },
+        run: async (_, container) => void container!.unmap({ iova: multi[0]!, size: 0x3_0000n }),
+        probes: [HIGH, ...multi, multi[2]! + 0xf000n],
+      });
+      if (kernel === 'iommufd') {
+        all.push({
+          ...base,
+          name: `createWindow (ALLOW_IOVAS) ${kernel} ${platform}`,
+          setup: async (m) => {
+            const container = await open(m, kernel);
+            container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
+            return container;
+          },
+          run: async (_, container) => void container!.createWindow({ start: HIGH, size: 0x1000_0000n }),
+          probes: [HIGH, HIGH + 0x1000_0000n],
+        });
+      }
+    }
+  }
+  return all;
+}
+
+interface Outcome {
+  faultPoints: number;
+  absorbed: string[];
+  untyped: string[];
+  stateChanges: string[];
+  fdLeaks: string[];
+  notReleased: string[];
+  calls: Map<string, number>;
+}
+
+async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Outcome): Promise<void> {
+  // The clean run: how many syscalls the operation makes, and the world after it.
+  const clean = machine(scenario.platform);
+  const cleanContainer = await scenario.setup(clean);
+  const start = clean.face.calls;
+  clean.face.recording = true;
+  const opened = await scenario.run(clean, cleanContainer);
+  clean.face.recording = false;
+  const count = clean.face.calls - start;
+  const cleanAfter = world(clean, scenario.probes, (opened ?? cleanContainer) || undefined);
+  for (const label of clean.face.log) {
+    const kind = label.split(' ')[0]!;
+    outcome.calls.set(kind, (outcome.calls.get(kind) ?? 0) + 1);
+  }
+  if (opened instanceof Container) opened.close();
+  expect(count, scenario.name).toBeGreaterThan(0);
+
+  for (const errno of errnos) {
+    for (let k = 1; k <= count; k++) {
+      const m = machine(scenario.platform);
+      const container = await scenario.setup(m);
+      const before = world(m, scenario.probes, container);
+      m.face.arm(k, errno);
+      let error: unknown;
+      let result: Container | undefined | void;
+      try {
+        result = await scenario.run(m, container);
+      } catch (caught) {
+        error = caught;
+      }
+      m.face.disarm();
+      outcome.faultPoints++;
+      const where = `${scenario.name}: ${m.face.failed ?? `call ${k}`} failing with ${errnoName(errno)}`;
+      const after = world(m, scenario.probes, result instanceof Container ? result : container);
+      if (error === undefined) {
+        // The fault was absorbed (a retried or optional call): then the result is the clean one's.
+        outcome.absorbed.push(where);
+        const { domainObject: _a, fds: fdsAfter, ...rest } = after;
+        const { domainObject: _b, fds: fdsClean, ...restClean } = cleanAfter;
+        if (json(rest) !== json(restClean)) outcome.stateChanges.push(`${where}: succeeded with another result than the clean run`);
+        if (fdsAfter !== fdsClean) outcome.fdLeaks.push(`${where}: ${fdsAfter} fds open, the clean run has ${fdsClean}`);
+        if (result instanceof Container) result.close();
+        continue;
+      }
+      if (!IoasError.isInstance(error)) outcome.untyped.push(`${where}: ${String(error)}`);
+      else if (error.code === 'backend-contract') outcome.untyped.push(`${where}: blamed on the backend (backend-contract): ${error.message}`);
+      else if (error.code === 'kernel' && (error.errno === undefined || error.ioctl === undefined)) outcome.untyped.push(`${where}: a kernel error without errno and ioctl: ${error.message}`);
+      if (scenario.closing) {
+        // A failed close still releases everything, reports once, and a second close does nothing.
+        if (after.fds !== 0) outcome.fdLeaks.push(`${where}: ${after.fds} fds left open`);
+        if (after.kernel !== cleanAfter.kernel || after.translation !== cleanAfter.translation) outcome.notReleased.push(`${where}: kernel state differs from a clean close`);
+        try {
+          container!.close();
+        } catch (second) {
+          outcome.notReleased.push(`${where}: a second close threw ${String(second)}`);
+        }
+      } else {
+        if (after.fds !== before.fds) outcome.fdLeaks.push(`${where}: ${before.fds} fds before, ${after.fds} after`);
+        for (const field of ['record', 'kernel', 'translation'] as const) {
+          if (after[field] !== before[field]) outcome.stateChanges.push(`${where}: ${field} changed\n  before ${before[field]}\n  after  ${after[field]}`);
+        }
+        if (after.domainObject !== before.domainObject) outcome.stateChanges.push(`${where}: the device moved to another domain`);
+      }
+      // The group is usable again: no EBUSY left behind.
+      container?.close();
+      try {
+        (await open(m, scenario.kernel)).close();
+      } catch (reopen) {
+        outcome.notReleased.push(`${where}: the group cannot be opened again: ${String(reopen)}`);
+      }
+      if (m.face.inner.openFiles !== 0) outcome.fdLeaks.push(`${where}: ${m.face.inner.openFiles} fds open after closing everything`);
+    }
+  }
+}
+
+describe('fault sweep: every syscall of every multi-step smmu operation fails in turn', () => {
+  it('leaves a typed error and no trace: record, kernel table, translation and fds as before', async () => {
+    const errnos = [ERRNO.EIO, ERRNO.ENOENT];
+    const outcome: Outcome = { faultPoints: 0, absorbed: [], untyped: [], stateChanges: [], fdLeaks: [], notReleased: [], calls: new Map() };
+    const perScenario: string[] = [];
+    for (const scenario of scenarios()) {
+      const before = outcome.faultPoints;
+      await sweep(scenario, errnos, outcome);
+      perScenario.push(`${scenario.name}: ${(outcome.faultPoints - before) / errnos.length} calls`);
+    }
+    console.log(
+      [
+        `fault sweep: ${scenarios().length} operations, ${outcome.faultPoints} fault points (${errnos.map(errnoName).join(', ')} at each call)`,
+        ...perScenario.map((line) => `  ${line}`),
+        `  calls by kind: ${[...outcome.calls].map(([kind, n]) => `${kind} ${n}`).join(', ')}`,
+        `  absorbed ${outcome.absorbed.length}, untyped ${outcome.untyped.length}, state changes ${outcome.stateChanges.length}, fd leaks ${outcome.fdLeaks.length}, not released ${outcome.notReleased.length}`,
+      ].join('\n'),
+    );
+    expect(outcome.untyped).toEqual([]);
+    expect(outcome.stateChanges).toEqual([]);
+    expect(outcome.fdLeaks).toEqual([]);
+    expect(outcome.notReleased).toEqual([]);
+    expect(outcome.faultPoints).toBeGreaterThan(100);
+  }, 60_000);
+});
