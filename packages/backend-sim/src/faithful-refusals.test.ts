@@ -1,8 +1,33 @@
 // What the simulator's faces refuse, as the kernel (or the real backend in front of it) refuses it:
 // issue 13's "accepted when it must be refused" and "trace left after a fault" items.
-import { Container, ERRNO, IoasError } from '@ioas/core';
+import { Container, ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
+import { simSyscalls, type SimSyscalls } from './sim-syscalls.js';
+import { createSimulator } from './simulator.js';
+
+/** A generic (x86-64, arm64) VFIO/iommufd request number. */
+const NR = (nr: number) => 0x3b00 + nr;
+
+/** Opens `/dev/iommu` and the device's cdev, and binds the cdev to it: the BIND_IOMMUFD answer. */
+function bindCdev(sys: SimSyscalls, cdev: string): { answer: number; iommufd: number; device: number } {
+  const iommufd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
+  const device = sys.open(cdev, SYSCALL_FLAGS.O_RDWR);
+  const bind = new Uint8Array(16);
+  const view = new DataView(bind.buffer);
+  view.setUint32(0, 16, true);
+  view.setInt32(8, iommufd, true);
+  return { answer: sys.ioctl(device, NR(118), bind), iommufd, device };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
 
 const MiB = 0x10_0000n;
 
@@ -30,5 +55,44 @@ describe('the p4080 Backend face refuses what backend-pamu refuses', () => {
     expect(device.dmaWrite(0x1000n, new Uint8Array([1, 2, 3]))).toBe(true);
     expect(simulator.faults).toEqual([]);
     void ERRNO;
+  });
+});
+
+describe('a device another container holds (drivers/vfio/device_cdev.c, vfio_df_ioctl_bind_iommufd)', () => {
+  it('the iommufd Backend face refuses a second container on the same device, and the first keeps it', async () => {
+    const backend = sim({ platform: 'arm-smmuv3', interface: 'iommufd' });
+    const simulator = backend.simulator;
+    const edu = simulator.devices().find((device) => device.edu)!;
+    using first = await Container.open({ backend, devices: [edu.address] });
+    const memory = simulator.memory.allocate(0x1_0000n);
+    first.map({ iova: 0x10_0000n, memory: { address: memory.address, length: 0x1_0000n } });
+    const error = await rejection(Container.open({ backend, devices: [edu.address] }));
+    // vfio_df_open(): a device cdev opens once (open_count != 0 && !df->group: EINVAL).
+    expect(IoasError.isInstance(error) && [error.code, error.errno]).toEqual(['kernel', ERRNO.EINVAL]);
+    expect(first.mappings()).toHaveLength(1);
+    expect(edu.dmaWrite(0x10_0000n, new Uint8Array([7]))).toBe(true);
+    expect(simulator.faults).toEqual([]);
+  });
+
+  it('the type1 Backend face refuses a group whose device is bound through its cdev (vfio_group_fops_open: EBUSY)', async () => {
+    const simulator = createSimulator({ platform: 'arm-smmuv3' });
+    const edu = simulator.devices().find((device) => device.edu)!;
+    using first = await Container.open({ backend: sim({ simulator, interface: 'iommufd' }), devices: [edu.address] });
+    const error = await rejection(Container.open({ backend: sim({ simulator }), groups: [edu.group!] }));
+    expect(IoasError.isInstance(error) && [error.code, error.errno]).toEqual(['kernel', ERRNO.EBUSY]);
+    expect(edu.domain).toBeDefined();
+    void first;
+  });
+
+  it('the syscall face refuses a second BIND_IOMMUFD of a device from another process (EINVAL) and its group open (EBUSY)', () => {
+    const simulator = createSimulator({ platform: 'arm-smmuv3' });
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const one = simSyscalls(simulator);
+    const two = simSyscalls(simulator);
+    expect(bindCdev(one, '/dev/vfio/devices/vfio0').answer).toBe(0);
+    expect(bindCdev(two, '/dev/vfio/devices/vfio0').answer).toBe(-ERRNO.EINVAL);
+    // A second cdev file of the same process, bound to another iommufd, is refused the same way.
+    expect(bindCdev(one, '/dev/vfio/devices/vfio0').answer).toBe(-ERRNO.EINVAL);
+    expect(two.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR)).toBe(-ERRNO.EBUSY);
   });
 });

@@ -287,17 +287,21 @@ export class SimIommufdContext {
   bind(device: SimDevice): number {
     const ioctl = 'VFIO_DEVICE_BIND_IOMMUFD';
     this.simulator.checkInjected(ioctl);
-    for (const object of this.objects.values()) {
-      if (!(object instanceof Ioas) && object.device === device) throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address} is already bound`);
-    }
+    // 6.12 drivers/vfio/device_cdev.c, vfio_df_ioctl_bind_iommufd(): the group is blocked first
+    // (vfio_device_block_group(): EBUSY while /dev/vfio/N is open), then the device is opened,
+    // which a cdev may do only once, whichever iommufd asks (vfio_main.c, vfio_df_open(): EINVAL).
     const group = device.group === undefined ? undefined : this.simulator.group(device.group);
     if (group?.opened) throw new KernelError(ERRNO.EBUSY, ioctl, `group ${group.id} is open through /dev/vfio/${group.id}`);
+    if (device.boundTo !== undefined) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address} is already bound to ${device.boundTo === this ? 'this' : 'another'} iommufd (a device cdev opens once)`);
+    }
     if (group !== undefined && !group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `another driver owns DMA in group ${group.id}`);
     if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
       throw new KernelError(ERRNO.EPERM, ioctl, 'no MSI isolation; set iommufd.allow_unsafe_interrupts=1');
     }
     const id = this.nextId++;
     this.objects.set(id, { device, ioas: undefined });
+    device.boundTo = this;
     return id;
   }
 
@@ -306,6 +310,7 @@ export class SimIommufdContext {
     const binding = this.binding(deviceId, 'close');
     if (binding.ioas !== undefined) this.detach(deviceId);
     this.objects.delete(deviceId);
+    if (binding.device.boundTo === this) binding.device.boundTo = undefined;
   }
 
   /** VFIO_DEVICE_ATTACH_IOMMUFD_PT (an attach while attached is an atomic replace). */

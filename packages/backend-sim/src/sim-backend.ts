@@ -134,6 +134,8 @@ function handleFor(
 ): BackendHandleV1 {
   for (const group of members) {
     if (group.opened) throw IoasError.fromErrno(ERRNO.EBUSY, 'open', `/dev/vfio/${group.id} is already open`, { backend: 'sim' });
+    // 6.12 drivers/vfio/group.c, vfio_group_fops_open(): EBUSY while a member's cdev is bound.
+    if (group.cdevBound) throw IoasError.fromErrno(ERRNO.EBUSY, 'open', `a device of IOMMU group ${group.id} is bound to an iommufd through its cdev`, { backend: 'sim' });
     group.opened = true;
     opened.push(group);
     kernel(`adding group ${group.id}`, () => container.addGroup(group));

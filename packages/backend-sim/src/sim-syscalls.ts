@@ -121,7 +121,7 @@ class SimProcess implements Syscalls {
       if (group === undefined || !group.devices.some((device) => device.driver === 'vfio-pci')) return -ERRNO.ENOENT;
       // 6.1 allows one open of a group at a time; iommufd binding also excludes it
       // (docs/kernel-rules.md#one-open-of-a-group-at-a-time).
-      if (group.opened || this.cdevBound(group)) return -ERRNO.EBUSY;
+      if (group.opened || group.cdevBound) return -ERRNO.EBUSY;
       group.opened = true;
       return this.install({ kind: 'group', group, container: undefined });
     }
@@ -1005,13 +1005,6 @@ class SimProcess implements Syscalls {
   /** Devices bound to vfio-pci, in address order: `/dev/vfio/devices/vfioN` is the Nth. */
   private vfioDevices(): SimDevice[] {
     return this.simulator.devices().filter((device) => device.driver === 'vfio-pci');
-  }
-
-  private cdevBound(group: SimGroup): boolean {
-    for (const file of this.files.values()) {
-      if (file.kind === 'device' && file.cdev?.iommufd !== undefined && file.device.group === group.id) return true;
-    }
-    return false;
   }
 
   private findDevice(address: string, path: string): SimDevice {

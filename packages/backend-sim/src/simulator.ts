@@ -91,6 +91,12 @@ export class SimDevice {
   group: number | undefined;
   /** The domain the device translates through (type1 container, IOAS, PAMU domain); undefined: DMA blocked. */
   domain: DmaDomain | undefined;
+  /**
+   * The iommufd context the device's cdev is bound to (VFIO_DEVICE_BIND_IOMMUFD), if any: a device
+   * cdev opens once (6.12 drivers/vfio/vfio_main.c, vfio_df_open()), and while it is bound its
+   * group's `/dev/vfio/N` cannot be opened (drivers/vfio/group.c, vfio_group_fops_open()).
+   */
+  boundTo: object | undefined;
   /** Handlers of enabled MSI vectors, and the address the kernel programmed into the device. */
   private msiHandlers: (MsiHandler | undefined)[] = [];
   private msiAddress: bigint | undefined;
@@ -227,6 +233,14 @@ export class SimGroup {
   opened = false;
   /** Device fds obtained from this group that are still open. */
   openDevices = 0;
+
+  /**
+   * A member's cdev is bound to an iommufd (the group's `cdev_device_open_cnt` is not 0): opening
+   * `/dev/vfio/N` is then EBUSY (6.12 drivers/vfio/group.c, vfio_group_fops_open()).
+   */
+  get cdevBound(): boolean {
+    return this.devices.some((device) => device.boundTo !== undefined);
+  }
 
   constructor(
     /** The group number. */
