@@ -5,9 +5,9 @@
 // every fd and reports what failed, once.
 import { Container, ERRNO, errnoName, IoasError, type Syscalls } from '@ioas/core';
 import { createSimulator, Ioas, PagedDomain, simSyscalls, type SimDevice, type SimSyscalls, type Simulator } from '@ioas/backend-sim';
-import { allocateDmaMemory } from '@ioas/vfio';
+import { allocateDmaMemory, type VfioDevice } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
-import { smmu } from './smmu-backend.js';
+import { smmu, type SmmuBackend } from './smmu-backend.js';
 
 type Platform = 'x86-vtd' | 'arm-smmuv3';
 type KernelInterface = 'type1' | 'iommufd';
@@ -22,6 +22,8 @@ const IOCTL_NAMES: Record<number, string> = {
   105: 'VFIO_GROUP_UNSET_CONTAINER',
   106: 'VFIO_GROUP_GET_DEVICE_FD',
   107: 'VFIO_DEVICE_GET_INFO',
+  109: 'VFIO_DEVICE_GET_IRQ_INFO',
+  110: 'VFIO_DEVICE_SET_IRQS',
   112: 'VFIO_IOMMU_GET_INFO',
   113: 'VFIO_IOMMU_MAP_DMA',
   114: 'VFIO_IOMMU_UNMAP_DMA',
@@ -172,6 +174,7 @@ function world(m: Machine, probes: readonly bigint[], container: Container | und
       liveMappings: m.simulator.liveMappings(),
       locked: m.simulator.lockedBytes,
       groups: m.simulator.groups().map((group) => [group.id, group.opened, group.owner !== undefined, group.openDevices]),
+      msiVectors: m.device.msiVectors,
       domain: domain === undefined ? 'none' : domain.constructor.name,
       table,
       allowed: domain instanceof Ioas ? domain.allowed : undefined,
@@ -182,14 +185,21 @@ function world(m: Machine, probes: readonly bigint[], container: Container | und
   };
 }
 
+/** What a scenario's setup leaves open for the operation. */
+interface Ctx {
+  readonly container?: Container;
+  readonly backend?: SmmuBackend;
+  readonly device?: VfioDevice;
+}
+
 interface Scenario {
   readonly name: string;
   readonly platform: Platform;
   readonly kernel: KernelInterface;
   /** Open and prepare (no faults); returns the container the operation works on, if any. */
-  setup(m: Machine): Promise<Container | undefined>;
+  setup(m: Machine): Promise<Ctx>;
   /** The operation under test. */
-  run(m: Machine, container: Container | undefined): Promise<Container | undefined | void>;
+  run(m: Machine, ctx: Ctx): Promise<Container | undefined | void>;
   /** IOVAs whose translation is compared. */
   readonly probes: readonly bigint[];
   /** The operation is close: after a fault, everything must be released rather than as before. */
@@ -205,7 +215,7 @@ const HOLE: Record<Platform, { start: bigint; last: bigint }> = {
   'arm-smmuv3': { start: 0x800_0000n, last: 0x80f_ffffn },
 };
 
-const open = (m: Machine, kernel: KernelInterface) => Container.open({ backend: smmu({ syscalls: m.face, interface: kernel }), groups: [m.group] });
+const open = (m: Machine, kernel: KernelInterface, backend = smmu({ syscalls: m.face, interface: kernel })) => Container.open({ backend, groups: [m.group] });
 const memory = (m: Machine, length: bigint) => ({ address: allocateDmaMemory(m.face, length).address, length });
 
 function scenarios(): Scenario[] {
@@ -220,7 +230,7 @@ function scenarios(): Scenario[] {
       all.push({
         ...base,
         name: `open ${kernel} ${platform}`,
-        setup: async () => undefined,
+        setup: async () => ({}),
         run: (m) => open(m, kernel),
         probes: [HIGH, hole.start],
       });
@@ -231,9 +241,9 @@ function scenarios(): Scenario[] {
           const container = await open(m, kernel);
           container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
           container.map({ iova: HIGH + MiB, memory: memory(m, 0x2000n) });
-          return container;
+          return { container };
         },
-        run: async (_, container) => container!.close(),
+        run: async (_, { container }) => container!.close(),
         probes: [HIGH, HIGH + MiB, HIGH + MiB + 0x1000n],
         closing: true,
       });
@@ -243,9 +253,9 @@ function scenarios(): Scenario[] {
         setup: async (m) => {
           const container = await open(m, kernel);
           container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
-          return container;
+          return { container };
         },
-        run: async (m, container) => void container!.mapRegion({ iova: region.start, memory: memory(m, region.last - region.start + 1n) }),
+        run: async (m, { container }) => void container!.mapRegion({ iova: region.start, memory: memory(m, region.last - region.start + 1n) }),
         probes: [HIGH, ...regionProbes],
       });
       all.push({
@@ -255,10 +265,21 @@ function scenarios(): Scenario[] {
           const container = await open(m, kernel);
           container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
           for (const iova of multi) container.map({ iova, memory: memory(m, 0x1_0000n) });
-          return container;
+          return { container };
         },
-        run: async (_, container) => void container!.unmap({ iova: multi[0]!, size: 0x3_0000n }),
+        run: async (_, { container }) => void container!.unmap({ iova: multi[0]!, size: 0x3_0000n }),
         probes: [HIGH, ...multi, multi[2]! + 0xf000n],
+      });
+      all.push({
+        ...base,
+        name: `device fd: enable MSI (eventfd, SET_IRQS) ${kernel} ${platform}`,
+        setup: async (m) => {
+          const backend = smmu({ syscalls: m.face, interface: kernel });
+          const container = await open(m, kernel, backend);
+          return { container, backend, device: backend.openDevice(m.device.address) };
+        },
+        run: async (_, { device }) => void device!.enableMsi(1),
+        probes: [HIGH],
       });
       if (kernel === 'iommufd') {
         all.push({
@@ -267,9 +288,9 @@ function scenarios(): Scenario[] {
           setup: async (m) => {
             const container = await open(m, kernel);
             container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
-            return container;
+            return { container };
           },
-          run: async (_, container) => void container!.createWindow({ start: HIGH, size: 0x1000_0000n }),
+          run: async (_, { container }) => void container!.createWindow({ start: HIGH, size: 0x1000_0000n }),
           probes: [HIGH, HIGH + 0x1000_0000n],
         });
       }
@@ -291,13 +312,13 @@ interface Outcome {
 async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Outcome): Promise<void> {
   // The clean run: how many syscalls the operation makes, and the world after it.
   const clean = machine(scenario.platform);
-  const cleanContainer = await scenario.setup(clean);
+  const cleanCtx = await scenario.setup(clean);
   const start = clean.face.calls;
   clean.face.recording = true;
-  const opened = await scenario.run(clean, cleanContainer);
+  const opened = await scenario.run(clean, cleanCtx);
   clean.face.recording = false;
   const count = clean.face.calls - start;
-  const cleanAfter = world(clean, scenario.probes, (opened ?? cleanContainer) || undefined);
+  const cleanAfter = world(clean, scenario.probes, opened ?? cleanCtx.container);
   for (const label of clean.face.log) {
     const kind = label.split(' ')[0]!;
     outcome.calls.set(kind, (outcome.calls.get(kind) ?? 0) + 1);
@@ -308,13 +329,14 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
   for (const errno of errnos) {
     for (let k = 1; k <= count; k++) {
       const m = machine(scenario.platform);
-      const container = await scenario.setup(m);
+      const ctx = await scenario.setup(m);
+      const container = ctx.container;
       const before = world(m, scenario.probes, container);
       m.face.arm(k, errno);
       let error: unknown;
       let result: Container | undefined | void;
       try {
-        result = await scenario.run(m, container);
+        result = await scenario.run(m, ctx);
       } catch (caught) {
         error = caught;
       }
@@ -330,6 +352,7 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
         if (json(rest) !== json(restClean)) outcome.stateChanges.push(`${where}: succeeded with another result than the clean run`);
         if (fdsAfter !== fdsClean) outcome.fdLeaks.push(`${where}: ${fdsAfter} fds open, the clean run has ${fdsClean}`);
         if (result instanceof Container) result.close();
+        ctx.device?.close();
         continue;
       }
       if (!IoasError.isInstance(error)) outcome.untyped.push(`${where}: ${String(error)}`);
@@ -352,6 +375,7 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
         if (after.domainObject !== before.domainObject) outcome.stateChanges.push(`${where}: the device moved to another domain`);
       }
       // The group is usable again: no EBUSY left behind.
+      ctx.device?.close();
       container?.close();
       try {
         (await open(m, scenario.kernel)).close();
