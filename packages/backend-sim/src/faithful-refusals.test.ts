@@ -96,3 +96,38 @@ describe('a device another container holds (drivers/vfio/device_cdev.c, vfio_df_
     expect(two.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR)).toBe(-ERRNO.EBUSY);
   });
 });
+
+describe('a group with no member bound to vfio-pci has no /dev/vfio/N (drivers/vfio/group.c)', () => {
+  for (const kernelInterface of ['type1', 'iommufd'] as const) {
+    it(`the ${kernelInterface} Backend face refuses to open it, naming the group and why`, async () => {
+      const backend = sim({ platform: 'x86-vtd', interface: kernelInterface });
+      const simulator = backend.simulator;
+      // Group 0 holds the host bridge, bound to no driver: viable, but no vfio driver created its file.
+      expect(simulator.group(0)!.devices.every((device) => device.driver === null)).toBe(true);
+      const before = simulator.openHandles();
+      const error = await rejection(Container.open({ backend, groups: [0] }));
+      expect(IoasError.isInstance(error) && { code: error.code, errno: error.errno, backend: error.backend }).toEqual({ code: 'not-found', errno: ERRNO.ENOENT, backend: 'sim' });
+      expect((error as Error).message).toMatch(/IOMMU group 0 has no member bound to vfio-pci, so \/dev\/vfio\/0 does not exist/);
+      expect(simulator.openHandles()).toBe(before);
+    });
+  }
+
+  for (const kernelInterface of ['type1', 'iommufd'] as const) {
+    it(`the ${kernelInterface} Backend face refuses a device not bound to vfio-pci (no cdev, no group file)`, async () => {
+      const backend = sim({ platform: 'x86-vtd', interface: kernelInterface });
+      const error = await rejection(Container.open({ backend, devices: ['0000:00:00.0'] }));
+      expect(IoasError.isInstance(error) && [error.code, error.errno]).toEqual(['not-found', ERRNO.ENOENT]);
+      expect(backend.simulator.openHandles()).toBe(0);
+    });
+  }
+
+  it('the syscall face answers ENOENT on open of /dev/vfio/N', () => {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const sys = simSyscalls(simulator);
+    expect(sys.open('/dev/vfio/0', SYSCALL_FLAGS.O_RDWR)).toBe(-ERRNO.ENOENT);
+    expect(sys.exists('/dev/vfio/0')).toBe(false);
+    // Once a member binds to vfio-pci the file appears.
+    simulator.bind('0000:00:00.0', 'vfio-pci');
+    expect(sys.open('/dev/vfio/0', SYSCALL_FLAGS.O_RDWR)).toBeGreaterThan(0);
+  });
+});

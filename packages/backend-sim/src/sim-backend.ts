@@ -65,12 +65,42 @@ export function sim(options: SimBackendOptions): SimBackend {
       const groups = request.groups.map((id) => {
         const group = simulator.group(id);
         if (group === undefined) throw IoasError.fromErrno(ERRNO.ENOENT, 'open', `no IOMMU group ${id} (/dev/vfio/${id})`, { backend: 'sim' });
-        return group;
+        return requireGroupFile(group);
       });
-      const devices = request.devices.map((address) => kernel('open', () => simulator.device(address)));
+      const devices = request.devices.map((address) => {
+        const device = kernel('open', () => simulator.device(address));
+        // A device's cdev (/dev/vfio/devices/vfioX) exists only while vfio-pci holds it
+        // (6.12 drivers/vfio/device_cdev.c, vfio_device_add()).
+        if (mode === 'iommufd' && device.driver !== 'vfio-pci') {
+          throw new IoasError('not-found', `${address} is not bound to vfio-pci, so it has no VFIO cdev (/dev/vfio/devices/vfioX): bind it to vfio-pci first`, {
+            backend: 'sim',
+            operation: 'open',
+            ioctl: 'open',
+            errno: ERRNO.ENOENT,
+          });
+        }
+        return device;
+      });
       return mode === 'iommufd' ? openIommufd(simulator, groups, devices) : openContainer(simulator, mode, groups, devices);
     },
   };
+}
+
+/**
+ * The group, when its `/dev/vfio/N` exists: the char device exists only while a member is bound
+ * to a vfio driver (6.12 drivers/vfio/group.c: vfio_group_find_or_alloc() creates it when vfio-pci
+ * registers a device, vfio_device_remove_group() deletes it with the last one), so open() is
+ * ENOENT otherwise: `not-found`, as backend-smmu answers.
+ */
+function requireGroupFile(group: SimGroup): SimGroup {
+  if (group.devices.some((device) => device.driver === 'vfio-pci')) return group;
+  const members = group.devices.map((device) => device.address).join(', ');
+  throw new IoasError('not-found', `IOMMU group ${group.id} has no member bound to vfio-pci, so /dev/vfio/${group.id} does not exist: bind ${members || 'its devices'} to vfio-pci first`, {
+    backend: 'sim',
+    operation: 'open',
+    ioctl: 'open',
+    errno: ERRNO.ENOENT,
+  });
 }
 
 /** Runs a simulated kernel call, turning its failure into the IoasError a real backend would throw. */
@@ -103,7 +133,7 @@ function groupsOfDevices(simulator: Simulator, groups: SimGroup[], devices: SimD
   const all = new Set(groups);
   for (const device of devices) {
     if (device.group === undefined) throw IoasError.fromErrno(ERRNO.ENODEV, 'open', `${device.address} has no IOMMU group (bind it to vfio-pci first)`, { backend: 'sim' });
-    all.add(simulator.group(device.group)!);
+    all.add(requireGroupFile(simulator.group(device.group)!));
   }
   return [...all];
 }
