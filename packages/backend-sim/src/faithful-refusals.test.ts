@@ -131,3 +131,61 @@ describe('a group with no member bound to vfio-pci has no /dev/vfio/N (drivers/v
     expect(sys.open('/dev/vfio/0', SYSCALL_FLAGS.O_RDWR)).toBeGreaterThan(0);
   });
 });
+
+describe('close() on the syscall face returns -errno and never throws (a release cannot fail)', () => {
+  it('answers EBADF for an fd that is not open, whatever the value', () => {
+    const sys = simSyscalls(createSimulator({ platform: 'x86-vtd' }));
+    for (const fd of [12345, -1, 0, 3, Number.NaN, 1.5]) expect(sys.close(fd)).toBe(-ERRNO.EBADF);
+    const eventfd = sys.eventfd(0, 0);
+    expect(sys.close(eventfd)).toBe(0);
+    expect(sys.close(eventfd)).toBe(-ERRNO.EBADF);
+  });
+
+  it('releases a bound, attached device cdev and its iommufd while an ioctl fault is pending, leaving the fault pending', () => {
+    const simulator = createSimulator({ platform: 'arm-smmuv3' });
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const sys = simSyscalls(simulator);
+    const { answer, iommufd, device } = bindCdev(sys, '/dev/vfio/devices/vfio0');
+    expect(answer).toBe(0);
+    const alloc = new Uint8Array(12);
+    new DataView(alloc.buffer).setUint32(0, 12, true);
+    expect(sys.ioctl(iommufd, NR(0x81), alloc)).toBe(0);
+    const attach = new Uint8Array(12);
+    const attachView = new DataView(attach.buffer);
+    attachView.setUint32(0, 12, true);
+    attachView.setUint32(8, new DataView(alloc.buffer).getUint32(8, true), true);
+    expect(sys.ioctl(device, NR(119), attach)).toBe(0);
+    expect(edu.domain).toBeDefined();
+    simulator.injectFault({ ioctl: '*', errno: ERRNO.EIO });
+    expect(sys.close(device)).toBe(0);
+    expect(edu.domain).toBeUndefined();
+    expect(edu.boundTo).toBeUndefined();
+    expect(sys.close(iommufd)).toBe(0);
+    expect(sys.openFiles).toBe(0);
+    expect(simulator.openHandles()).toBe(0);
+    // The release paths are not ioctls: the injected fault still waits for the next ioctl.
+    expect(simulator.injecting).toBe(true);
+  });
+
+  it('fails a close() with an injected errno that names it, still releasing the file (as Linux does)', () => {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const sys = simSyscalls(simulator);
+    const container = sys.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
+    simulator.injectFault({ ioctl: 'close', errno: ERRNO.EIO });
+    expect(sys.close(container)).toBe(-ERRNO.EIO);
+    expect(sys.openFiles).toBe(0);
+    expect(simulator.openHandles()).toBe(0);
+    expect(sys.close(container)).toBe(-ERRNO.EBADF);
+  });
+
+  it('the iommufd Backend face closes while an ioctl fault is pending', async () => {
+    const backend = sim({ platform: 'arm-smmuv3', interface: 'iommufd' });
+    const simulator = backend.simulator;
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const container = await Container.open({ backend, devices: [edu.address] });
+    simulator.injectFault({ ioctl: '*', errno: ERRNO.EIO });
+    expect(() => container.close()).not.toThrow();
+    expect(simulator.openHandles()).toBe(0);
+    expect(edu.boundTo).toBeUndefined();
+  });
+});

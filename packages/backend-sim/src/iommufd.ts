@@ -305,10 +305,14 @@ export class SimIommufdContext {
     return id;
   }
 
-  /** Closing the device fd unbinds it. */
+  /**
+   * Closing the device fd unbinds it. A release, not an ioctl: it cannot fail and no injected fault
+   * applies (6.12 drivers/vfio/device_cdev.c, vfio_df_unbind_iommufd(), from the file's release).
+   */
   unbind(deviceId: number): void {
-    const binding = this.binding(deviceId, 'close');
-    if (binding.ioas !== undefined) this.detach(deviceId);
+    const binding = this.objects.get(deviceId);
+    if (binding === undefined || binding instanceof Ioas) return;
+    this.release(binding);
     this.objects.delete(deviceId);
     if (binding.device.boundTo === this) binding.device.boundTo = undefined;
   }
@@ -338,7 +342,11 @@ export class SimIommufdContext {
   detach(deviceId: number): void {
     const ioctl = 'VFIO_DEVICE_DETACH_IOMMUFD_PT';
     this.simulator.checkInjected(ioctl);
-    const binding = this.binding(deviceId, ioctl);
+    this.release(this.binding(deviceId, ioctl));
+  }
+
+  /** Takes a bound device out of its IOAS: DMA is then blocked. */
+  private release(binding: { device: SimDevice; ioas: Ioas | undefined }): void {
     binding.ioas?.devices.delete(binding.device);
     binding.ioas?.devicesChanged();
     binding.ioas = undefined;

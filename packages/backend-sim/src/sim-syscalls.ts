@@ -135,10 +135,26 @@ class SimProcess implements Syscalls {
     return -ERRNO.ENOENT;
   }
 
+  /**
+   * close(2): -EBADF for an fd that is not open; otherwise the file is released, which cannot fail
+   * (a release is no ioctl: no injected ioctl fault applies). An injected `close` fault is answered
+   * after the release, as Linux frees the descriptor even when close() reports an error.
+   */
   close(fd: number): number {
     const file = this.files.get(fd);
     if (file === undefined) return -ERRNO.EBADF;
     this.files.delete(fd);
+    this.release(file);
+    try {
+      this.simulator.checkInjected('close');
+    } catch (error) {
+      if (error instanceof KernelError) return -error.errno;
+      throw error;
+    }
+    return 0;
+  }
+
+  private release(file: File): void {
     switch (file.kind) {
       case 'container':
         file.container.close();
@@ -161,7 +177,6 @@ class SimProcess implements Syscalls {
       case 'eventfd':
         break;
     }
-    return 0;
   }
 
   eventfd(initialValue: number, flags: number): number {

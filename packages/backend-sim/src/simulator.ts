@@ -44,7 +44,10 @@ export interface SimInterrupt {
 
 /** Makes a simulated ioctl fail with `errno`: the next matching call, or the one after `skip` matches. */
 export interface FaultInjection {
-  /** Kernel name of the ioctl (`VFIO_IOMMU_MAP_DMA`, `IOMMU_IOAS_MAP`...), or `*` for any. */
+  /**
+   * Kernel name of the ioctl (`VFIO_IOMMU_MAP_DMA`, `IOMMU_IOAS_MAP`...), or `*` for any ioctl;
+   * `close` fails the syscall face's next close() (the file is released all the same, as on Linux).
+   */
   readonly ioctl: string;
   /** The errno to fail with. */
   readonly errno: number;
@@ -428,10 +431,13 @@ export class Simulator {
     return this.injections.length > 0;
   }
 
-  /** Called at the entry of every simulated ioctl: throws an injected failure when one matches. */
+  /**
+   * Called at the entry of every simulated ioctl: throws an injected failure when one matches.
+   * `close` (the syscall face's close()) matches only an injection naming it, not `*`.
+   */
   checkInjected(ioctl: string): void {
     if (this.injections.length === 0) return;
-    const index = this.injections.findIndex((injection) => injection.ioctl === ioctl || injection.ioctl === '*');
+    const index = this.injections.findIndex((injection) => injection.ioctl === ioctl || (injection.ioctl === '*' && ioctl !== 'close'));
     if (index < 0) return;
     const injection = this.injections[index]!;
     if (injection.skip > 0) {
