@@ -247,6 +247,21 @@ function scenarios(): Scenario[] {
         probes: [HIGH, HIGH + MiB, HIGH + MiB + 0x1000n],
         closing: true,
       });
+      if (kernel === 'iommufd') {
+        all.push({
+          ...base,
+          name: `close with a device fd still open (DETACH) ${kernel} ${platform}`,
+          setup: async (m) => {
+            const backend = smmu({ syscalls: m.face, interface: kernel });
+            const container = await open(m, kernel, backend);
+            container.map({ iova: HIGH, memory: memory(m, 0x1000n) });
+            return { container, backend, device: backend.openDevice(m.device.address) };
+          },
+          run: async (_, { container }) => container!.close(),
+          probes: [HIGH],
+          closing: true,
+        });
+      }
       all.push({
         ...base,
         name: `mapRegion over the reserved hole ${kernel} ${platform}`,
@@ -360,7 +375,7 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
       else if (error.code === 'kernel' && (error.errno === undefined || error.ioctl === undefined)) outcome.untyped.push(`${where}: a kernel error without errno and ioctl: ${error.message}`);
       if (scenario.closing) {
         // A failed close still releases everything, reports once, and a second close does nothing.
-        if (after.fds !== 0) outcome.fdLeaks.push(`${where}: ${after.fds} fds left open`);
+        if (after.fds !== cleanAfter.fds) outcome.fdLeaks.push(`${where}: ${after.fds} fds left open, a clean close leaves ${cleanAfter.fds} (the caller's device fds)`);
         if (after.kernel !== cleanAfter.kernel || after.translation !== cleanAfter.translation) outcome.notReleased.push(`${where}: kernel state differs from a clean close`);
         try {
           container!.close();

@@ -58,7 +58,10 @@ export interface SmmuOptions {
 export interface SmmuBackend extends BackendV1 {
   /**
    * A device fd for a device of an open container: through its group on type1, the bound cdev on
-   * iommufd. The caller closes it (on iommufd, closing it unbinds the device from the container).
+   * iommufd. The caller closes it (on iommufd, closing it unbinds the device from the container),
+   * before the container: on type1 an open device fd keeps its group, and so the container's
+   * mappings, alive in the kernel until it closes. On iommufd, closing the container detaches a
+   * device still open (VFIO_DEVICE_DETACH_IOMMUFD_PT), so that its DMA stops with the container.
    */
   openDevice(address: string): VfioDevice;
 }
@@ -304,8 +307,17 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
 function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], registry: Set<OpenContainer>): BackendHandleV1 {
   const context = IommufdContext.open(ioctls);
   const bound: IommufdDevice[] = [];
-  // Device fds first (closing one unbinds it and detaches it from the IOAS), then /dev/iommu.
-  const release = (): void => releaseAll([...bound.map((device) => () => device.close()), () => context.close()], 'closing the iommufd context');
+  /** Device fds given to the caller by openDevice: theirs to close. */
+  const handedOut: IommufdDevice[] = [];
+  // A device fd the caller still holds keeps the iommufd context, and so the IOAS and its mappings,
+  // alive after /dev/iommu closes (the bind holds a reference): detach it first, so that DMA stops
+  // with the container. Then the device fds this handle holds (closing one unbinds and detaches
+  // it), then /dev/iommu. A failing step does not stop the others.
+  const release = (): void =>
+    releaseAll(
+      [...handedOut.filter((device) => !device.isClosed).map((device) => () => device.detach()), ...bound.map((device) => () => device.close()), () => context.close()],
+      'closing the iommufd context',
+    );
   let ioas: number;
   let reserved: ReservedRange[];
   // IOAS_IOVA_RANGES depends only on the reserved regions of the attached devices (ALLOW_IOVAS does
@@ -337,7 +349,9 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
       // The bound cdev fd is the device fd; the caller gets it, and closing it unbinds.
       const index = bound.findIndex((device) => device.name === address);
       if (index < 0) throw new IoasError('not-found', `${address} is not in this container`, { backend: 'smmu' });
-      return bound.splice(index, 1)[0]!;
+      const device = bound.splice(index, 1)[0]!;
+      handedOut.push(device);
+      return device;
     },
   };
   registry.add(entry);

@@ -163,6 +163,11 @@ export class VfioDevice {
     this.ioctls.deviceReset(this.fd);
   }
 
+  /** True once {@link close} has run. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   /**
    * Closes the device fd and its eventfds. Safe to call twice. Every fd is released even when a
    * close(2) fails; the first failure is thrown after the rest are closed.
