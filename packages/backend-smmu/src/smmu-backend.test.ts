@@ -96,6 +96,20 @@ describe('smmu backend: what open asks the kernel', () => {
     }
   });
 
+  it('on iommufd, close detaches a device fd the caller still holds (its DMA stops with the container), and not one it closed', async () => {
+    const VFIO_DEVICE_DETACH_IOMMUFD_PT = 100 + 20;
+    for (const closeDeviceFirst of [false, true]) {
+      const { syscalls, count } = counting('x86-vtd');
+      const backend = smmu({ syscalls, interface: 'iommufd' });
+      const container = await Container.open({ backend, groups: [3] });
+      const device = backend.openDevice('0000:00:03.0');
+      if (closeDeviceFirst) device.close();
+      container.close();
+      expect(count(VFIO_DEVICE_DETACH_IOMMUFD_PT)).toBe(closeDeviceFirst ? 0 : 1);
+      device.close();
+    }
+  });
+
   it('reads IOMMU_IOAS_IOVA_RANGES once per iommufd container', async () => {
     const { syscalls, count } = counting('x86-vtd');
     const container = await Container.open({ backend: smmu({ syscalls, interface: 'iommufd' }), groups: [3] });
