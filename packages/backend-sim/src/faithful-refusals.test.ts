@@ -4,7 +4,9 @@ import { Container, ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
 import { simSyscalls, type SimSyscalls } from './sim-syscalls.js';
-import { createSimulator } from './simulator.js';
+import { createSimulator, type Simulator } from './simulator.js';
+import { SimVfioContainer } from './vfio-container.js';
+import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 
 /** A generic (x86-64, arm64) VFIO/iommufd request number. */
 const NR = (nr: number) => 0x3b00 + nr;
@@ -188,4 +190,64 @@ describe('close() on the syscall face returns -errno and never throws (a release
     expect(simulator.openHandles()).toBe(0);
     expect(edu.boundTo).toBeUndefined();
   });
+});
+
+/** The PAMU domain's own answers (GET_ATTR), as the hardware holds them. */
+function domainGeometry(simulator: Simulator): { start: bigint; end: bigint; windows: number } {
+  const container = [...simulator.kernelObjects].find((object): object is SimVfioContainer => object instanceof SimVfioContainer)!;
+  const geometry = container.pamu!.getAttr(PAMU_ATTRIBUTE.GEOMETRY) as { start: bigint; end: bigint };
+  const windows = (container.pamu!.getAttr(PAMU_ATTRIBUTE.WINDOWS) as { windows: number }).windows;
+  return { ...geometry, windows };
+}
+
+describe('a fault inside setGeometry on the p4080 Backend face leaves the domain as the record says', () => {
+  // The four ioctls of doSetGeometry, in order: SET_ATTR(GEOMETRY), GET_ATTR(GEOMETRY),
+  // SET_ATTR(WINDOWS), GET_ATTR(WINDOWS).
+  const steps = [
+    { ioctl: 'VFIO_IOMMU_PAMU_SET_ATTR', skip: 0 },
+    { ioctl: 'VFIO_IOMMU_PAMU_GET_ATTR', skip: 0 },
+    { ioctl: 'VFIO_IOMMU_PAMU_SET_ATTR', skip: 1 },
+    { ioctl: 'VFIO_IOMMU_PAMU_GET_ATTR', skip: 1 },
+  ];
+  it('says rollback-failed when putting the old geometry back fails too', async () => {
+    const backend = sim({ platform: 'p4080' });
+    const simulator = backend.simulator;
+    using container = await Container.open({ backend, groups: [simulator.vfioGroups()[0]!.id] });
+    container.setGeometry({ aperture: { start: 0n, size: 1024n * MiB }, windowCount: 16 });
+    simulator.injectFault({ ioctl: 'VFIO_IOMMU_PAMU_GET_ATTR', errno: ERRNO.EIO });
+    simulator.injectFault({ ioctl: 'VFIO_IOMMU_PAMU_SET_ATTR', errno: ERRNO.EIO, skip: 1 });
+    expect(() => container.setGeometry({ aperture: { start: 0n, size: 2048n * MiB }, windowCount: 8 })).toThrow(expect.objectContaining({ code: 'rollback-failed' }));
+  });
+
+  for (const configured of [true, false]) {
+    for (const step of steps) {
+      it(`${configured ? 'after a geometry was set' : 'before any geometry'}: ${step.ioctl} (skip ${step.skip}) failing`, async () => {
+        const backend = sim({ platform: 'p4080' });
+        const simulator = backend.simulator;
+        const group = simulator.vfioGroups()[0]!;
+        const device = group.devices.find((candidate) => candidate.driver === 'vfio-pci')!;
+        using container = await Container.open({ backend, groups: [group.id] });
+        if (configured) container.setGeometry({ aperture: { start: 0n, size: 1024n * MiB }, windowCount: 16 });
+        const before = container.geometry();
+        simulator.injectFault({ ioctl: step.ioctl, errno: ERRNO.EIO, skip: step.skip });
+        expect(() => container.setGeometry({ aperture: { start: 0n, size: 2048n * MiB }, windowCount: 8 })).toThrow(expect.objectContaining({ code: 'kernel', errno: ERRNO.EIO }));
+        expect(simulator.injecting).toBe(false);
+        // The record kept the old geometry; the domain answers the same.
+        expect(container.geometry()).toEqual(before);
+        const domain = domainGeometry(simulator);
+        expect({ start: domain.start, last: domain.end, windows: domain.windows }).toEqual({ start: before.aperture.start, last: before.aperture.last, windows: before.windows!.count });
+        if (configured) {
+          // A map the record accepts translates: DMA lands, no fault.
+          const memory = simulator.memory.allocate(64n * MiB, 64n * MiB);
+          container.map({ iova: 64n * MiB, memory: { address: memory.address, length: 64n * MiB, contiguousPageSize: 64n * MiB } });
+          expect(device.dmaWrite(64n * MiB + 0x10n, new Uint8Array([5]))).toBe(true);
+          expect(simulator.faults).toEqual([]);
+        }
+        if (configured) container.unmap({ iova: 64n * MiB, size: 64n * MiB });
+        // And the next setGeometry works as if nothing had happened.
+        container.setGeometry({ aperture: { start: 0n, size: 2048n * MiB }, windowCount: 8 });
+        expect(domainGeometry(simulator)).toEqual({ start: 0n, end: 2048n * MiB - 1n, windows: 8 });
+      });
+    }
+  }
 });

@@ -215,6 +215,30 @@ function handleFor(
   let windowing: { start: bigint; windowSize: bigint } | undefined;
   const capabilities: Capabilities = PAMU_CAPABILITIES;
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
+  /**
+   * What the domain answered before the last setGeometry: the preset's aperture and the hardware
+   * maximum (what GET_ATTR answers before any WINDOWS) until one succeeds.
+   */
+  let lastGood = { start: simulator.platform.aperture.start, end: simulator.platform.aperture.last, count: maxCount };
+  /**
+   * After a failed step of setGeometry: sends the last good geometry again (the SDK backend saved
+   * the new one before the domain answered: docs/kernel-rules.md#pamu-geometry-saved-before-the-domain-answers)
+   * and, if WINDOWS was sent, the last good count, so that GET_ATTR answers what core still holds.
+   * Nothing is mapped here (core allows setGeometry only then), so WINDOWS discards nothing.
+   */
+  const restoreGeometry = (sentGeometry: boolean, sentWindows: boolean, error: unknown): void => {
+    if (!sentGeometry) return; // the first SET_ATTR failed on entry: nothing changed
+    try {
+      pamu.setGeometry(lastGood.start, lastGood.end);
+      if (sentWindows) pamu.setWindows(lastGood.count);
+    } catch (restoreError) {
+      throw new IoasError(
+        'rollback-failed',
+        `setGeometry failed and putting the previous geometry back failed too: the PAMU domain may no longer match the container's record (${(restoreError as Error).message})`,
+        { backend: 'sim', operation: 'setGeometry', cause: new AggregateError([error, restoreError]) },
+      );
+    }
+  };
   return {
     capabilities,
     doGetGeometry: (): Geometry => {
@@ -230,18 +254,30 @@ function handleFor(
     doGetReserved: () => reservedOf(container.groups),
     doSetGeometry: (call) => {
       // Geometry first, then the window count (the driver's order), each read back: SET_ATTR returns
-      // 0 even when the domain refused.
-      kernel('setting the geometry', () => pamu.setGeometry(call.aperture.start, call.aperture.last));
-      const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTRIBUTE.GEOMETRY)) as { start: bigint; end: bigint };
-      if (geometry.start !== call.aperture.start || geometry.end !== call.aperture.last) {
-        throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', 'the PAMU domain silently refused the geometry', { backend: 'sim' });
-      }
-      kernel('setting the window count', () => pamu.setWindows(call.windowCount));
-      const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
-      if (count !== call.windowCount) {
-        throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', `the PAMU domain silently refused ${call.windowCount} windows`, { backend: 'sim' });
+      // 0 even when the domain refused. Any failing step puts back what was there before, as
+      // backend-pamu's PamuContainer.configure does: core keeps the old geometry when this throws,
+      // and the domain must then translate as that record says.
+      let sentGeometry = false;
+      let sentWindows = false;
+      try {
+        kernel('setting the geometry', () => pamu.setGeometry(call.aperture.start, call.aperture.last));
+        sentGeometry = true;
+        const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTRIBUTE.GEOMETRY)) as { start: bigint; end: bigint };
+        if (geometry.start !== call.aperture.start || geometry.end !== call.aperture.last) {
+          throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', 'the PAMU domain silently refused the geometry', { backend: 'sim' });
+        }
+        kernel('setting the window count', () => pamu.setWindows(call.windowCount));
+        sentWindows = true;
+        const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
+        if (count !== call.windowCount) {
+          throw IoasError.fromErrno(ERRNO.EINVAL, 'VFIO_IOMMU_PAMU_SET_ATTR', `the PAMU domain silently refused ${call.windowCount} windows`, { backend: 'sim' });
+        }
+      } catch (error) {
+        restoreGeometry(sentGeometry, sentWindows, error);
+        throw error;
       }
       configured = true;
+      lastGood = { start: call.aperture.start, end: call.aperture.last, count: call.windowCount };
       windowing = { start: call.aperture.start, windowSize: (call.aperture.last - call.aperture.start + 1n) / BigInt(call.windowCount) };
     },
     doMap: (call) =>
