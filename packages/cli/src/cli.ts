@@ -6,13 +6,13 @@
  * Exit status: 0 success, 1 failure (a check failed, the kernel or a file said no), 2 bad usage
  * (unknown option, malformed value, invalid scenario file).
  */
-import { readFileSync } from 'node:fs';
 import { runScenario, type PlatformName } from '@ioas/backend-sim';
 import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, rangeSize, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
-import { describeBlockers, diagnoseHost, libcSyscalls, pciId, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
+import { describeBlockers, diagnoseHost, libcSyscalls, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './demo.js';
 import { colours, json, progressBar, table, type Io } from './output.js';
+import { HOST_FILE_LIMIT, InputError, readBounded, SCENARIO_LIMIT } from './read-bounded.js';
 import { loadScenario } from './scenario-file.js';
 
 /** Bad usage: exit 2. */
@@ -20,6 +20,61 @@ class UsageError extends Error {}
 
 /** A failure with its message already formatted: exit 1. */
 class Failure extends Error {}
+
+/** The largest IOMMU group number: the kernel numbers groups with an int from an IDA. */
+const MAX_GROUP = 0x7fff_ffff;
+
+/**
+ * One line saying what went wrong, for any thrown value: the typed code of an IoasError, the path
+ * and errno of a failed file system call, the message of anything else. Never a stack.
+ */
+export function describeError(error: unknown): string {
+  if (IoasError.isInstance(error)) {
+    // A sysfs read that failed carries the file system's error as its cause: say what it was when the
+    // message does not (a directory where a file belongs, a file past the size bound).
+    const cause = (error as { cause?: unknown }).cause;
+    const code = (cause as { code?: unknown } | undefined)?.code;
+    const detail = cause instanceof InputError ? cause.message.replace(`${cause.path} `, '') : typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && !error.message.includes(code) ? describeError(cause).replace(/^cannot \w+ \S+: /, '') : '';
+    return oneLine(`${error.code}: ${flattenIssues(error.message)}${detail === '' ? '' : ` (${detail})`}`);
+  }
+  if (error instanceof InputError || error instanceof Failure || error instanceof UsageError) return oneLine(error.message);
+  if (error instanceof Error) {
+    const { code, syscall, path } = error as { code?: unknown; syscall?: unknown; path?: unknown };
+    if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && typeof syscall === 'string') {
+      const what = /^E[A-Z0-9]+: ([^,]+)/.exec(error.message)?.[1] ?? code;
+      return oneLine(`cannot ${syscall}${typeof path === 'string' ? ` ${path}` : ''}: ${what} (${code})`);
+    }
+    return oneLine(error.message === '' ? error.name : `${error.name === 'Error' ? '' : `${error.name}: `}${error.message}`);
+  }
+  return oneLine(String(error));
+}
+
+/**
+ * A validation message listing its issues on lines of their own (`invalid input`, `✖ must be
+ * positive`, `  → at memory[0].pageSize`) as one line: `invalid input: must be positive (at memory[0].pageSize)`.
+ */
+function flattenIssues(message: string): string {
+  const [head = '', ...rest] = message.split('\n');
+  const issues: string[] = [];
+  for (const line of rest) {
+    const text = line.trim();
+    if (text === '') continue;
+    const at = /^→\s*(at .*)$/.exec(text);
+    if (at !== null && issues.length > 0) issues[issues.length - 1] += ` (${at[1]})`;
+    else issues.push(text.replace(/^✖\s*/, ''));
+  }
+  return issues.length === 0 ? head : `${head}: ${issues.join('; ')}`;
+}
+
+function oneLine(text: string): string {
+  const [first = ''] = text.split('\n');
+  return first.length > 500 ? `${first.slice(0, 500)}...` : first;
+}
+
+/** The libc syscalls, each sysfs and /proc file read with a size bound ({@link HOST_FILE_LIMIT}). */
+export function hostSyscalls(): Syscalls {
+  return { ...libcSyscalls(), readFile: (path) => readBounded(path, HOST_FILE_LIMIT) };
+}
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
@@ -33,7 +88,9 @@ function sizeOption(value: string): bigint {
 
 function countOption(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${value} is not a whole number`);
-  return Number(value);
+  const count = Number(value);
+  if (!Number.isSafeInteger(count)) throw new InvalidArgumentError(`${value} is too large`);
+  return count;
 }
 
 function pciAddress(value: string): string {
@@ -42,9 +99,34 @@ function pciAddress(value: string): string {
   return address;
 }
 
+/** An IOMMU group number, exactly: decimal digits, at most {@link MAX_GROUP}; anything else is refused. */
 function groupNumber(value: string): number {
   if (!/^\d+$/.test(value)) throw new UsageError(`${value} is not an IOMMU group number (the N of /dev/vfio/N)`);
+  if (BigInt(value) > BigInt(MAX_GROUP)) throw new UsageError(`${value} is not an IOMMU group number: groups are numbered 0 to ${MAX_GROUP}`);
   return Number(value);
+}
+
+/** `1234:11e8`, or `?` for an id that is not a 16-bit number. */
+function pciIdText(device: { readonly vendor: number; readonly device: number }): string {
+  const id = (value: number) => (Number.isInteger(value) && value >= 0 && value <= 0xffff ? value.toString(16).padStart(4, '0') : '????');
+  return `${id(device.vendor)}:${id(device.device)}`;
+}
+
+/** A reserved range that ends before it starts, described, or undefined. */
+function reservedProblem(group: number, reserved: readonly ReservedRange[], root: string): string | undefined {
+  const inverted = reserved.find((region) => region.start > region.last);
+  if (inverted === undefined) return undefined;
+  return `${root}/sys/kernel/iommu_groups/${group}/reserved_regions lists ${hex(inverted.start)} ${hex(inverted.last)} ${inverted.kind}, a range that ends before it starts`;
+}
+
+/** What is wrong with a group's description (an id that is no id, an inverted reserved range), or undefined. */
+function groupProblem(info: GroupInfo, root: string): string | undefined {
+  const reserved = reservedProblem(info.group, info.reserved, root);
+  if (reserved !== undefined) return reserved;
+  for (const device of info.devices) {
+    if (pciIdText(device).includes('?')) return `${device.address} has no valid vendor:device id in ${root}/sys/bus/pci/devices/${device.address}`;
+  }
+  return undefined;
 }
 
 const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: rangeSize(region), kind: region.kind }));
@@ -56,7 +138,7 @@ export interface RunState {
 }
 
 /** Builds the program; `syscalls` reads sysfs (libc by default); `state` collects the exit status. */
-export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, state: RunState = { exitCode: 0 }): Command {
+export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, state: RunState = { exitCode: 0 }): Command {
   const colour = colours(io);
   const out = (text: string): void => void io.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
   const program = new Command('ioas');
@@ -70,12 +152,21 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
   const jsonOption = () => new Option('--json', 'machine-readable output (64-bit values as hex strings)');
   const sysfsOf = (root: string) => new Sysfs(syscalls(), root);
 
-  const describeGroup = (sysfs: Sysfs, group: number, root: string): GroupInfo => {
-    if (!sysfs.groups().includes(group)) {
-      const known = sysfs.groups();
+  /** A group's reserved regions, checked: exit 1 for a group that is absent or unreadable. */
+  const reservedOf = (sysfs: Sysfs, group: number, root: string): ReservedRange[] => {
+    const known = sysfs.groups();
+    if (!known.includes(group)) {
       throw new Failure(`no IOMMU group ${group} in ${root}/sys/kernel/iommu_groups (${known.length === 0 ? 'there are none: is the IOMMU on?' : `groups: ${known.join(', ')}`})`);
     }
-    return sysfs.describeGroup(group);
+    let reserved: ReservedRange[];
+    try {
+      reserved = sysfs.reservedRegions(group);
+    } catch (error) {
+      throw new Failure(`group ${group}: ${describeError(error)}`, { cause: error });
+    }
+    const problem = reservedProblem(group, reserved, root);
+    if (problem !== undefined) throw new Failure(`group ${group}: ${problem}`);
+    return reserved;
   };
 
   program
@@ -84,25 +175,51 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
     .addOption(jsonOption())
     .addOption(sysfsRoot())
     .action((options: { json?: boolean; sysfsRoot: string }) => {
-      const groups = sysfsOf(options.sysfsRoot).describeGroups();
+      const sysfs = sysfsOf(options.sysfsRoot);
+      // One group that cannot be read is reported on its line and on stderr; the others still print.
+      const results = sysfs.groups().map((group): { group: number; info?: GroupInfo; error?: string; thrown?: unknown } => {
+        try {
+          const info = sysfs.describeGroup(group);
+          const problem = groupProblem(info, options.sysfsRoot);
+          return problem === undefined ? { group, info } : { group, error: problem };
+        } catch (error) {
+          return { group, error: describeError(error), thrown: error };
+        }
+      });
+      const failed = results.filter((result) => result.error !== undefined);
+      const report = () => {
+        for (const result of failed) {
+          io.stderr.write(`ioas: group ${result.group}: ${result.error}\n`);
+          if (result.thrown !== undefined && debug(io)) io.stderr.write(`${stackOf(result.thrown)}\n`);
+        }
+        if (failed.length > 0) state.exitCode = 1;
+      };
       if (options.json) {
         out(
           json({
-            groups: groups.map((group) => ({
-              group: group.group,
-              viable: group.viable,
-              vfio: group.vfio,
-              devices: group.devices.map((device) => ({ address: device.address, vendor: hex(device.vendor), device: hex(device.device), driver: device.driver })),
-              blockers: group.blockers,
-              reserved: reservedJson(group.reserved),
-            })),
+            groups: results.map(({ group, info, error }) =>
+              info === undefined
+                ? { group, error }
+                : {
+                    group: info.group,
+                    viable: info.viable,
+                    vfio: info.vfio,
+                    devices: info.devices.map((device) => ({ address: device.address, vendor: hex(device.vendor), device: hex(device.device), driver: device.driver })),
+                    blockers: info.blockers,
+                    reserved: reservedJson(info.reserved),
+                  },
+            ),
           }),
         );
-        return;
+        return report();
       }
-      if (groups.length === 0) throw new Failure(`no IOMMU groups in ${options.sysfsRoot}/sys/kernel/iommu_groups: the IOMMU is off or absent (ioas doctor says how to turn it on)`);
+      if (results.length === 0) throw new Failure(`no IOMMU groups in ${options.sysfsRoot}/sys/kernel/iommu_groups: the IOMMU is off or absent (ioas doctor says how to turn it on)`);
       const rows: string[][] = [['group', 'viable', 'device', 'id', 'driver', 'reserved'].map(colour.bold)];
-      for (const group of groups) {
+      for (const { group: number, info: group } of results) {
+        if (group === undefined) {
+          rows.push([String(number), colour.red('?'), colour.red('(cannot be read: see below)'), '', '', '']);
+          continue;
+        }
         const lines = Math.max(group.devices.length, group.reserved.length, 1);
         for (let line = 0; line < lines; line++) {
           const device = group.devices[line];
@@ -111,17 +228,18 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
             line === 0 ? String(group.group) : '',
             line === 0 ? (group.viable ? colour.green('yes') : colour.red('no')) : '',
             device?.address ?? '',
-            device === undefined ? '' : pciId(device),
+            device === undefined ? '' : pciIdText(device),
             device === undefined ? '' : device.driver === 'vfio-pci' ? colour.cyan('vfio-pci') : (device.driver ?? '-'),
             region === undefined ? '' : `${formatRange(region)} ${region.kind}`,
           ]);
         }
       }
       out(table(rows));
-      const blocked = groups.filter((group) => !group.viable);
+      const blocked = results.flatMap(({ info }) => (info === undefined || info.viable ? [] : [info]));
       if (blocked.length > 0) {
         out(`\n${blocked.map((group) => `group ${group.group} is not viable: ${describeBlockers(group.blockers)}`).join('\n')}`);
       }
+      report();
     });
 
   program
@@ -132,10 +250,10 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
     .addOption(sysfsRoot())
     .action((groupText: string, options: { json?: boolean; sysfsRoot: string }) => {
       const group = groupNumber(groupText);
-      const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
-      if (options.json) return out(json({ group, reserved: reservedJson(info.reserved) }));
-      if (info.reserved.length === 0) return out(`group ${group} has no reserved regions`);
-      out(table([['start', 'last', 'size', 'kind'].map(colour.bold), ...info.reserved.map((region) => [hex(region.start), hex(region.last), formatSize(rangeSize(region)), region.kind])]));
+      const reserved = reservedOf(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
+      if (options.json) return out(json({ group, reserved: reservedJson(reserved) }));
+      if (reserved.length === 0) return out(`group ${group} has no reserved regions`);
+      out(table([['start', 'last', 'size', 'kind'].map(colour.bold), ...reserved.map((region) => [hex(region.start), hex(region.last), formatSize(rangeSize(region)), region.kind])]));
     });
 
   program
@@ -148,11 +266,11 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
     .action((groupText: string, options: { json?: boolean; sysfsRoot: string; apertureBits: number }) => {
       const group = groupNumber(groupText);
       if (options.apertureBits < 12 || options.apertureBits > 64) throw new UsageError('--aperture-bits must be between 12 and 64');
-      const info = describeGroup(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
+      const reserved = reservedOf(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
       const aperture = { start: 0n, last: options.apertureBits === 64 ? U64_MAX : (1n << BigInt(options.apertureBits)) - 1n };
-      const usable = usableRanges([aperture], info.reserved);
-      if (options.json) return out(json({ group, aperture, reserved: reservedJson(info.reserved), usable: usable.map((range) => ({ ...range, size: rangeSize(range) })) }));
-      out(`${colour.bold('reserved')}\n${info.reserved.length === 0 ? '(none)' : table(info.reserved.map((region) => [formatRange(region), region.kind]))}\n`);
+      const usable = usableRanges([aperture], reserved);
+      if (options.json) return out(json({ group, aperture, reserved: reservedJson(reserved), usable: usable.map((range) => ({ ...range, size: rangeSize(range) })) }));
+      out(`${colour.bold('reserved')}\n${reserved.length === 0 ? '(none)' : table(reserved.map((region) => [formatRange(region), region.kind]))}\n`);
       out(`${colour.bold(`usable in ${formatRange(aperture)}`)} (${options.apertureBits}-bit aperture)\n${table(usable.map((range) => [formatRange(range), formatSize(rangeSize(range))]))}`);
     });
 
@@ -177,7 +295,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
       try {
         plan = planWindows({ memory, msiBanks: options.msiBanks, ...(options.maxWindows === undefined ? {} : { limits: { maxWindows: options.maxWindows } }) });
       } catch (error) {
-        if (IoasError.isInstance(error) && error.code === 'invalid-argument') throw new UsageError(error.message);
+        if (IoasError.isInstance(error) && error.code === 'invalid-argument') throw new UsageError(flattenIssues(error.message));
         throw error;
       }
       out(options.json ? json(plan) : formatWindowPlan(plan));
@@ -226,7 +344,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
         const sysfs = sysfsOf(options.sysfsRoot);
         if (!sysfs.hasDevice(address)) throw new Failure(`no PCI device ${address} in ${options.sysfsRoot}/sys/bus/pci/devices`);
         const before = sysfs.device(address);
-        const id = pciId(before);
+        const id = pciIdText(before);
         if (name === 'unbind' && before.driver !== 'vfio-pci') {
           if (options.json) return out(json({ address, group: before.group ?? null, before: before.driver, after: before.driver, changed: false }));
           return out(`${address} (${id}) is not bound to vfio-pci (${before.driver ?? 'no driver'}): nothing to do`);
@@ -269,9 +387,10 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = libcSyscalls, st
       const path = file ?? new URL(`../examples/${platform ?? 'p4080'}.yaml`, import.meta.url);
       let text: string;
       try {
-        text = readFileSync(path, 'utf8');
+        // Bounded: /dev/zero or a huge file is refused, not read forever.
+        text = readBounded(path, SCENARIO_LIMIT);
       } catch (error) {
-        throw new UsageError(`cannot read ${String(file)}: ${(error as Error).message}`);
+        throw new UsageError(error instanceof InputError ? error.message : `cannot read ${String(file)}: ${describeError(error)}`);
       }
       const loaded = loadScenario(text);
       if (!loaded.ok) {
@@ -324,14 +443,26 @@ export async function main(argv: readonly string[], io: Io, syscalls?: () => Sys
       io.stderr.write(`ioas: ${error.message}\n(run with --help for usage)\n`);
       return 2;
     }
-    if (error instanceof Failure) {
-      io.stderr.write(`ioas: ${error.message}\n`);
-      return 1;
-    }
-    if (IoasError.isInstance(error)) {
-      io.stderr.write(`ioas: ${error.code}: ${error.message}\n`);
-      return 1;
-    }
-    throw error;
+    // An operational failure (exit 1): a typed error, a file system call that failed, or anything
+    // unexpected, each on one line; IOAS_DEBUG=1 adds the stack.
+    io.stderr.write(`ioas: ${describeError(error)}\n`);
+    if (debug(io)) io.stderr.write(`${stackOf(error)}\n`);
+    return 1;
   }
+}
+
+function debug(io: Io): boolean {
+  const value = io.env.IOAS_DEBUG;
+  return value !== undefined && value !== '' && value !== '0';
+}
+
+/** The stack of an error and of each cause, for IOAS_DEBUG=1. */
+function stackOf(error: unknown): string {
+  const stacks: string[] = [];
+  for (let current: unknown = error, depth = 0; current !== undefined && depth < 8; depth++) {
+    stacks.push(current instanceof Error ? (current.stack ?? `${current.name}: ${current.message}`) : String(current));
+    current = current instanceof Error ? current.cause : undefined;
+    if (current !== undefined) stacks.push('caused by:');
+  }
+  return stacks.join('\n');
 }

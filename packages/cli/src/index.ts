@@ -3,7 +3,7 @@
  *
  * @packageDocumentation
  */
-export { buildProgram, main, type RunState } from './cli.js';
+export { buildProgram, describeError, hostSyscalls, main, type RunState } from './cli.js';
 export { runDemo, type DemoSummary, type IovaRangeWithKind } from './demo.js';
 export type { Io, OutputStream } from './output.js';
 export { loadScenario, type LoadedScenario, type ScenarioProblem } from './scenario-file.js';

@@ -57,18 +57,39 @@ export type LoadedScenario =
 export function loadScenario(text: string): LoadedScenario {
   const lineCounter = new LineCounter();
   // Integers as bigints first: a 64-bit address written in hex must not lose its low bits.
-  const document = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: false });
+  let document: ReturnType<typeof parseDocument>;
+  try {
+    document = parseDocument(text, { lineCounter, intAsBigInt: true, prettyErrors: false });
+  } catch (error) {
+    // The parser recurses per nesting level: ten thousand `[` overflow its stack.
+    return { ok: false, problems: [{ line: 1, column: 1, path: '', message: error instanceof RangeError ? 'nested too deeply' : (error as Error).message }] };
+  }
   const position = (offset: number) => lineCounter.linePos(offset);
   if (document.errors.length > 0) {
     return {
       ok: false,
       problems: document.errors.map((error) => {
         const { line, col } = position(error.pos[0]);
-        return { line, column: col, path: '', message: error.message.split('\n')[0]! };
+        const message = error.message.split('\n')[0]!;
+        return { line, column: col, path: '', message: /call stack/i.test(message) ? 'nested too deeply' : message };
       }),
     };
   }
-  const result = validateScenario(normalise(document.toJS()));
+  let value: unknown;
+  try {
+    // toJS refuses an alias bomb (a billion laughs: aliases of aliases, exponentially many nodes)
+    // with a ReferenceError; deep nesting may overflow the stack. Either way the file is invalid.
+    value = normalise(document.toJS({ maxAliasCount: 100 }));
+  } catch (error) {
+    const message = error instanceof RangeError ? 'nested too deeply' : /alias/i.test((error as Error).message) ? 'too many aliases (an alias bomb?): the document expands to too many nodes' : (error as Error).message;
+    return { ok: false, problems: [{ line: 1, column: 1, path: '', message }] };
+  }
+  let result: ReturnType<typeof validateScenario>;
+  try {
+    result = validateScenario(value);
+  } catch (error) {
+    return { ok: false, problems: [{ line: 1, column: 1, path: '', message: error instanceof RangeError ? 'nested too deeply' : (error as Error).message }] };
+  }
   if (result.ok) return result;
   return {
     ok: false,

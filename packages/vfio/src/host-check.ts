@@ -8,7 +8,7 @@
  * docs/kernel-rules.md#availability-by-kernel-version.
  */
 import { errnoName, formatSize, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
-import { describeBlockers, pciId, Sysfs } from './sysfs.js';
+import { describeBlockers, pciId, Sysfs, type GroupInfo, type PciDeviceInfo } from './sysfs.js';
 
 /** `pass`: fine; `warn`: works, with a caveat; `fail`: VFIO will not work until fixed; `skip`: not asked. */
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -65,8 +65,14 @@ export function diagnoseHost(options: HostDiagnosisOptions): HostCheck[] {
   const sysfs = new Sysfs(syscalls, root);
   const checks: HostCheck[] = [];
 
-  const groups = sysfs.groups();
-  checks.push(
+  let groups: number[] | undefined;
+  try {
+    groups = sysfs.groups();
+  } catch (error) {
+    // An unreadable /sys/kernel/iommu_groups is a finding, not a reason to throw.
+    checks.push({ id: 'iommu', title: 'IOMMU enabled', status: 'fail', detail: `cannot list /sys/kernel/iommu_groups: ${messageOf(error)}`, fix: 'check that sysfs is mounted and readable at /sys' });
+  }
+  if (groups !== undefined) checks.push(
     groups.length > 0
       ? { id: 'iommu', title: 'IOMMU enabled', status: 'pass', detail: `${groups.length} IOMMU groups in /sys/kernel/iommu_groups` }
       : {
@@ -150,13 +156,34 @@ export function diagnoseHost(options: HostDiagnosisOptions): HostCheck[] {
   return checks;
 }
 
+/** One line for what a sysfs read threw. */
+function messageOf(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0]!;
+}
+
+/** `vendor:device`, or a throw when sysfs did not hold two 16-bit ids. */
+function checkedPciId(info: PciDeviceInfo): string {
+  const valid = (id: number) => Number.isInteger(id) && id >= 0 && id <= 0xffff;
+  if (!valid(info.vendor) || !valid(info.device)) throw new Error(`the vendor or device file of ${info.address} does not hold a 16-bit hex id`);
+  return pciId(info);
+}
+
 function deviceChecks(sysfs: Sysfs, address: string, exists: (path: string) => boolean, openError: (path: string) => string | undefined): HostCheck[] {
   if (!sysfs.hasDevice(address)) {
     return [{ id: 'device', title: `device ${address}`, status: 'fail', detail: 'no such PCI device in /sys/bus/pci/devices', fix: 'lspci -D lists the addresses (domain:bus:slot.function)' }];
   }
-  const info = sysfs.device(address);
+  // A device or group sysfs cannot describe (a file missing, a directory where a file belongs) is a
+  // failed check that says what could not be read: diagnoseHost never throws for what it finds.
+  let info: PciDeviceInfo;
+  let id: string;
+  try {
+    info = sysfs.device(address);
+    id = checkedPciId(info);
+  } catch (error) {
+    return [{ id: 'device', title: `device ${address}`, status: 'fail', detail: `cannot read it from sysfs: ${messageOf(error)}`, fix: `check /sys/bus/pci/devices/${address}` }];
+  }
   const checks: HostCheck[] = [];
-  const id = pciId(info);
   checks.push(
     info.driver === 'vfio-pci'
       ? { id: 'device', title: `device ${address}`, status: 'pass', detail: `${id}, bound to vfio-pci` }
@@ -166,7 +193,16 @@ function deviceChecks(sysfs: Sysfs, address: string, exists: (path: string) => b
     checks.push({ id: 'group', title: 'IOMMU group', status: 'fail', detail: `${address} has no iommu_group link`, fix: 'the IOMMU does not cover this device: check that the IOMMU is on; on arm64 the group appears once a driver is bound' });
     return checks;
   }
-  const group = sysfs.describeGroup(info.group);
+  let group: GroupInfo;
+  try {
+    group = sysfs.describeGroup(info.group);
+    for (const member of group.devices) checkedPciId(member);
+    const inverted = group.reserved.find((region) => region.start > region.last);
+    if (inverted !== undefined) throw new Error(`reserved_regions lists a range that ends before it starts (${inverted.origin})`);
+  } catch (error) {
+    checks.push({ id: 'group', title: `IOMMU group ${info.group}`, status: 'fail', detail: `cannot read it from sysfs: ${messageOf(error)}`, fix: `check /sys/kernel/iommu_groups/${info.group}` });
+    return checks;
+  }
   const others = group.devices.filter((member) => member.address !== address);
   const unbound = others.filter((member) => member.driver === null);
   if (!group.viable) {
