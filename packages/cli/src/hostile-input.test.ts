@@ -84,6 +84,15 @@ const fixtures = {
   }),
   // The driver links' targets are absent, as in a captured tree or a container's partial /sys.
   danglingDrivers: host('dangling-drivers', (at) => rmSync(at('/sys/bus/pci/drivers'), { recursive: true })),
+  badLimits: host('bad-limits', (at) => writeFileSync(at('/proc/self/limits'), 'Limit  Soft Limit  Hard Limit  Units\nMax locked memory         abc                  abc                  bytes\n')),
+  badHugepages: host('bad-hugepages', (at) => {
+    writeFileSync(at('/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages'), 'lots\n');
+    writeFileSync(at('/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages'), '-3\n');
+  }),
+  hugepagesFile: host('hugepages-file', (at) => {
+    rmSync(at('/sys/kernel/mm/hugepages'), { recursive: true });
+    writeFileSync(at('/sys/kernel/mm/hugepages'), '');
+  }),
   directory: mkdtempSync(join(scratch, 'directory-')),
   missing: join(scratch, 'missing.yaml'),
   tooLarge: scenario('too-large.yaml', `# ${'x'.repeat(2 << 20)}\nplatform: p4080\nsteps: []\n`),
@@ -206,6 +215,9 @@ const rows: Row[] = [
   { name: 'iommu_groups is a file', argv: ['groups', '--sysfs-root', fixtures.groupsFile], status: 1, stderr: /^ioas: .*iommu_groups/ },
   { name: 'group directories that are no group numbers', argv: ['groups', '--sysfs-root', fixtures.oddGroupNames], status: 0, stdout: /^6\s+yes\s+0000:00:1f\.0/m },
   { name: 'iommu_group link to a non-number', argv: ['doctor', '0000:00:03.0', '--sysfs-root', fixtures.badGroupLink], status: 1, stdout: /^FAIL\s+/m },
+  { name: 'RLIMIT_MEMLOCK that is no number', argv: ['doctor', '--memlock', '1G', '--sysfs-root', fixtures.badLimits], status: 0, stdout: /^warn\s+RLIMIT_MEMLOCK\s+cannot parse "abc" in \/proc\/self\/limits$/m },
+  { name: 'hugepage counts that are no numbers', argv: ['doctor', '--sysfs-root', fixtures.badHugepages], status: 0, stdout: /^warn\s+hugepages\s+none free \(2 MiB: 0 free of 0\)$/m },
+  { name: 'hugepages directory that is a file', argv: ['doctor', '--sysfs-root', fixtures.hugepagesFile], status: 0, stdout: /^warn\s+hugepages\s+no hugepage pools/m },
   { name: 'sysfs root that is /dev/zero', argv: ['groups', '--sysfs-root', '/dev/zero'], status: 1, stderr: /^ioas: no IOMMU groups in \/dev\/zero/ },
   { name: 'sysfs root that does not exist', argv: ['reserved', '3', '--sysfs-root', join(scratch, 'nowhere')], status: 1, stderr: /no IOMMU group 3 .*there are none/ },
   { name: 'group that does not exist', argv: ['ranges', '2147483647', '--sysfs-root', fixtures.vtd], status: 1, stderr: /no IOMMU group 2147483647 .*groups: 0, 1, 2, 3, 4, 5, 6/ },

@@ -250,6 +250,7 @@ function memlockCheck(read: (path: string) => string | undefined, needed: bigint
   const line = limits === undefined ? undefined : /^Max locked memory\s+(\S+)/m.exec(limits)?.[1];
   if (line === undefined) return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'warn', detail: 'cannot read /proc/self/limits', fix: 'check `ulimit -l` against what you will map' };
   if (line === 'unlimited') return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: 'unlimited' };
+  if (!/^\d{1,20}$/.test(line)) return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'warn', detail: `cannot parse "${line.slice(0, 40)}" in /proc/self/limits`, fix: 'check `ulimit -l` against what you will map' };
   const limit = BigInt(line);
   if (needed === undefined) {
     return { id: 'memlock', title: 'RLIMIT_MEMLOCK', status: 'pass', detail: `${formatSize(limit)}; give --memlock SIZE to check it against what you will map` };
@@ -266,24 +267,27 @@ function memlockCheck(read: (path: string) => string | undefined, needed: bigint
 
 function hugepageCheck(syscalls: Syscalls, at: (path: string) => string): HostCheck {
   const base = '/sys/kernel/mm/hugepages';
-  let pools: { size: bigint; total: number; free: number }[] = [];
-  if (syscalls.exists(at(base))) {
-    pools = syscalls
-      .readDir(at(base))
-      .map((entry) => /^hugepages-(\d+)kB$/.exec(entry))
-      .filter((match): match is RegExpExecArray => match !== null)
-      .map((match) => {
-        const read = (file: string): number => {
-          try {
-            return Number(syscalls.readFile(at(`${base}/${match[0]}/${file}`)).trim());
-          } catch {
-            return 0;
-          }
-        };
-        return { size: BigInt(match[1]!) * 1024n, total: read('nr_hugepages'), free: read('free_hugepages') };
-      })
-      .sort((a, b) => (a.size < b.size ? -1 : 1));
+  let listed: string[] = [];
+  try {
+    if (syscalls.exists(at(base))) listed = syscalls.readDir(at(base));
+  } catch {
+    // Not a directory, or unreadable: no pools to tell of.
   }
+  const pools = listed
+    .map((entry) => /^hugepages-(\d+)kB$/.exec(entry))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .map((match) => {
+      const read = (file: string): number => {
+        try {
+          const count = Number(syscalls.readFile(at(`${base}/${match[0]}/${file}`)).trim());
+          return Number.isSafeInteger(count) && count >= 0 ? count : 0;
+        } catch {
+          return 0;
+        }
+      };
+      return { size: BigInt(match[1]!) * 1024n, total: read('nr_hugepages'), free: read('free_hugepages') };
+    })
+    .sort((a, b) => (a.size < b.size ? -1 : 1));
   const summary = pools.map((pool) => `${formatSize(pool.size)}: ${pool.free} free of ${pool.total}`).join(', ');
   if (pools.some((pool) => pool.free > 0)) return { id: 'hugepages', title: 'hugepages', status: 'pass', detail: summary };
   return {
