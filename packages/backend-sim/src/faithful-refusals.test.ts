@@ -7,6 +7,7 @@ import { simSyscalls, type SimSyscalls } from './sim-syscalls.js';
 import { createSimulator, type Simulator } from './simulator.js';
 import { SimVfioContainer } from './vfio-container.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
+import { PLATFORMS } from './platforms.js';
 
 /** A generic (x86-64, arm64) VFIO/iommufd request number. */
 const NR = (nr: number) => 0x3b00 + nr;
@@ -250,4 +251,68 @@ describe('a fault inside setGeometry on the p4080 Backend face leaves the domain
       });
     }
   }
+});
+
+describe('sim() and createSimulator() type what they are given (invalid-argument naming the option)', () => {
+  const caught = (run: () => unknown): unknown => {
+    try {
+      run();
+    } catch (error) {
+      return error;
+    }
+    return undefined;
+  };
+  const preset = PLATFORMS['x86-vtd'];
+  const simulatorCases: [unknown, RegExp][] = [
+    [undefined, /options/],
+    [null, /options/],
+    ['x86-vtd', /options/],
+    [{}, /platform/],
+    [{ platform: 'nope' }, /platform/],
+    [{ platform: 5 }, /platform/],
+    [{ platform: {} }, /platform/],
+    [{ platform: { ...preset, aperture: null } }, /platform\.aperture/],
+    [{ platform: { ...preset, devices: 'edu' } }, /platform\.devices/],
+    [{ platform: 'x86-vtd', dmaEntryLimit: -1 }, /dmaEntryLimit/],
+    [{ platform: 'x86-vtd', dmaEntryLimit: '5' }, /dmaEntryLimit/],
+    [{ platform: 'x86-vtd', dmaEntryLimit: 1.5 }, /dmaEntryLimit/],
+    [{ platform: 'x86-vtd', memlockLimit: -1n }, /memlockLimit/],
+    [{ platform: 'x86-vtd', memlockLimit: 'lots' }, /memlockLimit/],
+    [{ platform: 'x86-vtd', allowUnsafeInterrupts: 'yes' }, /allowUnsafeInterrupts/],
+    [{ platform: 'p4080', pamuType: 3 }, /pamuType/],
+    [{ platform: 'x86-vtd', vfio: 'abc' }, /vfio/],
+    [{ platform: 'x86-vtd', vfio: [5] }, /vfio/],
+    [{ platform: 'x86-vtd', vfio: ['0000:99:00.0'] }, /vfio/],
+    [{ platform: 'x86-vtd', colour: 'red' }, /colour/],
+  ];
+  const label = (options: unknown): string => (JSON.stringify(options, (_, value) => (typeof value === 'bigint' ? `${value}n` : value)) ?? String(options)).slice(0, 80);
+  it.each(simulatorCases.map(([options, names]) => [label(options), options, names] as const))('createSimulator(%s)', (_, options, names) => {
+    const error = caught(() => createSimulator(options as never));
+    expect(IoasError.isInstance(error) && error.code, String(error)).toBe('invalid-argument');
+    expect((error as Error).message).toMatch(/^createSimulator\(\)/);
+    expect((error as Error).message).toMatch(names);
+  });
+
+  const backendCases: [unknown, RegExp][] = [
+    ...simulatorCases.filter(([options]) => !(typeof options === 'object' && options !== null && Object.keys(options).length === 0)),
+    [{ platform: 'x86-vtd', interface: 'vfio' }, /interface/],
+    [{ simulator: {} }, /simulator/],
+    [{ simulator: null }, /simulator/],
+    [{ platform: 'p4080', interface: 'iommufd' }, /iommufd/],
+  ];
+  it.each(backendCases.map(([options, names]) => [label(options), options, names] as const))('sim(%s)', (_, options, names) => {
+    const error = caught(() => sim(options as never));
+    expect(IoasError.isInstance(error) && error.code, String(error)).toBe('invalid-argument');
+    expect((error as Error).message).toMatch(/^sim\(\)/);
+    expect((error as Error).message).toMatch(names);
+  });
+
+  it('still takes every valid form, presets and simulators as they are', () => {
+    expect(createSimulator({ platform: preset }).platform).toBe(preset);
+    expect(createSimulator({ platform: 'arm-smmuv3', vfio: [], memlockLimit: 0x1000n, dmaEntryLimit: 0, allowUnsafeInterrupts: true }).memlockLimit).toBe(0x1000n);
+    const simulator = createSimulator({ platform: 'p4080', pamuType: 2 });
+    expect(sim({ simulator }).simulator).toBe(simulator);
+    expect(sim({ simulator, platform: 'p4080' }).simulator).toBe(simulator);
+    expect(sim({ platform: 'x86-vtd', interface: 'iommufd', dmaEntryLimit: 10 }).simulator.dmaEntryLimit).toBe(10);
+  });
 });

@@ -15,7 +15,8 @@ import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError, KernelOops } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { PlatformName, PlatformPreset } from './platforms.js';
-import { createSimulator, type SimDevice, type SimGroup, type Simulator, type SimulatorOptions } from './simulator.js';
+import { backendOptionsSchema, checkOptions } from './options.js';
+import { createSimulator, Simulator, type SimDevice, type SimGroup, type SimulatorOptions } from './simulator.js';
 import { VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
 
 /** Options of {@link sim}. */
@@ -44,13 +45,25 @@ export interface SimBackend extends BackendV1 {
  * const backend = sim({ platform: 'arm-smmuv3' });
  * using container = await Container.open({ backend, groups: [backend.simulator.vfioGroups()[0]!.id] });
  * ```
+ *
+ * @throws {IoasError} `invalid-argument` naming the option at fault (as {@link createSimulator}, plus
+ *   `simulator` that is not one, an unknown `interface`, iommufd on the PAMU platform).
  */
 export function sim(options: SimBackendOptions): SimBackend {
+  checkOptions(backendOptions, options, 'sim()');
   const simulator =
     options.simulator ??
     (() => {
-      if (options.platform === undefined) throw new IoasError('invalid-argument', 'sim(): give a platform (p4080, arm-smmuv3, x86-vtd) or a simulator');
-      return createSimulator({ ...options, platform: options.platform });
+      if (options.platform === undefined) throw new IoasError('invalid-argument', 'sim(): give a platform (p4080, arm-smmuv3, x86-vtd) or a simulator', { operation: 'sim()' });
+      const { simulator: _simulator, interface: _interface, ...simulatorOptions } = options;
+      try {
+        return createSimulator({ ...simulatorOptions, platform: options.platform });
+      } catch (error) {
+        if (IoasError.isInstance(error) && error.code === 'invalid-argument') {
+          throw new IoasError('invalid-argument', error.message.replace(/^createSimulator\(\)/, 'sim()'), { operation: 'sim()', cause: error });
+        }
+        throw error;
+      }
     })();
   const mode = simulator.platform.model === 'windowed' ? 'pamu' : (options.interface ?? 'type1');
   if (mode === 'pamu' && options.interface === 'iommufd') {
@@ -102,6 +115,8 @@ function requireGroupFile(group: SimGroup): SimGroup {
     errno: ERRNO.ENOENT,
   });
 }
+
+const backendOptions = backendOptionsSchema((value) => value instanceof Simulator);
 
 /** Runs a simulated kernel call, turning its failure into the IoasError a real backend would throw. */
 function kernel<T>(what: string, call: () => T): T {

@@ -1,5 +1,6 @@
-import { ERRNO, hex, type IovaRange, normalizeRanges } from '@ioas/core';
+import { ERRNO, hex, IoasError, type IovaRange, normalizeRanges } from '@ioas/core';
 import { KernelError } from './kernel-error.js';
+import { checkOptions, simulatorOptionsSchema } from './options.js';
 import type { DmaDomain } from './paged-domain.js';
 import { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
 import { SimMemory } from './sim-memory.js';
@@ -330,8 +331,8 @@ export class Simulator {
   readonly pamuDomains = new Set<MsiWindowHolder>();
 
   constructor(options: SimulatorOptions) {
+    checkOptions(simulatorOptionsSchema, options, 'createSimulator()');
     this.platform = typeof options.platform === 'string' ? PLATFORMS[options.platform] : options.platform;
-    if (this.platform === undefined) throw new RangeError(`unknown platform ${String(options.platform)}; use p4080, arm-smmuv3 or x86-vtd`);
     this.dmaEntryLimit = options.dmaEntryLimit ?? 65535;
     this.memlockLimit = options.memlockLimit;
     this.allowUnsafeInterrupts = options.allowUnsafeInterrupts ?? false;
@@ -341,7 +342,18 @@ export class Simulator {
       this.deviceMap.set(device.address, device);
       if (device.group !== undefined) this.ensureGroup(device.group);
     }
-    for (const address of options.vfio ?? this.platform.vfioAtStart) this.bind(address, 'vfio-pci');
+    const option = options.vfio === undefined ? 'platform.vfioAtStart' : 'vfio';
+    for (const address of options.vfio ?? this.platform.vfioAtStart) {
+      try {
+        this.bind(address, 'vfio-pci');
+      } catch (error) {
+        if (!(error instanceof KernelError)) throw error;
+        throw new IoasError('invalid-argument', `createSimulator(): invalid options: ${option}: cannot bind ${address} to vfio-pci at start: ${error.message}`, {
+          operation: 'createSimulator()',
+          cause: error,
+        });
+      }
+    }
   }
 
   /** Bytes pinned for DMA, counted against RLIMIT_MEMLOCK. */
@@ -526,6 +538,10 @@ export class Simulator {
  * (`smmu()`, `pamu()`), or its objects directly. A user of `Container` who only wants a backend to
  * test against wants {@link sim} instead, which creates one of these (or takes yours as
  * `simulator`) and puts a `Backend` in front of it.
+ *
+ * @throws {IoasError} `invalid-argument` naming the option at fault (an unknown platform, a preset
+ *   missing a field, a limit that is not a u32 or u64, a `vfio` device the preset lacks or that
+ *   another driver holds, an unknown key).
  */
 export function createSimulator(options: SimulatorOptions): Simulator {
   return new Simulator(options);
