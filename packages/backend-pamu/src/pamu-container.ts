@@ -6,7 +6,7 @@
  * (docs/kernel-rules.md#pamu-sdk-driver). Each defence below names the rule it enforces.
  */
 import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
-import { VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
+import { releaseAll, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
 import { PAMU_MSI_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
@@ -462,8 +462,8 @@ export class PamuContainer {
     this.dma.length = 0;
     this.banks.length = 0;
     this.enabled = false;
-    for (const group of this.groups) group.close();
-    this.container.close();
+    // Every fd is released even when one close(2) fails; what failed is reported once.
+    releaseAll([...this.groups.map((group) => () => group.close()), () => this.container.close()], 'closing the PAMU container', 'pamu');
   }
 
   /** True once {@link PamuContainer.close} ran. */
@@ -559,7 +559,17 @@ export class PamuContainer {
    */
   private resync(operation: string, cause: unknown): void {
     const good = this.lastGood;
-    if (good === undefined) return;
+    if (good === undefined) {
+      // A first configuration cannot be undone (the driver has no "unset"): the windows stay
+      // unconfigured in this record (nothing can be mapped; the next configure overwrites them),
+      // and the aperture is what the domain holds now, read back, so that the record says the truth.
+      try {
+        this.aperture = this.ioctls.getGeometry(this.container.fd, sentinelFor(this.aperture.start));
+      } catch {
+        // The domain cannot be read either: the configure error already says what failed.
+      }
+      return;
+    }
     try {
       this.apply(good.aperture, good.count);
     } catch (error) {

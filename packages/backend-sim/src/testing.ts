@@ -39,3 +39,4 @@ export function simHostMemory(simulator: Simulator) {
     writeMemory: (memory: HostMemory, offset: bigint, bytes: Uint8Array) => simulator.memory.write(memory.address + offset, bytes),
   };
 }
+export { FaultySyscalls, IOCTL_NAMES } from './faulty-syscalls.js';

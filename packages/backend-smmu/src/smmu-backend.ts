@@ -26,6 +26,8 @@ import {
   type IommufdDevice,
   type IovaRanges,
   type Type1Info,
+  asIoasError,
+  releaseAll,
 } from '@ioas/vfio';
 
 /** The kernel interface: VFIO type1v2 containers, iommufd, or chosen when the container opens. */
@@ -185,42 +187,6 @@ function groupMembers(sysfs: Sysfs, group: number): string[] {
   }
 }
 
-/** Any thrown value as an IoasError (what the steps of open and close throw already is one). */
-function typed(error: unknown, operation: string): IoasError {
-  if (IoasError.isInstance(error)) return error;
-  const errno = (error as { errno?: unknown } | null)?.errno;
-  return IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, operation, `smmu: ${operation} failed: ${error instanceof Error ? error.message : String(error)}`, {
-    backend: 'smmu',
-    cause: error,
-  });
-}
-
-/**
- * Runs every release step, even after one fails (each closes one fd, which Linux releases even
- * when close(2) reports an error), then throws what failed: the one error, or an error listing
- * them all (with the first one's code, errno and call) and the errors in `cause`.
- */
-function releaseAll(steps: readonly (() => void)[], what: string): void {
-  const failures: IoasError[] = [];
-  for (const step of steps) {
-    try {
-      step();
-    } catch (error) {
-      failures.push(typed(error, 'close'));
-    }
-  }
-  if (failures.length === 0) return;
-  if (failures.length === 1) throw failures[0]!;
-  const first = failures[0]!;
-  throw new IoasError(first.code, `${what}: ${failures.length} steps failed (every fd was released): ${failures.map((failure) => failure.message).join('; ')}`, {
-    backend: 'smmu',
-    operation: 'close',
-    ...(first.errno === undefined ? {} : { errno: first.errno }),
-    ...(first.ioctl === undefined ? {} : { ioctl: first.ioctl }),
-    cause: new AggregateError(failures),
-  });
-}
-
 /** Undoes a failed open: releases everything, and reports the open's failure (not a close's). */
 function abandon(release: () => void, error: unknown): never {
   try {
@@ -228,14 +194,14 @@ function abandon(release: () => void, error: unknown): never {
   } catch {
     // Every fd is released even when a close fails; the open's failure is the one to report.
   }
-  throw typed(error, 'open');
+  throw asIoasError(error, 'open', 'smmu');
 }
 
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
   const groups: VfioGroup[] = [];
   // Group fds first (closing one takes the group out of the container), then the container.
-  const release = (): void => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the type1 container');
+  const release = (): void => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the type1 container', 'smmu');
   let devices: string[];
   let reserved: ReservedRange[];
   let capabilities: Capabilities;
@@ -317,6 +283,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
     releaseAll(
       [...handedOut.filter((device) => !device.isClosed).map((device) => () => device.detach()), ...bound.map((device) => () => device.close()), () => context.close()],
       'closing the iommufd context',
+      'smmu',
     );
   let ioas: number;
   let reserved: ReservedRange[];

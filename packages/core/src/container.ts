@@ -157,7 +157,14 @@ export class Container implements Disposable {
     if (this.table.size > 0 || this.space.allocations.size > 0 || this.space.doorbells.length > 0 || this.space.windows.length > 0) {
       throw this.errors.error('in-use', operation, 'the geometry can only change while nothing is mapped, allocated or windowed; unmap and remove those first');
     }
-    this.errors.guard(operation, () => this.handle.doSetGeometry!({ aperture: { start, last: start + size - 1n }, windowCount: count }));
+    try {
+      this.handle.doSetGeometry!({ aperture: { start, last: start + size - 1n }, windowCount: count });
+    } catch (error) {
+      // A driver cannot always go back (PAMU's cannot unset a first geometry): whatever the domain
+      // holds now, the record follows it, so that no map is checked against a geometry that is gone.
+      this.adoptGeometryAfterFailure();
+      throw this.errors.wrap(operation, error);
+    }
     this.space.geometry = this.errors.guard(operation, () => this.handle.doGetGeometry());
     this.space.recompute();
     return this.space.geometry;
@@ -388,6 +395,16 @@ export class Container implements Disposable {
   /** Closes the container (what `using container = await Container.open(...)` calls). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Re-reads the geometry after a failed change (nothing is mapped: setGeometry checked it). */
+  private adoptGeometryAfterFailure(): void {
+    try {
+      this.space.geometry = this.handle.doGetGeometry();
+    } catch {
+      return; // the backend cannot tell either; the setGeometry error says what failed
+    }
+    this.space.recompute();
   }
 
   private assertOpen(operation: string): void {

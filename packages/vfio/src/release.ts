@@ -1,0 +1,38 @@
+import { ERRNO, IoasError } from '@ioas/core';
+
+/** Any thrown value as an IoasError (what the steps of open and close throw already is one). */
+export function asIoasError(error: unknown, operation: string, backend: string): IoasError {
+  if (IoasError.isInstance(error)) return error;
+  const errno = (error as { errno?: unknown } | null)?.errno;
+  return IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, operation, `${backend}: ${operation} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    backend,
+    cause: error,
+  });
+}
+
+/**
+ * Runs every release step of a backend's close, even after one fails (each closes one fd, which
+ * Linux releases even when close(2) reports an error), then throws what failed: the one error, or
+ * an error listing them all (with the first one's code, errno and call) and the errors in `cause`.
+ * Backends share it so that a close that meets a fault releases every fd it can, the same way.
+ */
+export function releaseAll(steps: readonly (() => void)[], what: string, backend: string): void {
+  const failures: IoasError[] = [];
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      failures.push(asIoasError(error, 'close', backend));
+    }
+  }
+  if (failures.length === 0) return;
+  if (failures.length === 1) throw failures[0]!;
+  const first = failures[0]!;
+  throw new IoasError(first.code, `${what}: ${failures.length} steps failed (every fd was released): ${failures.map((failure) => failure.message).join('; ')}`, {
+    backend,
+    operation: 'close',
+    ...(first.errno === undefined ? {} : { errno: first.errno }),
+    ...(first.ioctl === undefined ? {} : { ioctl: first.ioctl }),
+    cause: new AggregateError(failures),
+  });
+}
