@@ -401,10 +401,10 @@ export class Container implements Disposable {
   private adoptGeometryAfterFailure(): void {
     try {
       this.space.geometry = this.handle.doGetGeometry();
+      this.space.recompute();
     } catch {
-      return; // the backend cannot tell either; the setGeometry error says what failed
+      // The backend cannot tell either: the setGeometry error, thrown next, says what failed.
     }
-    this.space.recompute();
   }
 
   private assertOpen(operation: string): void {
