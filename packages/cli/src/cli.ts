@@ -78,6 +78,11 @@ export function hostSyscalls(): Syscalls {
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
+/** A value as typed, quoted when it is empty or holds spaces or control characters. */
+function shown(value: string): string {
+  return /^[\x21-\x7e]+$/.test(value) ? value : JSON.stringify(value);
+}
+
 function sizeOption(value: string): bigint {
   try {
     return parseSize(value);
@@ -87,21 +92,21 @@ function sizeOption(value: string): bigint {
 }
 
 function countOption(value: string): number {
-  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${value} is not a whole number`);
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`${shown(value)} is not a whole number`);
   const count = Number(value);
-  if (!Number.isSafeInteger(count)) throw new InvalidArgumentError(`${value} is too large`);
+  if (!Number.isSafeInteger(count)) throw new InvalidArgumentError(`${shown(value)} is too large`);
   return count;
 }
 
 function pciAddress(value: string): string {
   const address = value.toLowerCase();
-  if (!PCI_ADDRESS.test(address)) throw new UsageError(`${value} is not a PCI address: write domain:bus:slot.function, such as 0000:00:03.0 (lspci -D lists them)`);
+  if (!PCI_ADDRESS.test(address)) throw new UsageError(`${shown(value)} is not a PCI address: write domain:bus:slot.function, such as 0000:00:03.0 (lspci -D lists them)`);
   return address;
 }
 
 /** An IOMMU group number, exactly: decimal digits, at most {@link MAX_GROUP}; anything else is refused. */
 function groupNumber(value: string): number {
-  if (!/^\d+$/.test(value)) throw new UsageError(`${value} is not an IOMMU group number (the N of /dev/vfio/N)`);
+  if (!/^\d+$/.test(value)) throw new UsageError(`${shown(value)} is not an IOMMU group number (the N of /dev/vfio/N)`);
   if (BigInt(value) > BigInt(MAX_GROUP)) throw new UsageError(`${value} is not an IOMMU group number: groups are numbered 0 to ${MAX_GROUP}`);
   return Number(value);
 }
@@ -146,7 +151,12 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
     .description('Inspect IOMMU groups and host readiness for VFIO, plan windowed IOMMUs, bind devices, and run scenarios on the simulator.')
     .version('0.0.0', '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: (text) => void io.stdout.write(text), writeErr: (text) => void io.stderr.write(text) })
+    .configureOutput({
+      writeOut: (text) => void io.stdout.write(text),
+      writeErr: (text) => void io.stderr.write(text),
+      // `ioas: unknown option '--x'`, as every other failure begins.
+      outputError: (text, write) => write(text.replace(/^error: /, 'ioas: ')),
+    })
     .exitOverride();
   const sysfsRoot = () => new Option('--sysfs-root <dir>', 'read sysfs, /dev and /proc under DIR (a captured tree) instead of /').default('');
   const jsonOption = () => new Option('--json', 'machine-readable output (64-bit values as hex strings)');
