@@ -1,4 +1,5 @@
-import { IoasError, hex, rangeSize, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
+import { IoasError, hex, rangeSize, U64_MAX, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
+import { z } from 'zod';
 
 /** What {@link applyWindowPlan} did. */
 export interface AppliedWindowPlan {
@@ -12,6 +13,56 @@ function planError(code: 'invalid-argument' | 'rollback-failed', message: string
   return new IoasError(code, `applyWindowPlan: ${message}`, { operation: 'applyWindowPlan', ...(cause === undefined ? {} : { cause }) });
 }
 
+/** A 64-bit value given as a bigint or a safe non-negative integer number (as core's inputs take). */
+const u64 = z
+  .union([z.bigint(), z.number().int().nonnegative().refine(Number.isSafeInteger, 'must be a safe integer; use a bigint')])
+  .transform((value) => BigInt(value))
+  .refine((value) => value >= 0n && value <= U64_MAX, 'must be between 0 and 2^64-1');
+const size64 = u64.refine((value) => value > 0n, 'must be positive');
+const index = z.number().int().nonnegative();
+
+const planSchema = z.object({
+  aperture: z.object({ start: u64, size: size64 }),
+  windowSize: size64,
+  windowCount: z.number().int().positive(),
+  windows: z.array(
+    z
+      .object({ index, iova: u64, size: size64, kind: z.enum(['dma', 'msi', 'disabled']), memory: index.optional(), msiBank: index.optional() })
+      .refine((window) => window.kind !== 'msi' || window.msiBank !== undefined, 'an msi window needs its msiBank'),
+  ),
+});
+
+/** Host memory: extra keys pass (what `allocateDmaMemory()` returns fits as it is); the copy holds bigints only. */
+const memorySchema = z.array(
+  z.object({ address: u64, length: size64, contiguousPageSize: size64.optional() }).transform((memory): HostMemory =>
+    memory.contiguousPageSize === undefined ? { address: memory.address, length: memory.length } : { address: memory.address, length: memory.length, contiguousPageSize: memory.contiguousPageSize },
+  ),
+);
+
+function parsed<Schema extends z.ZodType>(schema: Schema, input: unknown, name: string): z.output<Schema> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => `${[name, ...issue.path.map(String)].join('.')}: ${issue.message}`);
+  throw planError('invalid-argument', problems.join('; '), result.error);
+}
+
+function isContainer(value: unknown): value is Container {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Partial<Record<'capabilities' | 'geometry' | 'setGeometry' | 'map' | 'unmap' | 'msi', unknown>>;
+  const capabilities = candidate.capabilities as { model?: unknown } | null | undefined;
+  return (
+    typeof capabilities === 'object' &&
+    capabilities !== null &&
+    typeof capabilities.model === 'string' &&
+    typeof candidate.geometry === 'function' &&
+    typeof candidate.setGeometry === 'function' &&
+    typeof candidate.map === 'function' &&
+    typeof candidate.unmap === 'function' &&
+    typeof candidate.msi === 'object' &&
+    candidate.msi !== null
+  );
+}
+
 /**
  * Applies a {@link WindowPlan} from core's `planWindows()` to an empty windowed container in one
  * call, in the driver's order (docs/kernel-rules.md#pamu-call-order): the geometry and window count, the
@@ -23,10 +74,15 @@ function planError(code: 'invalid-argument' | 'rollback-failed', message: string
  * order and the previous geometry, if the container had one, is set again; the error thrown is
  * the one that stopped the plan (or `rollback-failed`, with it as the cause, if undoing failed).
  *
- * @throws {IoasError} `invalid-argument` (memory that does not fit the plan), any error of
+ * @throws {IoasError} `invalid-argument` (a container, plan or memory of the wrong shape, naming the
+ *   field; memory that does not fit the plan), any error of
  *   `setGeometry`, `map` or `msi.map`, `rollback-failed`.
  */
-export function applyWindowPlan(container: Container, plan: WindowPlan, memory: readonly HostMemory[]): AppliedWindowPlan {
+export function applyWindowPlan(container: Container, planInput: WindowPlan, memoryInput: readonly HostMemory[]): AppliedWindowPlan {
+  if (!isContainer(container)) throw planError('invalid-argument', 'container: must be an open Container from Container.open()');
+  // Checked and copied before anything is sent: a wrong type changes nothing.
+  const plan = parsed(planSchema, planInput, 'plan');
+  const memory = parsed(memorySchema, memoryInput, 'memory');
   if (container.capabilities.model !== 'windowed') throw planError('invalid-argument', `the container's IOMMU is ${container.capabilities.model}, not windowed`);
   const runs: { iova: bigint; memory: HostMemory }[] = [];
   const segmentBase = new Map<number, bigint>();

@@ -3,7 +3,8 @@ import { IoasError, PAMU_CAPABILITIES, PAMU_PAGE_SIZE, rangeSize, type BackendHa
 import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
-import { describeProfile, PAMU_PROFILES, type PamuProfile, type PamuProfileName } from './profiles.js';
+import { describeProfile, PAMU_PROFILES, pamuProfileSchema, type PamuProfile, type PamuProfileName } from './profiles.js';
+import { z } from 'zod';
 import { PAMU_MSI_PAGE_SIZE } from './uapi.js';
 
 /** Options of {@link pamu}. */
@@ -49,12 +50,14 @@ export interface PamuBackend extends BackendV1 {
  * using container = await Container.open({ backend, groups: [0] });
  * container.setGeometry({ aperture: plan.aperture, windowCount: plan.windowCount });
  * ```
+ *
+ * @throws {IoasError} `invalid-argument` naming the option at fault: a profile that is neither a
+ *   built-in name nor a whole profile (every field and ioctl checked), or another option of the
+ *   wrong type, or an unknown key.
  */
 export function pamu(options: PamuOptions): PamuBackend {
-  const profile = typeof options.profile === 'string' ? PAMU_PROFILES[options.profile] : options.profile;
-  if (profile === undefined) {
-    throw new IoasError('invalid-argument', `pamu(): unknown profile ${String(options.profile)}; built-in profiles: ${Object.keys(PAMU_PROFILES).join(', ')}`, { backend: 'pamu' });
-  }
+  checkOptions(options);
+  const profile = typeof options.profile === 'string' ? PAMU_PROFILES[options.profile as PamuProfileName] : options.profile;
   const syscalls = options.syscalls ?? libcSyscalls();
   const ioctls = new PamuIoctls(syscalls, profile, options.littleEndian ?? endianness() === 'LE');
   const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
@@ -89,6 +92,41 @@ export function pamu(options: PamuOptions): PamuBackend {
       throw new IoasError('not-found', `${address} is in no open pamu container`, { backend: 'pamu' });
     },
   };
+}
+
+const u32 = z.number().int().min(0).max(0xffff_ffff);
+
+const optionsSchema = z
+  .object({
+    // A built-in name or a whole profile: checked in checkOptions, so that an issue names the field.
+    profile: z.unknown(),
+    syscalls: z.custom<Syscalls>((value) => typeof value === 'object' && value !== null, 'must be a Syscalls object (libcSyscalls(), simSyscalls())').optional(),
+    littleEndian: z.boolean().optional(),
+    sysfsRoot: z.string().optional(),
+    stash: z.object({ cpu: u32, cache: u32 }).strict().optional(),
+  })
+  .strict();
+
+/** Throws `invalid-argument` naming every option of {@link pamu} at fault. */
+function checkOptions(options: unknown): void {
+  const fail = (problems: string): never => {
+    throw new IoasError('invalid-argument', `pamu(): ${problems}`, { backend: 'pamu', operation: 'pamu()' });
+  };
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) fail(`options must be an object with a profile, not ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
+  const problems: string[] = [];
+  const result = optionsSchema.safeParse(options);
+  if (!result.success) problems.push(...result.error.issues.map((issue) => `${issue.path.map(String).join('.') || 'options'}: ${issue.message}`));
+  const profile = (options as { profile?: unknown }).profile;
+  const names = Object.keys(PAMU_PROFILES).join(', ');
+  if (typeof profile === 'string') {
+    if (!Object.hasOwn(PAMU_PROFILES, profile)) problems.push(`profile: unknown profile ${JSON.stringify(profile)}; built-in profiles: ${names}`);
+  } else if (typeof profile !== 'object' || profile === null) {
+    problems.push(`profile: must be a built-in profile name (${names}) or a profile from definePamuProfile(), not ${profile === null ? 'null' : typeof profile}`);
+  } else {
+    const checked = pamuProfileSchema.safeParse(profile);
+    if (!checked.success) problems.push(...checked.error.issues.map((issue) => `${['profile', ...issue.path.map(String)].join('.')}: ${issue.message}`));
+  }
+  if (problems.length > 0) fail(`invalid options: ${problems.join('; ')}`);
 }
 
 function handleFor(container: PamuContainer, stash: PamuStash | undefined, forget: () => void): BackendHandleV1 {

@@ -120,6 +120,25 @@ const overridesSchema = z
   })
   .strict();
 
+/** Every ioctl a profile must name. */
+const PROFILE_IOCTLS = [...PAMU_GENERIC_IOCTLS, ...(Object.keys(PAMU_NR) as PamuIoctlName[])];
+
+/** A whole profile, as {@link definePamuProfile} returns one (extra keys pass). */
+export const pamuProfileSchema = z.object({
+  name: z.string().min(1),
+  description: z.string(),
+  iommuType: u32,
+  arch: z.enum(['generic', 'powerpc']),
+  ioctls: z.object(Object.fromEntries(PROFILE_IOCTLS.map((name) => [name, u32])) as Record<PamuProfileIoctl, typeof u32>),
+  maxWindows: z
+    .number()
+    .int()
+    .min(1)
+    .max(PAMU_VFIO_MAX_WINDOWS)
+    .refine((value) => (value & (value - 1)) === 0, 'must be a power of two'),
+  msi: z.object({ description: z.string(), msiir: z.array(u64) }),
+});
+
 /** What {@link definePamuProfile} takes: a built-in profile to start from and what differs. */
 export interface PamuProfileInput {
   /** The built-in profile to start from (default `sdk-4.x`). */
