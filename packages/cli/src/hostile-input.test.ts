@@ -95,6 +95,16 @@ const fixtures = {
   }),
   directory: mkdtempSync(join(scratch, 'directory-')),
   missing: join(scratch, 'missing.yaml'),
+  fifoScenario: (() => {
+    const path = join(scratch, 'fifo.yaml');
+    execFileSync('mkfifo', [path]);
+    return path;
+  })(),
+  loop: (() => {
+    const path = join(scratch, 'loop.yaml');
+    symlinkSync(path, path);
+    return path;
+  })(),
   tooLarge: scenario('too-large.yaml', `# ${'x'.repeat(2 << 20)}\nplatform: p4080\nsteps: []\n`),
   syntax: scenario('syntax.yaml', 'steps:\n  - map: { iova: 0\n'),
   tabs: scenario('tabs.yaml', 'platform: p4080\nsteps:\n\t- map: {}\n'),
@@ -179,6 +189,9 @@ const rows: Row[] = [
   usage('missing scenario file', ['sim', fixtures.missing], /cannot read .*missing\.yaml: .*ENOENT/),
   usage('scenario file that is a directory', ['sim', fixtures.directory], /directory-\w+ is a directory, not a file/),
   usage('scenario file /dev/zero', ['sim', '/dev/zero'], /\/dev\/zero is larger than 1 MiB: refusing to read it/),
+  usage('scenario file that is a FIFO nobody writes', ['sim', fixtures.fifoScenario], /fifo\.yaml is not a valid scenario/, 6),
+  usage('scenario file /dev/null', ['sim', '/dev/null'], /\/dev\/null is not a valid scenario/, 6),
+  usage('scenario file that is a symbolic link loop', ['sim', fixtures.loop], /cannot read .*loop\.yaml: .*ELOOP/),
   usage('scenario file too large', ['sim', fixtures.tooLarge], /too-large\.yaml is larger than 1 MiB/),
   invalid('invalid YAML', fixtures.syntax, /syntax\.yaml:\d+:\d+: /),
   invalid('tabs for indentation', fixtures.tabs, /tabs\.yaml:\d+:\d+: /),
