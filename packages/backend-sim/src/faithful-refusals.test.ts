@@ -87,6 +87,34 @@ describe('a device another container holds (drivers/vfio/device_cdev.c, vfio_df_
     void first;
   });
 
+  it('refuses a device whose group another iommufd owns (iommu_device_claim_dma_owner: EPERM), on both faces', async () => {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    // Group 6: the LPC bridge, SATA and SMBus controllers, all moved to vfio-pci.
+    const members = simulator.group(6)!.devices.map((device) => device.address);
+    for (const address of members) {
+      simulator.bind(address, null);
+      simulator.bind(address, 'vfio-pci');
+    }
+    const backend = sim({ simulator, interface: 'iommufd' });
+    using first = await Container.open({ backend, devices: [members[0]!] });
+    const error = await rejection(Container.open({ backend, devices: [members[1]!] }));
+    expect(IoasError.isInstance(error) && [error.code, error.errno]).toEqual(['kernel', ERRNO.EPERM]);
+    expect(simulator.device(members[1]!).boundTo).toBeUndefined();
+    const sys = simSyscalls(simulator);
+    const cdev = (address: string) => `/dev/vfio/devices/vfio${simulator.devices().filter((device) => device.driver === 'vfio-pci').findIndex((device) => device.address === address)}`;
+    expect(bindCdev(sys, cdev(members[2]!)).answer).toBe(-ERRNO.EPERM);
+    first.close();
+    // One iommufd may bind every device of a group (the owner count goes up).
+    const iommufd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
+    for (const address of members) {
+      const device = sys.open(cdev(address), SYSCALL_FLAGS.O_RDWR);
+      const bind = new Uint8Array(16);
+      new DataView(bind.buffer).setUint32(0, 16, true);
+      new DataView(bind.buffer).setInt32(8, iommufd, true);
+      expect(sys.ioctl(device, NR(118), bind)).toBe(0);
+    }
+  });
+
   it('the syscall face refuses a second BIND_IOMMUFD of a device from another process (EINVAL) and its group open (EBUSY)', () => {
     const simulator = createSimulator({ platform: 'arm-smmuv3' });
     const edu = simulator.devices().find((device) => device.edu)!;

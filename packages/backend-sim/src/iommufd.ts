@@ -295,9 +295,15 @@ export class SimIommufdContext {
     if (device.boundTo !== undefined) {
       throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address} is already bound to ${device.boundTo === this ? 'this' : 'another'} iommufd (a device cdev opens once)`);
     }
-    if (group !== undefined && !group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `another driver owns DMA in group ${group.id}`);
+    // The first open binds to iommufd (6.12 drivers/iommu/iommufd/device.c, iommufd_device_bind()):
+    // MSI isolation first, then the group's DMA ownership, which another iommufd or a kernel
+    // driver may hold (drivers/iommu/iommu.c, iommu_device_claim_dma_owner(): EPERM).
     if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
       throw new KernelError(ERRNO.EPERM, ioctl, 'no MSI isolation; set iommufd.allow_unsafe_interrupts=1');
+    }
+    if (group !== undefined && !group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `another driver owns DMA in group ${group.id}`);
+    if (group !== undefined && group.devices.some((member) => member.boundTo !== undefined && member.boundTo !== this)) {
+      throw new KernelError(ERRNO.EPERM, ioctl, `another iommufd owns DMA in group ${group.id}`);
     }
     const id = this.nextId++;
     this.objects.set(id, { device, ioas: undefined });
