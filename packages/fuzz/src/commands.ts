@@ -5,7 +5,7 @@ import { IoasError, type Container } from '@ioas/core';
 import fc from 'fast-check';
 import { check, fail, Model, ok, type Expectation, type MemoryArgs } from './model.js';
 import { size, U64_MAX, type Range, hex, show, overlaps } from './ranges.js';
-import { POOL_UNITS, type Opened } from './targets.js';
+import { poolUnits, type Opened } from './targets.js';
 
 // ---- selectors -----------------------------------------------------------------------------
 
@@ -50,6 +50,13 @@ const memSel: fc.Arbitrary<MemSel> = fc.record({
   len: lenSel,
   cps: fc.constantFrom<MemSel['cps']>('unit', 'unit', 'unit', 'unit', 'omit', 'half', 'double'),
 });
+/** Region lengths: mostly small, sometimes long enough to reach across a 1 MiB MSI window. */
+const regionSel: fc.Arbitrary<MemSel> = fc.record({
+  offset: fc.nat(20),
+  sub: fc.constantFrom<0 | 1 | 2>(0, 0, 0, 0, 0, 0, 0, 1, 2),
+  len: fc.oneof(lenSel, fc.record({ units: fc.integer({ min: 200, max: 1000 }), sub: fc.constant<0>(0) })),
+  cps: fc.constantFrom<MemSel['cps']>('unit', 'unit', 'unit', 'unit', 'omit', 'half', 'double'),
+});
 const access = fc.constantFrom({ read: true, write: true }, { read: true, write: true }, { read: true, write: false }, { read: false, write: true });
 const wrap = fc.constantFrom<Wrap>('plain', 'plain', 'plain', 'plain', 'frozen', 'nullProto', 'numbers', 'extraMemoryKey');
 const rangeForm = fc.constantFrom('startSize' as const, 'startLast' as const);
@@ -68,13 +75,14 @@ export type Command =
   | { readonly kind: 'msiMap'; readonly how: 'none' | 'plan' | 'planAt' | 'edited'; readonly iova: IovaSel; readonly edit: number }
   | { readonly kind: 'msiUnmap' }
   | { readonly kind: 'setGeometry'; readonly sizeLog: number; readonly startMul: number; readonly countLog: number; readonly bad: number }
-  | { readonly kind: 'hostile'; readonly which: number; readonly value: number };
+  | { readonly kind: 'hostile'; readonly which: number; readonly value: number }
+  | { readonly kind: 'close'; readonly really: number };
 
 export function commandArbitrary(windowed: boolean): fc.Arbitrary<Command> {
   const weight = (paged: number, win: number): number => (windowed ? win : paged);
   return fc.oneof(
     { weight: 14, arbitrary: fc.record({ kind: fc.constant('map' as const), auto: fc.boolean(), iova: iovaSel, memory: memSel, access, wrap }) },
-    { weight: 3, arbitrary: fc.record({ kind: fc.constant('mapRegion' as const), iova: iovaSel, memory: memSel, access, wrap }) },
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('mapRegion' as const), iova: iovaSel, memory: regionSel, access, wrap }) },
     {
       weight: 9,
       arbitrary: fc.record({
@@ -115,6 +123,8 @@ export function commandArbitrary(windowed: boolean): fc.Arbitrary<Command> {
       arbitrary: fc.record({ kind: fc.constant('setGeometry' as const), sizeLog: fc.integer({ min: 20, max: 30 }), startMul: fc.nat(2), countLog: fc.integer({ min: 0, max: 8 }), bad: fc.nat(15) }),
     },
     { weight: 6, arbitrary: fc.record({ kind: fc.constant('hostile' as const), which: fc.nat(), value: fc.nat() }) },
+    // Closes one sequence in three or so, somewhere along it; every call after it must fail with `closed`.
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('close' as const), really: fc.nat(3) }) },
   );
 }
 
@@ -193,7 +203,7 @@ function resolveIova(model: Model, opened: Opened, sel: IovaSel): bigint {
       base = 1n << 64n;
       break;
     case 'apertureEnd':
-      base = opened.container.geometry().aperture.last + 1n;
+      base = model.aperture.last + 1n;
       break;
   }
   return base + BigInt(sel.units) * unit + subOffset(sel.sub, unit);
@@ -210,9 +220,11 @@ function resolveLength(model: Model, sel: LenSel): bigint {
 function resolveMemory(model: Model, opened: Opened, sel: MemSel): MemoryArgs {
   const unit = model.granule;
   const base = opened.pool(unit);
-  const length = resolveLength(model, sel.len);
-  // Stay inside the pool: offset + length (whole units) never passes POOL_UNITS.
-  const offset = BigInt(sel.offset) < POOL_UNITS - 14n ? BigInt(sel.offset) : 0n;
+  // Stay inside the pool: offset + length never passes its end (a region too long is cut to fit).
+  const pool = poolUnits(unit);
+  const offset = BigInt(sel.offset);
+  const units = BigInt(sel.len.units) + offset + 1n > pool ? pool - offset - 1n : BigInt(sel.len.units);
+  const length = resolveLength(model, { units: Number(units), sub: sel.len.sub });
   const cps = sel.cps === 'unit' ? (model.windowed ? unit : undefined) : sel.cps === 'omit' ? undefined : sel.cps === 'half' ? unit / 2n : unit * 2n;
   return { address: base + offset * unit + subOffset(sel.sub, unit), length, contiguousPageSize: cps };
 }
@@ -283,6 +295,15 @@ function describeMapping(mapping: { iova: Range; memory: { address: bigint; leng
 }
 
 export function resolve(command: Command, model: Model, opened: Opened): Call {
+  const call = resolveOpen(command, model, opened);
+  if (!model.closed) return call;
+  // Closed: input that does not parse is still invalid-argument (parsing comes first); anything else is `closed`.
+  if (command.kind === 'close') return call;
+  const codes = call.expect.kind === 'fail' && call.expect.codes.includes('invalid-argument') ? ['invalid-argument', 'closed'] : ['closed'];
+  return { ...call, expect: fail(...codes) };
+}
+
+function resolveOpen(command: Command, model: Model, opened: Opened): Call {
   const container = opened.container;
   switch (command.kind) {
     case 'map': {
@@ -321,7 +342,7 @@ export function resolve(command: Command, model: Model, opened: Opened): Call {
         range = { start: first.start, last: first.last };
         if (command.how === 'object') {
           // The Mapping object itself, as container.mappings() hands it out.
-          given = container.mappings().find((mapping) => mapping.iova.start === first.start) ?? range;
+          given = model.closed ? { iova: range, memory: { address: first.address, length: first.length }, access: { read: first.read, write: first.write } } : (container.mappings().find((mapping) => mapping.iova.start === first.start) ?? range);
         }
       } else if (command.how === 'span' && first !== undefined) {
         const second = pick(command.other)!;
@@ -462,6 +483,18 @@ export function resolve(command: Command, model: Model, opened: Opened): Call {
     }
     case 'hostile':
       return hostile(command.which, command.value, model, opened);
+    case 'close':
+      if (command.really !== 0) return { what: 'isClosed', run: () => container.isClosed, expect: ok((result) => check(result === model.closed, `isClosed ${String(result)}, model ${model.closed}`)) };
+      return {
+        what: 'close()',
+        run: () => container.close(),
+        expect: ok(() => {
+          model.closed = true;
+          model.mappings = [];
+          model.allocations = [];
+          model.doorbells = [];
+        }),
+      };
   }
 }
 

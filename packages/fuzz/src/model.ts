@@ -55,6 +55,9 @@ export class Model {
   readonly allowList: boolean;
   readonly settable: boolean;
   maxWindows = 1;
+  aperture: Range = { start: 0n, last: 0n };
+  /** Set by close(): every later call fails with `closed` (or `invalid-argument` for input that does not parse). */
+  closed = false;
 
   constructor(
     container: Container,
@@ -77,6 +80,7 @@ export class Model {
   /** The kernel's answer after open or setGeometry. */
   readGeometry(geometry: Geometry): void {
     const aperture = { start: geometry.aperture.start, last: geometry.aperture.last };
+    this.aperture = aperture;
     this.kernelRanges = geometry.ranges === undefined ? [aperture] : intersect(geometry.ranges, [aperture]);
     if (this.windowed) {
       const windows = geometry.windows;

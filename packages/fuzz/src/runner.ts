@@ -109,6 +109,12 @@ const same = (a: readonly Range[], b: readonly Range[]): boolean => a.length ===
 /** Core's record, the kernel's table and the translation, each against the model. */
 export function checkState(model: Model, opened: Opened, step: number): void {
   const container = opened.container;
+  if (model.closed) {
+    check(container.isClosed, 'the container does not say it is closed');
+    check(opened.kernelTable().length === 0, `after close the kernel's table holds ${opened.kernelTable().length} mappings`);
+    check(opened.simulator.liveMappings() === 0, `after close the simulator counts ${opened.simulator.liveMappings()} live mappings`);
+    return;
+  }
   const mappings = container.mappings();
   const describe = (list: readonly Range[]): string => list.map(show).join(', ') || 'none';
   check(

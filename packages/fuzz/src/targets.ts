@@ -7,7 +7,7 @@ import { smmu } from '@ioas/backend-smmu';
 import { Container } from '@ioas/core';
 
 /** The mapping budget (type1's dma_entry_limit) the type1 targets open with: small, so that sequences reach it. */
-export const TYPE1_BUDGET = 12;
+export const TYPE1_BUDGET = 4;
 
 /** One mapping as the simulated kernel holds it. */
 export interface KernelMapping {
@@ -41,8 +41,13 @@ export interface Target {
   open(): Promise<Opened>;
 }
 
-/** Host memory units in each pool: enough for every offset plus length the commands use. */
-export const POOL_UNITS = 40n;
+/**
+ * Host memory units in a pool of `unit`-byte units: enough for every offset plus length the
+ * commands use (regions of up to 1,100 small units reach across a 1 MiB MSI window).
+ */
+export function poolUnits(unit: bigint): bigint {
+  return unit <= 0x10000n ? 1100n : 40n;
+}
 
 function opened(container: Container, simulator: Simulator, device: SimDevice, budget: number | null): Opened {
   const pools = new Map<bigint, bigint>();
@@ -54,7 +59,7 @@ function opened(container: Container, simulator: Simulator, device: SimDevice, b
     pool(unit) {
       let base = pools.get(unit);
       if (base === undefined) {
-        base = simulator.memory.allocate(POOL_UNITS * unit, unit).address;
+        base = simulator.memory.allocate(poolUnits(unit) * unit, unit).address;
         pools.set(unit, base);
       }
       return base;
