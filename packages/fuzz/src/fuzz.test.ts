@@ -5,10 +5,12 @@
 //
 // `pnpm test` runs DEFAULT_CALLS calls per target; `IOAS_FUZZ_CALLS=N` runs N. A failure prints
 // the shrunk command list (fast-check) and the resolved calls that led to it.
+import { IoasError } from '@ioas/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { commandArbitrary, type Command } from './commands.js';
-import { newCounts, runSequence, type Counts } from './runner.js';
+import { Model } from './model.js';
+import { checkState, newCounts, runSequence, type Counts } from './runner.js';
 import { TARGETS, type Target } from './targets.js';
 
 const DEFAULT_CALLS = 20_000;
@@ -76,4 +78,62 @@ describe('fuzz: known bugs', () => {
       await runSequence(target(name), [mapAt(0), window], newCounts(), { skipKnownBugs: false });
     });
   }
+});
+
+// ---- a second open next to a live container -------------------------------------------------
+// Every group and device of the machine (the first container's own included: it holds them),
+// and hostile options: each open must fail with an IoasError, leave no kernel object behind,
+// and leave the first container's record, the kernel's table and the translation as they were.
+
+describe.each(TARGETS.map((candidate) => [candidate.name, candidate] as const))('open next to a live container: %s', (_name, candidate) => {
+  it('fails typed and changes nothing', async () => {
+    const opened = await candidate.open();
+    const { container, simulator } = opened;
+    const model = new Model(container, opened.budget);
+    if (candidate.windowed) {
+      container.setGeometry({ aperture: { start: 0n, size: 1n << 30n }, windowCount: 16 });
+      model.readGeometry(container.geometry());
+    }
+    const unit = model.granule;
+    const start = model.usable()[0]!.start;
+    const memory = { address: opened.pool(unit), length: unit, contiguousPageSize: candidate.windowed ? unit : undefined };
+    const expectation = model.expectMap(start, memory, true, true, () => undefined);
+    const mapping = container.map({ iova: start, memory: candidate.windowed ? { address: memory.address, length: unit, contiguousPageSize: unit } : { address: memory.address, length: unit } });
+    if (expectation.kind === 'ok') expectation.ok(mapping);
+    checkState(model, opened, 0);
+    const handles = simulator.openHandles();
+    const attempts: [string, { groups?: unknown; devices?: unknown } | null][] = [
+      ...simulator.groups().map((group) => [`groups: [${group.id}]`, { groups: [group.id] }] as [string, { groups: number[] }]),
+      ...simulator.devices().map((device) => [`devices: ['${device.address}']`, { devices: [device.address] }] as [string, { devices: string[] }]),
+      ['groups: [99]', { groups: [99] }],
+      ['groups: [-1]', { groups: [-1] }],
+      ['groups: [1.5]', { groups: [1.5] }],
+      ["groups: ['3']", { groups: ['3'] }],
+      ['groups: [2 ** 53]', { groups: [2 ** 53] }],
+      ['groups: null', { groups: null }],
+      ["devices: ['nope']", { devices: ['nope'] }],
+      ["devices: ['']", { devices: [''] }],
+      ['devices: [42]', { devices: [42] }],
+      ['no group, no device', {}],
+      ['options null', null],
+    ];
+    const problems: string[] = [];
+    for (const [what, options] of attempts) {
+      try {
+        const other = await opened.openAnother(options);
+        other.close();
+        problems.push(`${what}: opened a second container`);
+      } catch (error) {
+        if (!IoasError.isInstance(error)) problems.push(`${what}: raw ${String(error)}`);
+      }
+      try {
+        checkState(model, opened, problems.length);
+      } catch (error) {
+        problems.push(`${what}: ${String(error)}`);
+      }
+      if (simulator.openHandles() !== handles) problems.push(`${what}: ${simulator.openHandles() - handles} kernel objects or group files left open`);
+    }
+    container.close();
+    expect(problems).toEqual([]);
+  });
 });

@@ -4,7 +4,7 @@ import { pamu } from '@ioas/backend-pamu';
 import { createSimulator, Ioas, PagedDomain, PamuDomain, sim, simSyscalls, type SimDevice, type Simulator, type Translation } from '@ioas/backend-sim';
 import { eduDevice } from '@ioas/backend-sim/testing';
 import { smmu } from '@ioas/backend-smmu';
-import { Container } from '@ioas/core';
+import { Container, type Backend } from '@ioas/core';
 
 /** The mapping budget (type1's dma_entry_limit) the type1 targets open with: small, so that sequences reach it. */
 export const TYPE1_BUDGET = 4;
@@ -24,6 +24,8 @@ export interface Opened {
   readonly simulator: Simulator;
   /** The device whose DMA goes through the container's domain. */
   readonly device: SimDevice;
+  /** Opens another container with the same backend on the same machine. */
+  openAnother(options: { groups?: unknown; devices?: unknown } | null): Promise<Container>;
   /** The mapping budget the target was opened with (`null`: no count limit). */
   readonly budget: number | null;
   /** Base of `units` host memory units of `unit` bytes, each one physically contiguous chunk. */
@@ -49,10 +51,11 @@ export function poolUnits(unit: bigint): bigint {
   return unit <= 0x10000n ? 1100n : 40n;
 }
 
-function opened(container: Container, simulator: Simulator, device: SimDevice, budget: number | null): Opened {
+function opened(container: Container, simulator: Simulator, device: SimDevice, budget: number | null, backend: Backend): Opened {
   const pools = new Map<bigint, bigint>();
   return {
     container,
+    openAnother: (options) => Container.open(options === null ? (null as never) : ({ backend, ...options } as never)),
     simulator,
     device,
     budget,
@@ -92,7 +95,7 @@ function simTarget(platform: 'p4080' | 'arm-smmuv3' | 'x86-vtd', kernelInterface
       const simulator = backend.simulator;
       const edu = eduDevice(simulator);
       const container = kernelInterface === 'iommufd' ? await Container.open({ backend, devices: [edu.address] }) : await Container.open({ backend, groups: [edu.group!] });
-      return opened(container, simulator, edu, budget);
+      return opened(container, simulator, edu, budget, backend);
     },
   };
 }
@@ -116,7 +119,7 @@ function smmuTarget(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: 'type1'
       } else {
         container = await Container.open({ backend, devices: [edu.address] });
       }
-      return opened(container, simulator, edu, budget);
+      return opened(container, simulator, edu, budget, backend);
     },
   };
 }
@@ -130,7 +133,7 @@ function pamuTarget(): Target {
       const backend = pamu({ profile: 'sdk-4.x', syscalls: simSyscalls(simulator), littleEndian: false });
       const edu = eduDevice(simulator);
       const container = await Container.open({ backend, groups: [edu.group!] });
-      return opened(container, simulator, edu, null);
+      return opened(container, simulator, edu, null, backend);
     },
   };
 }
