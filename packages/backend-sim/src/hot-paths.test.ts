@@ -185,7 +185,7 @@ describe('type1 MAP_DMA / UNMAP_DMA hot paths agree with the checked paths', () 
     }
     expect(domainOf(machines[0]).all()).toEqual(domainOf(machines[1]).all());
     expectCoverage([ERRNO.EINVAL, ERRNO.EEXIST, ERRNO.EFAULT, ...('dmaEntryLimit' in extra ? [ERRNO.ENOSPC] : []), ...('memlockLimit' in extra ? [ERRNO.ENOMEM] : [])], !('memlockLimit' in extra));
-  });
+  }, 60_000); // thousands of steps on two machines: seconds alone, more when the whole suite shares two cores
 });
 
 describe('big-endian structs', () => {
