@@ -4,7 +4,8 @@
 // core's record, the simulated kernel's table and the IOMMU's translation.
 //
 // `pnpm test` runs DEFAULT_CALLS calls per target; `IOAS_FUZZ_CALLS=N` runs N. A failure prints
-// the shrunk command list (fast-check) and the resolved calls that led to it.
+// the shrunk command list (fast-check), its seed (replay with IOAS_FUZZ_SEED=seed and the same
+// IOAS_FUZZ_CALLS) and the resolved calls that led to it.
 import { IoasError } from '@ioas/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -16,6 +17,8 @@ import { TARGETS, type Target } from './targets.js';
 const DEFAULT_CALLS = 20_000;
 const CALLS = Number(process.env.IOAS_FUZZ_CALLS ?? DEFAULT_CALLS);
 const MAX_LENGTH = 80;
+/** A fixed seed (IOAS_FUZZ_SEED, as a failure prints it) replays a run; by default every run draws new sequences. */
+const SEED = process.env.IOAS_FUZZ_SEED === undefined ? undefined : Number(process.env.IOAS_FUZZ_SEED);
 
 async function fuzz(target: Target, calls: number): Promise<Counts> {
   const counts = newCounts();
@@ -32,7 +35,7 @@ async function fuzz(target: Target, calls: number): Promise<Counts> {
       fc.asyncProperty(commands, async (sequence: Command[]) => {
         await runSequence(target, sequence, counts, { skipKnownBugs: true });
       }),
-      { numRuns: Math.max(1, Math.ceil(remaining / (MAX_LENGTH / 2))), endOnFailure: false },
+      { numRuns: Math.max(1, Math.ceil(remaining / (MAX_LENGTH / 2))), ...(SEED === undefined ? {} : { seed: SEED + counts.sequences }) },
     );
   }
   const refusals = Object.entries(counts.refusals)
