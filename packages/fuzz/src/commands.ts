@@ -81,7 +81,7 @@ export type Command =
 export function commandArbitrary(windowed: boolean): fc.Arbitrary<Command> {
   const weight = (paged: number, win: number): number => (windowed ? win : paged);
   return fc.oneof(
-    { weight: 14, arbitrary: fc.record({ kind: fc.constant('map' as const), auto: fc.boolean(), iova: iovaSel, memory: memSel, access, wrap }) },
+    { weight: 14, arbitrary: fc.record({ kind: fc.constant('map' as const), auto: fc.boolean(), iova: iovaSel, memory: fc.oneof({ weight: 6, arbitrary: memSel }, { weight: 1, arbitrary: regionSel }), access, wrap }) },
     { weight: 3, arbitrary: fc.record({ kind: fc.constant('mapRegion' as const), iova: iovaSel, memory: regionSel, access, wrap }) },
     {
       weight: 9,

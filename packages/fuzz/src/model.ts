@@ -55,6 +55,8 @@ export class Model {
   readonly allowList: boolean;
   readonly settable: boolean;
   maxWindows = 1;
+  /** The IO page sizes (paged): an allocator-chosen IOVA is aligned for the largest the length allows. */
+  ioPageSizes = 0n;
   aperture: Range = { start: 0n, last: 0n };
   /** Set by close(): every later call fails with `closed` (or `invalid-argument` for input that does not parse). */
   closed = false;
@@ -81,6 +83,7 @@ export class Model {
   readGeometry(geometry: Geometry): void {
     const aperture = { start: geometry.aperture.start, last: geometry.aperture.last };
     this.aperture = aperture;
+    this.ioPageSizes = geometry.ioPageSizes;
     this.kernelRanges = geometry.ranges === undefined ? [aperture] : intersect(geometry.ranges, [aperture]);
     if (this.windowed) {
       const windows = geometry.windows;
@@ -176,6 +179,16 @@ export class Model {
         check(size(chosen) === memory.length, 'allocator-chosen IOVA range has the wrong size');
         check(this.isUsable(chosen), 'allocator-chosen IOVA range is not usable');
         check(!this.used().some((used) => overlaps(used, chosen)), 'allocator-chosen IOVA range overlaps something live');
+        // Aligned for the largest IO page the length allows, when such a slot is free (Container.map's TSDoc).
+        if (!this.windowed) {
+          let large = unit;
+          for (let bits = this.ioPageSizes; bits > 0n; bits &= bits - 1n) {
+            const page = bits & -bits;
+            if (page <= memory.length && page > large) large = page;
+          }
+          const free = this.free().some((run) => alignUp(run.start, large) + memory.length - 1n <= run.last);
+          if (free) check(chosen.start % large === 0n, `allocator-chosen IOVA ${chosen.start} is not aligned to the ${large}-byte IO page its length allows`);
+        }
         const made = record(chosen.start);
         onOk(made, result);
         this.addMapping(made);

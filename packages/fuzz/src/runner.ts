@@ -171,6 +171,22 @@ export function checkState(model: Model, opened: Opened, step: number): void {
   for (const doorbell of model.doorbells) probes.push(doorbell.iova.start, doorbell.iova.start + 0x40n, doorbell.iova.start + 0x1000n);
   const free = model.free();
   if (free.length > 0) probes.push(free[step % free.length]!.start);
+  // A real device access at two probes: a write of one byte lands in host memory at the model's
+  // address (or faults and changes nothing), and a read gives it back.
+  for (const iova of probes.slice(0, 2)) {
+    if (iova < 0n || iova >= 1n << 64n) continue;
+    const mapping = model.findMapping(iova);
+    const value = new Uint8Array([(step * 31 + 7) & 0xff]);
+    const wrote = opened.device.dmaWrite(iova, value);
+    if (mapping !== undefined && mapping.write) {
+      check(wrote, `device DMA write at ${hex(iova)} faulted; the model maps it writable`);
+      const landed = opened.simulator.memory.read(mapping.address + (iova - mapping.start), 1)[0];
+      check(landed === value[0], `device DMA write at ${hex(iova)} did not land at ${hex(mapping.address + (iova - mapping.start))}`);
+      if (mapping.read) check(opened.device.dmaRead(iova, 1)?.[0] === value[0], `device DMA read at ${hex(iova)} does not give back what was written`);
+    } else {
+      check(!wrote, `device DMA write at ${hex(iova)} succeeded; the model maps nothing writable there`);
+    }
+  }
   for (const iova of probes) {
     if (iova < 0n || iova >= 1n << 64n) continue;
     for (const write of [false, true]) {
