@@ -1,10 +1,9 @@
 // The calls: generated as data (fast-check), resolved against the model's state when they run
 // (selectors pick a live mapping, an allocation, a usable range's edge...), with hostile values
 // mixed in. Each resolves to a call on the container and what the model says it must do.
-import { IoasError, type Container } from '@ioas/core';
 import fc from 'fast-check';
 import { check, fail, Model, ok, type Expectation, type MemoryArgs } from './model.js';
-import { size, U64_MAX, type Range, hex, show, overlaps } from './ranges.js';
+import { hex, show, size, U64_MAX, type Range } from './ranges.js';
 import { poolUnits, type Opened } from './targets.js';
 
 // ---- selectors -----------------------------------------------------------------------------
@@ -680,5 +679,3 @@ export function fmt(value: unknown): string {
   return String(value);
 }
 
-export { IoasError, overlaps };
-export type { Container };

@@ -36,12 +36,11 @@ function raws(call: (value: unknown) => unknown): string[] {
   return found;
 }
 
-function describe_(value: unknown): string {
+function describeValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'object' && value !== null) return Object.getPrototypeOf(value) === null ? '[null-proto]' : JSON.stringify(value, (_key, inner: unknown) => (typeof inner === 'bigint' ? `${inner}n` : inner));
   return String(value);
 }
-const describeValue = describe_;
 
 /** [name, call, a known bug: `fails` (found by this test, kept failing) or `skip` (issue 13's list, being fixed)]. */
 const CALLS: [string, (value: unknown) => unknown, ({ fails: string } | { skip: string })?][] = [
