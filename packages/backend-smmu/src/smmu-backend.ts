@@ -87,6 +87,13 @@ interface OpenContainer {
  * ```
  */
 export function smmu(options: SmmuOptions = {}): SmmuBackend {
+  const kind = (value: unknown): string => (value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new IoasError('invalid-argument', `smmu(): options must be an object, not ${kind(options)}`);
+  if (options.syscalls !== undefined && (typeof options.syscalls !== 'object' || options.syscalls === null || typeof options.syscalls.ioctl !== 'function')) {
+    throw new IoasError('invalid-argument', `smmu(): syscalls must be a Syscalls object (libcSyscalls(), simSyscalls(...)), not ${kind(options.syscalls)}`);
+  }
+  if (options.sysfsRoot !== undefined && typeof options.sysfsRoot !== 'string') throw new IoasError('invalid-argument', `smmu(): sysfsRoot must be a path, not ${kind(options.sysfsRoot)}`);
+  if (options.interface !== undefined && typeof options.interface !== 'string') throw new IoasError('invalid-argument', `smmu(): interface must be auto, type1 or iommufd, not ${kind(options.interface)}`);
   const syscalls = options.syscalls ?? libcSyscalls();
   const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
   const requested = options.interface ?? (process.env.IOAS_SMMU_INTERFACE as SmmuInterface | undefined) ?? 'auto';

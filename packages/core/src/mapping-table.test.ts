@@ -78,6 +78,24 @@ describe('MappingTable', () => {
     expect(table.takePending().length).toBe(live.length + 1);
   });
 
+  it('keeps every flag of a pending mapping when the allocator is rebuilt (ownedRanges)', () => {
+    const table = new MappingTable();
+    table.add({ start: 0x10000n, last: 0x10fffn }, memory, { read: true, write: false }, 'pending');
+    table.add({ start: 0x20000n, last: 0x20fffn }, memory, { read: false, write: true }, 'owned');
+    table.find(0x20000n); // leaves another entry's flags in the tree's out-slots
+    expect(table.ownedRanges()).toEqual([
+      { start: 0x10000n, last: 0x10fffn },
+      { start: 0x20000n, last: 0x20fffn },
+    ]);
+    expect(table.mappings().map((mapping) => mapping.access)).toEqual([
+      { read: true, write: false },
+      { read: false, write: true },
+    ]);
+    expect(table.holdsAllocatorSpace).toBe(true);
+    expect(table.remove(0x10000n)).toBe('owned');
+    expect(table.takePending()).toEqual([]);
+  });
+
   it('builds mappings as they were given: access, contiguous page sizes (odd ones too), the top of the space', () => {
     const table = new MappingTable();
     const given: Mapping[] = [

@@ -339,8 +339,11 @@ export class MappingTable {
     this.pendingLength = kept;
   }
 
+  /** Marks the pending mapping at `start` as held by the allocator (reads its flags itself). */
   private markReserved(start: number): void {
-    this.tree.setFlags(start, this.tree.foundFlags & ~PENDING);
+    const tree = this.tree;
+    if (!tree.get(start)) return;
+    tree.setFlags(start, tree.foundFlags & ~PENDING);
     this.reservedOwners++;
   }
 

@@ -47,19 +47,19 @@ const CALLS: [string, (value: unknown) => unknown, ({ fails: string } | { skip: 
   ['sim', (value) => sim(value as never)],
   ['createSimulator', (value) => createSimulator(value as never)],
   ['pamu', (value) => pamu(value as never)],
-  // Found by this test: smmu(null) reads `options.syscalls` of null (TypeError).
-  ['smmu', (value) => smmu(value as never), { fails: 'smmu(null): TypeError' }],
+  // Found by this test (fixed): smmu(null) read `options.syscalls` of null.
+  ['smmu', (value) => smmu(value as never)],
   ['applyWindowPlan', (value) => applyWindowPlan(value as never, value as never, value as never)],
   ['formatRange', (value) => formatRange(value as never)],
   ['usableRanges', (value) => usableRanges(value as never, value as never)],
   ['parseSize', (value) => parseSize(value as never)],
   ['parseSizeAt', (value) => parseSizeAt(value as never)],
-  // Issue 13's list (being fixed): parseReservedRegions(non-string) calls text.split (TypeError).
-  ['parseReservedRegions', (value) => parseReservedRegions(value as never, value as never), { skip: 'issue 13: parseReservedRegions(non-string) throws TypeError' }],
+  // Issue 13's list (fixed): parseReservedRegions(non-string) called text.split.
+  ['parseReservedRegions', (value) => parseReservedRegions(value as never, value as never)],
   ['planWindows', (value) => planWindows(value as never)],
   ['formatSize', (value) => formatSize(value as never)],
-  // Found by this test: hex(undefined | null | {}) calls value.toString (TypeError).
-  ['hex', (value) => hex(value as never), { fails: 'hex(undefined | null | {}): TypeError' }],
+  // Found by this test (fixed): hex(undefined | null | {}) called value.toString.
+  ['hex', (value) => hex(value as never)],
 ];
 
 describe('exports: hostile arguments throw an IoasError or return', () => {

@@ -39,7 +39,7 @@ export async function runSequence(target: Target, commands: readonly Command[], 
   for (const command of commands) {
     step++;
     const call = resolve(command, model, opened);
-    const knownBug = call.knownBug ?? recomputeBug(command, call.expect.kind, model);
+    const knownBug = call.knownBug;
     if (knownBug !== undefined && options.skipKnownBugs) {
       counts.knownBugSkipped++;
       continue;
@@ -87,21 +87,6 @@ export async function runSequence(target: Target, commands: readonly Command[], 
     fail(`close() threw ${String(caught)}`);
   }
   if (opened.simulator.liveMappings() !== 0) fail(`after close the kernel still holds ${opened.simulator.liveMappings()} mappings`);
-}
-
-/**
- * Known bug (found by this test, not in issue 13's list): a call that rebuilds the IOVA space
- * (createWindow, removeWindow, msi.map, msi.unmap) while a mapping made at an explicit IOVA is
- * still pending for the allocator rewrites that mapping's flags from a stale tree lookup
- * (MappingTable.ownedRanges calls markReserved without tree.get), so core's record loses the
- * mapping's access (read: false, write: false) while the kernel keeps it. Left out of the main
- * property; `it.fails` in fuzz.test.ts keeps the case.
- */
-export function recomputeBug(command: Command, expected: 'ok' | 'fail', model: Model): string | undefined {
-  if (expected !== 'ok' || model.mappings.length === 0) return undefined;
-  const rebuilds =
-    command.kind === 'createWindow' || command.kind === 'removeWindow' || (command.kind === 'msiMap' && model.explicitMsi) || (command.kind === 'msiUnmap' && model.doorbells.length > 0);
-  return rebuilds ? 'the record loses access flags when the IOVA space is rebuilt' : undefined;
 }
 
 const same = (a: readonly Range[], b: readonly Range[]): boolean => a.length === b.length && a.every((range, index) => range.start === b[index]!.start && range.last === b[index]!.last);

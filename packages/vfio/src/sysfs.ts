@@ -32,6 +32,10 @@ const KNOWN_KINDS = new Set<string>(['msi', 'direct', 'direct-relaxable', 'reser
  * conservative reading (never mapped), with the original string in `origin`.
  */
 export function parseReservedRegions(text: string, origin: string): ReservedRange[] {
+  if (typeof text !== 'string' || typeof origin !== 'string') {
+    const kind = (value: unknown): string => (value === null ? 'null' : typeof value);
+    throw new IoasError('invalid-argument', `parseReservedRegions: the text and its origin must be strings, not ${kind(text)} and ${kind(origin)}`);
+  }
   const regions: ReservedRange[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
