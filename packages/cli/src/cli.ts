@@ -71,7 +71,7 @@ function oneLine(text: string): string {
   return first.length > 500 ? `${first.slice(0, 500)}...` : first;
 }
 
-/** The libc syscalls, each sysfs and /proc file read with a size bound ({@link HOST_FILE_LIMIT}). */
+/** The libc syscalls, each sysfs and /proc file read with a size bound (16 MiB). */
 export function hostSyscalls(): Syscalls {
   return { ...libcSyscalls(), readFile: (path) => readBounded(path, HOST_FILE_LIMIT) };
 }
