@@ -289,7 +289,8 @@ export class SimIommufdContext {
     this.simulator.checkInjected(ioctl);
     // 6.12 drivers/vfio/device_cdev.c, vfio_df_ioctl_bind_iommufd(): the group is blocked first
     // (vfio_device_block_group(): EBUSY while /dev/vfio/N is open), then the device is opened,
-    // which a cdev may do only once, whichever iommufd asks (vfio_main.c, vfio_df_open(): EINVAL).
+    // which a cdev may do only once, whichever iommufd asks (vfio_main.c, vfio_df_open(): EINVAL;
+    // docs/kernel-rules.md#a-device-binds-once).
     const group = device.group === undefined ? undefined : this.simulator.group(device.group);
     if (group?.opened) throw new KernelError(ERRNO.EBUSY, ioctl, `group ${group.id} is open through /dev/vfio/${group.id}`);
     if (device.boundTo !== undefined) {

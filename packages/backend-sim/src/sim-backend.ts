@@ -103,7 +103,8 @@ export function sim(options: SimBackendOptions): SimBackend {
  * The group, when its `/dev/vfio/N` exists: the char device exists only while a member is bound
  * to a vfio driver (6.12 drivers/vfio/group.c: vfio_group_find_or_alloc() creates it when vfio-pci
  * registers a device, vfio_device_remove_group() deletes it with the last one), so open() is
- * ENOENT otherwise: `not-found`, as backend-smmu answers.
+ * ENOENT otherwise: `not-found`, as backend-smmu answers
+ * (docs/kernel-rules.md#a-groups-node-exists-only-with-a-vfio-member).
  */
 function requireGroupFile(group: SimGroup): SimGroup {
   if (group.devices.some((device) => device.driver === 'vfio-pci')) return group;
