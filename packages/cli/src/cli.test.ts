@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeHostTree, type HostFacts, type SysfsCapture } from '@ioas/vfio/testing';
+import { HEALTHY_HOST, writeHostTree, type HostFacts, type SysfsCapture } from '@ioas/vfio/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { colours, progressBar, type Io } from './output.js';
 
@@ -18,14 +18,7 @@ afterAll(() => {
   for (const path of temporary) rmSync(path, { recursive: true, force: true });
 });
 
-const healthy: HostFacts = {
-  modules: ['vfio', 'vfio_pci', 'vfio_iommu_type1'],
-  dev: ['/dev/vfio/vfio'],
-  memlock: 64n << 20n,
-  capEff: '0',
-  interrupts: ' 24: 0 IR-PCI-MSI 49152-edge vfio-msi[0]\n',
-  hugepages: { 2048: { total: 16, free: 16 } },
-};
+const healthy: HostFacts = HEALTHY_HOST;
 
 function tree(name: 'sysfs-x86' | 'sysfs-arm64' | 'sysfs-iommufd', host: HostFacts = healthy): string {
   const root = mkdtempSync(join(tmpdir(), 'ioas-cli-'));

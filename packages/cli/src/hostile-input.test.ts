@@ -9,21 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Syscalls } from '@ioas/core';
-import { writeHostTree, type HostFacts, type SysfsCapture } from '@ioas/vfio/testing';
+import { HEALTHY_HOST, writeHostTree, type HostFacts, type SysfsCapture } from '@ioas/vfio/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from './cli.js';
 import type { Io } from './output.js';
 
 const bin = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 const capture = JSON.parse(readFileSync(new URL('../../kernel-rig/fixtures/sysfs-x86.json', import.meta.url), 'utf8')) as SysfsCapture;
-const healthy: HostFacts = {
-  modules: ['vfio', 'vfio_pci', 'vfio_iommu_type1'],
-  dev: ['/dev/vfio/vfio'],
-  memlock: 64n << 20n,
-  capEff: '0',
-  interrupts: ' 24: 0 IR-PCI-MSI 49152-edge vfio-msi[0]\n',
-  hugepages: { 2048: { total: 16, free: 16 } },
-};
+const healthy: HostFacts = HEALTHY_HOST;
 
 const scratch = mkdtempSync(join(tmpdir(), 'ioas-hostile-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));

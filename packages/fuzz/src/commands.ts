@@ -273,17 +273,38 @@ const memoryInput = (memory: MemoryArgs): Record<string, bigint> =>
 const rangeInput = (range: Range, form: 'startSize' | 'startLast'): Record<string, bigint> =>
   form === 'startSize' ? { start: range.start, size: size(range) } : { start: range.start, last: range.last };
 
-/** Checks a returned mapping against the model's record of it. */
-function sameMapping(actual: unknown, expected: { start: bigint; last: bigint; address: bigint; length: bigint; contiguousPageSize: bigint | undefined; read: boolean; write: boolean }, what: string): void {
-  const mapping = actual as { iova: Range; memory: { address: bigint; length: bigint; contiguousPageSize?: bigint }; access: { read: boolean; write: boolean } };
-  check(
+/** A mapping as the model records it. */
+export interface ExpectedMapping {
+  readonly start: bigint;
+  readonly last: bigint;
+  readonly address: bigint;
+  readonly length: bigint;
+  readonly contiguousPageSize: bigint | undefined;
+  readonly read: boolean;
+  readonly write: boolean;
+}
+
+/** True when a mapping the SDK returned is the one the model records, field by field. */
+export function matchesMapping(
+  mapping: { iova: Range; memory: { address: bigint; length: bigint; contiguousPageSize?: bigint }; access: { read: boolean; write: boolean } },
+  expected: ExpectedMapping,
+): boolean {
+  return (
     mapping.iova.start === expected.start &&
-      mapping.iova.last === expected.last &&
-      mapping.memory.address === expected.address &&
-      mapping.memory.length === expected.length &&
-      mapping.memory.contiguousPageSize === expected.contiguousPageSize &&
-      mapping.access.read === expected.read &&
-      mapping.access.write === expected.write,
+    mapping.iova.last === expected.last &&
+    mapping.memory.address === expected.address &&
+    mapping.memory.length === expected.length &&
+    mapping.memory.contiguousPageSize === expected.contiguousPageSize &&
+    mapping.access.read === expected.read &&
+    mapping.access.write === expected.write
+  );
+}
+
+/** Checks a returned mapping against the model's record of it. */
+function sameMapping(actual: unknown, expected: ExpectedMapping, what: string): void {
+  const mapping = actual as Parameters<typeof matchesMapping>[0];
+  check(
+    matchesMapping(mapping, expected),
     `${what}: got ${describeMapping(mapping)}, model has ${show(expected)} at ${hex(expected.address)}+${hex(expected.length)} cps ${String(expected.contiguousPageSize)} r${expected.read} w${expected.write}`,
   );
 }

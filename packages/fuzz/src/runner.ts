@@ -1,7 +1,7 @@
 // Runs one call sequence on a fresh container and checks, after every call, the answer, core's
 // record, the simulated kernel's table and the IOMMU's translation against the reference model.
 import { IoasError } from '@ioas/core';
-import { resolve, type Command } from './commands.js';
+import { matchesMapping, resolve, type Command } from './commands.js';
 import { check, Disagreement, Model } from './model.js';
 import { hex, show, type Range } from './ranges.js';
 import type { Opened, Target } from './targets.js';
@@ -103,19 +103,7 @@ export function checkState(model: Model, opened: Opened, step: number): void {
   const mappings = container.mappings();
   const describe = (list: readonly Range[]): string => list.map(show).join(', ') || 'none';
   check(
-    mappings.length === model.mappings.length &&
-      mappings.every((mapping, index) => {
-        const expected = model.mappings[index]!;
-        return (
-          mapping.iova.start === expected.start &&
-          mapping.iova.last === expected.last &&
-          mapping.memory.address === expected.address &&
-          mapping.memory.length === expected.length &&
-          mapping.memory.contiguousPageSize === expected.contiguousPageSize &&
-          mapping.access.read === expected.read &&
-          mapping.access.write === expected.write
-        );
-      }),
+    mappings.length === model.mappings.length && mappings.every((mapping, index) => matchesMapping(mapping, model.mappings[index]!)),
     `core's record ${mappings.map((mapping) => `${show(mapping.iova)}@${hex(mapping.memory.address)}+${hex(mapping.memory.length)} cps ${String(mapping.memory.contiguousPageSize)} r${mapping.access.read} w${mapping.access.write}`).join(', ') || 'none'} differs from the model ${model.mappings.map((mapping) => `${show(mapping)}@${hex(mapping.address)}+${hex(mapping.length)} cps ${String(mapping.contiguousPageSize)} r${mapping.read} w${mapping.write}`).join(', ') || 'none'}`,
   );
   const stats = container.stats();

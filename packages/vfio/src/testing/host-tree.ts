@@ -42,6 +42,16 @@ export interface HostFacts {
   readonly hugepages?: Readonly<Record<number, { readonly total: number; readonly free: number }>>;
 }
 
+/** A host where VFIO works: the modules loaded, the container node, 64 MiB of memlock, interrupt remapping, 16 free 2 MiB hugepages. */
+export const HEALTHY_HOST: HostFacts = {
+  modules: ['vfio', 'vfio_pci', 'vfio_iommu_type1'],
+  dev: ['/dev/vfio/vfio'],
+  memlock: 64n << 20n,
+  capEff: '0',
+  interrupts: ' 24: 0 IR-PCI-MSI 49152-edge vfio-msi[0]\n',
+  hugepages: { 2048: { total: 16, free: 16 } },
+};
+
 function write(root: string, path: string, content: string): void {
   const full = join(root, path);
   mkdirSync(dirname(full), { recursive: true });

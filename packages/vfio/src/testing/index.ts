@@ -4,4 +4,4 @@
  *
  * @packageDocumentation
  */
-export { writeHostTree, type CapturedDevice, type HostFacts, type SysfsCapture } from './host-tree.js';
+export { HEALTHY_HOST, writeHostTree, type CapturedDevice, type HostFacts, type SysfsCapture } from './host-tree.js';
