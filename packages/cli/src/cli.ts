@@ -8,7 +8,7 @@
  */
 import { runScenario, type PlatformName } from '@ioas/backend-sim';
 import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, rangeSize, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
-import { describeBlockers, diagnoseHost, libcSyscalls, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
+import { describeBlockers, diagnoseHost, libcSyscalls, pciId, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './demo.js';
 import { colours, json, progressBar, table, type Io } from './output.js';
@@ -111,29 +111,6 @@ function groupNumber(value: string): number {
   return Number(value);
 }
 
-/** `1234:11e8`, or `?` for an id that is not a 16-bit number. */
-function pciIdText(device: { readonly vendor: number; readonly device: number }): string {
-  const id = (value: number) => (Number.isInteger(value) && value >= 0 && value <= 0xffff ? value.toString(16).padStart(4, '0') : '????');
-  return `${id(device.vendor)}:${id(device.device)}`;
-}
-
-/** A reserved range that ends before it starts, described, or undefined. */
-function reservedProblem(group: number, reserved: readonly ReservedRange[], root: string): string | undefined {
-  const inverted = reserved.find((region) => region.start > region.last);
-  if (inverted === undefined) return undefined;
-  return `${root}/sys/kernel/iommu_groups/${group}/reserved_regions lists ${hex(inverted.start)} ${hex(inverted.last)} ${inverted.kind}, a range that ends before it starts`;
-}
-
-/** What is wrong with a group's description (an id that is no id, an inverted reserved range), or undefined. */
-function groupProblem(info: GroupInfo, root: string): string | undefined {
-  const reserved = reservedProblem(info.group, info.reserved, root);
-  if (reserved !== undefined) return reserved;
-  for (const device of info.devices) {
-    if (pciIdText(device).includes('?')) return `${device.address} has no valid vendor:device id in ${root}/sys/bus/pci/devices/${device.address}`;
-  }
-  return undefined;
-}
-
 const reservedJson = (regions: readonly ReservedRange[]) => regions.map((region) => ({ start: region.start, last: region.last, size: rangeSize(region), kind: region.kind }));
 
 /** What a run decided besides output: the exit status of a command that ran to its end. */
@@ -168,15 +145,11 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
     if (!known.includes(group)) {
       throw new Failure(`no IOMMU group ${group} in ${root}/sys/kernel/iommu_groups (${known.length === 0 ? 'there are none: is the IOMMU on?' : `groups: ${known.join(', ')}`})`);
     }
-    let reserved: ReservedRange[];
     try {
-      reserved = sysfs.reservedRegions(group);
+      return sysfs.reservedRegions(group);
     } catch (error) {
       throw new Failure(`group ${group}: ${describeError(error)}`, { cause: error });
     }
-    const problem = reservedProblem(group, reserved, root);
-    if (problem !== undefined) throw new Failure(`group ${group}: ${problem}`);
-    return reserved;
   };
 
   program
@@ -189,9 +162,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
       // One group that cannot be read is reported on its line and on stderr; the others still print.
       const results = sysfs.groups().map((group): { group: number; info?: GroupInfo; error?: string; thrown?: unknown } => {
         try {
-          const info = sysfs.describeGroup(group);
-          const problem = groupProblem(info, options.sysfsRoot);
-          return problem === undefined ? { group, info } : { group, error: problem };
+          return { group, info: sysfs.describeGroup(group) };
         } catch (error) {
           return { group, error: describeError(error), thrown: error };
         }
@@ -238,7 +209,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
             line === 0 ? String(group.group) : '',
             line === 0 ? (group.viable ? colour.green('yes') : colour.red('no')) : '',
             device?.address ?? '',
-            device === undefined ? '' : pciIdText(device),
+            device === undefined ? '' : pciId(device),
             device === undefined ? '' : device.driver === 'vfio-pci' ? colour.cyan('vfio-pci') : (device.driver ?? '-'),
             region === undefined ? '' : `${formatRange(region)} ${region.kind}`,
           ]);
@@ -354,7 +325,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
         const sysfs = sysfsOf(options.sysfsRoot);
         if (!sysfs.hasDevice(address)) throw new Failure(`no PCI device ${address} in ${options.sysfsRoot}/sys/bus/pci/devices`);
         const before = sysfs.device(address);
-        const id = pciIdText(before);
+        const id = pciId(before);
         if (name === 'unbind' && before.driver !== 'vfio-pci') {
           if (options.json) return out(json({ address, group: before.group ?? null, before: before.driver, after: before.driver, changed: false }));
           return out(`${address} (${id}) is not bound to vfio-pci (${before.driver ?? 'no driver'}): nothing to do`);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ERRNO, IoasError, type Syscalls } from '@ioas/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { libcSyscalls } from './libc-syscalls.js';
-import { Sysfs } from './sysfs.js';
+import { parseReservedRegions, pciId, Sysfs } from './sysfs.js';
 
 const roots: string[] = [];
 afterEach(() => {
@@ -104,5 +104,19 @@ describe('Sysfs on a captured tree', () => {
     expect(listing).toMatchObject({ code: 'kernel', errno: ERRNO.EACCES, ioctl: 'readdir' });
     expect(listing.message).toMatch(/listing the devices of IOMMU group 3 \(.*\): readdir failed with EACCES/);
     expect(caught(() => sysfs.deviceDriver('0000:00:03.0'))).toMatchObject({ code: 'kernel', errno: ERRNO.EIO, ioctl: 'readlink' });
+  });
+});
+
+describe('what sysfs could say wrong', () => {
+  it('refuses a reserved region that ends before it starts (the kernel never prints one)', () => {
+    expect(() => parseReservedRegions('0x00000000feefffff 0x00000000fee00000 msi\n', 'group 3')).toThrow(
+      expect.objectContaining({ code: 'abi-mismatch', message: 'group 3 lists 0xfeefffff 0xfee00000 msi, a range that ends before it starts' }),
+    );
+    expect(parseReservedRegions('0x00000000fee00000 0x00000000feefffff msi\n', 'group 3')).toHaveLength(1);
+  });
+
+  it('prints ids that are not 16-bit numbers as ????', () => {
+    expect(pciId({ vendor: 0x1234, device: 0x11e8 })).toBe('1234:11e8');
+    expect(pciId({ vendor: Number.NaN, device: 0x10000 })).toBe('????:????');
   });
 });

@@ -1,4 +1,4 @@
-import { ERRNO, IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
+import { ERRNO, hex, IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
 
 /** Errnos a file system call may carry that core's ERRNO table does not list. */
 const FS_ERRNO: Record<string, number> = { ENOTDIR: 20, EISDIR: 21, ENAMETOOLONG: 36, ELOOP: 40 };
@@ -43,9 +43,14 @@ export function parseReservedRegions(text: string, origin: string): ReservedRang
     if (match === null) throw new IoasError('abi-mismatch', `${origin}: cannot parse reserved region line "${line}"`);
     const kind = match[3]!;
     const known = KNOWN_KINDS.has(kind);
+    const start = BigInt(`0x${match[1]}`);
+    const last = BigInt(`0x${match[2]}`);
+    // The kernel prints each region's start and inclusive end (iommu_group_show_resv_regions());
+    // an end below the start is no region at all.
+    if (last < start) throw new IoasError('abi-mismatch', `${origin} lists ${hex(start)} ${hex(last)} ${kind}, a range that ends before it starts`);
     regions.push({
-      start: BigInt(`0x${match[1]}`),
-      last: BigInt(`0x${match[2]}`),
+      start,
+      last,
       kind: (known ? kind : 'reserved') as ReservedKind,
       source: 'sysfs',
       origin: known ? origin : `${origin} (type "${kind}")`,
@@ -81,7 +86,8 @@ export interface DriverBinding {
 
 /** `1234:11e8`: a device's vendor and device ids as lspci prints them. */
 export function pciId(device: { readonly vendor: number; readonly device: number }): string {
-  return `${device.vendor.toString(16).padStart(4, '0')}:${device.device.toString(16).padStart(4, '0')}`;
+  const id = (value: number): string => (Number.isInteger(value) && value >= 0 && value <= 0xffff ? value.toString(16).padStart(4, '0') : '????');
+  return `${id(device.vendor)}:${id(device.device)}`;
 }
 
 /** What makes a group non-viable, for messages: `0000:00:1f.2 is bound to ahci, ...`. */
