@@ -30,7 +30,11 @@ export class ContainerErrors {
    * they were missing (see {@link IoasError.inContext}); wraps anything else as `backend-contract`.
    */
   wrap(operation: string, error: unknown): IoasError {
-    if (IoasError.isInstance(error)) return error.inContext(this.backendName, operation);
+    // An IoasError from another copy of the package may lack inContext: wrap it as before then.
+    if (IoasError.isInstance(error)) {
+      if (typeof error.inContext === 'function') return error.inContext(this.backendName, operation);
+      return new IoasError(error.code, `${operation}: ${error.message}`, { backend: error.backend ?? this.backendName, operation: error.operation ?? operation, cause: error });
+    }
     return this.error('backend-contract', operation, `backend '${this.backendName}' threw a non-IoasError: ${messageOf(error)}`, error);
   }
 

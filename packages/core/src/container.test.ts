@@ -501,6 +501,16 @@ describe('a windowed container (PAMU-like)', () => {
     await expect(Container.open({ backend: empty, groups: [1] })).rejects.toMatchObject({ code: 'backend-contract', message: /resolved to undefined/ });
   });
 
+  it('refuses a cut through a mapping off a window boundary, and memory that wraps past 2^64-1', async () => {
+    const { container, state } = await openWindowed();
+    container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 8 });
+    container.map({ iova: 0n, memory: { address: 0x40000000n, length: 256n * MiB, contiguousPageSize: 64n * MiB } });
+    expectRefused(container, state, () => container.unmap({ iova: 0x1000n, size: 0x1000n }), 'misaligned', /multiple of 0x4000000/);
+    expectRefused(container, state, () => container.unmap({ iova: 0n, size: 64n * MiB + 0x1000n }), 'misaligned', /multiple of 0x4000000/);
+    const paged = await openPaged();
+    expectRefused(paged.container, paged.state, () => paged.container.map({ iova: 0x100000n, memory: { address: (1n << 64n) - 0x1000n, length: 0x2000n } }), 'invalid-argument', /wraps past 2\^64-1/);
+  });
+
   it('cuts mappings on partial unmap when the backend can (PAMU trims and splits)', async () => {
     const { container, state } = await openWindowed();
     container.setGeometry({ aperture: { start: 0n, size: 512n * MiB }, windowCount: 8 });

@@ -165,8 +165,7 @@ export class Container implements Disposable {
       this.adoptGeometryAfterFailure();
       throw this.errors.wrap(operation, error);
     }
-    this.space.geometry = this.errors.guard(operation, () => this.handle.doGetGeometry());
-    this.space.recompute();
+    this.errors.guard(operation, () => this.space.adopt(this.handle.doGetGeometry()));
     return this.space.geometry;
   }
 
@@ -400,8 +399,7 @@ export class Container implements Disposable {
   /** Re-reads the geometry after a failed change (nothing is mapped: setGeometry checked it). */
   private adoptGeometryAfterFailure(): void {
     try {
-      this.space.geometry = this.handle.doGetGeometry();
-      this.space.recompute();
+      this.space.adopt(this.handle.doGetGeometry());
     } catch {
       // The backend cannot tell either: the setGeometry error, thrown next, says what failed.
     }

@@ -48,6 +48,9 @@ export class DmaMapper {
         `${failed(memory)} from host address ${hex(memory.address)}: address and length must be multiples of ${windowed ? `the window size ${hex(unit)}` : `the IO page size ${hex(unit)}`}`,
       );
     }
+    if (addressPage + pages > PAGES_IN_64_BITS) {
+      throw this.errors.error('invalid-argument', operation, `${failed(memory)} from host address ${hex(memory.address)}: the memory wraps past 2^64-1`);
+    }
     if (windowed) {
       // Each PAMU window maps one physically contiguous chunk
       // (docs/kernel-rules.md#pamu-window-size-and-contiguous-memory):
@@ -72,7 +75,10 @@ export class DmaMapper {
       startPage = pageOf(iova.start);
       flags = mappingFlags(accessBits, 'owned', memory.contiguousPageSize);
       // Free in the allocator, which holds every mapping once synced (allocateForMap syncs).
-      table.tryInsert(startPage, startPage + pages - 1, addressPage, flags);
+      if (!table.tryInsert(startPage, startPage + pages - 1, addressPage, flags)) {
+        space.releaseIova(iova);
+        throw this.errors.error('inconsistent', operation, `${failed(memory)}: the allocator chose ${formatRange(iova)}, which the record says is mapped`);
+      }
     } else {
       startPage = wholePage(requested);
       if (startPage < 0 || startPage % unitPages !== 0) {
@@ -173,10 +179,18 @@ export class DmaMapper {
     const first = affected[0]!.mapping.iova;
     const last = affected[affected.length - 1]!.mapping.iova;
     const partial = this.handle.capabilities.partialUnmap;
-    // A cut through a mapping releases part of its IOVA: the allocator must hold the whole first.
-    // Whole mappings (the common case) need no sync: their pending reservations are just dropped.
-    if (partial && (first.start < range.start || last.last > range.last)) this.space.syncAllocator();
-    if (!partial) {
+    const cuts = first.start < range.start || last.last > range.last;
+    if (partial) {
+      // A cut must fall on a unit boundary: the record keeps whole pages (whole windows on PAMU),
+      // as the kernel does.
+      const unit = this.space.unit(operation);
+      if ((first.start < range.start && range.start % unit !== 0n) || (last.last > range.last && (range.last + 1n) % unit !== 0n)) {
+        throw this.errors.error('misaligned', operation, `failed to unmap ${formatRange(range)}: a cut through a mapping must fall on a multiple of ${hex(unit)}`);
+      }
+      // A cut releases part of a mapping's IOVA: the allocator must hold the whole first. Whole
+      // mappings (the common case) need no sync: their pending reservations are just dropped.
+      if (cuts) this.space.syncAllocator();
+    } else {
       if (first.start < range.start) {
         throw this.errors.error('bisect', operation, `failed to unmap ${formatRange(range)}: it starts inside mapping ${formatRange(first)}; unmap whole mappings`);
       }

@@ -324,10 +324,9 @@ function insertPending(pending: Candidate[], candidate: Candidate): void {
 
 /**
  * The greatest key of the size index, which no extent has (a range of 2^64 bytes cannot start at
- * 2^64 - 1). BTreeMap grows its last leaf by a one-key sibling when keys are appended past its
- * end, and can then be left with an empty leaf at its right edge, after which `floor()` and
- * `last()` answer `undefined` (a BTreeMap bug, reported). The size index appends past its end all
- * the time (the largest extent shrinking), so this key stays last and nothing is ever appended.
+ * 2^64 - 1): an end marker, so that the walks from the largest extent down start at
+ * `floor(SENTINEL - 1n)` and stop at it. (It was added when BTreeMap could be left with an empty
+ * leaf at its right edge; that bug is fixed and tested in btree.test.ts.)
  */
 const SENTINEL = (1n << 128n) - 1n;
 

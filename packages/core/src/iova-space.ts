@@ -30,8 +30,8 @@ import {
  * space?"; the mappings themselves are the {@link MappingTable}'s.
  */
 export class IovaSpace {
-  /** The current geometry. */
-  geometry: Geometry;
+  /** The current geometry (change it with {@link adopt}). */
+  geometry!: Geometry;
   /** Reserved ranges, sorted by start. */
   readonly reserved: readonly ReservedRange[];
   /** Windows created by the user, in address order. */
@@ -58,10 +58,9 @@ export class IovaSpace {
     private readonly table: MappingTable,
     private readonly errors: ContainerErrors,
   ) {
-    this.geometry = geometry;
     this.reserved = [...reserved].sort((a, b) => compareBigint(a.start, b.start) || compareBigint(a.last, b.last));
     this.allocator = new IovaAllocator([], 0x1000n);
-    this.recompute();
+    this.adopt(geometry);
   }
 
   /** Unit of every IOVA, address and size: the window size (windowed) or the smallest IO page. */
@@ -205,6 +204,26 @@ export class IovaSpace {
   }
 
   /**
+   * Takes a geometry the backend reports (at open, after setGeometry): its mapping unit is checked
+   * first, so a geometry no kernel reports changes nothing.
+   */
+  adopt(geometry: Geometry): void {
+    const unit = this.unitOf(geometry);
+    if (unit !== undefined && (unit < 0x1000n || unit % 0x1000n !== 0n)) {
+      throw this.errors.error('backend-contract', 'geometry', `backend '${this.errors.backendName}' reports a mapping unit of ${hex(unit)} bytes: not whole 4 KiB pages, which no kernel does`);
+    }
+    this.geometry = geometry;
+    this.recompute();
+  }
+
+  /** The window size (windowed; undefined until the windows are configured) or the granule (paged). */
+  private unitOf(geometry: Geometry): bigint | undefined {
+    if (this.capabilities.model !== 'windowed') return granuleOf(geometry);
+    const windows = geometry.windows;
+    return windows !== undefined && windows.size > 0n ? windows.size : undefined;
+  }
+
+  /**
    * Rebuilds the usable ranges and the allocator after geometry, windows or doorbells change: the
    * kernel's ranges (or the aperture) minus every blocking reserved range and the doorbells,
    * intersected with the windows when there are any, shrunk to whole units.
@@ -213,17 +232,8 @@ export class IovaSpace {
     let usable = usableRanges(this.kernelRanges(), this.reserved);
     usable = subtractRanges(usable, this.doorbells.map((doorbell) => doorbell.iova));
     if (this.windows.length > 0) usable = intersectRanges(usable, this.windows);
-    let unit: bigint | undefined;
-    if (this.capabilities.model === 'windowed') {
-      const windows = this.geometry.windows;
-      unit = windows !== undefined && windows.size > 0n ? windows.size : undefined;
-    } else {
-      unit = granuleOf(this.geometry);
-    }
+    const unit = this.unitOf(this.geometry);
     this.mappingUnit = unit;
-    if (unit !== undefined && (unit < 0x1000n || unit % 0x1000n !== 0n)) {
-      throw this.errors.error('backend-contract', 'geometry', `backend '${this.errors.backendName}' reports a mapping unit of ${hex(unit)} bytes: not whole 4 KiB pages, which no kernel does`);
-    }
     this.unitPages = unit === undefined ? 1 : Number(unit / 0x1000n);
     this.usable = unit === undefined ? [] : usable.map((range) => alignRangeInward(range, unit)).filter((range) => range !== undefined);
     this.usableSet = new IovaRangeSet(this.usable);

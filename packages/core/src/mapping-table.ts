@@ -1,4 +1,6 @@
 import { accessOf } from './container-input.js';
+import { IoasError } from './errors.js';
+import { hex } from './format.js';
 import type { IovaRange } from './iova-range.js';
 import { PageRangeMap } from './page-range-map.js';
 import type { Access, HostMemory, Mapping } from './types.js';
@@ -87,8 +89,15 @@ export function mappingFlags(access: number, ownership: IovaOwnership, contiguou
   let flags = access;
   if (ownership !== 'allocation') flags |= OWNS;
   if (ownership === 'pending') flags |= PENDING;
-  if (contiguousPageSize !== undefined && (contiguousPageSize & (contiguousPageSize - 1n)) === 0n) flags |= contiguousPageSize.toString(2).length << PAGE_SIZE_SHIFT;
+  if (contiguousPageSize !== undefined && (contiguousPageSize & (contiguousPageSize - 1n)) === 0n) flags |= (log2(contiguousPageSize) + 1) << PAGE_SIZE_SHIFT;
   return flags;
+}
+
+/** log2 of a power of two below 2^64, from its 32-bit halves (no string, no bigint arithmetic). */
+function log2(value: bigint): number {
+  WIDE[0] = value;
+  const high = HALVES[HIGH]!;
+  return high !== 0 ? 63 - Math.clz32(high) : 31 - Math.clz32(HALVES[LOW]!);
 }
 
 /** Flags for an access. */
@@ -124,11 +133,6 @@ export class MappingTable {
   /** True when some mapping holds IOVA space in the allocator. */
   get holdsAllocatorSpace(): boolean {
     return this.reservedOwners > 0;
-  }
-
-  /** True when a mapping shares a page with pages `[startPage, lastPage]`. */
-  overlapsPages(startPage: number, lastPage: number): boolean {
-    return this.tree.overlaps(startPage, lastPage);
   }
 
   /** The mapping with the highest start at or below `range.last`, if it reaches into `range`. */
@@ -192,7 +196,7 @@ export class MappingTable {
   remove(start: bigint): IovaOwnership {
     const startPage = pageOf(start);
     const tree = this.tree;
-    if (!tree.get(startPage)) throw new Error(`mapping table: no mapping at ${start}`);
+    if (!tree.get(startPage)) throw new IoasError('inconsistent', `the container's record has no mapping at ${hex(start)} although it listed one there`);
     const { foundLast: lastPage, foundFlags: flags } = tree;
     tree.delete(startPage);
     return this.unbook(startPage, lastPage, flags);

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { accessOf } from './container-input.js';
 import { IoasError } from './errors.js';
-import { U64_MAX } from './iova-range.js';
+import { isPowerOfTwo, U64_MAX } from './iova-range.js';
 
 /** A 64-bit unsigned integer given as a bigint or as a safe non-negative integer number. */
 export const u64 = z
@@ -41,7 +41,7 @@ export const mapInput = z
 export const allocateInput = z
   .object({
     size: size64,
-    align: size64.refine((value) => (value & (value - 1n)) === 0n, 'must be a power of two').optional(),
+    align: size64.refine(isPowerOfTwo, 'must be a power of two').optional(),
     limit: u64.optional(),
     contiguous: z.boolean().optional(),
   })
