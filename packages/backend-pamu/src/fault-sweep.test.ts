@@ -190,3 +190,32 @@ describe('fault sweep: every syscall of every multi-step PAMU operation fails in
     expect(problems).toEqual([]);
   }, 120_000);
 });
+
+describe('an open that fails, then meets a failing close', () => {
+  it('still releases every fd and reports the open failure, not the close', async () => {
+    const m = machine();
+    m.simulator.injectFault({ ioctl: 'VFIO_SET_IOMMU', errno: ERRNO.EPERM });
+    // The open makes its calls, SET_IOMMU fails; the next call after it is a close: fail that too.
+    const closeFails = new Proxy(m.face, {
+      get(target, property, receiver) {
+        if (property === 'close') {
+          let failed = false;
+          return (fd: number) => {
+            const status = target.close(fd);
+            if (failed) return status;
+            failed = true;
+            return -ERRNO.EIO;
+          };
+        }
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const before = m.face.inner.openFiles;
+    await expect(Container.open({ backend: pamu({ profile: PAMU_PROFILES['sdk-4.x'], syscalls: closeFails, littleEndian: false }), groups: [m.group] })).rejects.toMatchObject({
+      code: 'kernel',
+      errno: ERRNO.EPERM,
+    });
+    expect(m.face.inner.openFiles).toBe(before);
+  });
+});

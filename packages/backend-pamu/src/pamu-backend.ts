@@ -62,7 +62,14 @@ export function pamu(options: PamuOptions): PamuBackend {
   const ioctls = new PamuIoctls(syscalls, profile, options.littleEndian ?? endianness() === 'LE');
   const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
   const open = new Set<PamuContainer>();
-  const describeGroup = (group: number): string => describeBlockers(sysfs.groupBlockers(group));
+  // Only words for the not-viable error: a sysfs read that fails here must not replace that error.
+  const describeGroup = (group: number): string => {
+    try {
+      return describeBlockers(sysfs.groupBlockers(group));
+    } catch {
+      return '';
+    }
+  };
   return {
     specificationVersion: 'v1',
     name: 'pamu',

@@ -6,7 +6,7 @@
  * (docs/kernel-rules.md#pamu-sdk-driver). Each defence below names the rule it enforces.
  */
 import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
-import { releaseAll, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
+import { abandon, releaseAll, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
 import { PAMU_MSI_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
@@ -140,7 +140,7 @@ export class PamuContainer {
    *
    * @param describeGroup - Says why a group is not viable (which driver holds a member).
    * @throws {IoasError} `abi-mismatch` when CHECK_EXTENSION or GET_MSI_BANK_COUNT does not fit the
-   *   profile; `state` for a non-viable group; `kernel` for a failed ioctl.
+   *   profile; `not-viable` for a non-viable group; `kernel` for a failed ioctl.
    */
   static open(ioctls: PamuIoctls, groupIds: readonly number[], describeGroup: (group: number) => string = () => ''): PamuContainer {
     const container = VfioContainer.open(ioctls.vfio);
@@ -161,9 +161,7 @@ export class PamuContainer {
       container.setIommu(ioctls.profile.iommuType);
       return new PamuContainer(ioctls, container, groups);
     } catch (error) {
-      for (const group of groups) group.close();
-      container.close();
-      throw error;
+      abandon(() => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the PAMU container', 'pamu'), error, 'pamu');
     }
   }
 
@@ -228,7 +226,7 @@ export class PamuContainer {
    * is thrown: the container is left as it was.
    *
    * @throws {IoasError} `invalid-argument` (not a power of two, below 4 KiB, count 0 or above the
-   *   maximum), `misaligned` (start not aligned to the size), `state` (something mapped), `kernel`
+   *   maximum), `misaligned` (start not aligned to the size), `in-use` (something mapped), `kernel`
    *   (the domain refused: the read-back differs), `rollback-failed`.
    */
   configure(aperture: IovaRange, count: number): void {
@@ -257,8 +255,8 @@ export class PamuContainer {
    * Sets the stash attribute (the PAMU-only hint to stash DMA writes in a CPU's cache), after the
    * windows and before DMA (docs/kernel-rules.md#pamu-stash), and reads it back.
    *
-   * @throws {IoasError} `invalid-argument` (cache not 1-4, cpu not a u32), `state` (windows not set,
-   *   or DMA already mapped), `kernel` (the domain refused: a cpu that does not exist, say).
+   * @throws {IoasError} `invalid-argument` (cache not 1-4, cpu not a u32), `not-ready` (windows not
+   *   set), `in-use` (DMA already mapped), `kernel` (the domain refused: a cpu that does not exist, say).
    */
   setStash(stash: PamuStash): void {
     const operation = 'setStash';
@@ -292,7 +290,7 @@ export class PamuContainer {
    * here first: windows configured, a known bank, a window base inside the aperture (the driver
    * truncates any IOVA to its window, which would make UNMAP miss it), a free window.
    *
-   * @throws {IoasError} `state`, `not-found` (no such bank), `misaligned`, `out-of-range`, `overlap`.
+   * @throws {IoasError} `not-ready` (windows not configured), `in-use` (the bank is mapped), `not-found` (no such bank), `misaligned`, `out-of-range`, `overlap`.
    */
   mapMsiBank(bank: number, iova: bigint): PamuMsiBankMapping {
     const operation = 'mapMsiBank';
@@ -336,7 +334,7 @@ export class PamuContainer {
    * zero), memory whose contiguity is unknown (EFAULT at best), memory not aligned to the window in
    * its hugepage (the hardware keeps `paddr >> 12` and the code never checks natural alignment).
    *
-   * @throws {IoasError} `state`, `invalid-argument`, `misaligned`, `out-of-range`, `overlap`,
+   * @throws {IoasError} `not-ready` (windows not configured), `invalid-argument`, `misaligned`, `out-of-range`, `overlap`,
    *   `kernel` (EFAULT, ENOMEM for RLIMIT_MEMLOCK...).
    */
   mapDma(request: PamuDmaRequest): void {
@@ -389,7 +387,7 @@ export class PamuContainer {
    * container's record: the driver does not write `size` back. Sends nothing when nothing is
    * mapped there.
    *
-   * @throws {IoasError} `misaligned`, `state` (windows not configured).
+   * @throws {IoasError} `misaligned`, `not-ready` (windows not configured).
    */
   unmapDma(iova: bigint, size: bigint): bigint {
     const operation = 'unmapDma';

@@ -26,6 +26,7 @@ import {
   type IommufdDevice,
   type IovaRanges,
   type Type1Info,
+  abandon,
   asIoasError,
   releaseAll,
 } from '@ioas/vfio';
@@ -194,16 +195,6 @@ function groupMembers(sysfs: Sysfs, group: number): string[] {
   }
 }
 
-/** Undoes a failed open: releases everything, and reports the open's failure (not a close's). */
-function abandon(release: () => void, error: unknown): never {
-  try {
-    release();
-  } catch {
-    // Every fd is released even when a close fails; the open's failure is the one to report.
-  }
-  throw asIoasError(error, 'open', 'smmu');
-}
-
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
   const groups: VfioGroup[] = [];
@@ -245,7 +236,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
     };
     devices = groupIds.flatMap((id) => sysfs.groupDevices(id));
   } catch (error) {
-    abandon(release, error);
+    abandon(release, error, 'smmu');
   }
   const entry: OpenContainer = {
     devices,
@@ -315,7 +306,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
     reserved = groups.flatMap((id) => sysfs.reservedRegions(id));
     iovaRanges = context.iovaRanges(ioas);
   } catch (error) {
-    abandon(release, error);
+    abandon(release, error, 'smmu');
   }
   const entry: OpenContainer = {
     devices: addresses,

@@ -11,6 +11,19 @@ export function asIoasError(error: unknown, operation: string, backend: string):
 }
 
 /**
+ * Undoes a failed open: runs `release` (a {@link releaseAll} of what was opened), then throws the
+ * open's failure, typed, not a close's: every fd is released even when a close fails.
+ */
+export function abandon(release: () => void, error: unknown, backend: string): never {
+  try {
+    release();
+  } catch {
+    // releaseAll released every fd; the open's failure is the one to report.
+  }
+  throw asIoasError(error, 'open', backend);
+}
+
+/**
  * Runs every release step of a backend's close, even after one fails (each closes one fd, which
  * Linux releases even when close(2) reports an error), then throws what failed: the one error, or
  * an error listing them all (with the first one's code, errno and call) and the errors in `cause`.
