@@ -25,6 +25,7 @@ export const ERRNO = {
   ENOTTY: 25,
   ENOSPC: 28,
   ERANGE: 34,
+  ENAMETOOLONG: 36,
   ELOOP: 40,
   EOVERFLOW: 75,
   EBADFD: 77,

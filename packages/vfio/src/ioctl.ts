@@ -6,6 +6,7 @@
  */
 import { endianness } from 'node:os';
 import { ERRNO, IoasError, hex, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';
+import { errnoOf } from './release.js';
 import {
   IOMMUFD_NR,
   iommu_destroy,
@@ -113,7 +114,8 @@ export class VfioIoctls {
   readonly little: boolean;
   /** The request-number encoding. */
   readonly arch: IoctlArch;
-  private readonly backend: string | undefined;
+  /** The backend its errors name (`smmu`, `pamu`), when one was given. */
+  readonly backend: string | undefined;
   private readonly numbers: Record<VfioIoctlName, number>;
   private readonly mapBuffer = struct(vfio_iommu_type1_dma_map.sizeof);
   private readonly unmapBuffer = struct(vfio_iommu_type1_dma_unmap.sizeof);
@@ -179,8 +181,7 @@ export class VfioIoctls {
       status = this.syscalls.close(fd);
     } catch (error) {
       if (IoasError.isInstance(error)) throw error;
-      const errno = (error as { errno?: unknown } | null)?.errno;
-      throw IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, 'close', what, { ...(this.backend === undefined ? {} : { backend: this.backend }), cause: error });
+      throw IoasError.fromErrno(errnoOf(error), 'close', what, { ...(this.backend === undefined ? {} : { backend: this.backend }), cause: error });
     }
     if (status < 0) throw this.failure(-status, 'close', what);
   }

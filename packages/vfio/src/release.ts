@@ -1,10 +1,20 @@
 import { ERRNO, IoasError } from '@ioas/core';
 
+/**
+ * The errno of anything a system call threw: Node's fs errors carry a negative `errno` and a
+ * `code`, a syscall face may carry either; EIO when neither says.
+ */
+export function errnoOf(error: unknown): number {
+  const { code, errno } = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; errno?: unknown };
+  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0) return Math.abs(errno);
+  if (typeof code === 'string') return (ERRNO as Record<string, number>)[code] ?? ERRNO.EIO;
+  return ERRNO.EIO;
+}
+
 /** Any thrown value as an IoasError (what the steps of open and close throw already is one). */
 export function asIoasError(error: unknown, operation: string, backend: string): IoasError {
   if (IoasError.isInstance(error)) return error;
-  const errno = (error as { errno?: unknown } | null)?.errno;
-  return IoasError.fromErrno(typeof errno === 'number' && errno !== 0 ? Math.abs(errno) : ERRNO.EIO, operation, `${backend}: ${operation} failed: ${error instanceof Error ? error.message : String(error)}`, {
+  return IoasError.fromErrno(errnoOf(error), operation, `${backend}: ${operation} failed: ${error instanceof Error ? error.message : String(error)}`, {
     backend,
     cause: error,
   });

@@ -1,15 +1,5 @@
 import { ERRNO, hex, IoasError, type ReservedKind, type ReservedRange, type Syscalls } from '@ioas/core';
-
-/** Errnos a file system call may carry that core's ERRNO table does not list. */
-const FS_ERRNO: Record<string, number> = { ENOTDIR: 20, EISDIR: 21, ENAMETOOLONG: 36, ELOOP: 40 };
-
-/** The errno of a failed file system call (Node's `errno` is negative, the simulator's may be absent). */
-function errnoOf(error: unknown): number {
-  const { code, errno } = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; errno?: unknown };
-  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0) return Math.abs(errno);
-  if (typeof code === 'string') return (ERRNO as Record<string, number>)[code] ?? FS_ERRNO[code] ?? ERRNO.EIO;
-  return ERRNO.EIO;
-}
+import { errnoOf } from './release.js';
 
 /**
  * The typed error for a failed sysfs read: `not-found` when the path does not exist (ENOENT,
@@ -18,7 +8,7 @@ function errnoOf(error: unknown): number {
 function sysfsFailure(error: unknown, call: string, path: string, what: string): IoasError {
   if (IoasError.isInstance(error)) return error;
   const errno = errnoOf(error);
-  if (errno === ERRNO.ENOENT || errno === FS_ERRNO.ENOTDIR) return new IoasError('not-found', `${what}: ${path} does not exist`, { errno, ioctl: call, cause: error });
+  if (errno === ERRNO.ENOENT || errno === ERRNO.ENOTDIR) return new IoasError('not-found', `${what}: ${path} does not exist`, { errno, ioctl: call, cause: error });
   return IoasError.fromErrno(errno, call, `${what} (${path})`, { cause: error });
 }
 

@@ -1,4 +1,5 @@
 import { ERRNO, IoasError, hex, SYSCALL_FLAGS } from '@ioas/core';
+import { releaseAll } from './release.js';
 import type { DeviceInfo, IrqInfo, RegionInfo, VfioIoctls } from './ioctl.js';
 import {
   VFIO_DEVICE_FLAGS_RESET,
@@ -170,21 +171,17 @@ export class VfioDevice {
 
   /**
    * Closes the device fd and its eventfds. Safe to call twice. Every fd is released even when a
-   * close(2) fails; the first failure is thrown after the rest are closed.
+   * close(2) fails; what failed is thrown once, after the rest are closed ({@link releaseAll}).
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    const fds = [...this.eventfds.map((fd) => [fd, `closing an MSI eventfd of ${this.name}`] as const), [this.fd, `closing the device fd of ${this.name}`] as const];
+    const eventfds = this.eventfds;
     this.eventfds = [];
-    let failure: unknown;
-    for (const [fd, what] of fds) {
-      try {
-        this.ioctls.closeFile(fd, what);
-      } catch (error) {
-        failure ??= error;
-      }
-    }
-    if (failure !== undefined) throw failure;
+    releaseAll(
+      [...eventfds.map((fd) => () => this.ioctls.closeFile(fd, `closing an MSI eventfd of ${this.name}`)), () => this.ioctls.closeFile(this.fd, `closing the device fd of ${this.name}`)],
+      `closing ${this.name}`,
+      this.ioctls.backend ?? 'vfio',
+    );
   }
 }
