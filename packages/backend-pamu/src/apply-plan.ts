@@ -1,4 +1,4 @@
-import { IoasError, hex, rangeSize, U64_MAX, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
+import { IoasError, hex, rangeSize, size64, u64, type Container, type HostMemory, type Mapping, type MsiPlan, type WindowPlan } from '@ioas/core';
 import { z } from 'zod';
 
 /** What {@link applyWindowPlan} did. */
@@ -13,12 +13,6 @@ function planError(code: 'invalid-argument' | 'rollback-failed', message: string
   return new IoasError(code, `applyWindowPlan: ${message}`, { operation: 'applyWindowPlan', ...(cause === undefined ? {} : { cause }) });
 }
 
-/** A 64-bit value given as a bigint or a safe non-negative integer number (as core's inputs take). */
-const u64 = z
-  .union([z.bigint(), z.number().int().nonnegative().refine(Number.isSafeInteger, 'must be a safe integer; use a bigint')])
-  .transform((value) => BigInt(value))
-  .refine((value) => value >= 0n && value <= U64_MAX, 'must be between 0 and 2^64-1');
-const size64 = u64.refine((value) => value > 0n, 'must be positive');
 const index = z.number().int().nonnegative();
 
 const planSchema = z.object({

@@ -106,4 +106,5 @@ export {
   type WindowGeometry,
   type WindowMode,
 } from './types.js';
+export { size64, u64 } from './schemas.js';
 export { SYSCALL_FLAGS, type Syscalls } from './syscalls.js';
