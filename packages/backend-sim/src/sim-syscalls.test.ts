@@ -281,3 +281,34 @@ describe('sysfs (kernel-rules.md#reserved-regions-file-format)', () => {
     expect(() => sys.readFile('/sys/kernel/iommu_groups/9/reserved_regions')).toThrow(expect.objectContaining({ code: 'ENOENT' }));
   });
 });
+
+describe('a file stays alive while another file holds a reference on it', () => {
+  it('keeps a closed group fd in its container, with its mappings, until the last device fd from it closes (kernel-rules.md#detaching-a-group)', () => {
+    const { simulator, sys, edu, container, group } = type1Setup();
+    const vaddr = sys.mmap(0x1000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+    const map = struct(32, true, (view) => {
+      view.setUint32(4, 3, true);
+      view.setBigUint64(8, vaddr, true);
+      view.setBigUint64(16, 0x100000n, true);
+      view.setBigUint64(24, 0x1000n, true);
+    });
+    expect(sys.ioctl(container, X86(113), map.bytes)).toBe(0);
+    const device = sys.ioctl(group, X86(106), new TextEncoder().encode(`${edu.address}\0`)); // GROUP_GET_DEVICE_FD
+    expect(device).toBeGreaterThan(0);
+    // The device fd holds the group file: closing the group fd does not release it.
+    expect(sys.close(group)).toBe(0);
+    expect(edu.domain).toBeDefined();
+    expect(edu.dmaWrite(0x100000n, new Uint8Array([7]))).toBe(true);
+    expect(simulator.liveMappings()).toBe(1);
+    expect(sys.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR)).toBe(-ERRNO.EBUSY);
+    // The last device fd closing releases the group file: out of the container, the last group out.
+    expect(sys.close(device)).toBe(0);
+    expect(edu.domain).toBeUndefined();
+    expect(simulator.liveMappings()).toBe(0);
+    const again = sys.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR);
+    expect(again).toBeGreaterThan(0);
+    expect(sys.close(again)).toBe(0);
+    expect(sys.close(container)).toBe(0);
+    expect(simulator.openHandles()).toBe(0);
+  });
+});

@@ -58,10 +58,24 @@ const PCI_IRQ = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4, COUNT: 5 } as const;
 const REGION_SHIFT = 40n;
 const EDU_BAR0_SIZE = 0x10_0000n;
 
+/**
+ * A `/dev/vfio/N` file. Each device fd obtained from it holds a reference on it, so its release
+ * waits for the last of them (docs/kernel-rules.md#detaching-a-group).
+ */
+interface GroupFile {
+  kind: 'group';
+  group: SimGroup;
+  container: SimVfioContainer | undefined;
+  /** Device fds obtained from this file that are still open. */
+  deviceFiles: number;
+  /** The group fd was closed; the file is released when {@link deviceFiles} reaches 0. */
+  closed: boolean;
+}
+
 type File =
   | { kind: 'container'; container: SimVfioContainer }
-  | { kind: 'group'; group: SimGroup; container: SimVfioContainer | undefined }
-  | { kind: 'device'; device: SimDevice; group: SimGroup | undefined; cdev: { iommufd: SimIommufdContext | undefined; id: number } | undefined }
+  | GroupFile
+  | { kind: 'device'; device: SimDevice; group: GroupFile | undefined; cdev: { iommufd: SimIommufdContext | undefined; id: number } | undefined }
   | { kind: 'iommufd'; context: SimIommufdContext }
   | { kind: 'eventfd'; count: bigint; nonblocking: boolean };
 
@@ -123,7 +137,7 @@ class SimProcess implements Syscalls {
       // (docs/kernel-rules.md#one-open-of-a-group-at-a-time).
       if (group.opened || group.cdevBound) return -ERRNO.EBUSY;
       group.opened = true;
-      return this.install({ kind: 'group', group, container: undefined });
+      return this.install({ kind: 'group', group, container: undefined, deviceFiles: 0, closed: false });
     }
     if (path === '/dev/iommu') return this.install({ kind: 'iommufd', context: new SimIommufdContext(this.simulator) });
     const cdev = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
@@ -160,13 +174,17 @@ class SimProcess implements Syscalls {
         file.container.close();
         break;
       case 'group':
-        // Closing the group fd takes it out of its container; device fds stay open
-        // (docs/kernel-rules.md#detaching-a-group).
-        if (file.container !== undefined && file.group.owner === file.container) file.container.removeGroup(file.group);
-        file.group.opened = false;
+        // Device fds hold a reference on the group file: its release, which takes the group out of
+        // its container, waits for the last of them (docs/kernel-rules.md#detaching-a-group).
+        file.closed = true;
+        if (file.deviceFiles === 0) this.releaseGroup(file);
         break;
       case 'device':
-        if (file.group !== undefined) file.group.openDevices--;
+        if (file.group !== undefined) {
+          file.group.group.openDevices--;
+          file.group.deviceFiles--;
+          if (file.group.closed && file.group.deviceFiles === 0) this.releaseGroup(file.group);
+        }
         if (file.cdev?.iommufd !== undefined) file.cdev.iommufd.unbind(file.cdev.id);
         file.device.disableMsi();
         this.msiEventfds.delete(file.device);
@@ -177,6 +195,17 @@ class SimProcess implements Syscalls {
       case 'eventfd':
         break;
     }
+  }
+
+  /**
+   * The group file's release, once its fd and every device fd from it are closed: the group leaves
+   * its container and `/dev/vfio/N` may be opened again (6.1 drivers/vfio/vfio_main.c, 6.12
+   * drivers/vfio/group.c, vfio_group_fops_release()).
+   */
+  private releaseGroup(file: GroupFile): void {
+    if (file.container !== undefined && file.group.owner === file.container) file.container.removeGroup(file.group);
+    file.container = undefined;
+    file.group.opened = false;
   }
 
   eventfd(initialValue: number, flags: number): number {
@@ -475,7 +504,8 @@ class SimProcess implements Syscalls {
         if (device === undefined) return -ERRNO.ENODEV;
         if (file.container === undefined || file.container.iommuType === null) return -ERRNO.EINVAL;
         group.openDevices++;
-        return this.install({ kind: 'device', device, group, cdev: undefined });
+        file.deviceFiles++;
+        return this.install({ kind: 'device', device, group: file, cdev: undefined });
       }
       default:
         return -ERRNO.ENOTTY;
