@@ -2,7 +2,7 @@
 // (selectors pick a live mapping, an allocation, a usable range's edge...), with hostile values
 // mixed in. Each resolves to a call on the container and what the model says it must do.
 import fc from 'fast-check';
-import { check, fail, Model, ok, type Expectation, type MemoryArgs } from './model.js';
+import { check, fail, Model, ok, type Expectation, type MemoryArgs, type ModelMapping } from './model.js';
 import { hex, show, size, U64_MAX, type Range } from './ranges.js';
 import { poolUnits, type Opened } from './targets.js';
 
@@ -273,21 +273,10 @@ const memoryInput = (memory: MemoryArgs): Record<string, bigint> =>
 const rangeInput = (range: Range, form: 'startSize' | 'startLast'): Record<string, bigint> =>
   form === 'startSize' ? { start: range.start, size: size(range) } : { start: range.start, last: range.last };
 
-/** A mapping as the model records it. */
-export interface ExpectedMapping {
-  readonly start: bigint;
-  readonly last: bigint;
-  readonly address: bigint;
-  readonly length: bigint;
-  readonly contiguousPageSize: bigint | undefined;
-  readonly read: boolean;
-  readonly write: boolean;
-}
-
 /** True when a mapping the SDK returned is the one the model records, field by field. */
 export function matchesMapping(
   mapping: { iova: Range; memory: { address: bigint; length: bigint; contiguousPageSize?: bigint }; access: { read: boolean; write: boolean } },
-  expected: ExpectedMapping,
+  expected: ModelMapping,
 ): boolean {
   return (
     mapping.iova.start === expected.start &&
@@ -301,7 +290,7 @@ export function matchesMapping(
 }
 
 /** Checks a returned mapping against the model's record of it. */
-function sameMapping(actual: unknown, expected: ExpectedMapping, what: string): void {
+function sameMapping(actual: unknown, expected: ModelMapping, what: string): void {
   const mapping = actual as Parameters<typeof matchesMapping>[0];
   check(
     matchesMapping(mapping, expected),
