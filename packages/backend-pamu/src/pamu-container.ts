@@ -6,7 +6,7 @@
  * (docs/kernel-rules.md#pamu-sdk-driver). Each defence below names the rule it enforces.
  */
 import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
-import { abandon, releaseAll, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
+import { abandon, releaseContainer, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
 import { PAMU_MSI_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
@@ -161,7 +161,7 @@ export class PamuContainer {
       container.setIommu(ioctls.profile.iommuType);
       return new PamuContainer(ioctls, container, groups);
     } catch (error) {
-      abandon(() => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the PAMU container', 'pamu'), error, 'pamu');
+      abandon(() => releaseContainer(groups, container, 'closing the PAMU container', 'pamu'), error, 'pamu');
     }
   }
 
@@ -461,7 +461,7 @@ export class PamuContainer {
     this.banks.length = 0;
     this.enabled = false;
     // Every fd is released even when one close(2) fails; what failed is reported once.
-    releaseAll([...this.groups.map((group) => () => group.close()), () => this.container.close()], 'closing the PAMU container', 'pamu');
+    releaseContainer(this.groups, this.container, 'closing the PAMU container', 'pamu');
   }
 
   /** True once {@link PamuContainer.close} ran. */

@@ -60,15 +60,14 @@ const EDU_BAR0_SIZE = 0x10_0000n;
 
 /**
  * A `/dev/vfio/N` file. Each device fd obtained from it holds a reference on it, so its release
- * waits for the last of them (docs/kernel-rules.md#detaching-a-group).
+ * waits for the last of them (docs/kernel-rules.md#detaching-a-group). A group has one such file at
+ * a time, so its `openDevices` counts the device fds from this one.
  */
 interface GroupFile {
   kind: 'group';
   group: SimGroup;
   container: SimVfioContainer | undefined;
-  /** Device fds obtained from this file that are still open. */
-  deviceFiles: number;
-  /** The group fd was closed; the file is released when {@link deviceFiles} reaches 0. */
+  /** The group fd was closed; the file is released when the group's `openDevices` reaches 0. */
   closed: boolean;
 }
 
@@ -137,7 +136,7 @@ class SimProcess implements Syscalls {
       // (docs/kernel-rules.md#one-open-of-a-group-at-a-time).
       if (group.opened || group.cdevBound) return -ERRNO.EBUSY;
       group.opened = true;
-      return this.install({ kind: 'group', group, container: undefined, deviceFiles: 0, closed: false });
+      return this.install({ kind: 'group', group, container: undefined, closed: false });
     }
     if (path === '/dev/iommu') return this.install({ kind: 'iommufd', context: new SimIommufdContext(this.simulator) });
     const cdev = /^\/dev\/vfio\/devices\/vfio(\d+)$/.exec(path);
@@ -177,13 +176,12 @@ class SimProcess implements Syscalls {
         // Device fds hold a reference on the group file: its release, which takes the group out of
         // its container, waits for the last of them (docs/kernel-rules.md#detaching-a-group).
         file.closed = true;
-        if (file.deviceFiles === 0) this.releaseGroup(file);
+        if (file.group.openDevices === 0) this.releaseGroup(file);
         break;
       case 'device':
         if (file.group !== undefined) {
           file.group.group.openDevices--;
-          file.group.deviceFiles--;
-          if (file.group.closed && file.group.deviceFiles === 0) this.releaseGroup(file.group);
+          if (file.group.closed && file.group.group.openDevices === 0) this.releaseGroup(file.group);
         }
         if (file.cdev?.iommufd !== undefined) file.cdev.iommufd.unbind(file.cdev.id);
         file.device.disableMsi();
@@ -504,7 +502,6 @@ class SimProcess implements Syscalls {
         if (device === undefined) return -ERRNO.ENODEV;
         if (file.container === undefined || file.container.iommuType === null) return -ERRNO.EINVAL;
         group.openDevices++;
-        file.deviceFiles++;
         return this.install({ kind: 'device', device, group: file, cdev: undefined });
       }
       default:

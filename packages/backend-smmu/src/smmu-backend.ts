@@ -29,6 +29,7 @@ import {
   abandon,
   asIoasError,
   releaseAll,
+  releaseContainer,
 } from '@ioas/vfio';
 
 /** The kernel interface: VFIO type1v2 containers, iommufd, or chosen when the container opens. */
@@ -198,8 +199,7 @@ function groupMembers(sysfs: Sysfs, group: number): string[] {
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
   const groups: VfioGroup[] = [];
-  // Group fds first (closing one takes the group out of the container), then the container.
-  const release = (): void => releaseAll([...groups.map((group) => () => group.close()), () => container.close()], 'closing the type1 container', 'smmu');
+  const release = (): void => releaseContainer(groups, container, 'closing the type1 container', 'smmu');
   let devices: string[];
   let reserved: ReservedRange[];
   let capabilities: Capabilities;

@@ -11,7 +11,7 @@ export { IommufdContext, IommufdDevice } from './iommufd-context.js';
 export { VfioIoctls, type DeviceInfo, type IoctlOptions, type IoctlStruct, type IovaRanges, type IrqInfo, type RegionInfo, type VfioIoctlName } from './ioctl.js';
 export { isLibcLoaded, libcSyscalls } from './libc-syscalls.js';
 export { describeBlockers, DMA_SAFE_DRIVERS, parseReservedRegions, pciId, Sysfs, type DriverBinding, type GroupInfo, type PciDeviceInfo } from './sysfs.js';
-export { abandon, asIoasError, releaseAll } from './release.js';
+export { abandon, asIoasError, releaseAll, releaseContainer } from './release.js';
 export { parseType1Info, type Type1Info } from './type1-info.js';
 export * as iommufdUapi from './uapi/iommufd.js';
 export { hostIoctlArch, IOC_NONE_POWERPC, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';

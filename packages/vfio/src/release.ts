@@ -59,3 +59,11 @@ export function releaseAll(steps: readonly (() => void)[], what: string, backend
     cause: new AggregateError(failures),
   });
 }
+
+/**
+ * Releases a VFIO container's files in the kernel's order: the group fds first (closing one takes
+ * its group out of the container), then the container; every fd even when a close fails.
+ */
+export function releaseContainer(groups: readonly { close(): void }[], container: { close(): void }, what: string, backend: string): void {
+  releaseAll([...groups.map((group) => () => group.close()), () => container.close()], what, backend);
+}
