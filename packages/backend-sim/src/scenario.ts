@@ -4,7 +4,7 @@
  * What `ioas sim` runs. Each step may say what it expects (an error code, a fault, a lost MSI); a
  * step whose outcome differs stops the run.
  */
-import { Container, IoasError, formatRange, formatSize, hex, parseSize, parseSizeAt, type IoasErrorCode, type Mapping } from '@ioas/core';
+import { Container, IoasError, formatRange, formatSize, hex, parseSize, parseSizeAt, type ContainerSnapshot, type IoasErrorCode, type Mapping } from '@ioas/core';
 import { z } from 'zod';
 import { KernelError } from './kernel-error.js';
 import type { PlatformName } from './platforms.js';
@@ -172,6 +172,8 @@ export interface ScenarioResult {
   readonly mappings: number;
   /** Bytes mapped at the end. */
   readonly bytesMapped: bigint;
+  /** The container at the end, when {@link RunScenarioOptions.snapshot} asked for it. */
+  readonly snapshot?: ContainerSnapshot;
 }
 
 /** Options of {@link runScenario}. */
@@ -180,6 +182,8 @@ export interface RunScenarioOptions {
   readonly platform?: PlatformName;
   /** Called before each step: for progress bars. */
   readonly onStep?: (index: number, total: number, action: ScenarioAction) => void;
+  /** Also return the container's snapshot at the end (for `ioas map`). */
+  readonly snapshot?: boolean;
 }
 
 const text = new TextEncoder();
@@ -223,7 +227,8 @@ export async function runScenario(scenario: Scenario, options: RunScenarioOption
       }
     }
     const stats = container.stats();
-    return { platform, interface: kernelInterface, events, ok, faults: [...machine.faults], interrupts: machine.interrupts.length, mappings: stats.mappings, bytesMapped: stats.bytesMapped };
+    const result: ScenarioResult = { platform, interface: kernelInterface, events, ok, faults: [...machine.faults], interrupts: machine.interrupts.length, mappings: stats.mappings, bytesMapped: stats.bytesMapped };
+    return options.snapshot === true ? { ...result, snapshot: container.snapshot(`${platform} (${kernelInterface}) after the scenario`) } : result;
   } finally {
     container.close();
   }

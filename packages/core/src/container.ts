@@ -21,6 +21,7 @@ import { describeReserved, IovaSpace } from './iova-space.js';
 import { MappingTable } from './mapping-table.js';
 import { type ContainerMsi, MsiPlacement } from './msi-placement.js';
 import { addressInput, allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
+import { type ContainerSnapshot, SNAPSHOT_VERSION, snapshotHex, snapshotRange } from './snapshot.js';
 import { SPECIFICATION_VERSION, type BackendHandle } from './spi.js';
 import { checkWindowGeometry } from './window-geometry.js';
 import { type Capabilities, type ContainerStats, type Geometry, granuleOf, type HostMemory, type Mapping, type ReservedRange, type U64Input, type Window } from './types.js';
@@ -378,6 +379,39 @@ export class Container implements Disposable {
       windows: this.space.windows.length,
       allocations: this.space.allocations.size,
       msiDoorbellsMapped: this.space.doorbells.length,
+    };
+  }
+
+  /**
+   * The container's IOVA space as plain, JSON-serialisable data (64-bit values as hex strings):
+   * aperture, IO page sizes, the kernel's ranges, windows, reserved ranges with kind and source,
+   * usable ranges, mappings, allocations, MSI doorbells and the mapping budget. `@ioas/view` draws it.
+   *
+   * @param title What the picture shows (default: the backend's name).
+   */
+  snapshot(title?: string): ContainerSnapshot {
+    if (title !== undefined && (typeof title !== 'string' || title.length > 200)) {
+      throw this.errors.error('invalid-argument', 'snapshot', 'the title must be a string of at most 200 characters');
+    }
+    this.assertOpen('snapshot');
+    const { geometry } = this.space;
+    const capabilities = this.handle.capabilities;
+    const msi = capabilities.msi === 'explicit' ? { model: capabilities.msi, doorbells: [...this.space.doorbells] } : this.msi.plan();
+    return {
+      version: SNAPSHOT_VERSION,
+      title: title ?? this.backendName,
+      model: capabilities.model,
+      aperture: snapshotRange(geometry.aperture),
+      ioPageSizes: snapshotHex(geometry.ioPageSizes),
+      kernelRanges: geometry.ranges === undefined ? null : geometry.ranges.map(snapshotRange),
+      windowGeometry: geometry.windows === undefined ? null : { count: geometry.windows.count, size: snapshotHex(geometry.windows.size), maxCount: geometry.windows.maxCount },
+      windows: this.space.windows.map(snapshotRange),
+      reserved: this.space.reserved.map((region) => ({ ...snapshotRange(region), kind: region.kind, source: region.source, ...(region.origin === undefined ? {} : { origin: region.origin }) })),
+      usable: this.space.usable.map(snapshotRange),
+      mappings: this.table.mappings().map((mapping) => ({ iova: snapshotRange(mapping.iova), address: snapshotHex(mapping.memory.address), access: { read: mapping.access.read, write: mapping.access.write } })),
+      allocations: [...this.space.allocations.values()].map(snapshotRange),
+      msi: { model: msi.model, doorbells: msi.doorbells.map((doorbell) => ({ index: doorbell.index, iova: snapshotRange(doorbell.iova), mappedBy: doorbell.mappedBy })) },
+      budget: { mappings: this.table.size, bytesMapped: snapshotHex(this.table.bytesMapped), left: this.dma.budgetLeft() },
     };
   }
 

@@ -50,6 +50,18 @@ export {
 export { IovaRangeSet } from './iova-range-set.js';
 export { PageRangeMap } from './page-range-map.js';
 export {
+  parseSnapshot,
+  SNAPSHOT_VERSION,
+  snapshotHex,
+  snapshotRange,
+  type ContainerSnapshot,
+  type SnapshotDoorbell,
+  type SnapshotHex,
+  type SnapshotMapping,
+  type SnapshotRange,
+  type SnapshotReserved,
+} from './snapshot.js';
+export {
   DEFAULT_WINDOW_PLAN_LIMITS,
   formatSize,
   parseSize,
