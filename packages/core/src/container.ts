@@ -21,7 +21,7 @@ import { describeReserved, IovaSpace } from './iova-space.js';
 import { MappingTable } from './mapping-table.js';
 import { type ContainerMsi, MsiPlacement } from './msi-placement.js';
 import { addressInput, allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
-import { type ContainerSnapshot, SNAPSHOT_VERSION, snapshotHex, snapshotRange } from './snapshot.js';
+import { type ContainerSnapshot, SNAPSHOT_VERSION, snapshotHex, snapshotRange, snapshotReserved } from './snapshot.js';
 import { SPECIFICATION_VERSION, type BackendHandle } from './spi.js';
 import { checkWindowGeometry } from './window-geometry.js';
 import { type Capabilities, type ContainerStats, type Geometry, granuleOf, type HostMemory, type Mapping, type ReservedRange, type U64Input, type Window } from './types.js';
@@ -406,7 +406,7 @@ export class Container implements Disposable {
       kernelRanges: geometry.ranges === undefined ? null : geometry.ranges.map(snapshotRange),
       windowGeometry: geometry.windows === undefined ? null : { count: geometry.windows.count, size: snapshotHex(geometry.windows.size), maxCount: geometry.windows.maxCount },
       windows: this.space.windows.map(snapshotRange),
-      reserved: this.space.reserved.map((region) => ({ ...snapshotRange(region), kind: region.kind, source: region.source, ...(region.origin === undefined ? {} : { origin: region.origin }) })),
+      reserved: this.space.reserved.map(snapshotReserved),
       usable: this.space.usable.map(snapshotRange),
       mappings: this.table.mappings().map((mapping) => ({ iova: snapshotRange(mapping.iova), address: snapshotHex(mapping.memory.address), access: { read: mapping.access.read, write: mapping.access.write } })),
       allocations: [...this.space.allocations.values()].map(snapshotRange),

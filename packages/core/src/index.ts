@@ -51,9 +51,11 @@ export { IovaRangeSet } from './iova-range-set.js';
 export { PageRangeMap } from './page-range-map.js';
 export {
   parseSnapshot,
+  planSnapshot,
   SNAPSHOT_VERSION,
   snapshotHex,
   snapshotRange,
+  snapshotReserved,
   type ContainerSnapshot,
   type SnapshotDoorbell,
   type SnapshotHex,

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { scriptedBackend, SMMU_RESERVED, WINDOWED } from './__fixtures__/scripted-backend.js';
 import { Container } from './container.js';
 import { IoasError } from './errors.js';
-import { parseSnapshot, SNAPSHOT_VERSION } from './snapshot.js';
+import { planWindows } from './plan-windows.js';
+import { parseSnapshot, planSnapshot, SNAPSHOT_VERSION } from './snapshot.js';
 
 const MiB = 1n << 20n;
 
@@ -67,6 +68,22 @@ describe('Container.snapshot', () => {
   });
 });
 
+describe('planSnapshot', () => {
+  it("draws seed 000's plan as the PAMU domain it becomes: RAM in windows 0-3, a bank per MSI window, window 7 off", () => {
+    const plan = planWindows({ memory: [{ iova: 0n, size: 256n * MiB, pageSize: 64n * MiB }], msiBanks: 3 });
+    const snapshot = planSnapshot(plan);
+    expect(parseSnapshot(JSON.parse(JSON.stringify(snapshot)))).toEqual(snapshot);
+    expect(snapshot.title).toBe('window plan: 8 windows of 64 MiB');
+    expect(snapshot.aperture).toEqual({ start: '0x0', last: '0x1fffffff' });
+    expect(snapshot.windowGeometry).toEqual({ count: 8, size: '0x4000000', maxCount: 256 });
+    expect(snapshot.mappings.map((mapping) => mapping.iova.start)).toEqual(['0x0', '0x4000000', '0x8000000', '0xc000000']);
+    expect(snapshot.mappings.every((mapping) => mapping.address === undefined)).toBe(true);
+    expect(snapshot.msi.doorbells.map((doorbell) => [doorbell.index, doorbell.iova.start])).toEqual([[0, '0x10000000'], [1, '0x14000000'], [2, '0x18000000']]);
+    expect(snapshot.usable).toEqual([{ start: '0x0', last: '0xfffffff' }, { start: '0x1c000000', last: '0x1fffffff' }]);
+    expect(snapshot.budget).toEqual({ mappings: 4, bytesMapped: '0x10000000', left: null });
+  });
+});
+
 describe('parseSnapshot', () => {
   async function valid() {
     return JSON.parse(JSON.stringify((await pagedWithEverything()).snapshot()));
@@ -82,6 +99,7 @@ describe('parseSnapshot', () => {
     ['null', null, /expected object/],
     ['a missing field', (snapshot: Record<string, unknown>) => ({ ...snapshot, aperture: undefined }), /aperture/],
     ['uppercase hex', (snapshot: Record<string, unknown>) => ({ ...snapshot, ioPageSizes: '0xFF' }), /ioPageSizes/],
+    ['a host address that is not hex', (snapshot: { mappings: object[] }) => ({ ...snapshot, mappings: [{ ...snapshot.mappings[0], address: '0xZZ' }] }), /mappings\[0\]\.address/],
     ['a value past 2^64-1', (snapshot: Record<string, unknown>) => ({ ...snapshot, aperture: { start: '0x0', last: '0x1ffffffffffffffff' } }), /aperture/],
     ['last below start', (snapshot: Record<string, unknown>) => ({ ...snapshot, usable: [{ start: '0x2000', last: '0x1000' }] }), /last must not be below start[\s\S]*usable/],
     ['an unknown reserved kind', (snapshot: Record<string, unknown>) => ({ ...snapshot, reserved: [{ start: '0x0', last: '0x1', kind: 'hole', source: 'sysfs' }] }), /reserved/],

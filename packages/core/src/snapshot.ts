@@ -6,7 +6,10 @@
  */
 import { z } from 'zod';
 import { IoasError } from './errors.js';
-import { U64_MAX } from './iova-range.js';
+import { subtractRanges, U64_MAX } from './iova-range.js';
+import { formatSize, type WindowPlan } from './plan-windows.js';
+import type { ReservedRange } from './types.js';
+import { PAMU_VFIO_MAX_WINDOWS } from './window-geometry.js';
 
 /** The version of the snapshot format this core writes and reads. */
 export const SNAPSHOT_VERSION = 1;
@@ -36,10 +39,15 @@ export interface SnapshotReserved extends SnapshotRange {
 export interface SnapshotMapping {
   /** The IOVA range the device uses. */
   readonly iova: SnapshotRange;
-  /** The host virtual address behind it. */
-  readonly address: SnapshotHex;
+  /** The host virtual address behind it; absent in a plan's snapshot (no host memory yet). */
+  readonly address?: SnapshotHex;
   /** The device's rights. */
-  readonly access: { readonly read: boolean; readonly write: boolean };
+  readonly access: {
+    /** The device may read. */
+    readonly read: boolean;
+    /** The device may write. */
+    readonly write: boolean;
+  };
 }
 
 /** An MSI doorbell in a snapshot. */
@@ -70,7 +78,14 @@ export interface ContainerSnapshot {
   /** The kernel's own usable ranges (type1 IOVA_RANGE, iommufd IOVA_RANGES); `null` when it reports none. */
   readonly kernelRanges: readonly SnapshotRange[] | null;
   /** Windowed IOMMUs: how the aperture is cut; `null` on a paged IOMMU. */
-  readonly windowGeometry: { readonly count: number; readonly size: SnapshotHex; readonly maxCount: number } | null;
+  readonly windowGeometry: {
+    /** Windows the aperture is cut into. */
+    readonly count: number;
+    /** Bytes per window (`0x0` until the geometry is set). */
+    readonly size: SnapshotHex;
+    /** Most windows the hardware and the kernel allow. */
+    readonly maxCount: number;
+  } | null;
   /** Windows created with `createWindow()` (on PAMU, the enabled hardware windows). */
   readonly windows: readonly SnapshotRange[];
   /** Reserved ranges, sorted by start. */
@@ -82,9 +97,21 @@ export interface ContainerSnapshot {
   /** Ranges handed out by `allocate()` and not released, in IOVA order. */
   readonly allocations: readonly SnapshotRange[];
   /** The MSI model and where its doorbells sit. */
-  readonly msi: { readonly model: 'explicit' | 'kernel-managed' | 'fixed' | 'none'; readonly doorbells: readonly SnapshotDoorbell[] };
+  readonly msi: {
+    /** The platform's MSI model (`capabilities.msi`). */
+    readonly model: 'explicit' | 'kernel-managed' | 'fixed' | 'none';
+    /** Where device MSI writes go: mapped by this container (explicit) or reserved by the kernel. */
+    readonly doorbells: readonly SnapshotDoorbell[];
+  };
   /** The mapping budget: mappings live, bytes mapped, mappings left (`null`: no count limit). */
-  readonly budget: { readonly mappings: number; readonly bytesMapped: SnapshotHex; readonly left: number | null };
+  readonly budget: {
+    /** Live mappings. */
+    readonly mappings: number;
+    /** Bytes in the live mappings. */
+    readonly bytesMapped: SnapshotHex;
+    /** Mappings that can still be made; `null` when the backend has no count limit. */
+    readonly left: number | null;
+  };
 }
 
 /** A bigint as a snapshot writes it. */
@@ -97,12 +124,17 @@ export function snapshotRange(range: { readonly start: bigint; readonly last: bi
   return { start: snapshotHex(range.start), last: snapshotHex(range.last) };
 }
 
+/** A reserved range as a snapshot writes it: its kind, source and origin kept. */
+export function snapshotReserved(region: ReservedRange): SnapshotReserved {
+  return { ...snapshotRange(region), kind: region.kind, source: region.source, ...(region.origin === undefined ? {} : { origin: region.origin }) };
+}
+
 const HEX = /^0x[0-9a-f]{1,16}$/;
 
 const hexValue = z
   .string()
   .regex(HEX, 'must be 0x and 1 to 16 lowercase hex digits')
-  .refine((text) => BigInt(text) <= U64_MAX, 'must be at most 2^64-1');
+  .refine((text) => !HEX.test(text) || BigInt(text) <= U64_MAX, 'must be at most 2^64-1');
 
 /** zod runs a refinement even when a field failed: compare only two well-formed values. */
 const inOrder = (value: { start: string; last: string }) => !HEX.test(value.start) || !HEX.test(value.last) || BigInt(value.start) <= BigInt(value.last);
@@ -137,7 +169,7 @@ const snapshotSchema = z
         .refine(inOrder, 'last must not be below start'),
     ),
     usable: z.array(range),
-    mappings: z.array(z.object({ iova: range, address: hexValue, access: z.object({ read: z.boolean(), write: z.boolean() }).strict() }).strict()),
+    mappings: z.array(z.object({ iova: range, address: hexValue.optional(), access: z.object({ read: z.boolean(), write: z.boolean() }).strict() }).strict()),
     allocations: z.array(range),
     msi: z
       .object({
@@ -164,4 +196,37 @@ export function parseSnapshot(value: unknown): ContainerSnapshot {
   const result = snapshotSchema.safeParse(value);
   if (result.success) return result.data as ContainerSnapshot;
   throw new IoasError('invalid-argument', `parseSnapshot: not a container snapshot\n${z.prettifyError(result.error)}`, { operation: 'parseSnapshot', cause: result.error });
+}
+
+/**
+ * A window plan ({@link planWindows}) as a snapshot of the PAMU domain it describes once applied:
+ * the aperture cut into the plan's windows, guest RAM mapped 1:1 in its `dma` windows (no host
+ * address yet), an MSI bank in each `msi` window, and nothing in the `disabled` ones.
+ *
+ * @param title What the picture shows (default: a description of the plan).
+ */
+export function planSnapshot(plan: WindowPlan, title?: string): ContainerSnapshot {
+  const window = (planned: { readonly iova: bigint; readonly size: bigint }) => snapshotRange({ start: planned.iova, last: planned.iova + planned.size - 1n });
+  const msiWindows = plan.windows.filter((planned) => planned.kind === 'msi').map((planned) => ({ start: planned.iova, last: planned.iova + planned.size - 1n }));
+  const dma = plan.windows.filter((planned) => planned.kind === 'dma');
+  const bytesMapped = dma.reduce((total, planned) => total + planned.size, 0n);
+  const aperture = { start: plan.aperture.start, last: plan.aperture.start + plan.aperture.size - 1n };
+  return {
+    version: SNAPSHOT_VERSION,
+    title: title ?? `window plan: ${plan.windowCount} windows of ${formatSize(plan.windowSize)}`,
+    model: 'windowed',
+    aperture: snapshotRange(aperture),
+    ioPageSizes: snapshotHex(0x1000n),
+    kernelRanges: null,
+    windowGeometry: { count: plan.windowCount, size: snapshotHex(plan.windowSize), maxCount: PAMU_VFIO_MAX_WINDOWS },
+    // Applied by mapping, as backend-pamu applies it: no window is created with createWindow(), and
+    // what a map may still use is the aperture minus the banks' windows (as Container.usable() says).
+    windows: [],
+    reserved: [],
+    usable: subtractRanges([aperture], msiWindows).map(snapshotRange),
+    mappings: dma.map((planned) => ({ iova: window(planned), access: { read: true, write: true } })),
+    allocations: [],
+    msi: { model: 'explicit', doorbells: plan.windows.flatMap((planned) => (planned.kind === 'msi' ? [{ index: planned.msiBank ?? 0, iova: window(planned), mappedBy: 'sdk' as const }] : [])) },
+    budget: { mappings: dma.length, bytesMapped: snapshotHex(bytesMapped), left: null },
+  };
 }
