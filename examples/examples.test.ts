@@ -1,5 +1,8 @@
 // Every example, run as a user runs it (node examples/<name>.mjs), on the simulator.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -26,6 +29,41 @@ describe('examples, on the simulator', () => {
     expect(arm.stdout).toContain('mapped  0x8100000-0xfffffff (127 MiB)');
     expect(arm.stdout).toContain('skipped 0x8000000-0x80fffff (reserved)');
     expect(arm.stdout).toContain('2 mappings, 255 MiB of 256 MiB mapped');
+  });
+
+  it('iova-map.mjs draws the container: text within 80 columns, and an HTML page', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'ioas-example-'));
+    try {
+      const html = join(directory, 'map.html');
+      const { status, stdout, stderr } = run('iova-map.mjs', ['--html', html]);
+      expect(status, stderr).toBe(0);
+      expect(stdout).toContain('my guest');
+      expect(stdout).toMatch(/^0x000008000000 +1 MiB .*MSI doorbell 0 \(kernel\)/m);
+      for (const line of stdout.split('\n')) expect(line.length, line).toBeLessThanOrEqual(80);
+      expect(stdout).toContain(`wrote ${html}`);
+      expect(readFileSync(html, 'utf8')).toMatch(/<svg [\s\S]*data-kind="msi-doorbell"/);
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it("the guides' pictures in docs/pictures are what the examples draw (never drawn by hand)", async () => {
+    const { DOCS_PICTURES, drawDocsPictures } = (await import(new URL('../scripts/docs-pictures.mjs', import.meta.url).href)) as {
+      DOCS_PICTURES: { file: string }[];
+      drawDocsPictures: (directory: string) => void;
+    };
+    const directory = mkdtempSync(join(tmpdir(), 'ioas-pictures-'));
+    try {
+      drawDocsPictures(directory);
+      for (const { file } of DOCS_PICTURES) {
+        const drawn = readFileSync(join(directory, file), 'utf8');
+        expect(drawn).toMatch(/^<svg /);
+        const committed = readFileSync(new URL(`../docs/pictures/${file}`, import.meta.url), 'utf8');
+        expect(committed, `docs/pictures/${file} is stale: run \`node scripts/docs-pictures.mjs\``).toBe(drawn);
+      }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
   });
 
   it('edu-driver.mjs does a DMA round trip and receives MSIs', () => {

@@ -6,13 +6,15 @@
 //
 //   node examples/smmu-guest-ram.mjs                  a simulated ARM SMMUv3 (the syscall face)
 //   node examples/smmu-guest-ram.mjs --group 12       real hardware, VFIO group 12 (root)
+//   add --platform x86-vtd for a simulated VT-d; --picture FILE.svg (or .html) to draw the IOVA space
 import { parseArgs } from 'node:util';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { smmu } from '@ioas/backend-smmu';
 import { Container, formatRange, formatSize } from '@ioas/core';
 import { allocateDmaMemory, libcSyscalls } from '@ioas/vfio';
+import { drawPicture } from './draw-picture.mjs';
 
-const { values } = parseArgs({ options: { group: { type: 'string' }, platform: { type: 'string', default: 'arm-smmuv3' }, size: { type: 'string', default: '256' } } });
+const { values } = parseArgs({ options: { group: { type: 'string' }, platform: { type: 'string', default: 'arm-smmuv3' }, size: { type: 'string', default: '256' }, picture: { type: 'string' } } });
 const MiB = 1n << 20n;
 const machine = values.group === undefined ? createSimulator({ platform: values.platform }) : undefined;
 const syscalls = machine === undefined ? libcSyscalls() : simSyscalls(machine);
@@ -30,6 +32,8 @@ try {
   for (const mapping of mappings) console.log(`mapped  ${formatRange(mapping.iova)} (${formatSize(mapping.memory.length)})`);
   for (const hole of skipped) console.log(`skipped ${formatRange(hole)} (reserved)`);
   console.log(`${mappings.length} mappings, ${formatSize(container.stats().bytesMapped)} of ${formatSize(size)} mapped`);
+  const where = values.group === undefined ? `a simulated ${values.platform === 'x86-vtd' ? 'Intel VT-d' : 'ARM SMMUv3'}` : `group ${group}`;
+  if (values.picture !== undefined) drawPicture(values.picture, container.snapshot(`${formatSize(size)} of guest RAM on ${where} (type1v2)`));
 } finally {
   container.close();
 }

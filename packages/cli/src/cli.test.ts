@@ -207,13 +207,23 @@ describe('ioas sim and demo', () => {
     expect(ioas(['sim', join(directory, 'missing.yaml')])).toMatchObject({ status: 2, stderr: expect.stringMatching(/cannot read .*missing.yaml/) });
   });
 
-  it('runs the demo', () => {
-    const run = ioas(['demo']);
+  it('runs the demo, ending with the two pictures it describes', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'ioas-demo-'));
+    temporary.push(directory);
+    const run = ioas(['demo', '--out', directory]);
     expect(run.status).toBe(0);
+    expect(run.stdout).toContain(`  ${join(directory, 'p4080.html')}\n  ${join(directory, 'arm-smmuv3.html')}`);
+    expect(readFileSync(join(directory, 'p4080.html'), 'utf8')).toContain("seed 000&#39;s 256 MiB guest on a simulated P4080");
+    expect(readFileSync(join(directory, 'arm-smmuv3.html'), 'utf8')).toMatch(/data-kind="msi-doorbell"[^>]*data-start="0x8000000"/);
     expect(run.stdout).toContain('device DMA to IOVA 0xc001000 landed in guest RAM: "written by the device through window 3"');
     expect(run.stdout).toContain('device MSI delivered: yes');
     expect(run.stdout).toContain('memory untouched: true');
-    expect(JSON.parse(ioas(['demo', '--json']).stdout)).toMatchObject({ pamu: { dmaLanded: true, msiDelivered: true, msiDoorbells: ['0x10000140', '0x14000140', '0x18000140'] }, smmu: { faulted: true } });
+    expect(JSON.parse(ioas(['demo', '--json', '--out', directory]).stdout)).toMatchObject({
+      pamu: { dmaLanded: true, msiDelivered: true, msiDoorbells: ['0x10000140', '0x14000140', '0x18000140'] },
+      smmu: { faulted: true },
+      pictures: [join(directory, 'p4080.html'), join(directory, 'arm-smmuv3.html')],
+    });
+    expect(ioas(['demo', '--out', join(directory, 'p4080.html', 'below-a-file')])).toMatchObject({ status: 1, stderr: expect.stringMatching(/cannot create .*below-a-file for the pictures/) });
   });
 });
 

@@ -6,12 +6,16 @@
  * Exit status: 0 success, 1 failure (a check failed, the kernel or a file said no), 2 bad usage
  * (unknown option, malformed value, invalid scenario file).
  */
-import { runScenario, type PlatformName } from '@ioas/backend-sim';
-import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planWindows, rangeSize, U64_MAX, usableRanges, type ReservedRange, type Syscalls } from '@ioas/core';
+import { runScenario, type PlatformName, type ScenarioResult } from '@ioas/backend-sim';
+import { formatRange, formatSize, formatWindowPlan, hex, IoasError, parseSize, parseSizeAt, planSnapshot, planWindows, rangeSize, usableRanges, type ContainerSnapshot, type ReservedRange, type Syscalls } from '@ioas/core';
 import { describeBlockers, diagnoseHost, libcSyscalls, pciId, Sysfs, type GroupInfo, type HostCheck } from '@ioas/vfio';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { runDemo } from './demo.js';
-import { colours, json, progressBar, table, type Io } from './output.js';
+import { apertureOfBits, emitIovaMap, hostGroupSnapshot, readSnapshot, SnapshotSyntaxError, WriteError, type MapOutput } from './iova-map.js';
+import { colourEnabled, colours, json, progressBar, table, type Io } from './output.js';
 import { HOST_FILE_LIMIT, InputError, readBounded, SCENARIO_LIMIT } from './read-bounded.js';
 import { loadScenario } from './scenario-file.js';
 
@@ -98,6 +102,15 @@ function countOption(value: string): number {
   return count;
 }
 
+/** `--aperture-bits`: the IOMMU input address width, 12 to 64. */
+function apertureBitsOption(prefix = ''): Option {
+  return new Option('--aperture-bits <n>', `${prefix}the IOMMU input address width: the kernel reports it once a container is open (39 on many VT-d parts)`).default(64).argParser((value: string) => {
+    const bits = countOption(value);
+    if (bits < 12 || bits > 64) throw new InvalidArgumentError('--aperture-bits must be between 12 and 64');
+    return bits;
+  });
+}
+
 function pciAddress(value: string): string {
   const address = value.toLowerCase();
   if (!PCI_ADDRESS.test(address)) throw new UsageError(`${shown(value)} is not a PCI address: write domain:bus:slot.function, such as 0000:00:03.0 (lspci -D lists them)`);
@@ -151,6 +164,47 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
       throw new Failure(`group ${group}: ${describeError(error)}`, { cause: error });
     }
   };
+
+  /** Runs a scenario file (default: the platform's built-in example) on the simulator, with a progress bar. */
+  const runScenarioFile = async (file: string | undefined, platform: PlatformName | undefined, snapshot: boolean) => {
+    const path = file ?? new URL(`../examples/${platform ?? 'p4080'}.yaml`, import.meta.url);
+    let text: string;
+    try {
+      // Bounded: /dev/zero or a huge file is refused, not read forever.
+      text = readBounded(path, SCENARIO_LIMIT);
+    } catch (error) {
+      throw new UsageError(error instanceof InputError ? error.message : `cannot read ${String(file)}: ${describeError(error)}`);
+    }
+    const loaded = loadScenario(text);
+    if (!loaded.ok) {
+      const name = file ?? `${platform ?? 'p4080'}.yaml`;
+      throw new UsageError(`${name} is not a valid scenario:\n${loaded.problems.map((problem) => `  ${name}:${problem.line}:${problem.column}: ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}`).join('\n')}`);
+    }
+    const bar = progressBar(io, 'scenario');
+    const result = await runScenario(loaded.scenario, { ...(platform === undefined ? {} : { platform }), snapshot, onStep: (index, total, action) => bar.update(index, total, action) });
+    bar.done();
+    return result;
+  };
+
+  /** Exit 1 when a scenario stopped at a step whose outcome it did not expect. */
+  const failIfUnexpected = (result: ScenarioResult) => {
+    if (result.ok) return;
+    const last = result.events.at(-1)!;
+    throw new Failure(`step ${last.step + 1} (${last.action}) ended with ${last.outcome === 'error' ? last.code : last.outcome}, which the scenario did not expect`);
+  };
+
+  /** Renders a snapshot as the picture options ask, turning a file that cannot be written into exit 1. */
+  const drawMap = (snapshot: ContainerSnapshot, output: MapOutput, print = true) => {
+    try {
+      const text = emitIovaMap(snapshot, output, colourEnabled(io));
+      if (print) out(text);
+    } catch (error) {
+      if (error instanceof WriteError) throw new Failure(error.message, { cause: error });
+      throw error;
+    }
+  };
+  const svgOption = () => new Option('--svg <file>', 'write the IOVA space as an SVG picture');
+  const htmlOption = () => new Option('--html <file>', 'write the IOVA space as a self-contained HTML page');
 
   program
     .command('groups')
@@ -241,14 +295,13 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
     .command('ranges')
     .description('the usable IOVA ranges a group\'s reserved regions leave (direct-relaxable stays usable, as type1 and iommufd treat it)')
     .argument('<group>', 'IOMMU group number')
-    .addOption(new Option('--aperture-bits <n>', 'the IOMMU input address width: the kernel reports it once a container is open (39 on many VT-d parts)').default(64).argParser(countOption))
+    .addOption(apertureBitsOption())
     .addOption(jsonOption())
     .addOption(sysfsRoot())
     .action((groupText: string, options: { json?: boolean; sysfsRoot: string; apertureBits: number }) => {
       const group = groupNumber(groupText);
-      if (options.apertureBits < 12 || options.apertureBits > 64) throw new UsageError('--aperture-bits must be between 12 and 64');
       const reserved = reservedOf(sysfsOf(options.sysfsRoot), group, options.sysfsRoot);
-      const aperture = { start: 0n, last: options.apertureBits === 64 ? U64_MAX : (1n << BigInt(options.apertureBits)) - 1n };
+      const aperture = apertureOfBits(options.apertureBits);
       const usable = usableRanges([aperture], reserved);
       if (options.json) return out(json({ group, aperture, reserved: reservedJson(reserved), usable: usable.map((range) => ({ ...range, size: rangeSize(range) })) }));
       out(`${colour.bold('reserved')}\n${reserved.length === 0 ? '(none)' : table(reserved.map((region) => [formatRange(region), region.kind]))}\n`);
@@ -262,8 +315,10 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
     .requiredOption('--page <size>', 'the hugepage size backing guest RAM (each window needs one physically contiguous chunk)', sizeOption)
     .requiredOption('--msi-banks <n>', 'MSI banks that need a window each (P4080: 3)', countOption)
     .option('--max-windows <n>', 'most windows (PAMU through VFIO: 256)', countOption)
+    .addOption(svgOption())
+    .addOption(htmlOption())
     .addOption(jsonOption())
-    .action((options: { memory: string[]; page: bigint; msiBanks: number; maxWindows?: number; json?: boolean }) => {
+    .action((options: { memory: string[]; page: bigint; msiBanks: number; maxWindows?: number; json?: boolean; svg?: string; html?: string }) => {
       const memory = options.memory.map((text) => {
         try {
           const { size, iova } = parseSizeAt(text);
@@ -280,6 +335,10 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
         throw error;
       }
       out(options.json ? json(plan) : formatWindowPlan(plan));
+      if (options.svg !== undefined || options.html !== undefined) {
+        // With --json, standard output holds the plan's JSON alone.
+        drawMap(planSnapshot(plan), { ...(options.svg === undefined ? {} : { svg: options.svg }), ...(options.html === undefined ? {} : { html: options.html }) }, options.json !== true);
+      }
     });
 
   program
@@ -364,23 +423,7 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
     .addOption(new Option('--platform <name>', 'the simulated platform (overrides the file)').choices(['p4080', 'arm-smmuv3', 'x86-vtd']))
     .addOption(jsonOption())
     .action(async (file: string | undefined, options: { platform?: PlatformName; json?: boolean }) => {
-      const platform = options.platform;
-      const path = file ?? new URL(`../examples/${platform ?? 'p4080'}.yaml`, import.meta.url);
-      let text: string;
-      try {
-        // Bounded: /dev/zero or a huge file is refused, not read forever.
-        text = readBounded(path, SCENARIO_LIMIT);
-      } catch (error) {
-        throw new UsageError(error instanceof InputError ? error.message : `cannot read ${String(file)}: ${describeError(error)}`);
-      }
-      const loaded = loadScenario(text);
-      if (!loaded.ok) {
-        const name = file ?? `${platform ?? 'p4080'}.yaml`;
-        throw new UsageError(`${name} is not a valid scenario:\n${loaded.problems.map((problem) => `  ${name}:${problem.line}:${problem.column}: ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}`).join('\n')}`);
-      }
-      const bar = progressBar(io, 'scenario');
-      const result = await runScenario(loaded.scenario, { ...(platform === undefined ? {} : { platform }), onStep: (index, total, action) => bar.update(index, total, action) });
-      bar.done();
+      const result = await runScenarioFile(file, options.platform, false);
       if (options.json) {
         out(json(result));
       } else {
@@ -389,19 +432,69 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
         out(table(result.events.map((event) => [String(event.step + 1), event.action, event.expected ? outcome[event.outcome] : colour.red(`${event.outcome} (unexpected)`), event.outcome === 'error' ? `${event.code}: ${event.detail}` : event.detail])));
         out(`\n${result.mappings} mappings (${formatSize(result.bytesMapped)}), ${result.faults.length} IOMMU faults, ${result.interrupts} interrupts delivered`);
       }
-      if (!result.ok) {
-        const last = result.events.at(-1)!;
-        throw new Failure(`step ${last.step + 1} (${last.action}) ended with ${last.outcome === 'error' ? last.code : last.outcome}, which the scenario did not expect`);
+      failIfUnexpected(result);
+    });
+
+  program
+    .command('map')
+    .description('draw the IOVA space (aperture, windows, reserved holes, mappings, MSI doorbells): a simulated container after a scenario, a host group, or a saved snapshot')
+    .addOption(new Option('--platform <name>', 'a simulated platform, after its built-in scenario (or --scenario)').choices(['p4080', 'arm-smmuv3', 'x86-vtd']))
+    .option('--scenario <file>', 'run this scenario file (YAML) on the simulator and draw the container at its end')
+    .option('--group <n>', "a host IOMMU group: its reserved regions and the usable ranges they leave")
+    .addOption(apertureBitsOption('with --group: '))
+    .option('--snapshot <file>', 'a snapshot saved with --json (or JSON.stringify(container.snapshot()))')
+    .addOption(svgOption())
+    .addOption(htmlOption())
+    .addOption(new Option('--json', 'print the snapshot as JSON (what --snapshot reads back)'))
+    .addOption(sysfsRoot())
+    .action(async (options: { platform?: PlatformName; scenario?: string; group?: string; apertureBits: number; snapshot?: string; svg?: string; html?: string; json?: boolean; sysfsRoot: string }) => {
+      const sources = [options.platform !== undefined || options.scenario !== undefined, options.group !== undefined, options.snapshot !== undefined].filter(Boolean).length;
+      if (sources !== 1) throw new UsageError(`give one source: --platform and/or --scenario (the simulator), --group (a host group) or --snapshot (a saved snapshot)${sources > 1 ? '; not several' : ''}`);
+      if (options.json === true && (options.svg !== undefined || options.html !== undefined)) throw new UsageError('--json prints the snapshot; it cannot be combined with --svg or --html');
+      const output: MapOutput = { ...(options.svg === undefined ? {} : { svg: options.svg }), ...(options.html === undefined ? {} : { html: options.html }), ...(options.json === true ? { json: true } : {}) };
+      if (options.group !== undefined) {
+        const group = groupNumber(options.group);
+        return drawMap(hostGroupSnapshot(group, reservedOf(sysfsOf(options.sysfsRoot), group, options.sysfsRoot), options.apertureBits), output);
       }
+      if (options.snapshot !== undefined) {
+        let snapshot: ContainerSnapshot;
+        try {
+          snapshot = readSnapshot(options.snapshot);
+        } catch (error) {
+          if (error instanceof InputError || error instanceof SnapshotSyntaxError) throw new UsageError(error.message);
+          if (IoasError.isInstance(error)) throw new UsageError(`${options.snapshot}: ${flattenIssues(error.message)}`);
+          throw new UsageError(`cannot read ${options.snapshot}: ${describeError(error)}`);
+        }
+        return drawMap(snapshot, output);
+      }
+      const result = await runScenarioFile(options.scenario, options.platform, true);
+      // The picture shows the container as the scenario left it, even where a step went wrong.
+      drawMap(result.snapshot!, output);
+      failIfUnexpected(result);
     });
 
   program
     .command('demo')
     .description('the SDK on the simulator: a P4080 window plan with DMA and MSI, an SMMUv3 MSI window and a fault')
+    .option('--out <dir>', 'write the two pictures (HTML) here (default: a new directory under the system temporary directory)')
     .addOption(jsonOption())
-    .action(async (options: { json?: boolean }) => {
-      const summary = await runDemo(options.json ? () => undefined : out);
-      if (options.json) out(json(summary));
+    .action(async (options: { json?: boolean; out?: string }) => {
+      const pictures: { name: string; snapshot: ContainerSnapshot }[] = [];
+      const summary = await runDemo(options.json ? () => undefined : out, (name, snapshot) => pictures.push({ name, snapshot }));
+      let directory: string;
+      try {
+        directory = options.out ?? mkdtempSync(join(tmpdir(), 'ioas-demo-'));
+        mkdirSync(directory, { recursive: true });
+      } catch (error) {
+        throw new Failure(`cannot create ${options.out ?? 'a temporary directory'} for the pictures: ${describeError(error)}`, { cause: error });
+      }
+      const paths = pictures.map(({ name, snapshot }) => {
+        const path = join(directory, `${name}.html`);
+        drawMap(snapshot, { html: path }, false);
+        return path;
+      });
+      if (options.json) return out(json({ ...summary, pictures: paths }));
+      out(`\nthe IOVA space of each container, drawn by @ioas/view (open in a browser):\n${paths.map((path) => `  ${path}`).join('\n')}`);
     });
 
   return program;

@@ -12,7 +12,7 @@ import { applyWindowPlan, pamu } from '@ioas/backend-pamu';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { eduDevice } from '@ioas/backend-sim/testing';
 import { smmu } from '@ioas/backend-smmu';
-import { Container, formatRange, formatSize, formatWindowPlan, hex, IoasError, planWindows, type IovaRange } from '@ioas/core';
+import { Container, formatRange, formatSize, formatWindowPlan, hex, IoasError, planWindows, type ContainerSnapshot, type IovaRange } from '@ioas/core';
 
 const MiB = 1n << 20n;
 
@@ -50,8 +50,8 @@ export interface DemoSummary {
   };
 }
 
-/** Runs the demo, writing its narrative through `say`. */
-export async function runDemo(say: (line: string) => void): Promise<DemoSummary> {
+/** Runs the demo, writing its narrative through `say` and handing each container's snapshot to `picture` before it closes. */
+export async function runDemo(say: (line: string) => void, picture: (name: string, snapshot: ContainerSnapshot) => void = () => undefined): Promise<DemoSummary> {
   const decode = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
 
   say('== Freescale P4080 (PAMU, windowed), through @ioas/backend-pamu ==\n');
@@ -80,6 +80,7 @@ export async function runDemo(say: (line: string) => void): Promise<DemoSummary>
       edu.raiseMsi(0);
       say(`device MSI delivered: ${delivered === 1 ? 'yes' : 'no'}`);
       say(`stats: ${JSON.stringify(container.stats(), (_, value: unknown) => (typeof value === 'bigint' ? hex(value) : value))}`);
+      picture('p4080', container.snapshot("seed 000's 256 MiB guest on a simulated P4080 (PAMU)"));
       say('');
       pamuSummary = { plan, dmaLanded: landed === message, msiDelivered: delivered === 1, msiDoorbells: banks.map((bank) => bank.deviceAddress ?? 0n) };
     } finally {
@@ -114,6 +115,7 @@ export async function runDemo(say: (line: string) => void): Promise<DemoSummary>
     say(`device DMA to unmapped IOVA 0x40000000: ${ok ? 'landed?!' : 'faulted'}; kernel log: ${arm.faults.at(-1)?.log ?? 'none'}`);
     const untouched = arm.memory.read(buffer.address, 8).every((byte, index) => byte === before[index]);
     say(`memory untouched: ${untouched}`);
+    picture('arm-smmuv3', container.snapshot('a simulated ARM SMMUv3 container (type1v2) with its MSI window'));
     return {
       pamu: pamuSummary,
       smmu: {

@@ -24,9 +24,14 @@ export interface Io {
   readonly env: Readonly<Record<string, string | undefined>>;
 }
 
+/** True when output gets ANSI colours: a terminal with NO_COLOR unset, or FORCE_COLOR set (not `0`). */
+export function colourEnabled(io: Io): boolean {
+  return io.env.FORCE_COLOR !== undefined ? io.env.FORCE_COLOR !== '0' : io.stdout.isTTY === true && io.env.NO_COLOR === undefined;
+}
+
 /** Colours for a stream: ANSI when it is a terminal and NO_COLOR is unset, or when FORCE_COLOR is set. */
 export function colours(io: Io) {
-  const on = io.env.FORCE_COLOR !== undefined ? io.env.FORCE_COLOR !== '0' : io.stdout.isTTY === true && io.env.NO_COLOR === undefined;
+  const on = colourEnabled(io);
   const wrap = (code: string) => (text: string) => (on ? `\u001b[${code}m${text}\u001b[0m` : text);
   return { bold: wrap('1'), dim: wrap('2'), red: wrap('31'), green: wrap('32'), yellow: wrap('33'), cyan: wrap('36') };
 }
