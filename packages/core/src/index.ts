@@ -64,6 +64,7 @@ export {
   type SnapshotReserved,
 } from './snapshot.js';
 export {
+  BINARY_UNITS,
   DEFAULT_WINDOW_PLAN_LIMITS,
   formatSize,
   parseSize,

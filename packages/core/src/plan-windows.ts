@@ -238,18 +238,20 @@ export function parseSizeAt(text: string): {
   return { size: parseSize(size!), iova: iova === undefined ? 0n : parseSize(iova) };
 }
 
+/** The binary units sizes are written in, largest first: `[bytes, name]`. */
+export const BINARY_UNITS: readonly (readonly [bigint, string])[] = [
+  [1n << 60n, 'EiB'],
+  [1n << 50n, 'PiB'],
+  [1n << 40n, 'TiB'],
+  [1n << 30n, 'GiB'],
+  [1n << 20n, 'MiB'],
+  [1n << 10n, 'KiB'],
+];
+
 /** Formats a byte count with the largest binary unit that divides it: `64 MiB`, `4 KiB`, `0x1234 bytes`. */
 export function formatSize(bytes: bigint): string {
   if (typeof bytes !== 'bigint' || bytes < 0n) throw new IoasError('invalid-argument', `formatSize: ${describeValue(bytes)} is not a byte count (a non-negative bigint)`);
-  const units: [bigint, string][] = [
-    [1n << 60n, 'EiB'],
-    [1n << 50n, 'PiB'],
-    [1n << 40n, 'TiB'],
-    [1n << 30n, 'GiB'],
-    [1n << 20n, 'MiB'],
-    [1n << 10n, 'KiB'],
-  ];
-  for (const [unit, name] of units) if (bytes >= unit && bytes % unit === 0n) return `${bytes / unit} ${name}`;
+  for (const [unit, name] of BINARY_UNITS) if (bytes >= unit && bytes % unit === 0n) return `${bytes / unit} ${name}`;
   return `${bytes} bytes`;
 }
 

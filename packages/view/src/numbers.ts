@@ -3,20 +3,11 @@
  * number of the largest unit (`1 MiB`); an IOVA space is full of sizes that are not (the 256 TiB
  * aperture minus a 256 MiB guest is `268435200 MiB` to `formatSize`), so those get one decimal.
  */
-import { formatSize, hex } from '@ioas/core';
-
-const UNITS: readonly (readonly [bigint, string])[] = [
-  [1n << 60n, 'EiB'],
-  [1n << 50n, 'PiB'],
-  [1n << 40n, 'TiB'],
-  [1n << 30n, 'GiB'],
-  [1n << 20n, 'MiB'],
-  [1n << 10n, 'KiB'],
-];
+import { BINARY_UNITS, formatSize, hex } from '@ioas/core';
 
 /** The largest unit `bytes` holds at least one of, or `undefined` under 1 KiB. */
 function unitOf(bytes: bigint): readonly [bigint, string] | undefined {
-  return UNITS.find(([unit]) => bytes >= unit);
+  return BINARY_UNITS.find(([unit]) => bytes >= unit);
 }
 
 /** True when {@link readableSize} is exact for `bytes`: a whole number of its largest unit, or under 1 KiB. */
