@@ -18,6 +18,8 @@ export class VfioDevice {
   private closed = false;
   private readonly regions = new Map<number, RegionInfo>();
   private eventfds: number[] = [];
+  /** Regions this object mapped: a mapping holds the device file open, so close() unmaps them. */
+  private mapped: { readonly address: bigint; readonly length: bigint; readonly index: number }[] = [];
 
   constructor(
     /** The ioctls (and syscalls) the device is reached through. */
@@ -116,6 +118,7 @@ export class VfioDevice {
     const region = this.region(index);
     const address = this.ioctls.syscalls.mmap(region.size, SYSCALL_FLAGS.PROT_READ | SYSCALL_FLAGS.PROT_WRITE, SYSCALL_FLAGS.MAP_SHARED, this.fd, region.offset);
     if (address < 0n) throw this.ioctls.failure(Number(-address), 'mmap', `mapping region ${index} of ${this.name}`);
+    this.mapped.push({ address, length: region.size, index });
     return address;
   }
 
@@ -170,16 +173,30 @@ export class VfioDevice {
   }
 
   /**
-   * Closes the device fd and its eventfds. Safe to call twice. Every fd is released even when a
-   * close(2) fails; what failed is thrown once, after the rest are closed ({@link releaseAll}).
+   * Unmaps the regions {@link mmap} mapped, then closes the device fd and its eventfds. Safe to call
+   * twice. A mapped region holds the device file open after its fd is closed (mmap takes a
+   * reference to the file), which keeps the device, and so its group, busy: the group's next open
+   * fails with EBUSY until the process exits. Everything is released even when one step fails; what
+   * failed is thrown once, after the rest ({@link releaseAll}). Views of a mapped region must not
+   * be used after this.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const eventfds = this.eventfds;
+    const mapped = this.mapped;
     this.eventfds = [];
+    this.mapped = [];
+    const syscalls = this.ioctls.syscalls;
     releaseAll(
-      [...eventfds.map((fd) => () => this.ioctls.closeFile(fd, `closing an MSI eventfd of ${this.name}`)), () => this.ioctls.closeFile(this.fd, `closing the device fd of ${this.name}`)],
+      [
+        ...mapped.map((region) => () => {
+          const result = syscalls.munmap(region.address, region.length);
+          if (result < 0) throw this.ioctls.failure(-result, 'munmap', `unmapping region ${region.index} of ${this.name}`);
+        }),
+        ...eventfds.map((fd) => () => this.ioctls.closeFile(fd, `closing an MSI eventfd of ${this.name}`)),
+        () => this.ioctls.closeFile(this.fd, `closing the device fd of ${this.name}`),
+      ],
       `closing ${this.name}`,
       this.ioctls.backend ?? 'vfio',
     );

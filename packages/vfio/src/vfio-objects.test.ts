@@ -66,6 +66,47 @@ describe('VFIO objects over the simulator syscall face', () => {
     expect(simulator.openHandles()).toBe(0);
   });
 
+  it('unmaps the regions it mapped when it closes: a mapping would keep the device, and its group, busy', () => {
+    const { simulator, syscalls: sim } = onSim();
+    // The simulator cannot map a BAR (MMIO is not memory to it): stand an anonymous mapping in for
+    // one, and watch what the device does with it.
+    const calls: string[] = [];
+    const syscalls = new Proxy(sim, {
+      get(target, key) {
+        if (key === 'mmap') {
+          return (length: bigint, prot: number, flags: number, fd: number, offset: bigint) => {
+            if (fd < 0) return target.mmap(length, prot, flags, fd, offset);
+            calls.push(`mmap fd ${fd} offset 0x${offset.toString(16)}`);
+            return target.mmap(length, prot, SYSCALL_FLAGS.MAP_PRIVATE | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+          };
+        }
+        if (key === 'munmap') {
+          return (address: bigint, length: bigint) => {
+            calls.push(`munmap 0x${length.toString(16)} bytes`);
+            return target.munmap(address, length);
+          };
+        }
+        const value = Reflect.get(target, key) as unknown;
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const ioctls = new VfioIoctls({ syscalls, littleEndian: true, arch: 'generic' });
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const container = VfioContainer.open(ioctls);
+    const group = VfioGroup.open(ioctls, edu.group!);
+    group.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    const device = new VfioDevice(ioctls, group.deviceFd(edu.address), edu.address);
+    device.mmap(VFIO_PCI_BAR0_REGION_INDEX);
+    expect(calls).toEqual([`mmap fd ${device.fd} offset 0x0`]);
+    device.close();
+    expect(calls).toEqual([`mmap fd ${device.fd} offset 0x0`, 'munmap 0x100000 bytes']);
+    device.close();
+    expect(calls).toHaveLength(2);
+    group.close();
+    container.close();
+  });
+
   it('drives an IOAS through the cdev: ranges two-step, allow-list, fixed and kernel-chosen maps, copy', () => {
     const { ioctls, sysfs, simulator } = onSim();
     const edu = simulator.devices().find((device) => device.edu)!;
