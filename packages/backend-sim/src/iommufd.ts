@@ -112,12 +112,31 @@ export class Ioas implements DmaDomain {
 }
 
 /**
- * One `/dev/iommu` file as the simulated kernel keeps it: its objects (IOAS, bound devices) by id.
- * The SDK's handle on one is `@ioas/vfio`'s `IommufdContext`.
+ * An automatic paging domain (an `IOMMUFD_OBJ_HWPT_PAGING` with `auto_domain` set): what attaching a
+ * device to an IOAS creates, or reuses when the IOAS already has one, and destroys when its last
+ * device leaves (6.12 drivers/iommu/iommufd/device.c, iommufd_device_auto_get_domain();
+ * iommufd_private.h, iommufd_hw_pagetable_put(); docs/kernel-rules.md#attaching-and-detaching-a-device).
+ */
+class AutoDomain {
+  readonly devices = new Set<SimDevice>();
+  constructor(
+    readonly id: number,
+    readonly ioas: Ioas,
+  ) {}
+}
+
+/** A device bound to the context: where it is attached, if anywhere. */
+interface Binding {
+  readonly device: SimDevice;
+  domain: AutoDomain | undefined;
+}
+
+/**
+ * One `/dev/iommu` file as the simulated kernel keeps it: its objects (IOAS, bound devices,
+ * automatic domains) by id. The SDK's handle on one is `@ioas/vfio`'s `IommufdContext`.
  */
 export class SimIommufdContext {
-  private readonly objects = new Map<number, Ioas | { device: SimDevice; ioas: Ioas | undefined }>();
-  private nextId = 1;
+  private readonly objects = new Map<number, Ioas | Binding | AutoDomain>();
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -135,8 +154,19 @@ export class SimIommufdContext {
     const ioctl = 'IOMMU_IOAS_ALLOC';
     this.simulator.checkInjected(ioctl);
     if (flags !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'flags must be 0');
-    const id = this.nextId++;
+    const id = this.freeId();
     this.objects.set(id, new Ioas(id, this.simulator));
+    return id;
+  }
+
+  /**
+   * The id a new object gets: the lowest free one from 1, as `xa_alloc()` on the context's
+   * `XA_FLAGS_ALLOC1` xarray gives it, so ids of destroyed objects come back (6.12
+   * drivers/iommu/iommufd/main.c, _iommufd_object_alloc(), iommufd_fops_open()).
+   */
+  private freeId(): number {
+    let id = 1;
+    while (this.objects.has(id)) id++;
     return id;
   }
 
@@ -150,6 +180,9 @@ export class SimIommufdContext {
       if (object.devices.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `IOAS ${id} has attached devices`);
       this.unmapAll(object);
     }
+    // A bound device is destroyed by closing its fd; a domain lives while devices use it (the
+    // users refcount: iommufd_object_remove() answers EBUSY).
+    if (!(object instanceof Ioas)) throw new KernelError(ERRNO.EBUSY, ioctl, `object ${id} is in use`);
     this.objects.delete(id);
   }
 
@@ -306,8 +339,8 @@ export class SimIommufdContext {
     if (group !== undefined && group.devices.some((member) => member.boundTo !== undefined && member.boundTo !== this)) {
       throw new KernelError(ERRNO.EPERM, ioctl, `another iommufd owns DMA in group ${group.id}`);
     }
-    const id = this.nextId++;
-    this.objects.set(id, { device, ioas: undefined });
+    const id = this.freeId();
+    this.objects.set(id, { device, domain: undefined });
     device.boundTo = this;
     return id;
   }
@@ -318,31 +351,45 @@ export class SimIommufdContext {
    */
   unbind(deviceId: number): void {
     const binding = this.objects.get(deviceId);
-    if (binding === undefined || binding instanceof Ioas) return;
+    if (binding === undefined || binding instanceof Ioas || binding instanceof AutoDomain) return;
     this.release(binding);
     this.objects.delete(deviceId);
     if (binding.device.boundTo === this) binding.device.boundTo = undefined;
   }
 
-  /** VFIO_DEVICE_ATTACH_IOMMUFD_PT (an attach while attached is an atomic replace). */
-  attach(deviceId: number, ioasId: number): void {
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT (an attach while attached is an atomic replace). `ptId` names an
+   * IOAS (the device goes into its automatic domain, made if it has none) or a domain; the domain's
+   * id is what the kernel writes back into `pt_id`, and what this returns. Any other object is
+   * EINVAL, an unknown id ENOENT (6.12 drivers/iommu/iommufd/device.c, iommufd_device_change_pt()).
+   */
+  attach(deviceId: number, ptId: number): number {
     const ioctl = 'VFIO_DEVICE_ATTACH_IOMMUFD_PT';
     this.simulator.checkInjected(ioctl);
     const binding = this.binding(deviceId, ioctl);
-    const ioas = this.ioas(ioasId, ioctl);
+    const target = this.objects.get(ptId);
+    if (target === undefined) throw new KernelError(ERRNO.ENOENT, ioctl, `no object ${ptId}`);
+    if (!(target instanceof Ioas) && !(target instanceof AutoDomain)) throw new KernelError(ERRNO.EINVAL, ioctl, `object ${ptId} is a device, not an IOAS or a page table`);
+    const ioas = target instanceof Ioas ? target : target.ioas;
     const reserved = ioas.reserved([...ioas.devices, binding.device]);
     for (const hole of reserved) {
       if (ioas.areas.overlaps(hole.start, hole.last)) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `a mapping sits in reserved ${hex(hole.start)}-${hex(hole.last)}`);
       if (ioas.allowed.some((range) => rangesOverlap(range, hole))) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `reserved ${hex(hole.start)}-${hex(hole.last)} cuts an allowed range`);
     }
-    if (binding.ioas !== undefined) {
-      binding.ioas.devices.delete(binding.device);
-      binding.ioas.devicesChanged();
+    // Every automatic domain suits every device here (the kernel tries each and skips EINVAL).
+    let domain = target instanceof AutoDomain ? target : [...this.objects.values()].find((object): object is AutoDomain => object instanceof AutoDomain && object.ioas === ioas);
+    if (domain === binding.domain && domain !== undefined) return domain.id;
+    if (domain === undefined) {
+      domain = new AutoDomain(this.freeId(), ioas);
+      this.objects.set(domain.id, domain);
     }
-    binding.ioas = ioas;
+    this.release(binding);
+    binding.domain = domain;
+    domain.devices.add(binding.device);
     ioas.devices.add(binding.device);
     ioas.devicesChanged();
     binding.device.domain = ioas;
+    return domain.id;
   }
 
   /** VFIO_DEVICE_DETACH_IOMMUFD_PT: the device then blocks all DMA. */
@@ -352,25 +399,29 @@ export class SimIommufdContext {
     this.release(this.binding(deviceId, ioctl));
   }
 
-  /** Takes a bound device out of its IOAS: DMA is then blocked. */
-  private release(binding: { device: SimDevice; ioas: Ioas | undefined }): void {
-    binding.ioas?.devices.delete(binding.device);
-    binding.ioas?.devicesChanged();
-    binding.ioas = undefined;
+  /** Takes a bound device out of its domain (destroyed when it was the last): DMA is then blocked. */
+  private release(binding: Binding): void {
+    const domain = binding.domain;
+    if (domain === undefined) return;
+    domain.devices.delete(binding.device);
+    domain.ioas.devices.delete(binding.device);
+    domain.ioas.devicesChanged();
+    if (domain.devices.size === 0) this.objects.delete(domain.id);
+    binding.domain = undefined;
     binding.device.domain = undefined;
   }
 
   /** Closing `/dev/iommu`: every device unbound, every IOAS destroyed. */
   close(): void {
-    for (const [id, object] of this.objects) if (!(object instanceof Ioas)) this.unbind(id);
+    for (const [id, object] of this.objects) if (!(object instanceof Ioas) && !(object instanceof AutoDomain)) this.unbind(id);
     for (const object of this.objects.values()) if (object instanceof Ioas) this.unmapAll(object);
     this.objects.clear();
     this.simulator.kernelObjects.delete(this);
   }
 
-  private binding(deviceId: number, ioctl: string): { device: SimDevice; ioas: Ioas | undefined } {
+  private binding(deviceId: number, ioctl: string): Binding {
     const object = this.objects.get(deviceId);
-    if (object === undefined || object instanceof Ioas) throw new KernelError(ERRNO.ENOENT, ioctl, `no bound device ${deviceId}`);
+    if (object === undefined || object instanceof Ioas || object instanceof AutoDomain) throw new KernelError(ERRNO.ENOENT, ioctl, `no bound device ${deviceId}`);
     return object;
   }
 

@@ -301,3 +301,39 @@ describe('iommufd (kernel-rules.md#iommufd)', () => {
     expect(chosen >= 0x4000_0000n && chosen <= 0x4fff_f000n).toBe(true);
   });
 });
+
+describe('iommufd objects (kernel-rules.md#attaching-and-detaching-a-device)', () => {
+  it('attaching to an IOAS makes its automatic domain and answers its id; the last detach destroys it', () => {
+    // x86-vtd with the host bridge (no driver) and edu bound to vfio-pci: two devices, two groups.
+    const simulator = createSimulator({ platform: 'x86-vtd', vfio: ['0000:00:00.0', '0000:00:03.0'] });
+    const [bridge, edu] = ['0000:00:00.0', '0000:00:03.0'].map((address) => simulator.devices().find((device) => device.address === address)!);
+    const context = new SimIommufdContext(simulator);
+    const ioas = context.allocateIoas(0);
+    const first = context.bind(edu!);
+    expect([ioas, first]).toEqual([1, 2]);
+    // The kernel writes the domain's id back into pt_id: the rig's 6.12 guest answered 3 here.
+    expect(context.attach(first, ioas)).toBe(3);
+    // A second device in the same IOAS shares the automatic domain; attaching by the domain's id works too.
+    const second = context.bind(bridge!);
+    expect(second).toBe(4);
+    expect(context.attach(second, ioas)).toBe(3);
+    expect(context.attach(second, 3)).toBe(3);
+    // Objects of the wrong kind, unknown ids, and objects in use.
+    expect(errnoOf(() => context.attach(second, first))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => context.attach(second, 99))).toBe(ERRNO.ENOENT);
+    expect(errnoOf(() => context.destroy(3))).toBe(ERRNO.EBUSY);
+    expect(errnoOf(() => context.destroy(first))).toBe(ERRNO.EBUSY);
+    expect(errnoOf(() => context.destroy(ioas))).toBe(ERRNO.EBUSY);
+    // Moving one device to another IOAS: a new domain there; the old one stays for the other device.
+    const other = context.allocateIoas(0);
+    expect(other).toBe(5);
+    expect(context.attach(second, other)).toBe(6);
+    context.detach(first);
+    // Domain 3 is gone with its last device: its id is the lowest free one again (xa_alloc).
+    expect(errnoOf(() => context.destroy(3))).toBe(ERRNO.ENOENT);
+    expect(context.allocateIoas(0)).toBe(3);
+    context.destroy(ioas);
+    context.close();
+  });
+});
+

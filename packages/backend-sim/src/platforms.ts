@@ -66,6 +66,12 @@ export interface PlatformPreset {
   readonly vfioAtStart: readonly string[];
   /** Whether the platform has interrupt remapping / MSI isolation (else SET_IOMMU gives EPERM). */
   readonly interruptRemapping: boolean;
+  /**
+   * The sysfs directory the PCI devices live in (`/sys/bus/pci/devices/X` links to `DIR/X`): the
+   * links a device directory holds (`iommu_group`, `driver`) are relative to it, so their `../`
+   * count depends on its depth (docs/kernel-rules.md#sysfs-device-links).
+   */
+  readonly pciDevicesDirectory: string;
 }
 
 const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
@@ -109,6 +115,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     ],
     vfioAtStart: ['0000:00:03.0'],
     interruptRemapping: true,
+    // q35's host bridge: /sys/devices/pci0000:00 (read on the rig's x86 guest).
+    pciDevicesDirectory: '/sys/devices/pci0000:00',
   },
   'arm-smmuv3': {
     name: 'arm-smmuv3',
@@ -131,6 +139,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     ],
     vfioAtStart: ['0000:00:02.0'],
     interruptRemapping: true,
+    // virt's generic ECAM host bridge is a platform device: /sys/devices/platform/4010000000.pcie.
+    pciDevicesDirectory: '/sys/devices/platform/4010000000.pcie/pci0000:00',
   },
   p4080: {
     name: 'p4080',
@@ -145,5 +155,7 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     devices: [{ address: '0000:01:00.0', ...EDU, driver: null, group: 0 }],
     vfioAtStart: ['0000:01:00.0'],
     interruptRemapping: true,
+    // The P4080's PCIe controllers are platform devices too (fsl_pci); not read on a board here.
+    pciDevicesDirectory: '/sys/devices/platform/ffe200000.pcie/pci0000:01',
   },
 };

@@ -530,7 +530,8 @@ class SimProcess implements Syscalls {
       if (nr === VFIO_NR.DEVICE_ATTACH_IOMMUFD_PT) {
         const view = this.argView(this.bytes(argument), 12);
         if (view.getUint32(4, this.little) !== 0) return -ERRNO.EINVAL;
-        cdev.iommufd.attach(cdev.id, view.getUint32(8, this.little));
+        // The kernel writes back the id of the domain it attached to (docs/kernel-rules.md#attaching-and-detaching-a-device).
+        view.setUint32(8, cdev.iommufd.attach(cdev.id, view.getUint32(8, this.little)), this.little);
         return 0;
       }
       if (nr === VFIO_NR.DEVICE_DETACH_IOMMUFD_PT) {
@@ -977,12 +978,14 @@ class SimProcess implements Syscalls {
     const link = /^\/sys\/bus\/pci\/devices\/([^/]+)\/(iommu_group|driver)$/.exec(path);
     if (link !== null) {
       const device = this.findDevice(link[1]!, path);
+      // Relative to the device's real directory (DIR/X), up to /sys (docs/kernel-rules.md#sysfs-device-links).
+      const up = '../'.repeat(this.simulator.platform.pciDevicesDirectory.split('/').length - 1);
       if (link[2] === 'iommu_group') {
         if (device.group === undefined) throw fsError('ENOENT', path);
-        return `../../../../kernel/iommu_groups/${device.group}`;
+        return `${up}kernel/iommu_groups/${device.group}`;
       }
       if (device.driver === null) throw fsError('ENOENT', path);
-      return `../../../../bus/pci/drivers/${device.driver}`;
+      return `${up}bus/pci/drivers/${device.driver}`;
     }
     throw fsError(this.exists(path) ? 'EINVAL' : 'ENOENT', path);
   }
