@@ -1,6 +1,6 @@
 // Every example, run as a user runs it (node examples/<name>.mjs), on the simulator.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +61,34 @@ describe('examples, on the simulator', () => {
         const committed = readFileSync(new URL(`../docs/pictures/${file}`, import.meta.url), 'utf8');
         expect(committed, `docs/pictures/${file} is stale: run \`node scripts/docs-pictures.mjs\``).toBe(drawn);
       }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('field-trace.mjs records a run; ioas replay agrees with it, and names the call of an edited answer', () => {
+    const directory = mkdtempSync(join(tmpdir(), 'ioas-trace-'));
+    try {
+      const trace = join(directory, 'field.jsonl');
+      const recorded = run('field-trace.mjs', ['--trace', trace]);
+      expect(recorded.status, recorded.stderr).toBe(0);
+      expect(recorded.stdout).toMatch(/^\d+ calls recorded in .*field\.jsonl; replay them with: ioas replay /m);
+      const ioas = (args: string[]) => spawnSync(process.execPath, [fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url)), ...args], { encoding: 'utf8' });
+      const agreed = ioas(['replay', trace, '--platform', 'arm-smmuv3']);
+      expect(agreed.status, agreed.stderr).toBe(0);
+      expect(agreed.stdout).toMatch(/^\d+ calls replayed, all agree with the simulator \(platform arm-smmuv3\)/);
+      // The kernel's answer to the map (iommufd's IOAS_MAP: the simulator offers /dev/iommu), edited:
+      // the replay stops at that call.
+      const lines = readFileSync(trace, 'utf8').split('\n');
+      const index = lines.findIndex((line) => line.includes('"ioctl":"IOMMU_IOAS_MAP"') && line.endsWith('"result":0}'));
+      expect(index).toBeGreaterThan(0);
+      const call = (JSON.parse(lines[index]!) as { n: number }).n;
+      lines[index] = lines[index]!.replace('"result":0}', '"errno":"ENOSPC"}');
+      writeFileSync(trace, lines.join('\n'));
+      const diverged = ioas(['replay', trace, '--platform', 'arm-smmuv3']);
+      expect(diverged.status).toBe(1);
+      expect(diverged.stdout).toContain(`call ${call} (IOMMU_IOAS_MAP`);
+      expect(diverged.stdout).toMatch(/said ENOSPC, the simulator said 0/);
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }

@@ -18,6 +18,7 @@ import { apertureOfBits, emitIovaMap, hostGroupSnapshot, readSnapshot, SnapshotS
 import { colourEnabled, colours, json, progressBar, table, type Io } from './output.js';
 import { HOST_FILE_LIMIT, InputError, readBounded, SCENARIO_LIMIT } from './read-bounded.js';
 import { loadScenario } from './scenario-file.js';
+import { registerReplayCommand } from './replay-command.js';
 
 /** Bad usage: exit 2. */
 class UsageError extends Error {}
@@ -496,6 +497,8 @@ export function buildProgram(io: Io, syscalls: () => Syscalls = hostSyscalls, st
       if (options.json) return out(json({ ...summary, pictures: paths }));
       out(`\nthe IOVA space of each container, drawn by @ioas/view (open in a browser):\n${paths.map((path) => `  ${path}`).join('\n')}`);
     });
+
+  registerReplayCommand(program, { io, out, state, usage: (message) => new UsageError(message), failure: (message) => new Failure(message), describeError, jsonOption });
 
   return program;
 }

@@ -3,124 +3,11 @@
 // own checks, so that the kernels' answers are compared). Every result and errno must agree; a
 // disagreement prints the seed and the shrunk sequence. Runs inside the QEMU guest.
 import { writeFileSync } from 'node:fs';
-import { errnoName, IoasError, type BackendHandleV1 } from '@ioas/core';
-import { smmu } from '@ioas/backend-smmu';
-import { allocateDmaMemory, type DmaMemory } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
-import { interfaceOf, lane, realMachine, simMachine, type Machine } from './targets.js';
+import { edgesOf, sequence, Side, type Operation } from './differential.js';
+import { interfaceOf, lane, realMachine, simMachine } from './targets.js';
 
-const PAGE = 0x1000n;
 const SEQUENCES = Number(process.env.IOAS_DIFFERENTIAL_SEQUENCES ?? 1000);
-const BUDGET = 6;
-
-type Operation =
-  | { kind: 'map'; iova: bigint; pages: number; vaddrPage: number; read: boolean; write: boolean }
-  | { kind: 'unmap'; iova: bigint; pages: number }
-  /** iommufd only: IOMMU_IOAS_ALLOW_IOVAS with these ranges (start, last inclusive). */
-  | { kind: 'allow'; ranges: { start: bigint; last: bigint }[] };
-
-/** xorshift32: the same seed gives the same sequence everywhere. */
-function generator(seed: number) {
-  let state = seed * 2654435761 || 1;
-  const next = () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
-  return { next, int: (low: number, high: number) => low + Math.floor(next() * (high - low + 1)) };
-}
-
-/** IOVAs near what matters: low memory, both edges of the MSI window, the aperture top, misaligned. */
-function interestingIova(random: ReturnType<typeof generator>, msi: bigint, msiEnd: bigint, top: bigint): bigint {
-  switch (random.int(0, 5)) {
-    case 0:
-    case 1:
-      return BigInt(random.int(0, 24)) * PAGE;
-    case 2:
-      return msi + BigInt(random.int(-3, 2)) * PAGE;
-    case 3:
-      return msiEnd + BigInt(random.int(-2, 3)) * PAGE;
-    case 4:
-      return top + BigInt(random.int(-3, 2)) * PAGE;
-    default:
-      return BigInt(random.int(0, 24)) * PAGE + 0x800n;
-  }
-}
-
-function sequence(seed: number, msi: bigint, msiEnd: bigint, top: bigint, allowLists: boolean): Operation[] {
-  const random = generator(seed);
-  const operations: Operation[] = [];
-  const length = random.int(4, 16);
-  for (let step = 0; step < length; step++) {
-    const iova = interestingIova(random, msi, msiEnd, top);
-    const pages = random.int(1, 4);
-    if (allowLists && random.next() < 0.15) {
-      // Allow-lists: empty (allow all), one or two ranges, some of one byte (start == last), some
-      // overlapping each other, some over the MSI window.
-      const ranges: { start: bigint; last: bigint }[] = [];
-      const count = random.int(0, 2);
-      for (let index = 0; index < count; index++) {
-        const start = index === 0 ? iova : interestingIova(random, msi, msiEnd, top);
-        ranges.push({ start, last: random.next() < 0.1 ? start : start + BigInt(random.int(1, 64)) * PAGE - 1n });
-      }
-      operations.push({ kind: 'allow', ranges });
-    } else if (random.next() < 0.65) {
-      const access = random.int(0, 3);
-      operations.push({ kind: 'map', iova, pages, vaddrPage: random.int(0, 12), read: access !== 1, write: access !== 2 });
-    } else {
-      operations.push({ kind: 'unmap', iova, pages });
-    }
-  }
-  return operations;
-}
-
-/** One side of the comparison: a container through backend-smmu's handle on one machine. */
-class Side {
-  private readonly memory: DmaMemory;
-  constructor(private readonly machine: Machine) {
-    this.memory = allocateDmaMemory(machine.syscalls, 16n * PAGE);
-  }
-
-  async run(operations: readonly Operation[]): Promise<string[]> {
-    const limitFile = '/sys/module/vfio_iommu_type1/parameters/dma_entry_limit';
-    const saved = this.machine.syscalls.readFile(limitFile);
-    this.machine.syscalls.writeFile(limitFile, String(BUDGET));
-    let handle: BackendHandleV1;
-    try {
-      handle = await smmu({ syscalls: this.machine.syscalls, interface: interfaceOf(lane!) }).open({ groups: [], devices: [this.machine.edu] });
-    } finally {
-      this.machine.syscalls.writeFile(limitFile, saved);
-    }
-    const results: string[] = [];
-    try {
-      for (const operation of operations) {
-        const size = operation.kind === 'allow' ? 0n : BigInt(operation.pages) * PAGE;
-        try {
-          if (operation.kind === 'map') {
-            handle.doMap({
-              iova: { start: operation.iova, last: operation.iova + size - 1n },
-              memory: { address: this.memory.address + BigInt(operation.vaddrPage) * PAGE, length: size },
-              access: { read: operation.read, write: operation.write },
-            });
-            results.push('ok');
-          } else if (operation.kind === 'allow') {
-            handle.doSetAllowedRanges!(operation.ranges);
-            results.push('allowed');
-          } else {
-            results.push(`ok ${handle.doUnmap({ start: operation.iova, last: operation.iova + size - 1n })}`);
-          }
-        } catch (error) {
-          if (!IoasError.isInstance(error) || error.errno === undefined) throw error;
-          results.push(errnoName(error.errno));
-        }
-      }
-    } finally {
-      handle.doClose();
-    }
-    return results;
-  }
-}
 
 function describeOperation(operation: Operation): string {
   if (operation.kind === 'allow') return `allow [${operation.ranges.map((range) => `0x${range.start.toString(16)}-0x${range.last.toString(16)}`).join(', ')}]`;
@@ -138,10 +25,7 @@ if (lane === undefined) {
     it(`agrees on every result and errno over ${SEQUENCES} random sequences`, async () => {
       const real = new Side(realMachine());
       const simulated = new Side(simMachine(currentLane));
-      const x86 = lane !== 'arm64';
-      const msi = x86 ? 0xfee0_0000n : 0x800_0000n;
-      const msiEnd = x86 ? 0xfef0_0000n : 0x810_0000n;
-      const top = x86 ? 1n << 39n : 1n << 48n;
+      const { msi, msiEnd, top } = edgesOf(currentLane);
       let operations = 0;
       /** How often each answer came up: the sequences must reach every rule, not only 'ok'. */
       const answers: Record<string, number> = {};

@@ -1,0 +1,29 @@
+// Checks in the traces the last `pnpm test:kernel` recorded on each lane (src/trace.test.ts leaves
+// them in the results share): packages/trace replays them on the matching preset in `pnpm test`, on
+// any machine. Run after the lanes:  node packages/kernel-rig/scripts/refresh-traces.mjs
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const cache = process.env.IOAS_RIG_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'ioas-rig');
+const target = fileURLToPath(new URL('../../trace/src/__fixtures__/traces/', import.meta.url));
+mkdirSync(target, { recursive: true });
+let copied = 0;
+for (const lane of ['x86', 'arm64', 'iommufd']) {
+  const results = join(cache, 'results', lane);
+  const traces = existsSync(results) ? readdirSync(results).filter((file) => /^trace-.*\.jsonl$/.test(file)) : [];
+  if (traces.length === 0) console.warn(`lane ${lane}: no trace in ${results} (run \`pnpm test:kernel\` first)`);
+  for (const file of traces) {
+    // The guest writes traces onto a 9p share, where the recorder's closing truncate does not
+    // reach the host's file: cut at the NUL bytes that follow the last line (the reader's end).
+    const bytes = readFileSync(join(results, file));
+    const end = bytes.indexOf(0);
+    const trace = end < 0 ? bytes : bytes.subarray(0, end);
+    writeFileSync(join(target, file), trace);
+    console.log(`${lane}: ${file} (${(trace.length / 1024).toFixed(1)} KiB)`);
+    copied++;
+  }
+}
+console.log(`${copied} traces in ${target}`);
+process.exit(copied === 0 ? 1 : 0);

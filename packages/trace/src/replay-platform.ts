@@ -1,0 +1,49 @@
+/**
+ * Which simulated machine a trace is replayed on: the preset named by the caller, else the one that
+ * matches the architecture in the trace's header. Shared by the replay and the scenario converter so
+ * that both pick the same machine for the same trace.
+ */
+import type { PlatformName } from '@ioas/backend-sim';
+import { IoasError } from '@ioas/core';
+import type { TraceHeader } from './trace-format.js';
+
+/** The preset names, for checking a name given as text. */
+export const PLATFORM_NAMES: readonly PlatformName[] = ['x86-vtd', 'arm-smmuv3', 'p4080'];
+
+/**
+ * The preset that matches a `uname -m` machine name: `x86_64` → `x86-vtd`, `aarch64`/`arm64` →
+ * `arm-smmuv3`, `ppc*`/`powerpc*` → `p4080` (the one PowerPC preset); undefined for any other.
+ */
+export function platformOfArch(arch: string): PlatformName | undefined {
+  const machine = arch.trim().toLowerCase();
+  if (machine === 'x86_64' || machine === 'amd64') return 'x86-vtd';
+  if (machine === 'aarch64' || machine === 'arm64') return 'arm-smmuv3';
+  if (machine.startsWith('ppc') || machine.startsWith('powerpc')) return 'p4080';
+  return undefined;
+}
+
+/** The platform a replay uses, and why. */
+export interface ChosenPlatform {
+  /** The preset. */
+  readonly platform: PlatformName;
+  /** `option`: the caller named it; `machine`: the caller's simulator has it; `arch`: inferred from the header. */
+  readonly source: 'option' | 'machine' | 'arch';
+}
+
+/**
+ * The platform for a trace: `given` when set (checked against the preset names), else the header's
+ * architecture through {@link platformOfArch}.
+ *
+ * @throws {IoasError} `invalid-argument` for an unknown preset name, or an architecture no preset matches.
+ */
+export function choosePlatform(header: Pick<TraceHeader, 'arch'>, given?: string): ChosenPlatform {
+  if (given !== undefined) {
+    if (!(PLATFORM_NAMES as readonly string[]).includes(given)) throw new IoasError('invalid-argument', `unknown platform ${JSON.stringify(given)}: use one of ${PLATFORM_NAMES.join(', ')}`);
+    return { platform: given as PlatformName, source: 'option' };
+  }
+  const inferred = platformOfArch(String(header.arch));
+  if (inferred === undefined) {
+    throw new IoasError('invalid-argument', `the trace was recorded on ${JSON.stringify(header.arch)}, which no simulated platform matches: name one (${PLATFORM_NAMES.join(', ')})`);
+  }
+  return { platform: inferred, source: 'arch' };
+}

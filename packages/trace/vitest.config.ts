@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts'],
+    // Property tests, recordings and child processes take: seconds on a quiet machine, several times
+    // that while turbo runs every package's suite on two cores. A hang still fails, at a minute.
+    testTimeout: 60_000,
+  },
+});
