@@ -74,7 +74,8 @@ describe('examples, on the simulator', () => {
       expect(recorded.status, recorded.stderr).toBe(0);
       expect(recorded.stdout).toMatch(/^\d+ calls recorded in .*field\.jsonl; replay them with: ioas replay /m);
       const ioas = (args: string[]) => spawnSync(process.execPath, [fileURLToPath(new URL('../packages/cli/dist/bin.js', import.meta.url)), ...args], { encoding: 'utf8' });
-      const agreed = ioas(['replay', trace, '--platform', 'arm-smmuv3']);
+      // The trace names the simulator it was recorded on: no --platform needed.
+      const agreed = ioas(['replay', trace]);
       expect(agreed.status, agreed.stderr).toBe(0);
       expect(agreed.stdout).toMatch(/^\d+ calls replayed, all agree with the simulator \(platform arm-smmuv3\)/);
       // The kernel's answer to the map (iommufd's IOAS_MAP: the simulator offers /dev/iommu), edited:
@@ -85,7 +86,7 @@ describe('examples, on the simulator', () => {
       const call = (JSON.parse(lines[index]!) as { n: number }).n;
       lines[index] = lines[index]!.replace('"result":0}', '"errno":"ENOSPC"}');
       writeFileSync(trace, lines.join('\n'));
-      const diverged = ioas(['replay', trace, '--platform', 'arm-smmuv3']);
+      const diverged = ioas(['replay', trace]);
       expect(diverged.status).toBe(1);
       expect(diverged.stdout).toContain(`call ${call} (IOMMU_IOAS_MAP`);
       expect(diverged.stdout).toMatch(/said ENOSPC, the simulator said 0/);

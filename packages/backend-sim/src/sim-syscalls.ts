@@ -10,6 +10,7 @@ import { ERRNO, errnoName, SYSCALL_FLAGS, U64_MAX, type IovaRange, type Syscalls
 import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
+import type { PlatformName } from './platforms.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
 import { SimVfioContainer } from './vfio-container.js';
 
@@ -82,6 +83,8 @@ type File =
 export interface SimSyscalls extends Syscalls {
   /** File descriptors this process has open. */
   readonly openFiles: number;
+  /** The simulated machine's preset (what a trace recorded on this face names, so a replay picks it). */
+  readonly platform: PlatformName;
 }
 
 /** Options of {@link simSyscalls}. */
@@ -121,6 +124,10 @@ class SimProcess implements Syscalls {
 
   get openFiles(): number {
     return this.files.size;
+  }
+
+  get platform(): PlatformName {
+    return this.simulator.platform.name;
   }
 
   // --- files -----------------------------------------------------------------------------------

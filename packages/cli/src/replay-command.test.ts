@@ -95,7 +95,7 @@ describe('ioas replay', () => {
     expect(run).toMatchObject({ status: 0, stderr: '' });
     const output = run.stdout.split('\n');
     expect(output[0]).toBe(`${callCount} calls replayed, all agree with the simulator (platform x86-vtd)`);
-    expect(output[1]).toBe("platform x86-vtd: inferred from the trace's arch; --platform names another");
+    expect(output[1]).toBe("platform x86-vtd: the simulator the trace was recorded on; --platform names another");
     expect(output[2]).toBe('not replayed, or not compared in full:');
     expect(run.stdout).toMatch(/^ {2}read +1 call +\(first: call \d+\) +eventfd reads and writes carry interrupt counts/m);
     expect(run.stdout).toMatch(/^ {2}pwrite +\d+ calls +\(first: call \d+\) +replayed and its byte count compared/m);
@@ -124,7 +124,7 @@ describe('ioas replay', () => {
 
   it('--json prints the report', async () => {
     const agreeing = JSON.parse((await ioas(['replay', trace, '--json'])).stdout) as Record<string, unknown>;
-    expect(agreeing).toMatchObject({ ok: true, calls: callCount, replayed: callCount, platform: 'x86-vtd', platformSource: 'arch', recordedOn: 'sim' });
+    expect(agreeing).toMatchObject({ ok: true, calls: callCount, replayed: callCount, platform: 'x86-vtd', platformSource: 'header', recordedOn: 'sim' });
     const run = await ioas(['replay', file('edited-json.trace', text.replace('"errno":"EEXIST"', '"errno":"EINVAL"')), '--json']);
     expect(run.status).toBe(1);
     expect(JSON.parse(run.stdout)).toMatchObject({

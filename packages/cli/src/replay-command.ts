@@ -46,7 +46,12 @@ function recordedBy(report: ReplayReport): string {
 export function formatReplayReport(report: ReplayReport, io: Io): string {
   const colour = colours(io);
   const lines: string[] = [];
-  const why = report.platformSource === 'arch' ? "inferred from the trace's arch; --platform names another" : report.platformSource === 'option' ? 'named with --platform' : "the caller's simulator";
+  const why = {
+    arch: "inferred from the trace's arch; --platform names another",
+    header: 'the simulator the trace was recorded on; --platform names another',
+    option: 'named with --platform',
+    machine: "the caller's simulator",
+  }[report.platformSource];
   if (report.divergence === undefined) {
     lines.push(colour.green(`${report.replayed} calls replayed, all agree with the simulator (platform ${report.platform})`));
   } else {

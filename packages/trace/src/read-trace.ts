@@ -81,6 +81,7 @@ const headerSchema = z.looseObject({
   syscalls: z.string(),
   label: z.string().optional(),
   endian: z.enum(['little', 'big']).optional(),
+  platform: z.string().optional(),
 });
 
 function fail(line: number, message: string): never {

@@ -129,6 +129,12 @@ function thrownCode(error: unknown): string {
  * name pointers into the program's buffers). Results are returned, and errors thrown, unchanged.
  * Call `close()` with no argument at the end of the run.
  */
+/** The preset of a simulator's face (`SimSyscalls.platform`), for the header; nothing for libc. */
+function simulatedPlatform(syscalls: Syscalls): { platform?: string } {
+  const platform = (syscalls as { platform?: unknown }).platform;
+  return syscalls.name === 'sim' && typeof platform === 'string' ? { platform } : {};
+}
+
 export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): RecordingSyscalls {
   const sink: TraceSink = openTraceSink(options.path, options.writer ?? 'mmap');
   const w: LineWriter = sink.writer;
@@ -144,6 +150,7 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
     syscalls: syscalls.name,
     ...(options.label === undefined ? {} : { label: options.label }),
     endian: little ? 'little' : 'big',
+    ...simulatedPlatform(syscalls),
   };
   w.json(`${JSON.stringify(header)}\n`);
   sink.commit();

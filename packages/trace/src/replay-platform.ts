@@ -26,21 +26,22 @@ export function platformOfArch(arch: string): PlatformName | undefined {
 export interface ChosenPlatform {
   /** The preset. */
   readonly platform: PlatformName;
-  /** `option`: the caller named it; `machine`: the caller's simulator has it; `arch`: inferred from the header. */
-  readonly source: 'option' | 'machine' | 'arch';
+  /** `option`: the caller named it; `machine`: the caller's simulator has it; `header`: the simulator the trace was recorded on; `arch`: inferred from the header's architecture. */
+  readonly source: 'option' | 'machine' | 'header' | 'arch';
 }
 
 /**
- * The platform for a trace: `given` when set (checked against the preset names), else the header's
- * architecture through {@link platformOfArch}.
+ * The platform for a trace: `given` when set (checked against the preset names), else the preset a
+ * simulator recording names in its header, else the header's architecture through {@link platformOfArch}.
  *
  * @throws {IoasError} `invalid-argument` for an unknown preset name, or an architecture no preset matches.
  */
-export function choosePlatform(header: Pick<TraceHeader, 'arch'>, given?: string): ChosenPlatform {
+export function choosePlatform(header: Pick<TraceHeader, 'arch' | 'platform'>, given?: string): ChosenPlatform {
   if (given !== undefined) {
     if (!(PLATFORM_NAMES as readonly string[]).includes(given)) throw new IoasError('invalid-argument', `unknown platform ${JSON.stringify(given)}: use one of ${PLATFORM_NAMES.join(', ')}`);
     return { platform: given as PlatformName, source: 'option' };
   }
+  if (header.platform !== undefined && (PLATFORM_NAMES as readonly string[]).includes(header.platform)) return { platform: header.platform as PlatformName, source: 'header' };
   const inferred = platformOfArch(String(header.arch));
   if (inferred === undefined) {
     throw new IoasError('invalid-argument', `the trace was recorded on ${JSON.stringify(header.arch)}, which no simulated platform matches: name one (${PLATFORM_NAMES.join(', ')})`);

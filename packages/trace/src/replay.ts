@@ -90,8 +90,8 @@ export interface ReplayReport {
   readonly replayed: number;
   /** The simulated platform. */
   readonly platform: PlatformName;
-  /** Why that platform: `option` (named by the caller), `machine` (the caller's simulator), `arch` (inferred from the header). */
-  readonly platformSource: 'option' | 'machine' | 'arch';
+  /** Why that platform: `option` (named by the caller), `machine` (the caller's simulator), `header` (the simulator the trace was recorded on), `arch` (inferred from the header's architecture). */
+  readonly platformSource: 'option' | 'machine' | 'header' | 'arch';
   /** The header's `syscalls`: `libc` when the recording talked to the kernel, `sim` to a simulator. */
   readonly recordedOn: string;
   /** The first call that disagreed, when one did. */

@@ -83,6 +83,8 @@ export interface TraceHeader {
   readonly label?: string;
   /** The byte order the ioctl structs were decoded in; absent: the recording host's. */
   readonly endian?: 'little' | 'big';
+  /** Recorded on a simulator's face: its preset (`arm-smmuv3`...), which a replay then uses. */
+  readonly platform?: string;
 }
 
 /** Host memory named symbolically: region `buffer` of the trace, `offset` bytes in. */
