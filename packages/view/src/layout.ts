@@ -394,8 +394,10 @@ export function layoutSnapshot(snapshot: ContainerSnapshot, maxRows: number): Io
   for (const range of sdkWindows) cutAround(range);
   for (const range of doorbells) cutAround(range);
 
-  // Hardware windows. PAMU enables a window by mapping into it, so a window is enabled when it
-  // holds a mapping or a doorbell (or the snapshot lists it); runs of the others merge into one row.
+  // Hardware windows. PAMU enables a window by mapping into it (MAP_DMA and MAP_MSI_BANK enable
+  // the windows they fill: docs/kernel-rules.md#pamu-map-dma-checks and
+  // docs/kernel-rules.md#pamu-msi-bank-map), so a window is enabled when it holds a mapping or a
+  // doorbell (or the snapshot lists it); runs of the others merge into one row.
   const geometry = snapshot.windowGeometry;
   const windowSize = geometry === null ? 0n : BigInt(geometry.size);
   const hardware = snapshot.model === 'windowed' && geometry !== null && windowSize > 0n && geometry.count > 0;
