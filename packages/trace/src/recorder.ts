@@ -122,6 +122,12 @@ function thrownCode(error: unknown): string {
   return typeof code === 'string' ? code : 'THROWN';
 }
 
+/** The preset of a simulator's face (`SimSyscalls.platform`), for the header; nothing for libc. */
+function simulatedPlatform(syscalls: Syscalls): { platform?: string } {
+  const platform = (syscalls as { platform?: unknown }).platform;
+  return syscalls.name === 'sim' && typeof platform === 'string' ? { platform } : {};
+}
+
 /**
  * Wraps `syscalls` so that every call (open, close, ioctl, mmap, munmap, pread, pwrite, eventfd,
  * read, write, readFile, writeFile, readLink, readDir, exists) is forwarded and recorded to
@@ -129,12 +135,6 @@ function thrownCode(error: unknown): string {
  * name pointers into the program's buffers). Results are returned, and errors thrown, unchanged.
  * Call `close()` with no argument at the end of the run.
  */
-/** The preset of a simulator's face (`SimSyscalls.platform`), for the header; nothing for libc. */
-function simulatedPlatform(syscalls: Syscalls): { platform?: string } {
-  const platform = (syscalls as { platform?: unknown }).platform;
-  return syscalls.name === 'sim' && typeof platform === 'string' ? { platform } : {};
-}
-
 export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): RecordingSyscalls {
   const sink: TraceSink = openTraceSink(options.path, options.writer ?? 'mmap');
   const w: LineWriter = sink.writer;
