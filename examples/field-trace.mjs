@@ -40,6 +40,6 @@ try {
     container.close();
   }
 } finally {
-  syscalls.close();
+  syscalls.stop();
 }
 console.log(`${syscalls.calls} calls recorded in ${values.trace}; replay them with: ioas replay ${values.trace}`);

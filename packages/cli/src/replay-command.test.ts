@@ -71,7 +71,7 @@ async function recordEduRun(name: string): Promise<string> {
   } finally {
     device.close();
     container.close();
-    recorder.close();
+    recorder.stop();
   }
   return path;
 }

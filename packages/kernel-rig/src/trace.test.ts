@@ -61,7 +61,7 @@ if (lane === undefined) {
           container.close();
         }
       } finally {
-        recorder.close();
+        recorder.stop();
       }
       const report = replayed(path, name);
       expect(report.divergence, JSON.stringify(report.divergence, (_, value: unknown) => (typeof value === 'bigint' ? `0x${value.toString(16)}` : value))).toBeUndefined();
@@ -80,7 +80,7 @@ if (lane === undefined) {
           for (const answer of await side.run(sequence(seed, msi, msiEnd, top, interfaceOf(name) === 'iommufd'))) answers.add(answer.startsWith('ok ') ? 'ok' : answer);
         }
       } finally {
-        recorder.close();
+        recorder.stop();
       }
       // The recorded run reaches errors as well as successes, else its agreement would prove little.
       expect([...answers].some((answer) => answer.startsWith('E'))).toBe(true);

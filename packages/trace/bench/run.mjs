@@ -123,8 +123,8 @@ try {
   const writeResult = compareRounds(bare.loop, written.loop, { ...options, rounds: 5 });
   const floorResult = compareRounds(bare.loop, floor.loop, { ...options, rounds: 5 });
   const lines = mapped.syscalls.calls;
-  mapped.syscalls.close();
-  written.syscalls.close();
+  mapped.syscalls.stop();
+  written.syscalls.stop();
   const bytesPerLine = statSync(join(directory, 'mmap.jsonl')).size / (lines + 1);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 

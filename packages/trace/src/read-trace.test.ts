@@ -31,7 +31,7 @@ function recorded(): string {
   view.setBigUint64(24, 0x1000n, true);
   syscalls.ioctl(container, 0x3b00 + 113, map);
   syscalls.open('/dev/vfio/42', SYSCALL_FLAGS.O_RDWR);
-  syscalls.close();
+  syscalls.stop();
   return readFileSync(path, 'utf8');
 }
 

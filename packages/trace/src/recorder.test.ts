@@ -63,7 +63,7 @@ async function recordWorkload(iface: 'type1' | 'iommufd', writer: TraceWriterKin
   }
   expect((thrown as { code?: string }).code).toBe('ENOENT');
   const calls = recorded.calls;
-  recorded.close();
+  recorded.stop();
   const text = readFileSync(path, 'utf8');
   return { text, trace: readTrace(text), addresses, calls, recorded, thrown };
 }
@@ -170,7 +170,7 @@ describe('the trace file', () => {
     const pair = type1(recorded);
     const pairs = 15_000; // ~5.6 MB of lines: past the 4 MiB first window
     for (let index = 0; index < pairs; index++) pair(0x1_0000_0000n + BigInt(index) * 0x1000n);
-    recorded.close();
+    recorded.stop();
     const text = readFileSync(path, 'utf8');
     expect(statSync(path).size).toBeGreaterThan(4 << 20);
     const trace = readTrace(text);
@@ -186,7 +186,7 @@ describe('the trace file', () => {
     pair(0x10_0000n);
     // An IOVA inside x86's MSI window (0xfee00000): the kernel refuses the map.
     expect(() => pair(0xfee0_0000n)).toThrow();
-    recorded.close();
+    recorded.stop();
     const map = ioctls(readTrace(readFileSync(path, 'utf8')).calls).filter((call) => call.ioctl === 'VFIO_IOMMU_MAP_DMA').at(-1)!;
     expect(map).toMatchObject({ in: { iova: '0xfee00000', size: '0x1000', vaddr: { buffer: 1, offset: '0x0' } } });
     expect(map.errno).toMatch(/^E[A-Z]+$/);
@@ -197,7 +197,7 @@ describe('the trace file', () => {
     const path = tracePath();
     const recorded: RecordingSyscalls = recordSyscalls(simSyscalls(createSimulator({ platform: 'x86-vtd' })), { path });
     expect(recorded.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR)).toBe(3);
-    recorded.close();
+    recorded.stop();
     expect(recorded.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR)).toBe(4);
     expect(recorded.calls).toBe(1);
     expect(readTrace(readFileSync(path, 'utf8')).calls).toHaveLength(1);
@@ -227,7 +227,7 @@ describe('the edu driver flow', () => {
     memory.free();
     device.close();
     container.close();
-    recorded.close();
+    recorded.stop();
 
     const text = readFileSync(path, 'utf8');
     const trace = readTrace(text);

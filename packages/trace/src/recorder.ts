@@ -41,10 +41,8 @@ export interface RecordOptions {
 
 /** A recording `Syscalls`: every call is forwarded and written to the trace. */
 export interface RecordingSyscalls extends Syscalls {
-  /** close(2) of `fd`, recorded. */
-  close(fd: number): number;
-  /** With no argument: ends the recording (the file is cut to the lines written and closed). Calls after it are forwarded unrecorded. */
-  close(): void;
+  /** Ends the recording: the file is cut to the lines written and closed. Calls after it are forwarded unrecorded. Safe to call twice. */
+  stop(): void;
   /** Calls recorded so far. */
   readonly calls: number;
   /** The trace file. */
@@ -133,7 +131,7 @@ function simulatedPlatform(syscalls: Syscalls): { platform?: string } {
  * read, write, readFile, writeFile, readLink, readDir, exists) is forwarded and recorded to
  * `options.path`; `memory` and `addressOf` are forwarded unrecorded (`addressOf` lets the trace
  * name pointers into the program's buffers). Results are returned, and errors thrown, unchanged.
- * Call `close()` with no argument at the end of the run.
+ * Call `stop()` at the end of the run.
  */
 export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): RecordingSyscalls {
   const sink: TraceSink = openTraceSink(options.path, options.writer ?? 'mmap');
@@ -268,14 +266,13 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
       }
     },
 
-    close(fd?: number): number | undefined {
-      if (fd === undefined) {
-        if (recording) {
-          recording = false;
-          sink.close();
-        }
-        return undefined;
-      }
+    stop(): void {
+      if (!recording) return;
+      recording = false;
+      sink.close();
+    },
+
+    close(fd: number): number {
       if (!recording) return syscalls.close(fd);
       begin(CALL.close);
       fdKey(fd);

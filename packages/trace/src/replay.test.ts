@@ -169,7 +169,7 @@ describe('an answer edited by hand is found at its call', () => {
     const MiB = 1n << 20n;
     applyWindowPlan(container, planWindows({ memory: [{ iova: 0n, size: 256n * MiB, pageSize: 64n * MiB }], msiBanks: 3 }), [allocateDmaMemory(syscalls, 256n * MiB, 64n * MiB)]);
     container.close();
-    syscalls.close();
+    syscalls.stop();
     const text = readFileSync(path, 'utf8');
     // PAMU_MAP_MSI_BANK shares its number with VFIO_DEVICE_BIND_IOMMUFD: the bank index sits where the codec expects an fd.
     expect(traceLines(text).filter((line) => line.ioctl === 'VFIO_DEVICE_BIND_IOMMUFD').map((line) => (line.in as { iommufd: number }).iommufd)).toEqual([0, 1, 2]);

@@ -66,7 +66,7 @@ export async function recordRun(platform: PlatformName, iface: 'type1' | 'iommuf
     snapshot = container.snapshot();
   } finally {
     container.close();
-    recorder.close();
+    recorder.stop();
   }
   return { path, text: readFileSync(path, 'utf8'), snapshot };
 }
