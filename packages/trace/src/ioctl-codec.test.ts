@@ -2,6 +2,7 @@ import { IOC_NONE_POWERPC, iommufdUapi, ioctlNumber, vfioUapi } from '@ioas/vfio
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Syscalls } from '@ioas/core';
+import { dmaMapStruct } from './__fixtures__/type1-by-hand.mjs';
 import { compareIoctl, decodeIoctl, encodeIoctl, IOCTL_SPECS, ioctlEmitter, ioctlName, ioctlSpec, writeIoctlIn, writeIoctlOut, type ComparedIoctl, type IoctlEmitter, type IoctlSpec, type PointerNames } from './ioctl-codec.js';
 import { LineWriter } from './line-writer.js';
 import { RegionNames } from './region-names.js';
@@ -165,23 +166,12 @@ describe('decode then encode', () => {
     const out = new DataView((encoded.argument as Uint8Array).buffer);
     expect([out.getInt32(20, little), out.getInt32(24, little)]).toEqual([107, -1]);
 
-    const map = decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), dmaMap(REGION + 0x2000n), 'in', { littleEndian: little, pointers: pointerNames(new Uint8Array()) });
+    const map = decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), dmaMapStruct(REGION + 0x2000n, 0x10_0000n, 0x1000n, little), 'in', { littleEndian: little, pointers: pointerNames(new Uint8Array()) });
     expect(map.in?.vaddr).toEqual({ buffer: 1, offset: '0x2000' });
     const replayed = encodeIoctl({ request: ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), ...map }, { ...identity, littleEndian: little, pointer: (pointer) => 0x1000_0000n + BigInt(pointer.offset) });
     expect(new DataView((replayed.argument as Uint8Array).buffer).getBigUint64(8, little)).toBe(0x1000_2000n);
   });
 });
-
-function dmaMap(vaddr: bigint, little = true): Uint8Array {
-  const bytes = new Uint8Array(32);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, 32, little);
-  view.setUint32(4, 3, little);
-  view.setBigUint64(8, vaddr, little);
-  view.setBigUint64(16, 0x10_0000n, little);
-  view.setBigUint64(24, 0x1000n, little);
-  return bytes;
-}
 
 describe('decoding out', () => {
   it('records the fields the kernel writes, and the arrays it fills up to the capacity', () => {
@@ -224,8 +214,8 @@ describe('decoding out', () => {
   it('keeps a capability chain as tailOut and nothing for write-only structs', () => {
     const info = new Uint8Array(40).fill(0xab);
     expect(decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_GET_INFO), info, 'out').tailOut).toBe('ab'.repeat(16));
-    expect(decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), dmaMap(REGION), 'out')).toEqual({ ioctl: 'VFIO_IOMMU_MAP_DMA' });
-    expect(decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_UNMAP_DMA), dmaMap(REGION).subarray(0, 24), 'out').out).toEqual({ size: '0x100000' });
+    expect(decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), dmaMapStruct(REGION), 'out')).toEqual({ ioctl: 'VFIO_IOMMU_MAP_DMA' });
+    expect(decodeIoctl(ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_UNMAP_DMA), dmaMapStruct(REGION).subarray(0, 24), 'out').out).toEqual({ size: '0x100000' });
   });
 });
 

@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { smmu } from '@ioas/backend-smmu';
 import { Container, ERRNO, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
-import { allocateDmaMemory, ioctlNumber, VfioDevice, vfioUapi } from '@ioas/vfio';
+import { allocateDmaMemory, VfioDevice, vfioUapi } from '@ioas/vfio';
 import { afterAll, describe, expect, it } from 'vitest';
+import { type1ByHand } from './__fixtures__/type1-by-hand.mjs';
 import { readTrace } from './read-trace.js';
 import { recordSyscalls, type RecordingSyscalls } from './recorder.js';
 import type { TraceCall } from './trace-format.js';
@@ -135,32 +136,10 @@ describe('recording a container workload on the simulator', () => {
   });
 });
 
-/** A type1v2 container opened by hand on `syscalls`; `pair(iova)` maps and unmaps one page. */
+/** A type1v2 container opened by hand on `syscalls`; `pair(iova)` maps and unmaps one page, both succeeding. */
 function type1(syscalls: Syscalls) {
-  const PAGE = 0x1000n;
-  const address = syscalls.mmap(PAGE, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
-  const container = syscalls.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
-  const group = syscalls.open('/dev/vfio/3', SYSCALL_FLAGS.O_RDWR);
-  const fd = new Uint8Array(4);
-  new DataView(fd.buffer).setInt32(0, container, true);
-  syscalls.ioctl(group, ioctlNumber(vfioUapi.VFIO_NR.VFIO_GROUP_SET_CONTAINER), fd);
-  syscalls.ioctl(container, ioctlNumber(vfioUapi.VFIO_NR.VFIO_SET_IOMMU), vfioUapi.VFIO_TYPE1v2_IOMMU);
-  const map = new Uint8Array(32);
-  const mapView = new DataView(map.buffer);
-  mapView.setUint32(0, 32, true);
-  mapView.setUint32(4, 3, true);
-  mapView.setBigUint64(8, address, true);
-  mapView.setBigUint64(24, PAGE, true);
-  const unmap = new Uint8Array(24);
-  const unmapView = new DataView(unmap.buffer);
-  unmapView.setUint32(0, 24, true);
-  return (iova: bigint) => {
-    mapView.setBigUint64(16, iova, true);
-    expect(syscalls.ioctl(container, ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_MAP_DMA), map)).toBe(0);
-    unmapView.setBigUint64(8, iova, true);
-    unmapView.setBigUint64(16, PAGE, true);
-    expect(syscalls.ioctl(container, ioctlNumber(vfioUapi.VFIO_NR.VFIO_IOMMU_UNMAP_DMA), unmap)).toBe(0);
-  };
+  const { pair } = type1ByHand(syscalls);
+  return (iova: bigint) => expect(pair(iova)).toEqual([0, 0]);
 }
 
 describe('the trace file', () => {
