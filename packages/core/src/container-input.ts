@@ -14,6 +14,14 @@ export interface ContainerOpenOptions {
   readonly devices?: readonly string[];
 }
 
+/** Input of {@link Container.attach} and {@link Container.detach}: at least one group or device. */
+export interface MembersInput {
+  /** IOMMU group numbers (type1, PAMU; on iommufd, every device of the group bound to vfio-pci). */
+  readonly groups?: readonly number[];
+  /** Device names such as `0000:00:04.0` (on type1 and PAMU, the device brings its whole group). */
+  readonly devices?: readonly string[];
+}
+
 /** A range as users write it: a start and a size, or a start and an inclusive last address. */
 export type RangeInput =
   | {

@@ -6,6 +6,7 @@ import {
   isMapping,
   type MapInput,
   type MapRegionInput,
+  type MembersInput,
   type MapRegionResult,
   type RangeInput,
   READ_WRITE,
@@ -22,7 +23,7 @@ import { MappingTable } from './mapping-table.js';
 import { type ContainerMsi, MsiPlacement } from './msi-placement.js';
 import { addressInput, allocateInput, fastMapInput, fastUnmapInput, geometryInput, mapInput, openInput, parseInput, rangeInput, unmapInput } from './schemas.js';
 import { type ContainerSnapshot, SNAPSHOT_VERSION, snapshotHex, snapshotRange, snapshotReserved } from './snapshot.js';
-import { SPECIFICATION_VERSION, type BackendHandle } from './spi.js';
+import { SPECIFICATION_VERSION, type BackendHandle, type Members } from './spi.js';
 import { checkWindowGeometry } from './window-geometry.js';
 import { type Capabilities, type ContainerStats, type Geometry, granuleOf, type HostMemory, type Mapping, type ReservedRange, type U64Input, type Window } from './types.js';
 
@@ -32,6 +33,7 @@ export type {
   MapInput,
   MapRegionInput,
   MapRegionResult,
+  MembersInput,
   RangeInput,
   SetGeometryInput,
   UnmapInput,
@@ -57,6 +59,7 @@ export class Container implements Disposable {
   readonly msi: ContainerMsi;
 
   private readonly handle: BackendHandle;
+  private readonly openedWith: Members;
   private readonly errors: ContainerErrors;
   private readonly table = new MappingTable();
   private readonly space: IovaSpace;
@@ -95,16 +98,17 @@ export class Container implements Disposable {
     }
     try {
       checkContract(backend.name, handle);
-      return new Container(backend.name, handle);
+      return new Container(backend.name, handle, { groups: [...groups].sort((a, b) => a - b), devices: [...devices].sort() });
     } catch (error) {
       // Closing the handle is the undo; if it fails too, say so (rollback-failed).
       return errors.rollback('open', errors.wrap('open', error), [() => handle.doClose()]);
     }
   }
 
-  private constructor(backendName: string, handle: BackendHandle) {
+  private constructor(backendName: string, handle: BackendHandle, openedWith: Members) {
     this.backendName = backendName;
     this.handle = handle;
+    this.openedWith = openedWith;
     this.errors = new ContainerErrors(backendName);
     const geometry = handle.doGetGeometry();
     if (granuleOf(geometry) < 0x1000n) {
@@ -415,6 +419,83 @@ export class Container implements Disposable {
     };
   }
 
+  /**
+   * Adds groups or devices to the live container (hot-plug): they share its mappings at once. Core
+   * first asks the backend what they bring (their reserved ranges from sysfs or the platform, and
+   * their aperture where it can tell) and refuses, before the kernel sees it, an attach that would
+   * put a mapping, allocation, window or MSI doorbell inside a blocking reserved range or outside
+   * the aperture, as the kernel would (type1: EINVAL, vfio_iommu_type1_attach_group(); iommufd:
+   * EADDRINUSE; docs/kernel-rules.md#attaching-to-a-live-container). Then it attaches, and re-reads
+   * the geometry and reserved ranges: the usable ranges may shrink. On any failure nothing changes.
+   *
+   * @returns The groups and devices that joined (a device brings its whole group on type1 and PAMU).
+   * @throws {IoasError} `unsupported` (the backend's members are fixed), `invalid-argument`,
+   *   `not-found` (no such group or device), `in-use` (already in the container), `reserved` or
+   *   `out-of-range` (a conflict: the message names what is in use and the region, its kind and
+   *   source), `not-viable`, `kernel` (the kernel refused what the backend could not foresee).
+   */
+  attach(input: MembersInput): Members {
+    const operation = 'attach';
+    const request = this.errors.guard(operation, () => parseInput(openInput, input, operation));
+    this.assertOpen(operation);
+    const handle = this.hotPlugHandle(operation);
+    const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
+    const current = this.errors.guard(operation, () => handle.doMembers!());
+    const already = [...members.groups.filter((group) => current.groups.includes(group)).map((group) => `IOMMU group ${group}`), ...members.devices.filter((device) => current.devices.includes(device))];
+    if (already.length > 0) throw this.errors.error('in-use', operation, `${already.join(', ')} ${already.length === 1 ? 'is' : 'are'} already in this container`);
+    const preview = this.errors.guard(operation, () => handle.doPreviewAttach!(members));
+    const conflict = preview.reserved === undefined && preview.ranges === undefined ? undefined : this.space.conflictWith(preview.reserved ?? [], preview.ranges);
+    if (conflict !== undefined) {
+      const who = describeMembers(members);
+      if (conflict.blocking !== undefined) {
+        throw this.errors.error('reserved', operation, `${who} would reserve ${describeReserved(conflict.blocking)}, but ${conflict.what} ${formatRange(conflict.range)} lies in it; unmap or release it first`);
+      }
+      throw this.errors.error('out-of-range', operation, `${who} can translate only ${preview.ranges!.map(formatRange).join(', ') || 'nothing'}, but ${conflict.what} ${formatRange(conflict.range)} lies outside; unmap or release it first`);
+    }
+    this.errors.guard(operation, () => handle.doAttach!(members));
+    this.rereadMembers(operation, () => handle.doDetach!(members));
+    return members;
+  }
+
+  /**
+   * Removes groups or devices from the live container (hot-unplug). Mappings stay: they belong to
+   * the container, and the devices left keep using them. The usable ranges may grow. A device fd
+   * the backend handed out (`openDevice()`) for a leaving device must be closed first: the caller
+   * may still be driving it, so the SDK does not close it behind its back.
+   *
+   * @returns The groups and devices that left.
+   * @throws {IoasError} `unsupported`, `invalid-argument`, `not-found` (not in this container),
+   *   `in-use` (it would leave the container with no device: close() it instead; or a device fd
+   *   handed out for a leaving device is still open), `kernel`.
+   */
+  detach(input: MembersInput): Members {
+    const operation = 'detach';
+    const request = this.errors.guard(operation, () => parseInput(openInput, input, operation));
+    this.assertOpen(operation);
+    const handle = this.hotPlugHandle(operation);
+    const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
+    const current = this.errors.guard(operation, () => handle.doMembers!());
+    const absent = [...members.groups.filter((group) => !current.groups.includes(group)).map((group) => `IOMMU group ${group}`), ...members.devices.filter((device) => !current.devices.includes(device))];
+    if (absent.length > 0) throw this.errors.error('not-found', operation, `${absent.join(', ')} ${absent.length === 1 ? 'is' : 'are'} not in this container (members: ${describeMembers(current)})`);
+    if (current.devices.every((device) => members.devices.includes(device))) {
+      throw this.errors.error('in-use', operation, `detaching ${describeMembers(members)} would leave the container with no device; close() the container instead`);
+    }
+    this.errors.guard(operation, () => handle.doDetach!(members));
+    this.rereadMembers(operation, () => handle.doAttach!(members));
+    return members;
+  }
+
+  /**
+   * The groups and devices in the container now, resolved by the backend; for a backend without
+   * hot-plug, the groups and devices given to {@link Container.open}, as given.
+   */
+  members(): Members {
+    this.assertOpen('members');
+    const handle = this.handle;
+    if (!this.capabilities.hotPlug || handle.doMembers === undefined) return { groups: [...this.openedWith.groups], devices: [...this.openedWith.devices] };
+    return this.errors.guard('members', () => handle.doMembers!());
+  }
+
   /** Releases the container: the backend drops every mapping and doorbell and closes its files. */
   close(): void {
     if (this.closed) return;
@@ -428,6 +509,25 @@ export class Container implements Disposable {
   /** Closes the container (what `using container = await Container.open(...)` calls). */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  private hotPlugHandle(operation: string): BackendHandle {
+    if (!this.capabilities.hotPlug) {
+      throw this.errors.error('unsupported', operation, `backend '${this.backendName}' fixes a container's groups and devices when it opens; open another container for other devices`);
+    }
+    return this.handle;
+  }
+
+  /**
+   * Adopts the geometry and reserved ranges after members joined or left; if the backend's answer
+   * cannot be adopted, `undo` puts the members back and the error is thrown.
+   */
+  private rereadMembers(operation: string, undo: () => void): void {
+    try {
+      this.space.adoptMembers(this.handle.doGetGeometry(), this.handle.doGetReserved());
+    } catch (error) {
+      this.errors.rollback(operation, this.errors.wrap(operation, error), [undo]);
+    }
   }
 
   /** Re-reads the geometry after a failed change (nothing is mapped: setGeometry checked it). */
@@ -444,6 +544,13 @@ export class Container implements Disposable {
   }
 }
 
+/** `IOMMU groups 3, 4 and device 0000:00:04.0` */
+function describeMembers(members: Members): string {
+  const groups = members.groups.length === 0 ? [] : [`IOMMU group${members.groups.length === 1 ? '' : 's'} ${members.groups.join(', ')}`];
+  const devices = members.devices.length === 0 ? [] : [`${members.devices.length === 1 ? 'device' : 'devices'} ${members.devices.join(', ')}`];
+  return [...groups, ...devices].join(' with ') || 'nothing';
+}
+
 /** Checks that the handle's optional methods exist exactly when its capabilities say so. */
 function checkContract(backendName: string, handle: BackendHandle): void {
   const capabilities = handle.capabilities;
@@ -453,6 +560,7 @@ function checkContract(backendName: string, handle: BackendHandle): void {
     ['doListMsiDoorbells', capabilities.msi === 'explicit'],
     ['doMapMsiDoorbell', capabilities.msi === 'explicit'],
     ['doUnmapMsiDoorbell', capabilities.msi === 'explicit'],
+    ...(['doMembers', 'doResolveMembers', 'doPreviewAttach', 'doAttach', 'doDetach'] as const).map((method): [keyof BackendHandle, boolean] => [method, capabilities.hotPlug === true]),
   ];
   for (const [method, wanted] of expected) {
     const present = typeof handle[method] === 'function';

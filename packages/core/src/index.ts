@@ -13,6 +13,7 @@ export {
   type ContainerOpenOptions,
   type MapInput,
   type MapRegionInput,
+  type MembersInput,
   type MapRegionResult,
   type RangeInput,
   type SetGeometryInput,
@@ -93,8 +94,10 @@ export {
   type BackendHandle,
   type BackendHandleV1,
   type BackendV1,
+  type AttachPreview,
   type GeometryCall,
   type MapCall,
+  type Members,
   type OpenRequest,
   type ProbeResult,
 } from './spi.js';

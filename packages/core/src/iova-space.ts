@@ -10,6 +10,7 @@ import {
   type IovaRange,
   rangesOverlap,
   subtractRanges,
+  U64_MAX,
 } from './iova-range.js';
 import { IovaRangeSet } from './iova-range-set.js';
 import { type MappingTable, pageAddress, pageOf } from './mapping-table.js';
@@ -32,8 +33,8 @@ import {
 export class IovaSpace {
   /** The current geometry (change it with {@link adopt}). */
   geometry!: Geometry;
-  /** Reserved ranges, sorted by start. */
-  readonly reserved: readonly ReservedRange[];
+  /** Reserved ranges, sorted by start (change them with {@link adoptMembers}). */
+  reserved: readonly ReservedRange[];
   /** Windows created by the user, in address order. */
   readonly windows: IovaRange[] = [];
   /** MSI doorbells the container mapped (explicit model). */
@@ -58,7 +59,7 @@ export class IovaSpace {
     private readonly table: MappingTable,
     private readonly errors: ContainerErrors,
   ) {
-    this.reserved = [...reserved].sort((a, b) => compareBigint(a.start, b.start) || compareBigint(a.last, b.last));
+    this.reserved = sortReserved(reserved);
     this.allocator = new IovaAllocator([], 0x1000n);
     this.adopt(geometry);
   }
@@ -216,6 +217,48 @@ export class IovaSpace {
     this.recompute();
   }
 
+  /**
+   * Takes the geometry and reserved ranges the backend reports after a group or device joined or
+   * left: the usable ranges and the allocator follow. Checked as {@link adopt} is, before anything
+   * changes.
+   */
+  adoptMembers(geometry: Geometry, reserved: readonly ReservedRange[]): void {
+    const previous = this.reserved;
+    this.reserved = sortReserved(reserved);
+    try {
+      this.adopt(geometry);
+    } catch (error) {
+      this.reserved = previous;
+      throw error;
+    }
+  }
+
+  /**
+   * The first thing in use (a mapping, an allocation, a window, an MSI doorbell) that `reserved`
+   * would block or that lies outside `ranges`: what an attach would put in conflict.
+   */
+  conflictWith(reserved: readonly ReservedRange[], ranges: readonly IovaRange[] | undefined): { what: string; range: IovaRange; blocking?: ReservedRange } | undefined {
+    // What may not be used once they join: their blocking reserved ranges, and all the IOVA space
+    // outside their ranges. Each is looked up in the table (O(log n) each, not a scan of mappings).
+    const forbidden: { range: IovaRange; blocking?: ReservedRange }[] = reserved.filter((region) => isBlockingReserved(region.kind)).map((region) => ({ range: region, blocking: region }));
+    if (ranges !== undefined) for (const range of subtractRanges([{ start: 0n, last: U64_MAX }], ranges)) forbidden.push({ range });
+    for (const { range, blocking } of forbidden) {
+      const found = this.usedOverlapping(range);
+      if (found !== undefined) return { ...found, ...(blocking === undefined ? {} : { blocking }) };
+    }
+    return undefined;
+  }
+
+  /** The first mapping, allocation, window or SDK-mapped MSI doorbell overlapping `range`. */
+  private usedOverlapping(range: IovaRange): { what: string; range: IovaRange } | undefined {
+    const mapping = this.table.overlapping(range)[0];
+    if (mapping !== undefined) return { what: 'mapping', range: mapping.mapping.iova };
+    for (const allocation of this.allocations.values()) if (rangesOverlap(allocation, range)) return { what: 'allocation', range: allocation };
+    for (const window of this.windows) if (rangesOverlap(window, range)) return { what: 'window', range: window };
+    for (const doorbell of this.doorbells) if (rangesOverlap(doorbell.iova, range)) return { what: `MSI doorbell ${doorbell.index}`, range: doorbell.iova };
+    return undefined;
+  }
+
   /** The window size (windowed; undefined until the windows are configured) or the granule (paged). */
   private unitOf(geometry: Geometry): bigint | undefined {
     if (this.capabilities.model !== 'windowed') return granuleOf(geometry);
@@ -243,6 +286,10 @@ export class IovaSpace {
     for (const owned of this.table.ownedRanges()) allocator.reserve(owned);
     this.allocator = allocator;
   }
+}
+
+function sortReserved(reserved: readonly ReservedRange[]): ReservedRange[] {
+  return [...reserved].sort((a, b) => compareBigint(a.start, b.start) || compareBigint(a.last, b.last));
 }
 
 /** A reserved range in words: its kind, where it is and where it came from. */

@@ -47,6 +47,29 @@ export interface BackendV1 {
   open(request: OpenRequest): Promise<BackendHandleV1>;
 }
 
+/**
+ * Groups and devices, resolved: a group with every member the container holds or would hold of it,
+ * a device with its group. What {@link BackendHandleV1.doResolveMembers} answers and
+ * {@link BackendHandleV1.doAttach} / {@link BackendHandleV1.doDetach} take.
+ */
+export interface Members {
+  /** IOMMU group numbers, ascending. */
+  readonly groups: readonly number[];
+  /** Device names (PCI addresses), sorted. */
+  readonly devices: readonly string[];
+}
+
+/**
+ * What newcomers would bring to the container, read before they attach (sysfs, the platform), so
+ * that core can refuse a conflict before the kernel sees it.
+ */
+export interface AttachPreview {
+  /** Their reserved ranges, with kind and source; undefined when the backend cannot tell beforehand. */
+  readonly reserved: readonly ReservedRange[] | undefined;
+  /** The IOVA ranges their IOMMU can translate, when the backend can tell beforehand. */
+  readonly ranges?: readonly IovaRange[];
+}
+
 /** A validated map request: `iova` and `memory.length` have the same size and pass every core check. */
 export interface MapCall {
   /** Where to map. */
@@ -94,6 +117,30 @@ export interface BackendHandleV1 {
   doMapMsiDoorbell?(index: number, iova: bigint): void;
   /** Present exactly when `capabilities.msi === 'explicit'`: undoes {@link doMapMsiDoorbell}. */
   doUnmapMsiDoorbell?(index: number, iova: bigint): void;
+
+  /** Present exactly when `capabilities.hotPlug`: the groups and devices in the container now. */
+  doMembers?(): Members;
+  /**
+   * Present exactly when `capabilities.hotPlug`: what a request names, resolved as the backend
+   * attaches and detaches (type1 and PAMU: whole groups, so a device brings its group's other
+   * members; iommufd: devices, so a group means its devices bound to vfio-pci). Throws `not-found`
+   * for a group or device that does not exist. Changes nothing.
+   */
+  doResolveMembers?(request: OpenRequest): Members;
+  /** Present exactly when `capabilities.hotPlug`: what `members` would bring (changes nothing). */
+  doPreviewAttach?(members: Members): AttachPreview;
+  /**
+   * Present exactly when `capabilities.hotPlug`: attaches `members` (resolved, none in the
+   * container yet) to the live container, its mappings kept. All or nothing: on failure nothing
+   * stays attached or open. Core re-reads the geometry and reserved ranges after it.
+   */
+  doAttach?(members: Members): void;
+  /**
+   * Present exactly when `capabilities.hotPlug`: detaches `members` (resolved, all in the container,
+   * at least one device left behind). Mappings stay. Throws `in-use` while a device fd the backend
+   * handed out for one of them is open. Core re-reads the geometry and reserved ranges after it.
+   */
+  doDetach?(members: Members): void;
 }
 
 /** The current backend interface. */

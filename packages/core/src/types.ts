@@ -49,6 +49,11 @@ export interface Capabilities {
   readonly mappingBudget: number | null;
   /** True when the geometry can be changed with {@link Container.setGeometry} (windowed IOMMUs). */
   readonly settableGeometry: boolean;
+  /**
+   * True when groups or devices can join and leave the open container ({@link Container.attach},
+   * {@link Container.detach}); absent or false when its members are fixed at open.
+   */
+  readonly hotPlug?: boolean;
 }
 
 /** Geometry of a windowed IOMMU's aperture. */
