@@ -441,8 +441,9 @@ export class Container implements Disposable {
     const handle = this.hotPlugHandle(operation);
     const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
     const current = this.errors.guard(operation, () => handle.doMembers!());
-    const already = [...members.groups.filter((group) => current.groups.includes(group)).map((group) => `IOMMU group ${group}`), ...members.devices.filter((device) => current.devices.includes(device))];
-    if (already.length > 0) throw this.errors.error('in-use', operation, `${already.join(', ')} ${already.length === 1 ? 'is' : 'are'} already in this container`);
+    // By device: on iommufd another device of a group already in may join.
+    const already = members.devices.filter((device) => current.devices.includes(device));
+    if (already.length > 0) throw this.errors.error('in-use', operation, `${describeDevices(already)} ${already.length === 1 ? 'is' : 'are'} already in this container`);
     const preview = this.errors.guard(operation, () => handle.doPreviewAttach!(members));
     const conflict = preview.reserved === undefined && preview.ranges === undefined ? undefined : this.space.conflictWith(preview.reserved ?? [], preview.ranges);
     if (conflict !== undefined) {
@@ -475,8 +476,8 @@ export class Container implements Disposable {
     const handle = this.hotPlugHandle(operation);
     const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
     const current = this.errors.guard(operation, () => handle.doMembers!());
-    const absent = [...members.groups.filter((group) => !current.groups.includes(group)).map((group) => `IOMMU group ${group}`), ...members.devices.filter((device) => !current.devices.includes(device))];
-    if (absent.length > 0) throw this.errors.error('not-found', operation, `${absent.join(', ')} ${absent.length === 1 ? 'is' : 'are'} not in this container (members: ${describeMembers(current)})`);
+    const absent = members.devices.filter((device) => !current.devices.includes(device));
+    if (absent.length > 0) throw this.errors.error('not-found', operation, `${describeDevices(absent)} ${absent.length === 1 ? 'is' : 'are'} not in this container (members: ${describeMembers(current)})`);
     if (current.devices.every((device) => members.devices.includes(device))) {
       throw this.errors.error('in-use', operation, `detaching ${describeMembers(members)} would leave the container with no device; close() the container instead`);
     }
@@ -544,10 +545,15 @@ export class Container implements Disposable {
   }
 }
 
+/** `device 0000:00:04.0`, `devices 0000:00:04.0, 0000:00:05.0` */
+function describeDevices(devices: readonly string[]): string {
+  return `${devices.length === 1 ? 'device' : 'devices'} ${devices.join(', ')}`;
+}
+
 /** `IOMMU groups 3, 4 and device 0000:00:04.0` */
 function describeMembers(members: Members): string {
   const groups = members.groups.length === 0 ? [] : [`IOMMU group${members.groups.length === 1 ? '' : 's'} ${members.groups.join(', ')}`];
-  const devices = members.devices.length === 0 ? [] : [`${members.devices.length === 1 ? 'device' : 'devices'} ${members.devices.join(', ')}`];
+  const devices = members.devices.length === 0 ? [] : [describeDevices(members.devices)];
   return [...groups, ...devices].join(' with ') || 'nothing';
 }
 

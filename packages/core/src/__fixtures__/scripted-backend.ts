@@ -5,7 +5,7 @@
  */
 import { ERRNO } from '../errno.js';
 import { IoasError } from '../errors.js';
-import { rangeSize, type IovaRange } from '../iova-range.js';
+import { intersectRanges, rangeSize, type IovaRange } from '../iova-range.js';
 import type { BackendHandleV1, BackendV1, GeometryCall, MapCall } from '../spi.js';
 import { PAMU_CAPABILITIES } from '../window-geometry.js';
 import type { Capabilities, Geometry, MsiDoorbell, ReservedRange } from '../types.js';
@@ -17,6 +17,12 @@ export interface ScriptedOptions {
   doorbells?: MsiDoorbell[];
   /** Reported unmap size is multiplied by this (to simulate a kernel that disagrees). */
   unmapReportFactor?: bigint;
+  /**
+   * Hot-plug: the groups that exist, with their devices and reserved ranges (added to `reserved`
+   * while the group is in the container), and the IOVA ranges their IOMMU translates (clipping the
+   * geometry's ranges while in), told in the preview only when `previewRanges`.
+   */
+  groups?: Record<number, { devices: string[]; reserved?: ReservedRange[]; ranges?: IovaRange[]; previewRanges?: boolean }>;
 }
 
 export interface ScriptedState {
@@ -26,6 +32,8 @@ export interface ScriptedState {
   doorbells: Map<number, bigint>;
   geometry: Geometry;
   closed: boolean;
+  /** Groups in the container (hot-plug). */
+  members: Set<number>;
   /** Makes the next call of `operation` (or the nth, counting from 1) throw a kernel error. */
   failNext(operation: string, errno?: number, nth?: number): void;
 }
@@ -70,6 +78,7 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         doorbells: new Map(),
         geometry: options.geometry ?? SMMU_GEOMETRY,
         closed: false,
+        members: new Set(request.groups),
         failNext(operation, errno = ERRNO.EINVAL, nth = 1) {
           failures.push({ operation, errno, countdown: nth });
         },
@@ -87,11 +96,14 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         capabilities,
         doGetGeometry: () => {
           step('getGeometry');
-          return state.geometry;
+          const clips = [...state.members].flatMap((group) => (options.groups?.[group]?.ranges === undefined ? [] : [options.groups[group]!.ranges!]));
+          if (clips.length === 0) return state.geometry;
+          const ranges = clips.reduce((ranges, clip) => intersectRanges(ranges, clip), state.geometry.ranges ?? [state.geometry.aperture]);
+          return { ...state.geometry, aperture: { start: ranges[0]!.start, last: ranges[ranges.length - 1]!.last }, ranges };
         },
         doGetReserved: () => {
           step('getReserved');
-          return options.reserved ?? [];
+          return [...(options.reserved ?? []), ...[...state.members].flatMap((group) => options.groups?.[group]?.reserved ?? [])];
         },
         doMap: (call) => {
           step('map', `${call.iova.start.toString(16)}+${rangeSize(call.iova).toString(16)}`);
@@ -156,6 +168,36 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         handle.doUnmapMsiDoorbell = (index, iova) => {
           step('unmapMsiDoorbell', `${index}@${iova.toString(16)}`);
           state.doorbells.delete(index);
+        };
+      }
+      if (capabilities.hotPlug) {
+        const catalog = options.groups ?? {};
+        const groupOf = (device: string): number => {
+          const found = Object.entries(catalog).find(([, group]) => group.devices.includes(device));
+          if (found === undefined) throw new IoasError('not-found', `there is no device ${device}`, { backend: 'scripted' });
+          return Number(found[0]);
+        };
+        const membersOf = (groups: Iterable<number>) => {
+          const sorted = [...new Set(groups)].sort((a, b) => a - b);
+          return { groups: sorted, devices: sorted.flatMap((group) => catalog[group]?.devices ?? []).sort() };
+        };
+        handle.doMembers = () => membersOf(state.members);
+        handle.doResolveMembers = (request) => {
+          for (const group of request.groups) if (catalog[group] === undefined) throw new IoasError('not-found', `there is no IOMMU group ${group}`, { backend: 'scripted' });
+          return membersOf([...request.groups, ...request.devices.map(groupOf)]);
+        };
+        handle.doPreviewAttach = (members) => {
+          step('previewAttach', members.groups.join(','));
+          const ranges = members.groups.flatMap((group) => (catalog[group]!.previewRanges ? (catalog[group]!.ranges ?? []) : []));
+          return { reserved: members.groups.flatMap((group) => catalog[group]!.reserved ?? []), ...(ranges.length === 0 ? {} : { ranges }) };
+        };
+        handle.doAttach = (members) => {
+          step('attach', members.groups.join(','));
+          for (const group of members.groups) state.members.add(group);
+        };
+        handle.doDetach = (members) => {
+          step('detach', members.groups.join(','));
+          for (const group of members.groups) state.members.delete(group);
         };
       }
       return handle;
