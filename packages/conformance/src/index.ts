@@ -19,4 +19,5 @@ export {
   type ConformanceOptions,
   type ConformanceRunner,
   type ConformanceTarget,
+  type HotPlugTarget,
 } from './types.js';

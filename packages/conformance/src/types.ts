@@ -1,4 +1,4 @@
-import type { Container, HostMemory } from '@ioas/core';
+import type { Container, HostMemory, MembersInput } from '@ioas/core';
 
 /** A device the suite can drive: DMA through the IOMMU and MSI. */
 export interface ConformanceDevice {
@@ -41,20 +41,39 @@ export interface ConformanceTarget {
   };
   /** True when `open({ mappingBudget })` can really lower the budget (type1's dma_entry_limit). */
   readonly canLimitBudget?: boolean;
+  /** Hot-plug: other members for the last opened container, on targets that have them. */
+  readonly hotPlug?: HotPlugTarget;
+}
+
+/** What the `hotPlug` group attaches and detaches, on the machine of the last opened container. */
+export interface HotPlugTarget {
+  /** The member `open()` put in the container, as {@link Container.detach} takes it. */
+  first(): MembersInput;
+  /**
+   * A second member, ready to attach (bound to vfio-pci): the request, and its device when the
+   * target can drive one.
+   */
+  second(): { readonly members: MembersInput; readonly device?: ConformanceDevice };
+  /**
+   * A member with a reserved region where a guest maps RAM (an RMRR-style direct region), ready to
+   * attach: the request, and a range inside that region to map before attaching it.
+   */
+  conflicting?(): { readonly members: MembersInput; readonly inside: { readonly start: bigint; readonly size: bigint } };
 }
 
 /**
  * The groups of the suite, in the order they run. Each is one `describe` block under the suite's
  * own, titled with its name, and can be switched off with {@link ConformanceOptions.skip}.
  */
-export const CONFORMANCE_GROUPS = ['geometry', 'map', 'errors', 'allocate', 'windows', 'msi', 'dma', 'lifecycle', 'rollback'] as const;
+export const CONFORMANCE_GROUPS = ['geometry', 'map', 'errors', 'allocate', 'windows', 'msi', 'dma', 'lifecycle', 'rollback', 'hotPlug'] as const;
 
 /**
  * One group of the suite: `geometry` (aperture, usable and reserved ranges, `setGeometry`), `map`
  * (map/unmap and the bookkeeping), `errors` (every refusal of map and unmap), `allocate` (IOVA
  * allocation), `windows` (`createWindow`/`removeWindow`), `msi` (doorbells, and a device MSI),
  * `dma` (device DMA landing and faulting), `lifecycle` (close and dispose), `rollback` (a fault
- * injected at every kernel call of every multi-step operation).
+ * injected at every kernel call of every multi-step operation), `hotPlug` (attach and detach on a
+ * live container).
  */
 export type ConformanceGroup = (typeof CONFORMANCE_GROUPS)[number];
 

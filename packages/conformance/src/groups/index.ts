@@ -4,6 +4,7 @@ import { allocateGroup } from './allocate.js';
 import { dmaGroup } from './dma.js';
 import { errorsGroup } from './errors.js';
 import { geometryGroup } from './geometry.js';
+import { hotPlugGroup } from './hot-plug.js';
 import { lifecycleGroup } from './lifecycle.js';
 import { mapGroup } from './map.js';
 import { msiGroup } from './msi.js';
@@ -21,4 +22,5 @@ export const groups: Readonly<Record<ConformanceGroup, GroupDeclaration>> = {
   dma: dmaGroup,
   lifecycle: lifecycleGroup,
   rollback: rollbackGroup,
+  hotPlug: hotPlugGroup,
 };
