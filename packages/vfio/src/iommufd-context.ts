@@ -20,7 +20,10 @@ export class IommufdDevice extends VfioDevice {
     return this.ioctls.deviceAttachIommufdPt(this.fd, ioasId);
   }
 
-  /** VFIO_DEVICE_DETACH_IOMMUFD_PT: takes the device out of its IOAS. */
+  /**
+   * VFIO_DEVICE_DETACH_IOMMUFD_PT: takes the device out of its IOAS (it then blocks all DMA); it
+   * stays bound, so {@link attach} may put it back. Closing the fd detaches and unbinds it too.
+   */
   detach(): void {
     this.ioctls.deviceDetachIommufdPt(this.fd);
   }
@@ -52,8 +55,10 @@ export class IommufdContext {
     this.ioctls.iommuDestroy(this.fd, id);
   }
 
-  /** The IOAS's usable ranges and IOVA alignment; query again after every attach or detach. */
-  /** IOMMU_IOAS_IOVA_RANGES: the usable ranges and the IOVA alignment maps need. */
+  /**
+   * IOMMU_IOAS_IOVA_RANGES: the IOAS's usable ranges and the IOVA alignment maps need; query again
+   * after every device attach or detach (each device's reserved regions and aperture count).
+   */
   iovaRanges(ioasId: number): IovaRanges {
     return this.ioctls.ioasIovaRanges(this.fd, ioasId);
   }

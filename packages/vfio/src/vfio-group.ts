@@ -32,13 +32,23 @@ export class VfioGroup {
     return { viable: (flags & VFIO_GROUP_FLAGS_VIABLE) !== 0, containerSet: (flags & VFIO_GROUP_FLAGS_CONTAINER_SET) !== 0 };
   }
 
-  /** VFIO_GROUP_SET_CONTAINER: puts the group in `container` (EPERM if not viable). */
+  /**
+   * VFIO_GROUP_SET_CONTAINER: puts the group in `container` (EPERM if not viable). Into a container
+   * whose IOMMU is set, the group attaches at once, its mappings kept: the kernel refuses a mapping
+   * in the group's reserved regions or outside its aperture (EINVAL), and the container's ranges may
+   * shrink (read {@link VfioContainer.info} again).
+   */
   setContainer(container: VfioContainer): void {
     this.ioctls.groupSetContainer(this.fd, container.fd);
     this.container = container;
   }
 
-  /** VFIO_GROUP_UNSET_CONTAINER. */
+  /**
+   * VFIO_GROUP_UNSET_CONTAINER: takes the group out of its container, whose mappings stay with the
+   * groups left (the last group out takes the IOMMU and every mapping with it). EBUSY while a device
+   * fd of the group is open, EINVAL when the group is in no container
+   * (docs/kernel-rules.md#detaching-a-group).
+   */
   unsetContainer(): void {
     this.ioctls.groupUnsetContainer(this.fd);
     this.container = undefined;

@@ -107,6 +107,46 @@ describe('VFIO objects over the simulator syscall face', () => {
     container.close();
   });
 
+  it('takes a second group into a live container and out again (docs/kernel-rules.md#detaching-a-group)', () => {
+    const { ioctls, simulator } = onSim();
+    const edu = simulator.devices().find((device) => device.edu)!;
+    simulator.bind('0000:00:04.0', null);
+    const other = simulator.bind('0000:00:04.0', 'vfio-pci');
+    const container = VfioContainer.open(ioctls);
+    const first = VfioGroup.open(ioctls, edu.group!);
+    first.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    const memory = allocateDmaMemory(ioctls.syscalls, 0x1000n);
+    container.mapDma(memory.address, 0x1_0000_0000n, 0x1000n, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);
+    // The container has its IOMMU: the second group is attached to it at once, the mapping kept.
+    const second = VfioGroup.open(ioctls, other.group!);
+    expect(second.status()).toEqual({ viable: true, containerSet: false });
+    second.setContainer(container);
+    expect(second.inContainer).toBe(true);
+    expect(second.status()).toEqual({ viable: true, containerSet: true });
+    expect(container.info().dmaAvailable).toBe(65534);
+    expect(other.dmaWrite(0x1_0000_0000n, new Uint8Array([4, 5]))).toBe(true);
+    expect([...memory.bytes.subarray(0, 2)]).toEqual([4, 5]);
+    // A device fd of the group keeps it in: EBUSY until it closes.
+    const device = new VfioDevice(ioctls, second.deviceFd(other.address), other.address);
+    expect(() => second.unsetContainer()).toThrow(expect.objectContaining({ code: 'kernel', errno: ERRNO.EBUSY, ioctl: 'VFIO_GROUP_UNSET_CONTAINER' }));
+    expect(second.inContainer).toBe(true);
+    device.close();
+    second.unsetContainer();
+    expect(second.inContainer).toBe(false);
+    expect(second.status()).toEqual({ viable: true, containerSet: false });
+    expect(other.dmaWrite(0x1_0000_0000n, new Uint8Array([6]))).toBe(false);
+    // Out of every container, UNSET is EINVAL; the mapping stays with the group left.
+    expect(() => second.unsetContainer()).toThrow(expect.objectContaining({ errno: ERRNO.EINVAL }));
+    expect(edu.dmaWrite(0x1_0000_0000n, new Uint8Array([7]))).toBe(true);
+    expect(container.info().dmaAvailable).toBe(65534);
+    second.close();
+    first.close();
+    container.close();
+    memory.free();
+    expect(simulator.openHandles()).toBe(0);
+  });
+
   it('drives an IOAS through the cdev: ranges two-step, allow-list, fixed and kernel-chosen maps, copy', () => {
     const { ioctls, sysfs, simulator } = onSim();
     const edu = simulator.devices().find((device) => device.edu)!;
@@ -126,6 +166,29 @@ describe('VFIO objects over the simulator syscall face', () => {
     expect(context.unmap(ioas, 0x100000n, 0x2000n)).toBe(0x2000n);
     expect(() => context.destroy(ioas)).toThrow(expect.objectContaining({ errno: ERRNO.EBUSY }));
     device.detach();
+    device.close();
+    context.close();
+    expect(simulator.openHandles()).toBe(0);
+  });
+
+  it('detaches a device from its IOAS and attaches it again while bound, the mappings kept', () => {
+    const { ioctls, sysfs, simulator } = onSim('arm-smmuv3');
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const context = IommufdContext.open(ioctls);
+    const ioas = context.allocateIoas();
+    const device = context.bindDevice(`/dev/vfio/devices/${sysfs.deviceCdev(edu.address)}`, edu.address);
+    const domain = device.attach(ioas);
+    const attached = context.iovaRanges(ioas);
+    const memory = allocateDmaMemory(ioctls.syscalls, 0x1000n);
+    context.map(ioas, memory.address, 0x1000n, 0x1_0000_0000n, { read: true, write: true });
+    device.detach();
+    // Detached, the device blocks DMA and no longer narrows the IOAS's ranges.
+    expect(edu.dmaWrite(0x1_0000_0000n, new Uint8Array([1]))).toBe(false);
+    expect(context.iovaRanges(ioas).ranges).toEqual([{ start: 0n, last: (1n << 64n) - 1n }]);
+    expect(device.attach(ioas)).toBe(domain);
+    expect(context.iovaRanges(ioas)).toEqual(attached);
+    expect(edu.dmaWrite(0x1_0000_0000n, new Uint8Array([2]))).toBe(true);
+    expect(memory.bytes[0]).toBe(2);
     device.close();
     context.close();
     expect(simulator.openHandles()).toBe(0);
