@@ -3,12 +3,15 @@ import {
   IoasError,
   rangeSize,
   subtractRanges,
+  type AttachPreview,
   type BackendHandleV1,
   type BackendV1,
   type Capabilities,
   type Geometry,
   type IovaRange,
+  type Members,
   type MsiModel,
+  type OpenRequest,
   type ReservedRange,
   type Syscalls,
 } from '@ioas/core';
@@ -66,6 +69,8 @@ export interface SmmuBackend extends BackendV1 {
    * before the container: on type1 an open device fd keeps its group, and so the container's
    * mappings, alive in the kernel until it closes. On iommufd, closing the container detaches a
    * device still open (VFIO_DEVICE_DETACH_IOMMUFD_PT), so that its DMA stops with the container.
+   * While the fd is open, `container.detach()` of its device (or group) is refused with `in-use`:
+   * close it first. On iommufd the device then stays a member, unbound, until that detach.
    */
   openDevice(address: string): VfioDevice;
 }
@@ -124,28 +129,12 @@ export function smmu(options: SmmuOptions = {}): SmmuBackend {
       };
     },
     open: async (request) => {
-      const devices = new Set(request.devices);
-      const groups = new Set(request.groups);
-      for (const address of devices) {
-        if (!sysfs.hasDevice(address)) throw new IoasError('not-found', `there is no PCI device ${address} (/sys/bus/pci/devices/${address} does not exist)`, { backend: 'smmu', operation: 'open' });
-        const group = sysfs.deviceGroup(address);
-        if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, { backend: 'smmu', operation: 'open' });
-        groups.add(group);
-      }
-      for (const group of groups) {
-        const members = groupMembers(sysfs, group);
-        const bound = members.filter((address) => sysfs.deviceDriver(address) === 'vfio-pci');
-        if (bound.length === 0) {
-          throw new IoasError('not-found', `IOMMU group ${group} has no member bound to vfio-pci, so /dev/vfio/${group} does not exist: bind ${members.join(', ') || 'its devices'} to vfio-pci first`, {
-            backend: 'smmu',
-            operation: 'open',
-          });
-        }
-        for (const address of bound) devices.add(address);
-      }
+      const resolution = resolveRequest(sysfs, request, 'open');
+      // A group brings every member bound to vfio-pci (on iommufd too: one iommufd owns a group's DMA).
+      const devices = new Set([...resolution.devices, ...[...resolution.groups.values()].flatMap((group) => group.bound)]);
       const useIommufd =
         requested === 'iommufd' || (requested === 'auto' && syscalls.exists('/dev/iommu') && [...devices].every((address) => sysfs.deviceCdev(address) !== undefined));
-      const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], open) : openType1(ioctls, sysfs, [...groups], fallback, open);
+      const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], resolution, open) : openType1(ioctls, sysfs, [...resolution.groups.keys()], fallback, open);
       return handle;
     },
     openDevice: (address) => {
@@ -184,28 +173,119 @@ function describeOwner(sysfs: Sysfs, group: number): string {
   }
 }
 
+/** Where an error arose: the backend, and the operation when the backend knows it (core fills it in otherwise). */
+function where(operation: string | undefined): { backend: string; operation?: string } {
+  return operation === undefined ? { backend: 'smmu' } : { backend: 'smmu', operation };
+}
+
 /** A group's member devices; `not-found` naming the group when it does not exist. */
-function groupMembers(sysfs: Sysfs, group: number): string[] {
+function groupMembers(sysfs: Sysfs, group: number, operation?: string): string[] {
   try {
     return sysfs.groupDevices(group);
   } catch (error) {
     if (IoasError.isInstance(error) && error.code === 'not-found') {
-      throw new IoasError('not-found', `there is no IOMMU group ${group} (/sys/kernel/iommu_groups/${group} does not exist)`, { backend: 'smmu', operation: 'open', cause: error });
+      throw new IoasError('not-found', `there is no IOMMU group ${group} (/sys/kernel/iommu_groups/${group} does not exist)`, { ...where(operation), cause: error });
     }
     throw error;
   }
 }
 
+/** A group as sysfs shows it: every member, and the members bound to vfio-pci. */
+interface GroupMembers {
+  /** Every member device (what `/sys/kernel/iommu_groups/<N>/devices` lists), sorted. */
+  readonly members: readonly string[];
+  /** The members bound to vfio-pci: at least one, or `/dev/vfio/<N>` does not exist. */
+  readonly bound: readonly string[];
+}
+
+/** What a request names, as sysfs shows it now. */
+interface Resolution {
+  /** Each group named, then each group a named device is in. */
+  readonly groups: ReadonlyMap<number, GroupMembers>;
+  /** The devices named, then every member bound to vfio-pci of each group named. */
+  readonly devices: ReadonlySet<string>;
+}
+
+/**
+ * Resolves a request against sysfs, reading only: `not-found` for a group or device that does not
+ * exist or a group with no member bound to vfio-pci, `backend-unavailable` for a device with no
+ * IOMMU group. What open() refuses, attach and detach refuse in the same words.
+ */
+function resolveRequest(sysfs: Sysfs, request: OpenRequest, operation?: string): Resolution {
+  const devices = new Set<string>();
+  const ids = new Set(request.groups);
+  for (const address of request.devices) {
+    if (!sysfs.hasDevice(address)) throw new IoasError('not-found', `there is no PCI device ${address} (/sys/bus/pci/devices/${address} does not exist)`, where(operation));
+    const group = sysfs.deviceGroup(address);
+    if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, where(operation));
+    ids.add(group);
+    devices.add(address);
+  }
+  const groups = new Map<number, GroupMembers>();
+  for (const id of ids) {
+    const members = groupMembers(sysfs, id, operation);
+    const bound = members.filter((address) => sysfs.deviceDriver(address) === 'vfio-pci');
+    if (bound.length === 0) {
+      throw new IoasError('not-found', `IOMMU group ${id} has no member bound to vfio-pci, so /dev/vfio/${id} does not exist: bind ${members.join(', ') || 'its devices'} to vfio-pci first`, where(operation));
+    }
+    groups.set(id, { members, bound });
+  }
+  for (const id of request.groups) for (const address of groups.get(id)!.bound) devices.add(address);
+  return { groups, devices };
+}
+
+/** `not-viable` naming what owns DMA in the group, unless the kernel says the group is viable. */
+function checkViable(sysfs: Sysfs, group: VfioGroup, operation?: string): void {
+  if (group.status().viable) return;
+  throw new IoasError('not-viable', `IOMMU group ${group.id} is not viable: ${describeOwner(sysfs, group.id) || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`, where(operation));
+}
+
+/** `backend-unavailable` when a device has no VFIO cdev to bind to iommufd; else the cdev's name. */
+function requireCdev(sysfs: Sysfs, address: string, operation?: string): string {
+  const cdev = sysfs.deviceCdev(address);
+  if (cdev !== undefined) return cdev;
+  throw new IoasError('backend-unavailable', `${address} has no VFIO cdev (/sys/bus/pci/devices/${address}/vfio-dev): the kernel lacks CONFIG_VFIO_DEVICE_CDEV or the device is not bound to vfio-pci`, where(operation));
+}
+
+/**
+ * Refuses a detach while a device fd the caller got from openDevice() is open for a leaving device:
+ * the SDK does not close it behind the caller's back (the caller may still be driving the device).
+ */
+function refuseOpenDevices(open: readonly VfioDevice[], kernelReason: string): void {
+  if (open.length === 0) return;
+  const names = open.map((device) => device.name).join(', ');
+  throw new IoasError(
+    'in-use',
+    `the device fd of ${names} that openDevice() handed out is still open: close it first (the SDK does not close it for you, since the caller may still be driving the device; ${kernelReason})`,
+    { backend: 'smmu' },
+  );
+}
+
+const byNumber = (a: number, b: number): number => a - b;
+
+/** Runs undo steps, each even after another fails: they release fds, and the failure being undone is the one to report. */
+function undoAll(steps: readonly (() => void)[], what: string): void {
+  try {
+    releaseAll(steps, what, 'smmu');
+  } catch {
+    // Every step ran and every fd was released (releaseAll); the caller throws the original failure.
+  }
+}
+
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
+  /** The groups in the container, their fds open (closing one takes the group out). */
   const groups: VfioGroup[] = [];
+  /** Each group's members and reserved regions, read from sysfs when it joined, in joining order. */
+  const joined = new Map<number, { readonly devices: readonly string[]; readonly reserved: readonly ReservedRange[] }>();
+  /** Device fds openDevice() handed out: the caller's to close; a group leaves only once its are closed. */
+  let handedOut: VfioDevice[] = [];
   const release = (): void => releaseContainer(groups, container, 'closing the type1 container', 'smmu');
-  let devices: string[];
-  let reserved: ReservedRange[];
   let capabilities: Capabilities;
-  // GET_INFO is read once, after the last group is attached: nothing this handle does later changes
-  // the page sizes or the ranges (only attaching or detaching a group does), and the mapping budget
-  // is fixed for the handle's life, so geometry and reserved answer from this one reading.
+  // GET_INFO is read after the last group of open is attached, and again after every attach or
+  // detach: only a group joining or leaving changes the page sizes or the ranges (nothing else
+  // this handle does), and the mapping budget is fixed for the handle's life, so geometry and
+  // reserved answer from the latest reading.
   let info: Type1Info;
   try {
     if (!container.checkExtension(vfioUapi.VFIO_TYPE1v2_IOMMU)) {
@@ -214,51 +294,158 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
     for (const id of groupIds) {
       const group = VfioGroup.open(ioctls, id);
       groups.push(group);
-      if (!group.status().viable) {
-        throw new IoasError('not-viable', `IOMMU group ${id} is not viable: ${describeOwner(sysfs, id) || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`, {
-          backend: 'smmu',
-          operation: 'open',
-        });
-      }
+      checkViable(sysfs, group, 'open');
       group.setContainer(container);
     }
     container.setIommu(vfioUapi.VFIO_TYPE1v2_IOMMU);
-    reserved = groupIds.flatMap((id) => sysfs.reservedRegions(id));
+    const reserved = groupIds.map((id) => sysfs.reservedRegions(id));
     info = container.info();
     capabilities = {
       model: 'paged',
       windows: 'sdk',
-      msi: msiModel(reserved),
+      msi: msiModel(reserved.flat()),
       partialUnmap: false,
       // DMA_AVAIL (5.10+) is what is left; without it, the module's default dma_entry_limit.
       mappingBudget: info.dmaAvailable ?? 65535,
       settableGeometry: false,
+      hotPlug: true,
     };
-    devices = groupIds.flatMap((id) => sysfs.groupDevices(id));
+    groupIds.forEach((id, index) => joined.set(id, { devices: sysfs.groupDevices(id), reserved: reserved[index]! }));
   } catch (error) {
     abandon(release, error, 'smmu');
   }
+  const devices = (): string[] => [...joined.values()].flatMap((group) => group.devices);
+  const reserved = (): ReservedRange[] => [...joined.values()].flatMap((group) => group.reserved);
   const entry: OpenContainer = {
-    devices,
+    get devices() {
+      return devices();
+    },
     openDevice: (address) => {
-      const id = sysfs.deviceGroup(address);
-      const group = groups.find((candidate) => candidate.id === id);
+      const group = groups.find((candidate) => joined.get(candidate.id)?.devices.includes(address));
       if (group === undefined) throw new IoasError('not-found', `${address} is not in this container`, { backend: 'smmu' });
-      return new VfioDevice(ioctls, group.deviceFd(address), address);
+      const device = new VfioDevice(ioctls, group.deviceFd(address), address);
+      handedOut = [...handedOut.filter((open) => !open.isClosed), device];
+      return device;
     },
   };
   registry.add(entry);
   let closed = false;
   const mapFlags = (read: boolean, write: boolean) => (read ? vfioUapi.VFIO_DMA_MAP_FLAG_READ : 0) | (write ? vfioUapi.VFIO_DMA_MAP_FLAG_WRITE : 0);
+  /** Forgets groups that left: out of the container, their fds closed (close(2) releases an fd whatever it answers). */
+  const forget = (leaving: readonly VfioGroup[]): void => {
+    for (const group of leaving) {
+      groups.splice(groups.indexOf(group), 1);
+      joined.delete(group.id);
+      try {
+        group.close();
+      } catch {
+        // The fd is released and the group out of the container either way: the detach is done.
+      }
+    }
+  };
   return {
     capabilities,
     doGetGeometry: (): Geometry => {
       const geometry: Geometry = { aperture: hull(info.ranges, fallback), ioPageSizes: info.ioPageSizes ?? 0x1000n };
       return info.ranges === undefined ? { ...geometry, ranges: [fallback] } : { ...geometry, ranges: [...info.ranges] };
     },
-    doGetReserved: () => [...reserved, ...kernelHoles(info.ranges ?? [], reserved)],
+    doGetReserved: () => {
+      const regions = reserved();
+      return [...regions, ...kernelHoles(info.ranges ?? [], regions)];
+    },
     doMap: (call) => container.mapDma(call.memory.address, call.iova.start, call.memory.length, mapFlags(call.access.read, call.access.write)),
     doUnmap: (range) => container.unmapDma(range.start, rangeSize(range)),
+    doMembers: (): Members => ({ groups: [...joined.keys()].sort(byNumber), devices: devices().sort() }),
+    doResolveMembers: (request): Members => {
+      // type1 attaches whole groups: a device brings its group, and a group all its members.
+      const { groups: resolved } = resolveRequest(sysfs, request);
+      const ids = [...resolved.keys()].sort(byNumber);
+      return { groups: ids, devices: ids.flatMap((id) => resolved.get(id)!.members).sort() };
+    },
+    // What sysfs tells beforehand: the newcomers' reserved regions. Not their aperture: type1 shows
+    // it only in GET_INFO, after they join (a conflict with it is the kernel's EINVAL, typed).
+    doPreviewAttach: (members): AttachPreview => ({ reserved: members.groups.flatMap((id) => sysfs.reservedRegions(id)) }),
+    doAttach: (members) => {
+      // Read before the kernel is asked: a failure here changes nothing.
+      const joining = members.groups.map((id) => ({ id, devices: sysfs.groupDevices(id), reserved: sysfs.reservedRegions(id) }));
+      const opened: VfioGroup[] = [];
+      let reread: Type1Info;
+      try {
+        for (const { id } of joining) {
+          const group = VfioGroup.open(ioctls, id);
+          opened.push(group);
+          checkViable(sysfs, group);
+          // The container has its IOMMU: the kernel attaches the group to it at once, mappings kept,
+          // refusing a mapping in the group's reserved regions or outside its aperture (EINVAL,
+          // vfio_iommu_type1_attach_group(); docs/kernel-rules.md#attaching-a-group-to-a-container).
+          group.setContainer(container);
+        }
+        // The ranges may shrink: the newcomers' reserved regions and aperture now count.
+        reread = container.info();
+      } catch (error) {
+        // All or nothing: every group this call opened leaves the container and its fd closes.
+        undoAll(
+          opened.map((group) => () => {
+            try {
+              if (group.inContainer) group.unsetContainer();
+            } finally {
+              group.close();
+            }
+          }),
+          'undoing the attach',
+        );
+        throw asIoasError(error, 'attach', 'smmu');
+      }
+      groups.push(...opened);
+      for (const { id, devices: members, reserved: regions } of joining) joined.set(id, { devices: members, reserved: regions });
+      info = reread;
+    },
+    doDetach: (members) => {
+      const leaving = groups.filter((group) => members.groups.includes(group.id));
+      const leavingDevices = new Set(leaving.flatMap((group) => joined.get(group.id)!.devices));
+      handedOut = handedOut.filter((device) => !device.isClosed);
+      refuseOpenDevices(
+        handedOut.filter((device) => leavingDevices.has(device.name)),
+        'while it is open the kernel keeps its group, and the container\'s mappings it reaches, in the container: VFIO_GROUP_UNSET_CONTAINER is EBUSY',
+      );
+      const unset: VfioGroup[] = [];
+      let reread: Type1Info;
+      try {
+        for (const group of leaving) {
+          group.unsetContainer();
+          unset.push(group);
+        }
+        // The ranges may grow: the groups that left take their reserved regions and aperture along.
+        reread = container.info();
+      } catch (error) {
+        // All or nothing: the groups taken out go back in (their fds are still open).
+        const lost: VfioGroup[] = [];
+        const undoErrors: unknown[] = [];
+        for (const group of unset) {
+          try {
+            group.setContainer(container);
+          } catch (undoError) {
+            lost.push(group);
+            undoErrors.push(undoError);
+          }
+        }
+        const failure = asIoasError(error, 'detach', 'smmu');
+        if (lost.length === 0) throw failure;
+        // They stay out: say so, and keep the record true to the kernel.
+        forget(lost);
+        try {
+          info = container.info();
+        } catch {
+          // The previous reading stands; the error below says the state is not what it was.
+        }
+        throw new IoasError('rollback-failed', `${failure.message}; undoing it failed too: IOMMU group ${lost.map((group) => group.id).join(', ')} could not go back into the container and has left it`, {
+          backend: 'smmu',
+          cause: new AggregateError([failure, ...undoErrors]),
+        });
+      }
+      forget(leaving);
+      info = reread;
+    },
     doClose: () => {
       if (closed) return;
       closed = true;
@@ -268,11 +455,20 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
   };
 }
 
-function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], registry: Set<OpenContainer>): BackendHandleV1 {
+function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], resolution: Resolution, registry: Set<OpenContainer>): BackendHandleV1 {
   const context = IommufdContext.open(ioctls);
+  /** Device fds this handle holds, each bound and attached to the IOAS. */
   const bound: IommufdDevice[] = [];
-  /** Device fds given to the caller by openDevice: theirs to close. */
+  /**
+   * Device fds given to the caller by openDevice: theirs to close (closing one unbinds the device,
+   * which leaves the IOAS). A device stays a member until detach, which then has nothing left to
+   * ask the kernel for it.
+   */
   const handedOut: IommufdDevice[] = [];
+  /** The group of every member device. */
+  const groupOf = new Map<string, number>();
+  /** Each member group's reserved regions, and its members bound to vfio-pci (all of them make the group whole), from sysfs. */
+  const groupInfo = new Map<number, { readonly bound: readonly string[]; readonly reserved: readonly ReservedRange[] }>();
   // A device fd the caller still holds keeps the iommufd context, and so the IOAS and its mappings,
   // alive after /dev/iommu closes (the bind holds a reference): detach it first, so that DMA stops
   // with the container. Then the device fds this handle holds (closing one unbinds and detaches
@@ -284,36 +480,43 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
       'smmu',
     );
   let ioas: number;
-  let reserved: ReservedRange[];
-  // IOAS_IOVA_RANGES depends only on the reserved regions of the attached devices (ALLOW_IOVAS does
-  // not change it), and devices attach only here: read it once, at open.
+  let msi: MsiModel;
+  // IOAS_IOVA_RANGES depends only on the attached devices (their reserved regions and apertures;
+  // ALLOW_IOVAS does not change it): read at open, and again after every attach or detach.
   let iovaRanges: IovaRanges;
   try {
     ioas = context.allocateIoas();
     for (const address of addresses) {
-      const cdev = sysfs.deviceCdev(address);
-      if (cdev === undefined) {
-        throw new IoasError('backend-unavailable', `${address} has no VFIO cdev (/sys/bus/pci/devices/${address}/vfio-dev): the kernel lacks CONFIG_VFIO_DEVICE_CDEV or the device is not bound to vfio-pci`, {
-          backend: 'smmu',
-          operation: 'open',
-        });
-      }
+      const cdev = requireCdev(sysfs, address, 'open');
       const device = context.bindDevice(`/dev/vfio/devices/${cdev}`, address);
       bound.push(device);
       device.attach(ioas);
     }
-    const groups = [...new Set(addresses.map((address) => sysfs.deviceGroup(address)!))];
-    reserved = groups.flatMap((id) => sysfs.reservedRegions(id));
+    for (const [id, group] of resolution.groups) for (const address of group.members) if (addresses.includes(address)) groupOf.set(address, id);
+    for (const id of new Set(groupOf.values())) groupInfo.set(id, { bound: resolution.groups.get(id)!.bound, reserved: sysfs.reservedRegions(id) });
+    msi = msiModel([...groupInfo.values()].flatMap((group) => group.reserved));
     iovaRanges = context.iovaRanges(ioas);
   } catch (error) {
     abandon(release, error, 'smmu');
   }
+  const memberDevices = (): IommufdDevice[] => [...bound, ...handedOut];
+  const reserved = (): ReservedRange[] => [...new Set(memberDevices().map((device) => groupOf.get(device.name)!))].flatMap((id) => groupInfo.get(id)!.reserved);
+  /** The groups every member bound to vfio-pci of which is among `devices`: on iommufd a group means those. */
+  const wholeGroups = (devices: readonly string[], known: ReadonlyMap<number, { readonly bound: readonly string[] }>, of: (address: string) => number | undefined): number[] =>
+    [...new Set(devices.map(of))]
+      .filter((id): id is number => id !== undefined && known.get(id)?.bound.every((address) => devices.includes(address)) === true)
+      .sort(byNumber);
   const entry: OpenContainer = {
-    devices: addresses,
+    get devices() {
+      return memberDevices().map((device) => device.name);
+    },
     openDevice: (address) => {
       // The bound cdev fd is the device fd; the caller gets it, and closing it unbinds.
       const index = bound.findIndex((device) => device.name === address);
-      if (index < 0) throw new IoasError('not-found', `${address} is not in this container`, { backend: 'smmu' });
+      if (index < 0) {
+        const given = handedOut.some((device) => device.name === address);
+        throw new IoasError('not-found', given ? `the device fd of ${address} was handed out already (on iommufd the bound cdev is the one device fd)` : `${address} is not in this container`, { backend: 'smmu' });
+      }
       const device = bound.splice(index, 1)[0]!;
       handedOut.push(device);
       return device;
@@ -322,23 +525,152 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], regi
   registry.add(entry);
   let closed = false;
   const ranges = (): IovaRanges => iovaRanges;
+  /** Forgets devices that left; closes the fds this handle holds (close(2) releases an fd whatever it answers). */
+  const forget = (leaving: readonly IommufdDevice[]): void => {
+    for (const device of leaving) {
+      const list = bound.includes(device) ? bound : handedOut;
+      list.splice(list.indexOf(device), 1);
+      const id = groupOf.get(device.name)!;
+      groupOf.delete(device.name);
+      if (![...groupOf.values()].includes(id)) groupInfo.delete(id);
+      if (list === bound) {
+        try {
+          device.close();
+        } catch {
+          // The fd is released and the device out of the IOAS either way: the detach is done.
+        }
+      }
+    }
+  };
   return {
     capabilities: {
       model: 'paged',
       windows: 'kernel-allow-list',
-      msi: msiModel(reserved),
+      msi,
       partialUnmap: false,
       mappingBudget: null,
       settableGeometry: false,
+      hotPlug: true,
     },
     doGetGeometry: (): Geometry => {
       const { ranges: usable, alignment } = ranges();
       return { aperture: hull(usable, FALLBACK_APERTURE), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges: [...usable] };
     },
-    doGetReserved: () => [...reserved, ...kernelHoles(ranges().ranges, reserved)],
+    doGetReserved: () => {
+      const regions = reserved();
+      return [...regions, ...kernelHoles(ranges().ranges, regions)];
+    },
     doMap: (call) => void context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access),
     doUnmap: (range) => context.unmap(ioas, range.start, rangeSize(range)),
     doSetAllowedRanges: (ranges) => context.allowIovas(ioas, ranges),
+    doMembers: (): Members => {
+      const devices = memberDevices()
+        .map((device) => device.name)
+        .sort();
+      return { groups: wholeGroups(devices, groupInfo, (address) => groupOf.get(address)), devices };
+    },
+    doResolveMembers: (request): Members => {
+      // iommufd attaches devices: a group means its members bound to vfio-pci.
+      const resolution = resolveRequest(sysfs, request);
+      const devices = [...resolution.devices].sort();
+      const of = (address: string): number | undefined => [...resolution.groups].find(([, group]) => group.members.includes(address))?.[0];
+      return { groups: wholeGroups(devices, resolution.groups, of), devices };
+    },
+    // What sysfs tells beforehand: the newcomers' reserved regions. Not their aperture: the IOAS
+    // shows it only in IOVA_RANGES, after they attach.
+    doPreviewAttach: (members): AttachPreview => {
+      const groups = new Set<number>();
+      for (const address of members.devices) {
+        const id = sysfs.deviceGroup(address);
+        if (id === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, { backend: 'smmu' });
+        if (!groupInfo.has(id)) groups.add(id);
+      }
+      return { reserved: [...groups].flatMap((id) => sysfs.reservedRegions(id)) };
+    },
+    doAttach: (members) => {
+      // Read before the kernel is asked: a failure here changes nothing.
+      const joining = members.devices.map((address) => {
+        const cdev = requireCdev(sysfs, address);
+        const group = sysfs.deviceGroup(address);
+        if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: the IOMMU is off, or (arm64) no driver is bound yet`, { backend: 'smmu' });
+        return { address, cdev, group };
+      });
+      const touched = new Map<number, { bound: string[]; reserved: ReservedRange[] }>();
+      for (const { group: id } of joining) {
+        if (touched.has(id)) continue;
+        touched.set(id, { bound: groupMembers(sysfs, id).filter((address) => sysfs.deviceDriver(address) === 'vfio-pci'), reserved: sysfs.reservedRegions(id) });
+      }
+      const added: IommufdDevice[] = [];
+      let reread: IovaRanges;
+      try {
+        for (const { address, cdev } of joining) {
+          const device = context.bindDevice(`/dev/vfio/devices/${cdev}`, address);
+          added.push(device);
+          // The kernel refuses a mapping in the device's reserved regions (EADDRINUSE,
+          // iopt_table_enforce_dev_resv_regions(); docs/kernel-rules.md#attaching-and-detaching-a-device).
+          device.attach(ioas);
+        }
+        // The ranges may shrink: the newcomers' reserved regions and aperture now count.
+        reread = context.iovaRanges(ioas);
+      } catch (error) {
+        // All or nothing: closing a cdev this call bound unbinds it, which detaches it.
+        undoAll(
+          added.map((device) => () => device.close()),
+          'undoing the attach',
+        );
+        throw asIoasError(error, 'attach', 'smmu');
+      }
+      bound.push(...added);
+      for (const { address, group } of joining) groupOf.set(address, group);
+      for (const [id, group] of touched) groupInfo.set(id, group);
+      iovaRanges = reread;
+    },
+    doDetach: (members) => {
+      const leaving = memberDevices().filter((device) => members.devices.includes(device.name));
+      refuseOpenDevices(
+        leaving.filter((device) => handedOut.includes(device) && !device.isClosed),
+        'closing it unbinds the device, which takes it out of the IOAS',
+      );
+      // A handed-out device whose fd the caller closed is unbound already: nothing to ask the kernel.
+      const attached = leaving.filter((device) => bound.includes(device));
+      const detached: IommufdDevice[] = [];
+      let reread: IovaRanges;
+      try {
+        for (const device of attached) {
+          device.detach();
+          detached.push(device);
+        }
+        // The ranges may grow: the devices that left take their reserved regions and aperture along.
+        reread = context.iovaRanges(ioas);
+      } catch (error) {
+        // All or nothing: the devices detached attach again (still bound: their fds are open).
+        const lost: IommufdDevice[] = [];
+        const undoErrors: unknown[] = [];
+        for (const device of detached) {
+          try {
+            device.attach(ioas);
+          } catch (undoError) {
+            lost.push(device);
+            undoErrors.push(undoError);
+          }
+        }
+        const failure = asIoasError(error, 'detach', 'smmu');
+        if (lost.length === 0) throw failure;
+        // They stay out: say so, and keep the record true to the kernel.
+        forget(lost);
+        try {
+          iovaRanges = context.iovaRanges(ioas);
+        } catch {
+          // The previous reading stands; the error below says the state is not what it was.
+        }
+        throw new IoasError('rollback-failed', `${failure.message}; undoing it failed too: ${lost.map((device) => device.name).join(', ')} could not attach again and has left the container`, {
+          backend: 'smmu',
+          cause: new AggregateError([failure, ...undoErrors]),
+        });
+      }
+      forget(leaving);
+      iovaRanges = reread;
+    },
     doClose: () => {
       if (closed) return;
       closed = true;
