@@ -6,7 +6,7 @@
  * (docs/kernel-rules.md#pamu-sdk-driver). Each defence below names the rule it enforces.
  */
 import { checkWindowGeometry, ERRNO, IoasError, hex, intersectRange, isPowerOfTwo, rangeSize, subtractRange, U64_MAX, type IoasErrorCode, type IovaRange } from '@ioas/core';
-import { abandon, releaseContainer, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
+import { abandon, asIoasError, releaseContainer, VfioContainer, VfioDevice, VfioGroup, vfioUapi } from '@ioas/vfio';
 import type { PamuAperture, PamuIoctls, PamuStash } from './pamu-ioctls.js';
 import { describeProfile, PAMU_PROFILES, type PamuProfile } from './profiles.js';
 import { PAMU_MSI_PAGE_SIZE, PAMU_STASH_CACHE } from './uapi.js';
@@ -98,6 +98,8 @@ export class PamuContainer {
   private stashValue: PamuStash | undefined;
   private readonly dma: PamuDmaRange[] = [];
   private readonly banks: PamuMsiBankMapping[] = [];
+  /** Device fds handed out by openDevice(), for detach's in-use check. */
+  private readonly handedOut: { readonly group: number; readonly device: VfioDevice }[] = [];
   private enabled = false;
   private closed = false;
 
@@ -421,17 +423,141 @@ export class PamuContainer {
     return removed;
   }
 
-  /** A device fd for `address`, a member of one of the container's groups; the caller closes it. */
+  /**
+   * A device fd for `address`, a member of one of the container's groups; the caller closes it.
+   * While it is open, {@link PamuContainer.detachGroups} refuses to take its group out.
+   */
   openDevice(group: number, address: string): VfioDevice {
     this.assertOpen('openDevice');
     const member = this.groups.find((candidate) => candidate.id === group);
     if (member === undefined) throw fail('not-found', 'openDevice', `IOMMU group ${group} is not in this container`);
-    return new VfioDevice(this.ioctls.vfio, member.deviceFd(address), address);
+    const device = new VfioDevice(this.ioctls.vfio, member.deviceFd(address), address);
+    this.pruneDevices();
+    this.handedOut.push({ group, device });
+    return device;
   }
 
   /** The group numbers in the container. */
   groupIds(): readonly number[] {
     return this.groups.map((group) => group.id);
+  }
+
+  /**
+   * Adds groups to the live container (hot-plug): GROUP_SET_CONTAINER into the container whose
+   * IOMMU is set, so each group's LIODNs join the one PAMU domain. The domain's geometry, window
+   * count, stash and windows (DMA and MSI banks alike) are unchanged and apply to the newcomers:
+   * `handle_attach_device()` programs each new LIODN with the domain's geometry and every enabled
+   * window (`pamu_set_liodn()`, `map_liodn()`), so a newcomer's MSIs reach the banks already mapped
+   * and it needs no bank of its own.
+   *
+   * But `pamu_set_liodn()` starts by disabling the LIODN, and nothing in the attach enables it: the
+   * SDK driver enables LIODNs only from DOMAIN_ATTR_FSL_PAMU_ENABLE, which the VFIO backend sends
+   * at the end of a successful MAP_DMA. So when the domain already translates, a newcomer would
+   * fault every DMA until the next map. This method makes that map itself: it maps the first
+   * window of the first DMA range a second time, read-only, into a free window, and unmaps it
+   * again (a MAP_DMA smaller than a window would not do: its UNMAP_DMA loops in the driver, see
+   * below). The alias shows the devices, for a moment, memory they can already read.
+   *
+   * All or nothing: on any failure every group opened here is taken out again
+   * (UNSET_CONTAINER) and its fd closed, and the alias window is unmapped.
+   *
+   * Why not a one-page MAP_DMA: `__vfio_dma_map()` maps `size / window size` = 0 windows and still
+   * enables the domain, but `__vfio_dma_do_unmap()` then loops `while (size) { ...; size -=
+   * page_size; }` on an unsigned size smaller than the window size, which never reaches 0.
+   *
+   * @param describeGroup - Says why a group is not viable (which driver holds a member).
+   * @throws {IoasError} `in-use` (a group is already in), `no-space` (the domain translates and no
+   *   window is free for the re-enabling map), `not-viable`, `kernel`,
+   *   `rollback-failed` (the alias window could not be unmapped).
+   */
+  attachGroups(ids: readonly number[], describeGroup: (group: number) => string = () => ''): void {
+    const operation = 'attach';
+    this.assertOpen(operation);
+    const wanted = [...new Set(ids)];
+    const already = wanted.filter((id) => this.groups.some((group) => group.id === id));
+    if (already.length > 0) throw fail('in-use', operation, `IOMMU group ${already.join(', ')} is already in this container`);
+    if (wanted.length === 0) return;
+    // Decided before anything is sent: where the re-enabling map goes, if the domain translates.
+    const alias = this.enabled ? this.aliasWindow(operation) : undefined;
+    const added: VfioGroup[] = [];
+    try {
+      for (const id of wanted) {
+        let group: VfioGroup;
+        try {
+          group = VfioGroup.open(this.ioctls.vfio, id);
+        } catch (error) {
+          // /dev/vfio/N exists only once a member is bound to vfio-pci.
+          if (IoasError.isInstance(error) && error.errno === ERRNO.ENOENT) {
+            const why = describeGroup(id);
+            throw fail('not-viable', operation, `IOMMU group ${id} has no /dev/vfio/${id}: ${why || 'no member is bound to vfio-pci'}; bind every member to vfio-pci`, { errno: ERRNO.ENOENT, cause: error });
+          }
+          throw error;
+        }
+        added.push(group);
+        if (!group.status().viable) {
+          const why = describeGroup(id);
+          throw fail('not-viable', operation, `IOMMU group ${id} is not viable: ${why || 'a member is bound to a driver that owns DMA'}; bind every member to vfio-pci`);
+        }
+        group.setContainer(this.container);
+      }
+      if (alias !== undefined) this.reenable(operation, alias);
+    } catch (error) {
+      this.releaseGroups(added);
+      throw asIoasError(error, operation, 'pamu');
+    }
+    this.groups.push(...added);
+  }
+
+  /**
+   * Takes groups out of the live container: VFIO_GROUP_UNSET_CONTAINER, then the group fd is
+   * closed. The SDK driver disables the leaving LIODNs (`fsl_pamu_detach_device()` ->
+   * `remove_device_ref()`: `pamu_disable_liodn()`), so their DMA faults; the domain, its windows
+   * and every mapping stay for the groups left. Refused while a device fd handed out by
+   * {@link PamuContainer.openDevice} for a member is open (the kernel too refuses UNSET_CONTAINER
+   * then, EBUSY: the fd holds the container), and refused when no group would be left (the last
+   * group out frees the domain and every mapping: close the container instead).
+   *
+   * All or nothing: if UNSET_CONTAINER fails for one group, the groups already taken out are put
+   * back ({@link PamuContainer.attachGroups}'s way). A close(2) that reports an error after
+   * UNSET_CONTAINER succeeded is not a failure: the group is out and Linux released the fd.
+   *
+   * @throws {IoasError} `not-found` (a group not in the container), `in-use`, `kernel`,
+   *   `rollback-failed`.
+   */
+  detachGroups(ids: readonly number[]): void {
+    const operation = 'detach';
+    this.assertOpen(operation);
+    const wanted = [...new Set(ids)];
+    const absent = wanted.filter((id) => !this.groups.some((group) => group.id === id));
+    if (absent.length > 0) throw fail('not-found', operation, `IOMMU group ${absent.join(', ')} is not in this container (groups: ${this.groupIds().join(', ')})`);
+    if (wanted.length === 0) return;
+    if (wanted.length >= this.groups.length) {
+      throw fail('in-use', operation, 'the last group cannot leave: the driver would free the PAMU domain and every mapping with it; close the container instead');
+    }
+    this.pruneDevices();
+    const open = this.handedOut.filter((entry) => wanted.includes(entry.group));
+    if (open.length > 0) {
+      throw fail('in-use', operation, `device fd${open.length === 1 ? '' : 's'} of ${open.map((entry) => entry.device.name).join(', ')} ${open.length === 1 ? 'is' : 'are'} still open; close ${open.length === 1 ? 'it' : 'them'} first (the kernel refuses UNSET_CONTAINER while one is)`);
+    }
+    const leaving = this.groups.filter((group) => wanted.includes(group.id));
+    const out: VfioGroup[] = [];
+    try {
+      for (const group of leaving) {
+        group.unsetContainer();
+        out.push(group);
+      }
+    } catch (error) {
+      this.putBack(operation, out, error);
+      throw asIoasError(error, operation, 'pamu');
+    }
+    for (const group of leaving) {
+      try {
+        group.close();
+      } catch {
+        // Linux released the fd, and the group is already out: the detach is done.
+      }
+    }
+    this.groups.splice(0, this.groups.length, ...this.groups.filter((group) => !leaving.includes(group)));
   }
 
   /**
@@ -470,6 +596,98 @@ export class PamuContainer {
   }
 
   // --- internals -------------------------------------------------------------------------------
+
+  /** Forgets handed-out device fds the caller has closed. */
+  private pruneDevices(): void {
+    const open = this.handedOut.filter((entry) => !entry.device.isClosed);
+    this.handedOut.splice(0, this.handedOut.length, ...open);
+  }
+
+  /**
+   * Where the re-enabling map of {@link PamuContainer.attachGroups} goes: the highest free window
+   * (no DMA, no MSI bank), backed by the first window of the first DMA range (one physically
+   * contiguous, window-aligned chunk, as every mapped window is).
+   */
+  private aliasWindow(operation: string): { iova: bigint; vaddr: bigint } {
+    const source = this.dma[0];
+    const count = this.count ?? 0;
+    const busy = (window: number): boolean => {
+      const base = this.aperture.start + BigInt(window) * this.windowSize;
+      return this.banks.some((bank) => bank.window === window) || this.dma.some((range) => range.iova <= base && base < range.iova + range.size);
+    };
+    let free = -1;
+    for (let window = count - 1; window >= 0 && free < 0; window--) if (!busy(window)) free = window;
+    if (source === undefined || free < 0) {
+      throw fail(
+        'no-space',
+        operation,
+        `the domain translates, and the SDK driver leaves a joining LIODN disabled until the next MAP_DMA enables the domain again; the backend makes that map in a free window, but all ${count} windows hold DMA or an MSI bank: unmap a window first, or attach before mapping`,
+      );
+    }
+    return { iova: this.aperture.start + BigInt(free) * this.windowSize, vaddr: source.vaddr };
+  }
+
+  /**
+   * The re-enabling map: MAP_DMA of the alias window (the driver enables every LIODN of the domain
+   * after it), then UNMAP_DMA. When the unmap fails it is tried once more; if the alias still
+   * stays, the record keeps it (close() unmaps it, nothing maps over it) and `rollback-failed` says so.
+   */
+  private reenable(operation: string, alias: { iova: bigint; vaddr: bigint }): void {
+    const fd = this.container.fd;
+    this.ioctls.mapDma(fd, alias.vaddr, alias.iova, this.windowSize, true, false);
+    try {
+      this.ioctls.unmapDma(fd, alias.iova, this.windowSize);
+    } catch (error) {
+      try {
+        this.ioctls.unmapDma(fd, alias.iova, this.windowSize);
+      } catch (again) {
+        const at = this.dma.findIndex((other) => other.iova > alias.iova);
+        this.dma.splice(at < 0 ? this.dma.length : at, 0, { iova: alias.iova, size: this.windowSize, vaddr: alias.vaddr, read: true, write: false });
+        throw fail(
+          'rollback-failed',
+          operation,
+          `unmapping the window the re-enabling map used (${hex(alias.iova)}, a read-only alias of ${hex(alias.vaddr)}) failed twice (${(error as Error).message}; ${(again as Error).message}): it stays mapped and recorded; close the container`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  /** Takes groups opened by a failed attach out again and closes them: every fd, whatever fails. */
+  private releaseGroups(groups: readonly VfioGroup[]): void {
+    for (const group of groups) {
+      try {
+        if (group.inContainer) group.unsetContainer();
+      } catch {
+        // Closing the group fd below takes it out of the container anyway.
+      }
+      try {
+        group.close();
+      } catch {
+        // Linux released the fd; the attach's own failure is the one to report.
+      }
+    }
+  }
+
+  /**
+   * After a failed detach: SET_CONTAINER again for the groups already taken out, and the
+   * re-enabling map if the domain translates. Throws `rollback-failed` (those groups closed and
+   * forgotten) when that fails too.
+   */
+  private putBack(operation: string, groups: readonly VfioGroup[], cause: unknown): void {
+    if (groups.length === 0) return;
+    const ids = groups.map((group) => group.id);
+    try {
+      const alias = this.enabled ? this.aliasWindow(operation) : undefined;
+      for (const group of groups) group.setContainer(this.container);
+      if (alias !== undefined) this.reenable(operation, alias);
+    } catch (error) {
+      this.releaseGroups(groups);
+      this.groups.splice(0, this.groups.length, ...this.groups.filter((group) => !groups.includes(group)));
+      throw fail('rollback-failed', operation, `detaching failed (${(cause as Error).message}) and putting IOMMU group ${ids.join(', ')} back failed too (${(error as Error).message}): ${ids.length === 1 ? 'it is' : 'they are'} out of the container now`, { cause });
+    }
+  }
 
   private assertOpen(operation: string): void {
     if (this.closed) throw new IoasError('closed', `pamu ${operation}: the container is closed`, { backend: 'pamu', operation });
