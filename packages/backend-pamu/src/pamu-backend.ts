@@ -1,5 +1,5 @@
 import { endianness } from 'node:os';
-import { IoasError, PAMU_CAPABILITIES, PAMU_PAGE_SIZE, rangeSize, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Syscalls } from '@ioas/core';
+import { IoasError, PAMU_CAPABILITIES, PAMU_PAGE_SIZE, rangeSize, type BackendHandleV1, type BackendV1, type Capabilities, type Geometry, type Members, type OpenRequest, type Syscalls } from '@ioas/core';
 import { describeBlockers, libcSyscalls, Sysfs, type VfioDevice } from '@ioas/vfio';
 import { PamuContainer } from './pamu-container.js';
 import { PamuIoctls, type PamuStash } from './pamu-ioctls.js';
@@ -87,7 +87,7 @@ export function pamu(options: PamuOptions): PamuBackend {
       }
       const container = PamuContainer.open(ioctls, [...groups], describeGroup);
       open.add(container);
-      return handleFor(container, options.stash, () => open.delete(container));
+      return handleFor(container, options.stash, membersOf(sysfs), describeGroup, () => open.delete(container));
     },
     containerOf: (group) => {
       for (const container of open) if (container.groupIds().includes(group)) return container;
@@ -136,8 +136,43 @@ function checkOptions(options: unknown): void {
   if (problems.length > 0) fail(`invalid options: ${problems.join('; ')}`);
 }
 
-function handleFor(container: PamuContainer, stash: PamuStash | undefined, forget: () => void): BackendHandleV1 {
-  const capabilities: Capabilities = PAMU_CAPABILITIES;
+/** Whole LIODN groups, as sysfs lists them: what hot-plug resolves requests to. */
+interface GroupMembers {
+  /** The devices of `groups`, sorted. */
+  devicesOf(groups: readonly number[]): string[];
+  /** A request resolved: whole groups (a device brings its group). */
+  resolve(request: OpenRequest): Members;
+}
+
+function membersOf(sysfs: Sysfs): GroupMembers {
+  const devicesOf = (groups: readonly number[]): string[] => [...new Set(groups.flatMap((group) => sysfs.groupDevices(group)))].sort();
+  return {
+    devicesOf,
+    resolve: (request) => {
+      const groups = new Set<number>();
+      if (request.groups.length > 0) {
+        const known = sysfs.groups();
+        for (const group of request.groups) {
+          if (!known.includes(group)) throw new IoasError('not-found', `IOMMU group ${group} does not exist (groups: ${known.join(', ') || 'none'})`, { backend: 'pamu', operation: 'resolve' });
+          groups.add(group);
+        }
+      }
+      for (const address of request.devices) {
+        if (!sysfs.hasDevice(address)) throw new IoasError('not-found', `device ${address} does not exist`, { backend: 'pamu', operation: 'resolve' });
+        const group = sysfs.deviceGroup(address);
+        if (group === undefined) throw new IoasError('backend-unavailable', `${address} has no IOMMU group: PAMU gives none to a device without an LIODN`, { backend: 'pamu', operation: 'resolve' });
+        groups.add(group);
+      }
+      const sorted = [...groups].sort((a, b) => a - b);
+      return { groups: sorted, devices: devicesOf(sorted) };
+    },
+  };
+}
+
+function handleFor(container: PamuContainer, stash: PamuStash | undefined, members: GroupMembers, describeGroup: (group: number) => string, forget: () => void): BackendHandleV1 {
+  // Hot-plug: whole LIODN groups join and leave the one PAMU domain
+  // (PamuContainer.attachGroups / detachGroups).
+  const capabilities: Capabilities = { ...PAMU_CAPABILITIES, hotPlug: true };
   return {
     capabilities,
     doGetGeometry: (): Geometry => {
@@ -168,6 +203,16 @@ function handleFor(container: PamuContainer, stash: PamuStash | undefined, forge
       }),
     doMapMsiDoorbell: (index, iova) => void container.mapMsiBank(index, iova),
     doUnmapMsiDoorbell: (index) => container.unmapMsiBank(index),
+    doMembers: () => {
+      const groups = [...container.groupIds()].sort((a, b) => a - b);
+      return { groups, devices: members.devicesOf(groups) };
+    },
+    doResolveMembers: (request) => members.resolve(request),
+    // PAMU reports no reserved regions, and the domain's geometry is fixed: a newcomer translates
+    // exactly the aperture the container already has (docs/kernel-rules.md#pamu-groups-and-liodns).
+    doPreviewAttach: () => ({ reserved: [], ranges: [container.windows().aperture] }),
+    doAttach: (joining) => container.attachGroups(joining.groups, describeGroup),
+    doDetach: (leaving) => container.detachGroups(leaving.groups),
     doClose: () => {
       forget();
       container.close();
