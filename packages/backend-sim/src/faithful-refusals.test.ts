@@ -89,8 +89,8 @@ describe('a device another container holds (drivers/vfio/device_cdev.c, vfio_df_
 
   it('refuses a device whose group another iommufd owns (iommu_device_claim_dma_owner: EPERM), on both faces', async () => {
     const simulator = createSimulator({ platform: 'x86-vtd' });
-    // Group 6: the LPC bridge, SATA and SMBus controllers, all moved to vfio-pci.
-    const members = simulator.group(6)!.devices.map((device) => device.address);
+    // The LPC bridge's group, with the SATA and SMBus controllers, all moved to vfio-pci.
+    const members = simulator.group(simulator.device('0000:00:1f.0').group!)!.devices.map((device) => device.address);
     for (const address of members) {
       simulator.bind(address, null);
       simulator.bind(address, 'vfio-pci');

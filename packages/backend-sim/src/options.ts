@@ -20,6 +20,8 @@ const device = z.object({
   group: u32.optional(),
   reserved: z.array(reservedRegion).optional(),
   edu: z.boolean().optional(),
+  aperture: range.optional(),
+  modelled: z.string().optional(),
 });
 
 /** A whole preset: the fields the simulator reads (others pass). */

@@ -25,6 +25,19 @@ export interface DeviceSpec {
   readonly reserved?: readonly ReservedRegionSpec[];
   /** True for QEMU's `edu` teaching device (BAR0 registers with a DMA engine and MSI). */
   readonly edu?: boolean;
+  /**
+   * The input range of the IOMMU in front of this device when it is not the platform's (a device
+   * behind a second SMMU): a domain for its group translates only this range, and cannot take
+   * devices behind the platform's IOMMU (docs/kernel-rules.md#one-domain-per-iommu-instance).
+   * Default: the platform's {@link PlatformPreset.aperture}.
+   */
+  readonly aperture?: IovaRange;
+  /**
+   * Set when the device is in the preset though the rig's guests have not shown it (yet): what it
+   * stands for and what is assumed. The presets-from-kernel test compares every device the rig's
+   * captured sysfs trees hold, and lets only such a device be missing from them.
+   */
+  readonly modelled?: string;
 }
 
 /** Everything the simulator needs to know about a platform. */
@@ -76,6 +89,41 @@ export interface PlatformPreset {
 
 const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
 
+/*
+ * The devices the presets hold for hot-plug (attach and detach on a live container). None is bound
+ * to vfio-pci at start: a test binds it (`simulator.bind(address, 'vfio-pci')`) when it wants it.
+ */
+
+/**
+ * A 16 MiB RMRR at 992 MiB (0x3e000000-0x3effffff), reported `direct`: under 1 GiB, so any guest of
+ * 1 GiB or more whose RAM a VMM maps 1:1 from IOVA 0 covers it. RMRRs of USB and graphics devices
+ * are reported `direct-relaxable` and conflict with nothing (docs/kernel-rules.md#reserved-region-types).
+ */
+const RMRR_X86 = { start: 0x3e00_0000n, last: 0x3eff_ffffn, kind: 'direct' } as const;
+
+const RMRR_DEVICE_X86 =
+  'a device with firmware-owned memory (an RMRR in the DMAR table), which QEMU cannot give a guest; an edu stands in for it, in group 8, ' +
+  'the number after the LPC group. ' +
+  'The kernel never lets such a device into a VFIO container or an iommufd (docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned): ' +
+  'core refuses a mapping in its region first, and the kernel refuses the rest';
+
+const SECOND_EDU_ARM64 = 'the second edu the rig gives its virt guest at 00:10.0; its group number appears when it is bound, as the first edu\'s does';
+
+/**
+ * A second SMMUv3 with stage 2 only and a 32-bit output size (IDR5.OAS): its domains translate
+ * `(1 << smmu->ias) - 1`, 32 bits, where the platform's stage-1 domains translate 48
+ * (docs/kernel-rules.md#one-domain-per-iommu-instance).
+ */
+const SECOND_SMMU_APERTURE = { start: 0n, last: 0xffff_ffffn } as const;
+
+const SECOND_SMMU_DEVICE =
+  'a device behind a second PCIe root complex whose SMMUv3 translates 32 bits (stage 2 only, IDR5.OAS 32 bits); QEMU\'s virt has one SMMU, so ' +
+  'an edu on segment 1 stands in for it. Guest RAM above 4 GiB lies outside what it can translate';
+
+const SECOND_CONTROLLER_P4080 =
+  'a device behind the P4080\'s second PCIe controller: every device behind a controller shares its LIODN group (docs/kernel-rules.md#pamu-groups-and-liodns); ' +
+  'not read on a board';
+
 /**
  * The presets. Sources: reserved regions and type1 results observed on 6.1.0-56 guests
  * (docs/kernel-rules.md#platform-reserved-layouts, docs/kernel-rules.md#the-iova-range-capability),
@@ -103,13 +151,18 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
       { address: '0000:00:03.0', ...EDU, driver: null, group: 3 },
       { address: '0000:00:04.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 4 },
       { address: '0000:00:05.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 5 },
+      // Hot-plug: the rig's second edu (-device edu,addr=0x10), unbound at start. The guest probes
+      // devices in devfn order, so it takes group 6 and the LPC group moves to 7 (read on 6.1.0-57).
+      { address: '0000:00:10.0', ...EDU, driver: null, group: 6 },
+      // Hot-plug conflicts: a device with an RMRR-style direct region where a VMM maps guest RAM.
+      { address: '0000:00:11.0', ...EDU, driver: null, group: 8, reserved: [RMRR_X86], modelled: RMRR_DEVICE_X86 },
       // The LPC/SATA/SMBus group also gets the floppy workaround's first 16 MiB, relaxable.
       ...(['0000:00:1f.0', '0000:00:1f.2', '0000:00:1f.3'] as const).map((address, index) => ({
         address,
         vendor: 0x8086,
         device: [0x2918, 0x2922, 0x2930][index]!,
         driver: ['lpc_ich', 'ahci', 'i801_smbus'][index]!,
-        group: 6,
+        group: 7,
         reserved: [{ start: 0n, last: 0xff_ffffn, kind: 'direct-relaxable' as const }],
       })),
     ],
@@ -136,6 +189,10 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
       { address: '0000:00:03.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 1 },
       { address: '0000:00:04.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 2 },
       { address: '0000:00:05.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 3 },
+      // Hot-plug: a second edu (-device edu,addr=0x10); its group, too, appears when it is bound.
+      { address: '0000:00:10.0', ...EDU, driver: null, modelled: SECOND_EDU_ARM64 },
+      // Hot-plug conflicts: an edu behind a second SMMUv3 whose domains translate 32 bits only.
+      { address: '0001:00:01.0', ...EDU, driver: null, aperture: SECOND_SMMU_APERTURE, modelled: SECOND_SMMU_DEVICE },
     ],
     vfioAtStart: ['0000:00:02.0'],
     interruptRemapping: true,
@@ -152,7 +209,11 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     // msi@41600, msi@41800, msi@41a00 under CCSR 0xf_fe00_0000 (current DTS: MSIIR at +0x140).
     pamu: { msiir: [0xf_fe04_4140n, 0xf_fe04_5140n, 0xf_fe04_6140n], maxWindows: 256 },
     // Every device behind a PCIe controller with BRR1 < 0x204 shares its controller's LIODN group.
-    devices: [{ address: '0000:01:00.0', ...EDU, driver: null, group: 0 }],
+    devices: [
+      { address: '0000:01:00.0', ...EDU, driver: null, group: 0 },
+      // Hot-plug: a device behind the second PCIe controller, in that controller's LIODN group.
+      { address: '0001:01:00.0', ...EDU, driver: null, group: 1, modelled: SECOND_CONTROLLER_P4080 },
+    ],
     vfioAtStart: ['0000:01:00.0'],
     interruptRemapping: true,
     // The P4080's PCIe controllers are platform devices too (fsl_pci); not read on a board here.

@@ -87,8 +87,14 @@ export class SimDevice {
   readonly deviceId: number;
   /** True for QEMU's edu device. */
   readonly edu: boolean;
-  /** Reserved regions of this device besides the platform's. */
+  /** Its reserved regions: the platform's and its own. */
   readonly reserved: readonly ReservedRegionSpec[];
+  /**
+   * The input range of the IOMMU in front of it: what a domain for it translates. Devices whose
+   * ranges differ sit behind different IOMMUs and never share a domain
+   * (docs/kernel-rules.md#one-domain-per-iommu-instance).
+   */
+  readonly aperture: IovaRange;
   /** The bound driver, or null. */
   driver: string | null;
   /** Its IOMMU group (none until a driver binds, on arm64 6.1). */
@@ -114,8 +120,18 @@ export class SimDevice {
     this.deviceId = spec.device;
     this.edu = spec.edu === true;
     this.reserved = [...simulator.platform.reserved, ...(spec.reserved ?? [])];
+    this.aperture = spec.aperture ?? simulator.platform.aperture;
     this.driver = spec.driver;
     this.group = spec.group;
+  }
+
+  /**
+   * The firmware asks for a 1:1 mapping of one of its regions (a `direct` reserved region, such as a
+   * non-USB, non-graphics RMRR): the kernel will not let it into a VFIO container or an iommufd
+   * (docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned).
+   */
+  get requiresDirect(): boolean {
+    return this.reserved.some((region) => region.kind === 'direct');
   }
 
   /** Device writes `bytes` at `iova`. Returns false, records a fault and leaves memory untouched when any page does not translate. */
@@ -284,6 +300,19 @@ export class SimGroup {
       for (const range of normalizeRanges(ranges)) merged.push({ ...range, kind: kind as ReservedRegionSpec['kind'] });
     }
     return merged.sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  }
+
+  /**
+   * The input range of the IOMMU the group sits behind (its devices share one: an IOMMU group never
+   * spans two IOMMUs); the platform's aperture for a group with no device.
+   */
+  get aperture(): IovaRange {
+    return this.devices[0]?.aperture ?? this.simulator.platform.aperture;
+  }
+
+  /** A member needs a direct mapping: the kernel will not hand the group's DMA to VFIO or iommufd. */
+  get requiresDirect(): boolean {
+    return this.devices.some((device) => device.requiresDirect);
   }
 
   /** The `reserved_regions` file: `0x%016llx 0x%016llx %s\n` per region (iommu.c). */
