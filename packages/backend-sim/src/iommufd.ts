@@ -38,6 +38,11 @@ export class Ioas implements DmaDomain {
   allowed: IovaRange[] = [];
   /** The devices attached (changed through {@link SimIommufdContext.attach} and `detach`). */
   readonly devices = new Set<SimDevice>();
+  /**
+   * The IOMMU domains attached to it (the automatic domains of its devices), each reserving what
+   * lies outside its aperture for as long as it lives (io_pagetable.c, iopt_table_add_domain()).
+   */
+  readonly domains = new Set<{ readonly aperture: IovaRange }>();
   /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
   private holes: Float64Array | undefined;
 
@@ -49,19 +54,16 @@ export class Ioas implements DmaDomain {
     this.areas = new PagedDomain(simulator.platform.swMsiDoorbell?.window);
   }
 
-  /** Reserved IOVA: outside the aperture and every non-relaxable reserved region, once a device is attached. */
-  reserved(devices: Iterable<SimDevice> = this.devices): IovaRange[] {
+  /**
+   * Reserved IOVA: every non-relaxable reserved region of each attached device, and what lies
+   * outside the aperture of each domain (docs/kernel-rules.md#attaching-to-a-live-container).
+   */
+  reserved(): IovaRange[] {
     const reserved: IovaRange[] = [];
-    let any = false;
-    for (const device of devices) {
-      any = true;
+    for (const device of this.devices) {
       for (const region of device.reserved) if (region.kind !== 'direct-relaxable') reserved.push(region);
     }
-    if (any) {
-      const { start, last } = this.simulator.platform.aperture;
-      if (start > 0n) reserved.push({ start: 0n, last: start - 1n });
-      if (last < U64_MAX) reserved.push({ start: last + 1n, last: U64_MAX });
-    }
+    for (const domain of this.domains) reserved.push(...outsideAperture(domain.aperture));
     return normalizeRanges(reserved);
   }
 
@@ -122,7 +124,22 @@ class AutoDomain {
   constructor(
     readonly id: number,
     readonly ioas: Ioas,
+    /** What the domain translates: the aperture of the IOMMU of the device it was made for. */
+    readonly aperture: IovaRange,
   ) {}
+
+  /** The IOMMU driver attaches a device to it only when it sits behind the same IOMMU (docs/kernel-rules.md#one-domain-per-iommu-instance). */
+  takes(device: SimDevice): boolean {
+    return device.aperture.start === this.aperture.start && device.aperture.last === this.aperture.last;
+  }
+}
+
+/** The IOVA outside an aperture: what a domain reserves in the IOAS it joins. */
+function outsideAperture(aperture: IovaRange): IovaRange[] {
+  const outside: IovaRange[] = [];
+  if (aperture.start > 0n) outside.push({ start: 0n, last: aperture.start - 1n });
+  if (aperture.last < U64_MAX) outside.push({ start: aperture.last + 1n, last: U64_MAX });
+  return outside;
 }
 
 /** A device bound to the context: where it is attached, if anywhere. */
@@ -339,6 +356,13 @@ export class SimIommufdContext {
     if (group !== undefined && group.devices.some((member) => member.boundTo !== undefined && member.boundTo !== this)) {
       throw new KernelError(ERRNO.EPERM, ioctl, `another iommufd owns DMA in group ${group.id}`);
     }
+    // The first claim of the group's DMA puts it in the blocking domain, which a device needing a
+    // direct mapping refuses: EINVAL (6.12 drivers/iommu/iommu.c, __iommu_device_set_domain();
+    // docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned).
+    const claimed = group !== undefined && group.devices.some((member) => member.boundTo === this);
+    if (!claimed && (group?.requiresDirect ?? device.requiresDirect)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address}'s group has a device with a direct (RMRR) region: it cannot leave its identity mapping`);
+    }
     const id = this.freeId();
     this.objects.set(id, { device, domain: undefined });
     device.boundTo = this;
@@ -359,9 +383,13 @@ export class SimIommufdContext {
 
   /**
    * VFIO_DEVICE_ATTACH_IOMMUFD_PT (an attach while attached is an atomic replace). `ptId` names an
-   * IOAS (the device goes into its automatic domain, made if it has none) or a domain; the domain's
-   * id is what the kernel writes back into `pt_id`, and what this returns. Any other object is
-   * EINVAL, an unknown id ENOENT (6.12 drivers/iommu/iommufd/device.c, iommufd_device_change_pt()).
+   * IOAS (the device goes into an automatic domain of it that its IOMMU takes, or a new one) or a
+   * domain; the domain's id is what the kernel writes back into `pt_id`, and what this returns. Any
+   * other object is EINVAL, an unknown id ENOENT (6.12 drivers/iommu/iommufd/device.c,
+   * iommufd_device_change_pt()). The device's reserved regions, and a new domain's outside, must
+   * hold no area and cut no allowed range: EADDRINUSE (io_pagetable.c,
+   * iopt_table_enforce_dev_resv_regions() and iopt_table_add_domain();
+   * docs/kernel-rules.md#attaching-to-a-live-container). Nothing changes on failure.
    */
   attach(deviceId: number, ptId: number): number {
     const ioctl = 'VFIO_DEVICE_ATTACH_IOMMUFD_PT';
@@ -370,33 +398,48 @@ export class SimIommufdContext {
     const target = this.objects.get(ptId);
     if (target === undefined) throw new KernelError(ERRNO.ENOENT, ioctl, `no object ${ptId}`);
     if (!(target instanceof Ioas) && !(target instanceof AutoDomain)) throw new KernelError(ERRNO.EINVAL, ioctl, `object ${ptId} is a device, not an IOAS or a page table`);
+    const device = binding.device;
     const ioas = target instanceof Ioas ? target : target.ioas;
-    const reserved = ioas.reserved([...ioas.devices, binding.device]);
-    for (const hole of reserved) {
-      if (ioas.areas.overlaps(hole.start, hole.last)) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `a mapping sits in reserved ${hex(hole.start)}-${hex(hole.last)}`);
-      if (ioas.allowed.some((range) => rangesOverlap(range, hole))) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `reserved ${hex(hole.start)}-${hex(hole.last)} cuts an allowed range`);
+    // iommufd_device_auto_get_domain(): the IOAS's automatic domains in turn; one of another IOMMU
+    // answers EINVAL and is skipped.
+    let domain = target instanceof AutoDomain ? target : [...this.objects.values()].find((object): object is AutoDomain => object instanceof AutoDomain && object.ioas === ioas && object.takes(device));
+    if (domain !== undefined && domain === binding.domain) return domain.id;
+    this.enforceReserved(ioas, device.reserved.filter((region) => region.kind !== 'direct-relaxable'), ioctl, `${device.address}'s reserved region`);
+    if (domain !== undefined && !domain.takes(device)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `domain ${domain.id} belongs to another IOMMU than ${device.address}'s`);
     }
-    // Every automatic domain suits every device here (the kernel tries each and skips EINVAL).
-    let domain = target instanceof AutoDomain ? target : [...this.objects.values()].find((object): object is AutoDomain => object instanceof AutoDomain && object.ioas === ioas);
-    if (domain === binding.domain && domain !== undefined) return domain.id;
     if (domain === undefined) {
-      domain = new AutoDomain(this.freeId(), ioas);
+      this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
+      domain = new AutoDomain(this.freeId(), ioas, device.aperture);
       this.objects.set(domain.id, domain);
+      ioas.domains.add(domain);
     }
     this.release(binding);
     binding.domain = domain;
-    domain.devices.add(binding.device);
-    ioas.devices.add(binding.device);
+    domain.devices.add(device);
+    ioas.devices.add(device);
     ioas.devicesChanged();
-    binding.device.domain = ioas;
+    device.domain = ioas;
     return domain.id;
   }
 
-  /** VFIO_DEVICE_DETACH_IOMMUFD_PT: the device then blocks all DMA. */
+  /**
+   * VFIO_DEVICE_DETACH_IOMMUFD_PT: the device then blocks all DMA; its reserved regions are released,
+   * and its domain, when it was the last device in it, with what the domain reserved
+   * (docs/kernel-rules.md#detaching-from-a-live-container).
+   */
   detach(deviceId: number): void {
     const ioctl = 'VFIO_DEVICE_DETACH_IOMMUFD_PT';
     this.simulator.checkInjected(ioctl);
     this.release(this.binding(deviceId, ioctl));
+  }
+
+  /** iopt_reserve_iova() for each of `ranges`: EADDRINUSE when an area or an allowed range is there. */
+  private enforceReserved(ioas: Ioas, ranges: readonly IovaRange[], ioctl: string, what: string): void {
+    for (const range of ranges) {
+      if (ioas.areas.overlaps(range.start, range.last)) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `a mapping sits in ${what} ${hex(range.start)}-${hex(range.last)}`);
+      if (ioas.allowed.some((allowed) => rangesOverlap(allowed, range))) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `${what} ${hex(range.start)}-${hex(range.last)} cuts an allowed range`);
+    }
   }
 
   /** Takes a bound device out of its domain (destroyed when it was the last): DMA is then blocked. */
@@ -405,8 +448,11 @@ export class SimIommufdContext {
     if (domain === undefined) return;
     domain.devices.delete(binding.device);
     domain.ioas.devices.delete(binding.device);
+    if (domain.devices.size === 0) {
+      this.objects.delete(domain.id);
+      domain.ioas.domains.delete(domain);
+    }
     domain.ioas.devicesChanged();
-    if (domain.devices.size === 0) this.objects.delete(domain.id);
     binding.domain = undefined;
     binding.device.domain = undefined;
   }

@@ -495,9 +495,13 @@ class SimProcess implements Syscalls {
         return 0;
       }
       case VFIO_NR.GROUP_UNSET_CONTAINER: {
-        if (file.container === undefined || group.owner !== file.container) return -ERRNO.EINVAL;
-        if (group.openDevices > 0) return -ERRNO.EBUSY;
-        file.container.removeGroup(group);
+        // EINVAL out of a container, EBUSY with a device fd open; the last group out takes the
+        // IOMMU and the mappings (docs/kernel-rules.md#detaching-from-a-live-container).
+        if (file.container === undefined) {
+          this.simulator.checkInjected('VFIO_GROUP_UNSET_CONTAINER');
+          return -ERRNO.EINVAL;
+        }
+        file.container.unsetGroup(group);
         file.container = undefined;
         return 0;
       }

@@ -1,7 +1,8 @@
-import { ERRNO, hex, intersectRanges, type IovaRange, rangeSize, subtractRanges, U64_MAX } from '@ioas/core';
+import { ERRNO, hex, type IovaRange, rangeSize, U64_MAX } from '@ioas/core';
 import { KernelError } from './kernel-error.js';
 import { PagedDomain, type PagedMapping } from './paged-domain.js';
 import { PamuDomain } from './pamu-domain.js';
+import type { ReservedRegionSpec } from './platforms.js';
 import type { SimGroup, Simulator } from './simulator.js';
 
 /** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h, 6.1). */
@@ -30,6 +31,67 @@ export const VFIO_EXTENSION = {
 
 const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
+
+/** A type1 IOMMU domain (`struct vfio_domain`): its IOMMU's aperture, and the groups attached to it. */
+interface Type1Domain {
+  /** What the domain translates (`domain->geometry`). */
+  readonly aperture: IovaRange;
+  /** The groups attached to it. */
+  readonly groups: Set<SimGroup>;
+}
+
+/**
+ * vfio_iommu_aper_resize(), on a list of inclusive ranges in order: an empty list becomes the
+ * aperture; otherwise ranges before `start` go, the one holding it starts there, and so at the end.
+ * Kept as the kernel writes it, boundary quirks included (a range starting exactly at `last` goes).
+ */
+function apertureResize(list: { start: bigint; last: bigint }[], start: bigint, last: bigint): void {
+  if (list.length === 0) {
+    list.push({ start, last });
+    return;
+  }
+  while (list.length > 0) {
+    const node = list[0]!;
+    if (start < node.start) break;
+    if (start < node.last) {
+      node.start = start;
+      break;
+    }
+    list.shift();
+  }
+  for (let index = 0; index < list.length; ) {
+    const node = list[index]!;
+    if (last > node.last) {
+      index++;
+    } else if (last > node.start) {
+      node.last = last;
+      index++;
+    } else {
+      list.splice(index, 1);
+    }
+  }
+}
+
+/**
+ * vfio_iommu_resv_exclude(): cuts every reserved region but direct-relaxable ones out of the list.
+ * False when nothing is left, which the kernel answers with EINVAL.
+ */
+function excludeReserved(list: { start: bigint; last: bigint }[], reserved: readonly ReservedRegionSpec[]): boolean {
+  for (const region of reserved) {
+    if (region.kind === 'direct-relaxable') continue;
+    const kept: { start: bigint; last: bigint }[] = [];
+    for (const node of list) {
+      if (region.start > node.last || region.last < node.start) {
+        kept.push(node);
+        continue;
+      }
+      if (region.start > node.start) kept.push({ start: node.start, last: region.start - 1n });
+      if (region.last < node.last) kept.push({ start: region.last + 1n, last: node.last });
+    }
+    list.splice(0, list.length, ...kept);
+  }
+  return list.length > 0;
+}
 
 /**
  * What the simulated kernel's VFIO_IOMMU_GET_INFO reports for a type1 container (the SDK's decoded
@@ -67,8 +129,18 @@ export class SimVfioContainer {
   paged: PagedDomain | undefined;
   /** PAMU: the windowed domain. */
   pamu: PamuDomain | undefined;
-  /** The IOVA_RANGE list, recomputed only when groups come or go (every MAP_DMA checks it). */
-  private ranges: IovaRange[] | undefined;
+  /**
+   * type1: the IOMMU domains (`struct vfio_domain`), one per IOMMU instance the groups sit behind,
+   * each with its groups. They all hold the container's mappings (a new domain gets them replayed),
+   * so devices translate through {@link paged} whichever domain their group is in.
+   */
+  private domains: Type1Domain[] = [];
+  /**
+   * type1: the IOVA list (`iommu->iova_list`), kept as the kernel keeps it: shrunk by each group
+   * that attaches, recomputed from its hull by each that leaves (docs/kernel-rules.md#attaching-to-a-live-container,
+   * docs/kernel-rules.md#detaching-from-a-live-container). It is the IOVA_RANGE capability, and every MAP_DMA checks it.
+   */
+  private iovaList: IovaRange[] = [];
   /** The same as page numbers for the hot path: per range, the first and last whole page inside it. */
   private rangePages: Float64Array | undefined;
   /** The granule in bytes as a number (type1, from SET_IOMMU). */
@@ -116,46 +188,79 @@ export class SimVfioContainer {
     if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
       throw new KernelError(ERRNO.EPERM, ioctl, 'no interrupt remapping; set vfio_iommu_type1.allow_unsafe_interrupts=1');
     }
-    this.iommuType = type;
     if (this.windowed) {
+      this.iommuType = type;
       this.pamu = new PamuDomain(this.simulator);
-    } else {
-      this.paged = new PagedDomain(this.simulator.platform.swMsiDoorbell?.window);
-      this.dmaLimit = this.simulator.dmaEntryLimit;
-      this.granuleBytes = Number(this.granule);
+      for (const group of this.groups) this.attachDevices(group);
+      return;
     }
-    for (const group of this.groups) this.attachDevices(group);
+    this.paged = new PagedDomain(this.simulator.platform.swMsiDoorbell?.window);
+    // The groups attach one by one, as any later group does (6.1 drivers/vfio/container.c,
+    // __vfio_container_attach_groups(): the container's group list, newest first).
+    try {
+      for (const group of [...this.groups].reverse()) this.attachType1(group, ioctl);
+    } catch (error) {
+      for (const group of this.groups) for (const device of group.devices) device.domain = undefined;
+      this.paged = undefined;
+      this.domains = [];
+      this.setIovaList([]);
+      throw error;
+    }
+    this.iommuType = type;
+    this.dmaLimit = this.simulator.dmaEntryLimit;
+    this.granuleBytes = Number(this.granule);
   }
 
-  /** VFIO_GROUP_SET_CONTAINER, after the group fd checks. */
+  /**
+   * VFIO_GROUP_SET_CONTAINER, after the group fd checks: the group's DMA is claimed for the
+   * container, and when the container's IOMMU is set the group attaches to it at once, with the
+   * kernel's checks against the live mappings (docs/kernel-rules.md#attaching-a-group-to-a-container,
+   * docs/kernel-rules.md#attaching-to-a-live-container). On failure nothing changes.
+   */
   addGroup(group: SimGroup): void {
     const ioctl = 'VFIO_GROUP_SET_CONTAINER';
     this.simulator.checkInjected(ioctl);
     if (group.owner !== undefined) throw new KernelError(ERRNO.EINVAL, ioctl, `group ${group.id} is already in a container`);
+    // iommu_group_claim_dma_owner(): a driver that owns DMA (EPERM), then the blocking domain, which
+    // 6.1's VT-d driver refuses for a device whose RMRR is not relaxable
+    // (docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned).
     if (!group.viable) throw new KernelError(ERRNO.EPERM, ioctl, `group ${group.id} is not viable: a member is bound to a driver that owns DMA`);
-    if (this.paged !== undefined) {
-      // Attaching to a container that already has mappings: a mapping in the new group's reserved
-      // regions is a conflict (vfio_iommu_resv_conflict -> EINVAL).
-      for (const region of group.reserved) {
-        if (region.kind !== 'direct-relaxable' && this.paged.overlaps(region.start, region.last)) {
-          throw new KernelError(ERRNO.EINVAL, ioctl, `a mapping overlaps group ${group.id}'s reserved region ${hex(region.start)}-${hex(region.last)}`);
-        }
-      }
+    if (group.requiresDirect) {
+      throw new KernelError(ERRNO.EPERM, ioctl, `group ${group.id} has a device with a direct (RMRR) region: it is ineligible for IOMMU domain attach`);
+    }
+    if (this.iommuType !== null) {
+      if (this.pamu !== undefined) this.attachDevices(group);
+      else this.attachType1(group, ioctl);
     }
     this.groups.add(group);
-    this.ranges = undefined;
-    this.rangePages = undefined;
     group.owner = this;
-    if (this.iommuType !== null) this.attachDevices(group);
   }
 
-  /** VFIO_GROUP_UNSET_CONTAINER (or the group fd closing): the last group out unsets the container. */
+  /**
+   * VFIO_GROUP_UNSET_CONTAINER: EINVAL for a group in no container or another, EBUSY while a device
+   * fd of the group is open (docs/kernel-rules.md#detaching-from-a-live-container); then as {@link removeGroup}.
+   */
+  unsetGroup(group: SimGroup): void {
+    const ioctl = 'VFIO_GROUP_UNSET_CONTAINER';
+    this.simulator.checkInjected(ioctl);
+    if (group.owner !== this || !this.groups.has(group)) throw new KernelError(ERRNO.EINVAL, ioctl, `group ${group.id} is not in this container`);
+    if (group.openDevices > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `a device fd of group ${group.id} is open`);
+    this.removeGroup(group);
+  }
+
+  /**
+   * A group leaving (UNSET_CONTAINER, or its file's release, which cannot fail): detached from its
+   * domain, its devices' DMA blocked; the container's mappings stay for the groups left, and the
+   * last group out takes the IOMMU and every mapping with it
+   * (docs/kernel-rules.md#detaching-from-a-live-container).
+   */
   removeGroup(group: SimGroup): void {
-    if (!this.groups.delete(group)) throw new KernelError(ERRNO.EINVAL, 'VFIO_GROUP_UNSET_CONTAINER', `group ${group.id} is not in this container`);
+    if (!this.groups.has(group)) throw new KernelError(ERRNO.EINVAL, 'VFIO_GROUP_UNSET_CONTAINER', `group ${group.id} is not in this container`);
+    if (this.paged !== undefined) this.detachType1(group);
+    this.groups.delete(group);
     group.owner = undefined;
-    this.ranges = undefined;
-    this.rangePages = undefined;
     for (const device of group.devices) device.domain = undefined;
+    // vfio_group_detach_container(): the last group out deprivileges the container.
     if (this.groups.size === 0) this.reset();
   }
 
@@ -175,17 +280,11 @@ export class SimVfioContainer {
 
   /**
    * The IOVA_RANGE capability: the intersection of every attached domain's aperture minus every
-   * reserved region except direct-relaxable (docs/kernel-rules.md#the-iova-range-capability).
+   * reserved region except direct-relaxable, as the kernel's IOVA list holds it
+   * (docs/kernel-rules.md#the-iova-range-capability).
    */
   iovaRanges(): IovaRange[] {
-    if (this.ranges !== undefined) return this.ranges;
-    let ranges: IovaRange[] = [this.simulator.platform.aperture];
-    for (const group of this.groups) {
-      ranges = intersectRanges(ranges, [this.simulator.platform.aperture]);
-      ranges = subtractRanges(ranges, group.reserved.filter((region) => region.kind !== 'direct-relaxable'));
-    }
-    this.ranges = ranges;
-    return ranges;
+    return this.iovaList;
   }
 
   /** VFIO_IOMMU_MAP_DMA with type1 semantics, checks in the kernel's order (docs/kernel-rules.md#map-checks-in-kernel-order). */
@@ -358,5 +457,100 @@ export class SimVfioContainer {
     this.paged = undefined;
     this.pamu = undefined;
     this.iommuType = null;
+    this.domains = [];
+    this.setIovaList([]);
+  }
+
+  private setIovaList(list: IovaRange[]): void {
+    this.iovaList = list;
+    this.rangePages = undefined;
+  }
+
+  /**
+   * vfio_iommu_type1_attach_group() for a group joining a container whose IOMMU is set (or being
+   * set), in the kernel's order: the new domain's aperture must hold every mapping
+   * (vfio_iommu_aper_conflict), no mapping may sit in the group's reserved regions but relaxable
+   * ones (vfio_iommu_resv_conflict), and the IOVA list must keep a range once both are cut out
+   * (vfio_iommu_aper_resize, vfio_iommu_resv_exclude): EINVAL each. Then the group joins a domain
+   * of its IOMMU, or a new one gets the mappings replayed (vfio_iommu_replay). Nothing changes on
+   * failure (docs/kernel-rules.md#attaching-to-a-live-container).
+   */
+  private attachType1(group: SimGroup, ioctl: string): void {
+    const domain = this.paged!;
+    const aperture = group.aperture;
+    if (this.apertureConflict(domain, aperture)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `group ${group.id}'s IOMMU translates only ${hex(aperture.start)}-${hex(aperture.last)}, and a mapping lies outside it`);
+    }
+    const reserved = group.reserved.filter((region) => region.kind !== 'direct-relaxable');
+    for (const region of reserved) {
+      if (domain.overlaps(region.start, region.last)) {
+        throw new KernelError(ERRNO.EINVAL, ioctl, `a mapping overlaps group ${group.id}'s ${region.kind} region ${hex(region.start)}-${hex(region.last)}`);
+      }
+    }
+    const list = this.iovaList.map((range) => ({ ...range }));
+    apertureResize(list, aperture.start, aperture.last);
+    if (!excludeReserved(list, reserved)) throw new KernelError(ERRNO.EINVAL, ioctl, `group ${group.id} would leave no usable IOVA range`);
+    // A domain of the same IOMMU takes the group (iommu_attach_group() on it succeeds); another
+    // IOMMU's refuses, and the group keeps a domain of its own.
+    let shared = this.domains.find((candidate) => candidate.aperture.start === aperture.start && candidate.aperture.last === aperture.last);
+    if (shared === undefined) {
+      shared = { aperture, groups: new Set() };
+      this.domains.push(shared);
+    }
+    shared.groups.add(group);
+    this.setIovaList(list);
+    this.attachDevices(group);
+  }
+
+  /**
+   * vfio_iommu_type1_detach_group(): the group leaves its domain; a domain left empty is freed (the
+   * last one unmaps every mapping) and the aperture grows back to what the domains left allow
+   * (vfio_iommu_aper_expand); the reserved regions are recomputed over the IOVA list's hull
+   * (vfio_iommu_resv_refresh), which keeps the old list when it fails
+   * (docs/kernel-rules.md#detaching-from-a-live-container).
+   */
+  private detachType1(group: SimGroup): void {
+    const list = this.iovaList.map((range) => ({ ...range }));
+    const index = this.domains.findIndex((candidate) => candidate.groups.has(group));
+    const domain = this.domains[index];
+    if (domain !== undefined) {
+      domain.groups.delete(group);
+      if (domain.groups.size === 0) {
+        if (this.domains.length === 1) this.removeAll();
+        this.domains.splice(index, 1);
+        this.apertureExpand(list);
+      }
+    }
+    if (list.length === 0) return;
+    const start = list[0]!.start;
+    const last = list[list.length - 1]!.last;
+    const refreshed: IovaRange[] = [];
+    apertureResize(refreshed, start, last);
+    const reserved = this.domains.flatMap((candidate) => [...candidate.groups].flatMap((member) => member.reserved));
+    if (excludeReserved(refreshed, reserved)) this.setIovaList(refreshed);
+  }
+
+  /** vfio_iommu_aper_conflict(): the new aperture misses the IOVA list, or leaves a mapping of it outside. */
+  private apertureConflict(domain: PagedDomain, aperture: IovaRange): boolean {
+    const list = this.iovaList;
+    if (list.length === 0) return false;
+    const first = list[0]!;
+    const final = list[list.length - 1]!;
+    if (aperture.start > final.last || aperture.last < first.start) return true;
+    if (aperture.start > first.start && domain.overlaps(first.start, aperture.start - 1n)) return true;
+    return aperture.last < final.last && domain.overlaps(aperture.last + 1n, final.last);
+  }
+
+  /** vfio_iommu_aper_expand(): the list's ends move out to the intersection of the domains' apertures. */
+  private apertureExpand(list: { start: bigint; last: bigint }[]): void {
+    if (list.length === 0) return;
+    let start = 0n;
+    let last = U64_MAX;
+    for (const domain of this.domains) {
+      if (domain.aperture.start > start) start = domain.aperture.start;
+      if (domain.aperture.last < last) last = domain.aperture.last;
+    }
+    list[0]!.start = start;
+    list[list.length - 1]!.last = last;
   }
 }
