@@ -1,5 +1,5 @@
 #!/bin/busybox sh
-# /init of the rig's guest: load the modules, mount the shares, bind the edu device to vfio-pci,
+# /init of the rig's guest: load the modules, mount the shares, bind the first edu device to vfio-pci,
 # run the command inside the host's root (read-only over 9p), write the exit code to the results
 # share, power off. Variables arrive as KEY=value words on the kernel command line.
 /bin/busybox --install -s /bin
@@ -31,13 +31,18 @@ mount --bind /sys /newroot/sys
 mount -t tmpfs tmpfs /newroot/run 2>/dev/null
 mkdir -p "/newroot$REPO" 2>/dev/null
 mount --bind /repo "/newroot$REPO"
-# QEMU's edu (1234:11e8) to vfio-pci through driver_override
-# (docs/kernel-rules.md#binding-with-driver-override).
+# The first QEMU edu (1234:11e8) to vfio-pci through driver_override
+# (docs/kernel-rules.md#binding-with-driver-override). The second (0000:00:10.0) stays unbound, as
+# the simulator's presets have it: the hot-plug tests bind it, and unbind it when done.
 for device in /sys/bus/pci/devices/*; do
   if [ "$(cat "$device/vendor")" = "0x1234" ] && [ "$(cat "$device/device")" = "0x11e8" ]; then
-    echo vfio-pci > "$device/driver_override"
-    basename "$device" > /sys/bus/pci/drivers_probe
-    basename "$device" > /results/edu-address
+    if [ ! -e /results/edu-address ]; then
+      echo vfio-pci > "$device/driver_override"
+      basename "$device" > /sys/bus/pci/drivers_probe
+      basename "$device" > /results/edu-address
+    else
+      basename "$device" > /results/edu2-address
+    fi
   fi
 done
 # A few hugepages for tests that want them (2 MiB pages).

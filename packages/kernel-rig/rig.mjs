@@ -276,6 +276,10 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
     '-initrd', initramfs,
     '-append', append,
     '-device', 'edu',
+    // A second edu for hot-plug, in its own IOMMU group, left unbound at boot. A fixed slot far above
+    // the automatic ones (QEMU gives a device without addr the lowest free slot), so every other
+    // device keeps the address it had: 0000:00:10.0 on q35 and on virt alike.
+    '-device', 'edu,addr=0x10',
     // The guest's root: this machine's, or the lane's own userland with this machine's as /host.
     '-fsdev', `local,id=hostroot,path=${userland ?? '/'},security_model=none,readonly=on,multidevs=remap`,
     '-device', 'virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot',

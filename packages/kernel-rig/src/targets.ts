@@ -21,12 +21,20 @@ export function interfaceOf(name: 'x86' | 'arm64' | 'iommufd'): 'type1' | 'iommu
   return name === 'iommufd' ? 'iommufd' : 'type1';
 }
 
+/** Where rig.mjs puts the second edu (`-device edu,addr=0x10`), on q35 and virt alike. */
+export const SECOND_EDU = '0000:00:10.0';
+
 export interface Machine {
   readonly kind: 'real' | 'sim';
   readonly syscalls: Syscalls;
   readonly sysfs: Sysfs;
-  /** The edu device's PCI address. */
+  /** The edu device's PCI address: the first edu, bound to vfio-pci from the start. */
   readonly edu: string;
+  /**
+   * The second edu's PCI address (0000:00:10.0), in its own IOMMU group and bound to no driver at
+   * start: the hot-plug tests bind it, attach it to a live container, and unbind it when done.
+   */
+  readonly edu2: string;
   readonly simulator?: Simulator;
 }
 
@@ -34,13 +42,17 @@ export interface Machine {
 export function realMachine(): Machine {
   const syscalls = libcSyscalls();
   const edu = readFileSync('/tmp/results/edu-address', 'utf8').trim();
-  return { kind: 'real', syscalls, sysfs: new Sysfs(syscalls), edu };
+  const edu2 = readFileSync('/tmp/results/edu2-address', 'utf8').trim();
+  return { kind: 'real', syscalls, sysfs: new Sysfs(syscalls), edu, edu2 };
 }
 
 /** A fresh simulated machine standing for the lane's. */
 export function simMachine(name: 'x86' | 'arm64' | 'iommufd'): Machine {
   const simulator = createSimulator({ platform: presetOf(name) });
   const syscalls = simSyscalls(simulator);
-  const edu = simulator.devices().find((device) => device.edu)!.address;
-  return { kind: 'sim', syscalls, sysfs: new Sysfs(syscalls), edu, simulator };
+  // The first edu is the one the preset binds to vfio-pci at start; the second sits where rig.mjs
+  // puts the guest's (other edus in a preset stand for devices QEMU cannot give the guest).
+  const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!.address;
+  const edu2 = SECOND_EDU;
+  return { kind: 'sim', syscalls, sysfs: new Sysfs(syscalls), edu, edu2, simulator };
 }

@@ -19,7 +19,8 @@ const RECORDED_SEQUENCES = 12;
 /** The real machine, every call through a recorder writing `path`. */
 function recordedMachine(path: string, label: string) {
   const syscalls = recordSyscalls(libcSyscalls(), { path, label });
-  const machine: Machine = { kind: 'real', syscalls, sysfs: new Sysfs(syscalls), edu: realMachine().edu };
+  const { edu, edu2 } = realMachine();
+  const machine: Machine = { kind: 'real', syscalls, sysfs: new Sysfs(syscalls), edu, edu2 };
   return { machine, recorder: syscalls };
 }
 
