@@ -6,7 +6,7 @@ import { Container, ERRNO, errnoName, IoasError, type HostMemory } from '@ioas/c
 import { createSimulator, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
 import { FaultySyscalls } from '@ioas/backend-sim/testing';
 import { describe, expect, it } from 'vitest';
-import { instrument, p4080, P4080_FIRST, P4080_SECOND } from './__fixtures__/pamu-on-sim.js';
+import { instrument, P4080_FIRST, P4080_SECOND } from './__fixtures__/pamu-on-sim.js';
 import { pamu, type PamuBackend } from './pamu-backend.js';
 import { PAMU_PROFILES } from './profiles.js';
 
@@ -30,7 +30,7 @@ interface Machine {
 }
 
 function machine(): Machine {
-  const simulator = createSimulator({ platform: p4080(), pamuType: 7 });
+  const simulator = createSimulator({ platform: 'p4080', pamuType: 7 });
   simulator.bind(SECOND, 'vfio-pci');
   const face = new FaultySyscalls(simSyscalls(simulator));
   const log = instrument(face as never, PROFILE);

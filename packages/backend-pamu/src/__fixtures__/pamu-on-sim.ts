@@ -1,6 +1,6 @@
 import type { ConformanceTarget } from '@ioas/conformance';
 import { Container, hex, type Syscalls } from '@ioas/core';
-import { createSimulator, PLATFORMS, simSyscalls, type PlatformPreset, type Simulator } from '@ioas/backend-sim';
+import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
 import { eduDevice, simDeviceDriver, simHostMemory } from '@ioas/backend-sim/testing';
 import { pamu, type PamuBackend } from '../pamu-backend.js';
 import type { PamuStash } from '../pamu-ioctls.js';
@@ -56,13 +56,6 @@ export const P4080_FIRST = '0000:01:00.0';
 /** The P4080's device behind its second PCIe controller, in LIODN group 1, not bound to vfio-pci at start. */
 export const P4080_SECOND = '0001:01:00.0';
 
-/** The P4080 preset, with the second device added if the simulator's preset does not hold it yet. */
-export function p4080(): 'p4080' | PlatformPreset {
-  const preset = PLATFORMS.p4080;
-  if (preset.devices.some((device) => device.address === P4080_SECOND)) return 'p4080';
-  return { ...preset, devices: [...preset.devices, { ...preset.devices[0]!, address: P4080_SECOND, group: 1 }] };
-}
-
 /** Options of {@link pamuOnSim}. */
 export interface PamuOnSimOptions {
   readonly pamuType?: 2 | 7;
@@ -74,7 +67,7 @@ export interface PamuOnSimOptions {
 
 /** backend-pamu over the simulator's P4080 syscall face: PowerPC ioctl numbers, big-endian structs. */
 export function pamuOnSim(options: PamuOnSimOptions = {}) {
-  const simulator: Simulator = createSimulator({ platform: p4080(), pamuType: options.pamuType ?? 7, ...(options.memlockLimit === undefined ? {} : { memlockLimit: options.memlockLimit }) });
+  const simulator: Simulator = createSimulator({ platform: 'p4080', pamuType: options.pamuType ?? 7, ...(options.memlockLimit === undefined ? {} : { memlockLimit: options.memlockLimit }) });
   const profile = typeof options.profile === 'object' ? options.profile : PAMU_PROFILES[options.profile ?? 'sdk-4.x'];
   const raw = simSyscalls(simulator);
   const instrumented = instrument(raw, profile);
