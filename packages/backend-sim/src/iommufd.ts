@@ -42,7 +42,10 @@ export class Ioas implements DmaDomain {
    * The IOMMU domains attached to it (the automatic domains of its devices), each reserving what
    * lies outside its aperture for as long as it lives (io_pagetable.c, iopt_table_add_domain()).
    */
-  readonly domains = new Set<{ readonly aperture: IovaRange }>();
+  readonly domains = new Set<{
+    /** What the domain translates. */
+    readonly aperture: IovaRange;
+  }>();
   /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
   private holes: Float64Array | undefined;
 
