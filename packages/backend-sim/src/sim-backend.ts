@@ -4,11 +4,14 @@ import {
   hex,
   IoasError,
   rangeSize,
+  type AttachPreview,
   type BackendHandleV1,
   type BackendV1,
   type Capabilities,
   type Geometry,
   type IovaRange,
+  type Members,
+  type OpenRequest,
   type ReservedRange,
 } from '@ioas/core';
 import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
@@ -197,6 +200,7 @@ function handleFor(
     closed = true;
     release();
   };
+  const hotPlug = containerHotPlug(simulator, mode, container, opened);
   if (mode === 'type1') {
     const initial = kernel('reading IOMMU info', () => container.info());
     const capabilities: Capabilities = {
@@ -206,9 +210,11 @@ function handleFor(
       partialUnmap: false,
       mappingBudget: initial.dmaAvailable,
       settableGeometry: false,
+      hotPlug: true,
     };
     return {
       capabilities,
+      ...hotPlug,
       doGetGeometry: (): Geometry => {
         const info = kernel('reading IOMMU info', () => container.info());
         return { aperture: hull(info.ranges, simulator.platform.aperture), ioPageSizes: info.ioPageSizes, ranges: info.ranges };
@@ -229,7 +235,7 @@ function handleFor(
   let configured = false;
   /** The aperture start and window size last set (the backend's own copy, as backend-pamu keeps it). */
   let windowing: { start: bigint; windowSize: bigint } | undefined;
-  const capabilities: Capabilities = PAMU_CAPABILITIES;
+  const capabilities: Capabilities = { ...PAMU_CAPABILITIES, hotPlug: true };
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
   /**
    * What the domain answered before the last setGeometry: the preset's aperture and the hardware
@@ -257,6 +263,7 @@ function handleFor(
   };
   return {
     capabilities,
+    ...hotPlug,
     doGetGeometry: (): Geometry => {
       const geometry = kernel('reading the geometry', () => pamu.getAttr(PAMU_ATTRIBUTE.GEOMETRY)) as { start: bigint; end: bigint };
       const count = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
@@ -333,24 +340,173 @@ function handleFor(
   };
 }
 
+/** `not-found` (or, for a device with no group, `backend-unavailable`), as backend-smmu words them. */
+function notFound(what: string, code: 'not-found' | 'backend-unavailable' = 'not-found'): IoasError {
+  return new IoasError(code, what, { backend: 'sim' });
+}
+
+/** The device at `address`, or `not-found`. */
+function deviceNamed(simulator: Simulator, address: string): SimDevice {
+  const device = simulator.devices().find((candidate) => candidate.address === address);
+  if (device === undefined) throw notFound(`there is no PCI device ${address} (/sys/bus/pci/devices/${address} does not exist)`);
+  return device;
+}
+
+/** The group `id` with its `/dev/vfio/N` (a member bound to vfio-pci), or `not-found`. */
+function groupNamed(simulator: Simulator, id: number): SimGroup {
+  const group = simulator.group(id);
+  if (group === undefined) throw notFound(`there is no IOMMU group ${id} (/sys/kernel/iommu_groups/${id} does not exist)`);
+  return requireGroupFile(group);
+}
+
+const byNumber = (a: number, b: number): number => a - b;
+
+/** Groups and devices as {@link Members} lists them: groups ascending, devices sorted. */
+function membersOf(groups: Iterable<number>, devices: Iterable<string>): Members {
+  return { groups: [...new Set(groups)].sort(byNumber), devices: [...new Set(devices)].sort() };
+}
+
+/**
+ * Hot-plug on a VFIO container (type1 and PAMU): whole groups join and leave, a device bringing its
+ * group. The kernel's checks are the container's (docs/kernel-rules.md#attaching-to-a-live-container,
+ * docs/kernel-rules.md#detaching-from-a-live-container); a refusal comes back as a `kernel`
+ * IoasError with the errno. `opened` is the handle's list of the group files it holds open.
+ */
+function containerHotPlug(
+  simulator: Simulator,
+  mode: 'type1' | 'pamu',
+  container: SimVfioContainer,
+  opened: SimGroup[],
+): Pick<BackendHandleV1, 'doMembers' | 'doResolveMembers' | 'doPreviewAttach' | 'doAttach' | 'doDetach'> {
+  const groupsOf = (members: Members): SimGroup[] => members.groups.map((id) => groupNamed(simulator, id));
+  const describe = (groups: readonly SimGroup[]): Members =>
+    membersOf(
+      groups.map((group) => group.id),
+      groups.flatMap((group) => group.devices.map((device) => device.address)),
+    );
+  /** Closes the group file the handle held (a release: it cannot fail). */
+  const closeFile = (group: SimGroup): void => {
+    group.opened = false;
+    const index = opened.indexOf(group);
+    if (index >= 0) opened.splice(index, 1);
+  };
+  /** Opens `/dev/vfio/N` and puts the group in the container (GROUP_SET_CONTAINER); closes it again on failure. */
+  const join = (group: SimGroup): void => {
+    if (group.opened) throw IoasError.fromErrno(ERRNO.EBUSY, 'open', `/dev/vfio/${group.id} is already open`, { backend: 'sim' });
+    // 6.12 drivers/vfio/group.c, vfio_group_fops_open(): EBUSY while a member's cdev is bound.
+    if (group.cdevBound) throw IoasError.fromErrno(ERRNO.EBUSY, 'open', `a device of IOMMU group ${group.id} is bound to an iommufd through its cdev`, { backend: 'sim' });
+    group.opened = true;
+    opened.push(group);
+    try {
+      kernel(`adding IOMMU group ${group.id} to the live container`, () => container.addGroup(group));
+    } catch (error) {
+      closeFile(group);
+      throw error;
+    }
+  };
+  /** GROUP_UNSET_CONTAINER, then the group file closes. */
+  const leave = (group: SimGroup): void => {
+    kernel(`removing IOMMU group ${group.id} from the container`, () => container.unsetGroup(group));
+    closeFile(group);
+  };
+  return {
+    doMembers: () => describe([...container.groups]),
+    doResolveMembers: (request: OpenRequest): Members => {
+      const groups = new Set(request.groups.map((id) => groupNamed(simulator, id)));
+      for (const address of request.devices) {
+        const device = deviceNamed(simulator, address);
+        if (device.group === undefined) throw notFound(`${address} has no IOMMU group: (arm64) no driver is bound yet; bind it to vfio-pci first`, 'backend-unavailable');
+        groups.add(groupNamed(simulator, device.group));
+      }
+      return describe([...groups]);
+    },
+    // sysfs tells the newcomers' reserved regions; their aperture only the kernel knows, at attach.
+    // PAMU has no reserved regions, and a new LIODN takes the domain's geometry as it is.
+    doPreviewAttach: (members: Members): AttachPreview => ({ reserved: mode === 'pamu' ? [] : reservedOf(groupsOf(members)) }),
+    doAttach: (members: Members): void => {
+      const joined: SimGroup[] = [];
+      try {
+        for (const group of groupsOf(members)) {
+          join(group);
+          joined.push(group);
+        }
+      } catch (error) {
+        // All or nothing: the groups that joined leave again (a release, which cannot fail).
+        for (const group of joined.reverse()) {
+          container.removeGroup(group);
+          closeFile(group);
+        }
+        throw error;
+      }
+    },
+    doDetach: (members: Members): void => {
+      const leaving = groupsOf(members);
+      // The kernel answers EBUSY while a device fd of the group is open (container_users != 1):
+      // refused before anything changes, and never closed behind the caller's back.
+      for (const group of leaving) {
+        if (group.openDevices > 0) {
+          throw new IoasError('in-use', `a device fd of IOMMU group ${group.id} is open: close it first (VFIO_GROUP_UNSET_CONTAINER would answer EBUSY)`, { backend: 'sim' });
+        }
+      }
+      const left: SimGroup[] = [];
+      try {
+        for (const group of leaving) {
+          leave(group);
+          left.push(group);
+        }
+      } catch (error) {
+        // All or nothing: the groups that left join again.
+        try {
+          for (const group of left.reverse()) join(group);
+        } catch (undoError) {
+          throw new IoasError('rollback-failed', `detach failed and putting IOMMU groups back failed too: ${(undoError as Error).message}`, {
+            backend: 'sim',
+            cause: new AggregateError([error, undoError]),
+          });
+        }
+        throw error;
+      }
+    },
+  };
+}
+
 async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: SimDevice[]): Promise<BackendHandleV1> {
-  const members = new Set(devices);
-  for (const group of groups) for (const device of group.devices) if (device.driver === 'vfio-pci') members.add(device);
+  const initial = new Set(devices);
+  for (const group of groups) for (const device of group.devices) if (device.driver === 'vfio-pci') initial.add(device);
   const context = new SimIommufdContext(simulator);
-  const bound: number[] = [];
+  /** The devices in the IOAS, with the id each was bound with. */
+  const bound = new Map<SimDevice, number>();
   let ioas: number;
   try {
     ioas = kernel('allocating an IOAS', () => context.allocateIoas(0));
-    for (const device of members) {
+    for (const device of initial) {
       const id = kernel(`binding ${device.address}`, () => context.bind(device));
-      bound.push(id);
+      bound.set(device, id);
       kernel(`attaching ${device.address}`, () => context.attach(id, ioas));
     }
   } catch (error) {
     context.close();
     throw error;
   }
-  const deviceGroups = (): SimGroup[] => [...new Set([...members].map((device) => simulator.group(device.group!)!))];
+  const deviceGroups = (members: Iterable<SimDevice> = bound.keys()): SimGroup[] => [...new Set([...members].map((device) => simulator.group(device.group!)!))];
+  const describe = (members: Iterable<SimDevice>): Members => {
+    const list = [...members];
+    return membersOf(
+      list.map((device) => device.group!),
+      list.map((device) => device.address),
+    );
+  };
+  /** Binds the device's cdev and attaches it to the IOAS; unbinds it again on failure. */
+  const join = (device: SimDevice): void => {
+    const id = kernel(`binding ${device.address}`, () => context.bind(device));
+    try {
+      kernel(`attaching ${device.address} to the live IOAS`, () => context.attach(id, ioas));
+    } catch (error) {
+      context.unbind(id);
+      throw error;
+    }
+    bound.set(device, id);
+  };
   let closed = false;
   return {
     capabilities: {
@@ -360,6 +516,7 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
       partialUnmap: false,
       mappingBudget: null,
       settableGeometry: false,
+      hotPlug: true,
     },
     doGetGeometry: (): Geometry => {
       const { ranges, alignment } = kernel('reading IOVA ranges', () => context.iovaRanges(ioas));
@@ -378,6 +535,66 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
       ),
     doUnmap: (range) => kernel('unmapping', () => context.unmap(ioas, range.start, rangeSize(range))),
     doSetAllowedRanges: (ranges) => kernel('setting the allowed IOVA ranges', () => context.allowIovas(ioas, ranges)),
+    // Hot-plug on iommufd: devices join and leave one by one (a group means its members bound to
+    // vfio-pci); the kernel's checks are the IOAS's (docs/kernel-rules.md#attaching-to-a-live-container).
+    doMembers: () => describe(bound.keys()),
+    doResolveMembers: (request: OpenRequest): Members => {
+      const devices = new Set<SimDevice>();
+      for (const address of request.devices) {
+        const device = deviceNamed(simulator, address);
+        // A device's cdev exists only while vfio-pci holds it (6.12 drivers/vfio/device_cdev.c, vfio_device_add()).
+        if (device.driver !== 'vfio-pci') throw notFound(`${address} is not bound to vfio-pci, so it has no VFIO cdev (/dev/vfio/devices/vfioX): bind it to vfio-pci first`);
+        devices.add(device);
+      }
+      for (const id of request.groups) {
+        for (const device of groupNamed(simulator, id).devices) if (device.driver === 'vfio-pci') devices.add(device);
+      }
+      return describe(devices);
+    },
+    // sysfs tells the newcomers' reserved regions; their IOMMU's aperture only the kernel knows.
+    doPreviewAttach: (members: Members): AttachPreview => ({ reserved: reservedOf(deviceGroups(members.devices.map((address) => deviceNamed(simulator, address)))) }),
+    doAttach: (members: Members): void => {
+      const joined: SimDevice[] = [];
+      try {
+        for (const address of members.devices) {
+          const device = deviceNamed(simulator, address);
+          join(device);
+          joined.push(device);
+        }
+      } catch (error) {
+        // All or nothing: the devices that joined are unbound again (closing a cdev cannot fail).
+        for (const device of joined.reverse()) {
+          context.unbind(bound.get(device)!);
+          bound.delete(device);
+        }
+        throw error;
+      }
+    },
+    doDetach: (members: Members): void => {
+      const left: SimDevice[] = [];
+      try {
+        for (const address of members.devices) {
+          const device = deviceNamed(simulator, address);
+          const id = bound.get(device)!;
+          kernel(`detaching ${address} from the IOAS`, () => context.detach(id));
+          // Closing the cdev unbinds it: its group may be opened through /dev/vfio/N again.
+          context.unbind(id);
+          bound.delete(device);
+          left.push(device);
+        }
+      } catch (error) {
+        // All or nothing: the devices that left are bound and attached again.
+        try {
+          for (const device of left.reverse()) join(device);
+        } catch (undoError) {
+          throw new IoasError('rollback-failed', `detach failed and attaching the devices back failed too: ${(undoError as Error).message}`, {
+            backend: 'sim',
+            cause: new AggregateError([error, undoError]),
+          });
+        }
+        throw error;
+      }
+    },
     doClose: () => {
       if (closed) return;
       closed = true;

@@ -1,14 +1,19 @@
 import type { ConformanceTarget } from '@ioas/conformance';
-import { Container } from '@ioas/core';
+import { Container, type MembersInput } from '@ioas/core';
 import { sim } from '../sim-backend.js';
-import { createSimulator, type Simulator } from '../simulator.js';
+import { createSimulator, type SimDevice, type Simulator } from '../simulator.js';
 import type { PlatformName } from '../platforms.js';
 import { eduDevice, simDeviceDriver, simHostMemory } from '../testing.js';
+
+/** The preset's second edu, the one hot-plug tests attach (unbound until they want it). */
+const SECOND_EDU: Record<PlatformName, string> = { 'x86-vtd': '0000:00:10.0', 'arm-smmuv3': '0000:00:10.0', p4080: '0001:01:00.0' };
 
 /** The conformance target over the simulator's Backend face: one simulated machine per target. */
 export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1'): ConformanceTarget & { simulator: Simulator } {
   const simulator = createSimulator({ platform });
   const edu = eduDevice(simulator);
+  /** A device as the container takes it: its group on type1 and PAMU, itself on iommufd. */
+  const membersOf = (device: SimDevice): MembersInput => (kernelInterface === 'iommufd' ? { devices: [device.address] } : { groups: [device.group!] });
   return {
     simulator,
     canLimitBudget: kernelInterface === 'type1' && platform !== 'p4080',
@@ -29,5 +34,16 @@ export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'io
     injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
     clearFaults: () => simulator.clearInjectedFaults(),
     kernelState: () => ({ mappings: simulator.liveMappings(), openFiles: simulator.openHandles() }),
+    // No `conflicting`: the one preset device with a reserved region where guests map RAM (x86's
+    // RMRR-style direct region) is one the kernel never assigns, so it cannot attach once the
+    // mapping is gone either (docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned);
+    // hot-plug.test.ts checks that core refuses it first and the kernel after.
+    hotPlug: {
+      first: () => membersOf(edu),
+      second: () => {
+        const device = simulator.bind(SECOND_EDU[platform], 'vfio-pci');
+        return { members: membersOf(device), device: simDeviceDriver(simulator, device) };
+      },
+    },
   };
 }
