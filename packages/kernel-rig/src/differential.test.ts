@@ -71,8 +71,11 @@ if (lane === undefined) {
       let operations = 0;
       /** How often each step gave each answer (the part before `|`): the sequences must reach every rule. */
       const answers: Record<string, number> = {};
-      /** Each distinct disagreement, shrunk, and the seeds that showed it. */
-      const disagreements = new Map<string, number[]>();
+      /**
+       * Each distinct disagreement, by the first step whose answers differ (its kind and both answers,
+       * usable ranges aside): the first seed's sequence shrunk, and every seed that showed it.
+       */
+      const disagreements = new Map<string, { report: string; seeds: number[] }>();
       try {
         for (let seed = 1; seed <= HOT_PLUG_SEQUENCES; seed++) {
           const ops = hotPlugSequence(seed, msi, msiEnd, top, kernelInterface);
@@ -84,23 +87,34 @@ if (lane === undefined) {
             answers[key] = (answers[key] ?? 0) + 1;
           });
           if (JSON.stringify(expected) === JSON.stringify(actual)) continue;
+          // Every seed runs: each distinct disagreement is shrunk once and reported with its seeds.
+          const first = expected.findIndex((answer, index) => answer !== actual[index]);
+          const signature = `${ops[first]!.kind}: kernel ${expected[first]!.split(' | ')[0]}, simulator ${actual[first]!.split(' | ')[0]}`;
+          const known = disagreements.get(signature);
+          if (known !== undefined) {
+            known.seeds.push(seed);
+            continue;
+          }
+          // Drop steps one at a time while the two still disagree, pass after pass until none can go.
           let shrunk = ops;
-          for (let index = shrunk.length - 1; index >= 0; index--) {
-            const candidate = shrunk.filter((_, position) => position !== index);
-            if (JSON.stringify(await real.run(candidate)) !== JSON.stringify(await simulated.run(candidate))) shrunk = candidate;
+          for (let before = Infinity; shrunk.length < before; ) {
+            before = shrunk.length;
+            for (let index = shrunk.length - 1; index >= 0; index--) {
+              const candidate = shrunk.filter((_, position) => position !== index);
+              if (JSON.stringify(await real.run(candidate)) !== JSON.stringify(await simulated.run(candidate))) shrunk = candidate;
+            }
           }
           const realResults = await real.run(shrunk);
           const simResults = await simulated.run(shrunk);
           const report = shrunk.map((operation, index) => `  ${describeOperation(operation)}: kernel ${realResults[index]}, simulator ${simResults[index]}`).join('\n');
-          // Every seed runs: a disagreement is reported once (by its shrunk form) with the seeds showing it.
-          disagreements.set(report, [...(disagreements.get(report) ?? []), seed]);
+          disagreements.set(signature, { report, seeds: [seed] });
         }
       } finally {
         real.release();
         simulated.release();
       }
       if (disagreements.size > 0) {
-        const reports = [...disagreements].map(([report, seeds]) => `seeds ${seeds.join(', ')}; shrunk sequence:\n${report}`);
+        const reports = [...disagreements].map(([signature, { report, seeds }]) => `${signature} (seeds ${seeds.join(', ')}); seed ${seeds[0]} shrunk:\n${report}`);
         expect.fail(`${disagreements.size} distinct attach/detach disagreement${disagreements.size === 1 ? '' : 's'}:\n${reports.join('\n')}`);
       }
       writeFileSync(`/tmp/results/differential-hot-plug-${lane}.json`, JSON.stringify({ lane, sequences: HOT_PLUG_SEQUENCES, operations, answers }));
