@@ -94,11 +94,6 @@ const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
  * to vfio-pci at start: a test binds it (`simulator.bind(address, 'vfio-pci')`) when it wants it.
  */
 
-const SECOND_EDU_X86 =
-  'the second edu the rig gives its q35 guest at 00:10.0. Group 7 is assumed (the next free number) until the rig captures the tree: ' +
-  'the guest probes devices in devfn order, and the rig reports group 6 for it with the LPC group moving to 7, which the captured ' +
-  'tree (packages/kernel-rig/fixtures/sysfs-x86.json) does not show yet; when it does, the presets-from-kernel test asks for the change';
-
 /**
  * A 16 MiB RMRR at 992 MiB (0x3e000000-0x3effffff), reported `direct`: under 1 GiB, so any guest of
  * 1 GiB or more whose RAM a VMM maps 1:1 from IOVA 0 covers it. RMRRs of USB and graphics devices
@@ -107,7 +102,7 @@ const SECOND_EDU_X86 =
 const RMRR_X86 = { start: 0x3e00_0000n, last: 0x3eff_ffffn, kind: 'direct' } as const;
 
 const RMRR_DEVICE_X86 =
-  'a device with firmware-owned memory (an RMRR in the DMAR table), which QEMU cannot give a guest; an edu stands in for it, in group 8. ' +
+  'a device with firmware-owned memory (an RMRR in the DMAR table), which QEMU cannot give a guest; an edu stands in for it, in group 8 (after the captured groups, though its devfn comes before that of the LPC group). ' +
   'The kernel never lets such a device into a VFIO container or an iommufd (docs/kernel-rules.md#devices-that-need-a-direct-mapping-cannot-be-assigned): ' +
   'core refuses a mapping in its region first, and the kernel refuses the rest';
 
@@ -156,7 +151,7 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
       { address: '0000:00:04.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 4 },
       { address: '0000:00:05.0', vendor: 0x1af4, device: 0x1009, driver: 'virtio-pci', group: 5 },
       // Hot-plug: the rig's second edu (-device edu,addr=0x10), unbound at start.
-      { address: '0000:00:10.0', ...EDU, driver: null, group: 7, modelled: SECOND_EDU_X86 },
+      { address: '0000:00:10.0', ...EDU, driver: null, group: 6 },
       // Hot-plug conflicts: a device with an RMRR-style direct region where a VMM maps guest RAM.
       { address: '0000:00:11.0', ...EDU, driver: null, group: 8, reserved: [RMRR_X86], modelled: RMRR_DEVICE_X86 },
       // The LPC/SATA/SMBus group also gets the floppy workaround's first 16 MiB, relaxable.
@@ -165,7 +160,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
         vendor: 0x8086,
         device: [0x2918, 0x2922, 0x2930][index]!,
         driver: ['lpc_ich', 'ahci', 'i801_smbus'][index]!,
-        group: 6,
+        // 7 since the rig's guest has the second edu: groups are numbered in probe (devfn) order.
+        group: 7,
         reserved: [{ start: 0n, last: 0xff_ffffn, kind: 'direct-relaxable' as const }],
       })),
     ],

@@ -35,9 +35,9 @@ describe('smmu backend specifics (over the simulator syscall face)', () => {
     const { syscalls, simulator } = onSim('x86-vtd');
     simulator.bind('0000:00:1f.0', null);
     simulator.bind('0000:00:1f.0', 'vfio-pci'); // the rest of the group stays on ahci and i801_smbus
-    const error = await Container.open({ backend: smmu({ syscalls, interface: 'type1' }), groups: [6] }).catch((caught: unknown) => caught);
+    const error = await Container.open({ backend: smmu({ syscalls, interface: 'type1' }), groups: [7] }).catch((caught: unknown) => caught);
     expect(IoasError.isInstance(error) && error.code).toBe('not-viable');
-    expect((error as Error).message).toMatch(/group 6 is not viable: 0000:00:1f.2 is bound to ahci, 0000:00:1f.3 is bound to i801_smbus/);
+    expect((error as Error).message).toMatch(/group 7 is not viable: 0000:00:1f.2 is bound to ahci, 0000:00:1f.3 is bound to i801_smbus/);
     expect(simulator.openHandles()).toBe(0);
   });
 

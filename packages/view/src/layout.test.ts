@@ -157,7 +157,7 @@ describe('windows, allocations and reserved kinds', () => {
     const layout = layoutIovaMap(await directRelaxableSnapshot());
     const first = layout.rows[0]!;
     expect(first.kind).toBe('reserved-direct-relaxable');
-    expect(first.label).toBe('reserved direct-relaxable 16 MiB (sysfs: /sys/kernel/iommu_groups/6/reserved_regions)');
+    expect(first.label).toBe('reserved direct-relaxable 16 MiB (sysfs: /sys/kernel/iommu_groups/7/reserved_regions)');
     expect(layout.legend.map((entry) => entry.kind)).toContain('reserved-direct-relaxable');
   });
 

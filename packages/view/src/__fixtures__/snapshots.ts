@@ -92,7 +92,7 @@ export async function directRelaxableSnapshot(): Promise<ContainerSnapshot> {
     backend.simulator.bind(address, null);
     backend.simulator.bind(address, 'vfio-pci');
   }
-  const container = await Container.open({ backend, groups: [6] });
+  const container = await Container.open({ backend, groups: [7] });
   try {
     return container.snapshot('x86 LPC group');
   } finally {
