@@ -55,8 +55,9 @@ export interface HotPlugTarget {
    */
   second(): { readonly members: MembersInput; readonly device?: ConformanceDevice };
   /**
-   * A member with a reserved region where a guest maps RAM (an RMRR-style direct region), ready to
-   * attach: the request, and a range inside that region to map before attaching it.
+   * A member with a blocking reserved region where a guest maps RAM (an RMRR-style direct region),
+   * ready to attach: the request, and a range inside that region to map before attaching it. The
+   * suite expects only the refusal, before the kernel, with nothing changed.
    */
   conflicting?(): { readonly members: MembersInput; readonly inside: { readonly start: bigint; readonly size: bigint } };
 }

@@ -8,6 +8,9 @@ import { smmu, type SmmuBackend } from '../smmu-backend.js';
 /** The second edu every paged preset holds for hot-plug, not bound to vfio-pci at start. */
 const SECOND_EDU = '0000:00:10.0';
 
+/** x86's device with an RMRR-style direct region at 0x3e000000-0x3effffff. */
+const RMRR_DEVICE = '0000:00:11.0';
+
 /** backend-smmu over the simulator's syscall face: the real ioctl bytes, no hardware. */
 export function smmuOnSim(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: 'type1' | 'iommufd'): ConformanceTarget & { simulator: Simulator; backend: SmmuBackend } {
   const simulator = createSimulator({ platform });
@@ -33,10 +36,10 @@ export function smmuOnSim(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: '
     readMemory: (memory, offset, length) => syscalls.memory(memory.address + offset, length).slice(),
     writeMemory: (memory, offset, bytes) => syscalls.memory(memory.address + offset, bytes.length).set(bytes),
     device: () => simDeviceDriver(simulator, edu),
-    // The preset's second edu (unbound at start): type1 takes its group, iommufd the device. No
-    // `conflicting`: the presets' conflict devices are refused by the kernel even with nothing mapped
-    // (x86's RMRR device) or conflict through their aperture, which smmu cannot read beforehand
-    // (arm64's second SMMU); src/hot-plug.test.ts covers both.
+    // The preset's second edu (unbound at start): type1 takes its group, iommufd the device. On x86,
+    // the RMRR-style device is the conflicting one: core refuses it while a mapping lies in its direct
+    // region (the kernel never assigns it at all; arm64's second SMMU conflicts through its aperture,
+    // which smmu cannot read beforehand: src/hot-plug.test.ts covers both).
     hotPlug: {
       first: () => (kernelInterface === 'iommufd' ? { devices: [edu.address] } : { groups: [edu.group!] }),
       second: () => {
@@ -44,6 +47,15 @@ export function smmuOnSim(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: '
         if (second.driver !== 'vfio-pci') simulator.bind(SECOND_EDU, 'vfio-pci');
         return { members: kernelInterface === 'iommufd' ? { devices: [second.address] } : { groups: [second.group!] }, device: simDeviceDriver(simulator, second) };
       },
+      ...(platform === 'x86-vtd'
+        ? {
+            conflicting: () => {
+              const device = simulator.device(RMRR_DEVICE);
+              if (device.driver !== 'vfio-pci') simulator.bind(RMRR_DEVICE, 'vfio-pci');
+              return { members: kernelInterface === 'iommufd' ? { devices: [device.address] } : { groups: [device.group!] }, inside: { start: 0x3e00_0000n, size: 0x20_0000n } };
+            },
+          }
+        : {}),
     },
     injectFault: (errno, skip) => simulator.injectFault({ ioctl: '*', errno, skip }),
     clearFaults: () => simulator.clearInjectedFaults(),
