@@ -33,6 +33,38 @@ describe('scenarios', () => {
     expect([result.mappings, result.bytesMapped, result.interrupts, result.faults.length]).toEqual([1, 256n << 20n, 1, 1]);
   });
 
+  it('attaches and detaches devices with mappings live, and DMA names the device', async () => {
+    for (const kernelInterface of ['type1', 'iommufd'] as const) {
+      const scenario = valid({
+        platform: 'x86-vtd',
+        interface: kernelInterface,
+        steps: [
+          { map: { iova: '256M', size: '1G', page: '2M' } },
+          { attach: { device: '0000:00:10.0' } },
+          { 'dma-write': { iova: '0x10001000', data: 'from the second', device: '0000:00:10.0' } },
+          { 'dma-read': { iova: '0x10001000', length: 15 } },
+          { attach: { device: '0000:00:11.0' }, expect: 'reserved' },
+          { detach: { device: '0000:00:03.0' } },
+          { 'dma-write': { iova: '0x10002000', data: 'blocked' }, expect: 'fault' },
+          { 'dma-write': { iova: '0x10002000', data: 'still here', device: '0000:00:10.0' } },
+          { detach: { device: '0000:00:10.0' }, expect: 'in-use' },
+          { 'dma-read': { iova: '0x1000', length: 4, device: '0000:00:99.0' }, expect: 'fault' },
+        ],
+      });
+      const result = await runScenario(scenario);
+      expect(result.events.map((event) => event.outcome), kernelInterface).toEqual(['ok', 'ok', 'ok', 'ok', 'error', 'ok', 'fault', 'ok', 'error', 'error']);
+      expect(result.events[1]!.detail).toBe('attached 0000:00:10.0; usable now 0x0-0xfedfffff, 0xfef00000-0x7fffffffff');
+      expect(result.events[3]!.detail).toContain('"from the second"');
+      expect(result.events[4]!.detail).toMatch(/would reserve direct region 0x3e000000-0x3effffff .* but mapping 0x10000000-0x4fffffff lies in it/);
+      expect(result.events[8]!.detail).toMatch(/no device; close\(\) the container instead/);
+      // An unknown device is a typed error, and the run stops there.
+      expect(result.events[9]).toMatchObject({ code: 'not-found', expected: false });
+      expect(result.events[9]!.detail).toMatch(/there is no PCI device 0000:00:99.0 on the x86-vtd/);
+      expect(result.ok).toBe(false);
+    }
+    expect(validateScenario({ steps: [{ attach: { device: '3' } }] })).toMatchObject({ ok: false, issues: [{ path: ['steps', 0, 'attach', 'device'], message: 'a PCI address such as 0000:00:10.0' }] });
+  });
+
   it('stops at the first step whose outcome was not expected', async () => {
     const scenario = valid({ platform: 'arm-smmuv3', steps: [{ map: { iova: '0x8000000', size: '4K' } }, { msi: null }] });
     const result = await runScenario(scenario);

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { KernelError } from './kernel-error.js';
 import type { PlatformName } from './platforms.js';
 import { sim } from './sim-backend.js';
-import type { SimFault } from './simulator.js';
+import type { SimDevice, SimFault } from './simulator.js';
 import { eduDevice } from './testing.js';
 
 const size = z.union([z.string(), z.number(), z.bigint()]).transform((value, context) => {
@@ -29,9 +29,10 @@ const sizeAt = z.string().transform((value, context) => {
   }
 });
 const access = z.enum(['r', 'w', 'rw']);
+const pciAddress = z.string().regex(/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/, 'a PCI address such as 0000:00:10.0');
 
 /** The name of a scenario step's action. */
-export type ScenarioAction = 'geometry' | 'map' | 'map-region' | 'unmap' | 'window' | 'msi-map' | 'dma-write' | 'dma-read' | 'msi';
+export type ScenarioAction = 'geometry' | 'map' | 'map-region' | 'unmap' | 'window' | 'msi-map' | 'attach' | 'detach' | 'dma-write' | 'dma-read' | 'msi';
 
 const ACTIONS = {
   geometry: z.object({ aperture: sizeAt, windows: z.number().int().positive() }).strict(),
@@ -40,8 +41,10 @@ const ACTIONS = {
   unmap: z.object({ iova: size, size }).strict(),
   window: z.object({ iova: size, size }).strict(),
   'msi-map': z.object({ iova: size.optional() }).strict().nullable(),
-  'dma-write': z.object({ iova: size, data: z.string().min(1) }).strict(),
-  'dma-read': z.object({ iova: size, length: z.number().int().positive().max(4096) }).strict(),
+  attach: z.object({ device: pciAddress }).strict(),
+  detach: z.object({ device: pciAddress }).strict(),
+  'dma-write': z.object({ iova: size, data: z.string().min(1), device: pciAddress.optional() }).strict(),
+  'dma-read': z.object({ iova: size, length: z.number().int().positive().max(4096), device: pciAddress.optional() }).strict(),
   msi: z.object({}).strict().nullable(),
 } as const satisfies Record<ScenarioAction, z.ZodType>;
 const ACTION_NAMES = Object.keys(ACTIONS) as ScenarioAction[];
@@ -199,6 +202,13 @@ export async function runScenario(scenario: Scenario, options: RunScenarioOption
   const device = eduDevice(machine);
   const container = kernelInterface === 'iommufd' ? await Container.open({ backend, devices: [device.address] }) : await Container.open({ backend, groups: [device.group!] });
   const events: ScenarioEvent[] = [];
+  /** The device a DMA step names (default: the edu the container opened with). */
+  const deviceAt = (address: string | undefined): SimDevice => {
+    if (address === undefined) return device;
+    const found = machine.devices().find((candidate) => candidate.address === address);
+    if (found === undefined) throw new IoasError('not-found', `there is no PCI device ${address} on the ${platform} (devices: ${machine.devices().map((candidate) => candidate.address).join(', ')})`);
+    return found;
+  };
   let msiEnabled = false;
   let ok = true;
   /** The default backing page of a map: one window where each needs one contiguous chunk, else 4 KiB. */
@@ -271,14 +281,25 @@ export async function runScenario(scenario: Scenario, options: RunScenarioOption
         const where = plan.doorbells.map((doorbell) => `${doorbell.index}@${hex(doorbell.iova.start)}`).join(', ');
         return { outcome: 'ok', detail: `MSI (${plan.model}): ${where || 'nothing to map'}` };
       }
+      case 'attach':
+      case 'detach': {
+        const { device: address } = args as { device: string };
+        const target = deviceAt(address);
+        // A hot-plugged device is bound to vfio-pci first, as a VMM's host agent would.
+        if (action === 'attach' && target.driver !== 'vfio-pci') machine.bind(address, 'vfio-pci');
+        const request = kernelInterface === 'iommufd' || target.group === undefined ? { devices: [address] } : { groups: [target.group] };
+        const members = action === 'attach' ? container.attach(request) : container.detach(request);
+        return { outcome: 'ok', detail: `${action === 'attach' ? 'attached' : 'detached'} ${members.devices.join(', ')}; usable now ${container.usable().map(formatRange).join(', ')}` };
+      }
       case 'dma-write': {
-        const { iova, data } = args as { iova: bigint; data: string };
+        const { iova, data, device: address } = args as { iova: bigint; data: string; device?: string };
+        const device = deviceAt(address);
         const landed = device.dmaWrite(iova, text.encode(data));
         return landed ? { outcome: 'ok', detail: `device wrote ${data.length} bytes at ${hex(iova)}` } : { outcome: 'fault', detail: machine.faults.at(-1)?.log ?? `fault at ${hex(iova)}` };
       }
       case 'dma-read': {
-        const { iova, length } = args as { iova: bigint; length: number };
-        const bytes = device.dmaRead(iova, length);
+        const { iova, length, device: address } = args as { iova: bigint; length: number; device?: string };
+        const bytes = deviceAt(address).dmaRead(iova, length);
         if (bytes === undefined) return { outcome: 'fault', detail: machine.faults.at(-1)?.log ?? `fault at ${hex(iova)}` };
         return { outcome: 'ok', detail: `device read ${length} bytes at ${hex(iova)}: ${JSON.stringify(new TextDecoder().decode(bytes))}` };
       }

@@ -175,6 +175,11 @@ describe('ioas sim and demo', () => {
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toContain(`scenario on ${platform}`);
     }
+    const hotPlug = ioas(['sim', join(examples, 'hot-plug.yaml')]);
+    expect(hotPlug.status, hotPlug.stderr).toBe(0);
+    expect(hotPlug.stdout).toMatch(/^2\s+attach\s+ok\s+attached 0000:00:10\.0; usable now/m);
+    expect(hotPlug.stdout).toMatch(/^5\s+attach\s+error\s+reserved: attach: IOMMU group 8 with device 0000:00:11\.0 would reserve direct region 0x3e000000-0x3effffff/m);
+    expect(hotPlug.stdout).toMatch(/^8\s+dma-read\s+ok\s+device read 12 bytes at 0x100000: "from the NIC"$/m);
     const seed = ioas(['sim']);
     expect(seed.stdout).toMatch(/^3\s+msi-map\s+ok\s+MSI \(explicit\): 0@0x10000000, 1@0x14000000, 2@0x18000000$/m);
     expect(seed.stdout).toMatch(/^7\s+dma-write\s+fault\s+fsl-pamu: access violation/m);
