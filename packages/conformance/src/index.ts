@@ -19,5 +19,7 @@ export {
   type ConformanceOptions,
   type ConformanceRunner,
   type ConformanceTarget,
+  type ConflictingMember,
+  type HotPlugMember,
   type HotPlugTarget,
 } from './types.js';

@@ -53,13 +53,34 @@ export interface HotPlugTarget {
    * A second member, ready to attach (bound to vfio-pci): the request, and its device when the
    * target can drive one.
    */
-  second(): { readonly members: MembersInput; readonly device?: ConformanceDevice };
+  second(): HotPlugMember;
   /**
    * A member with a blocking reserved region where a guest maps RAM (an RMRR-style direct region),
    * ready to attach: the request, and a range inside that region to map before attaching it. The
    * suite expects only the refusal, before the kernel, with nothing changed.
    */
-  conflicting?(): { readonly members: MembersInput; readonly inside: { readonly start: bigint; readonly size: bigint } };
+  conflicting?(): ConflictingMember;
+}
+
+/** A member {@link HotPlugTarget.second} gives. */
+export interface HotPlugMember {
+  /** What to pass to `attach` and `detach`. */
+  readonly members: MembersInput;
+  /** Its device, when the target can drive one. */
+  readonly device?: ConformanceDevice;
+}
+
+/** A member {@link HotPlugTarget.conflicting} gives. */
+export interface ConflictingMember {
+  /** What to pass to `attach`. */
+  readonly members: MembersInput;
+  /** A range inside its blocking reserved region, to map before attaching it. */
+  readonly inside: {
+    /** First IOVA. */
+    readonly start: bigint;
+    /** Bytes (a multiple of the mapping unit). */
+    readonly size: bigint;
+  };
 }
 
 /**
