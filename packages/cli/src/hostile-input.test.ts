@@ -21,7 +21,7 @@ const healthy: HostFacts = HEALTHY_HOST;
 const scratch = mkdtempSync(join(tmpdir(), 'ioas-hostile-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** A VT-d guest's tree (groups 0-6; group 3 holds 0000:00:03.0 on vfio-pci), changed by `change`. */
+/** A VT-d guest's tree (groups 0-7; group 3 holds 0000:00:03.0 on vfio-pci), changed by `change`. */
 function host(name: string, change: (at: (path: string) => string) => void = () => undefined): string {
   const root = join(scratch, name);
   writeHostTree(root, capture, healthy);
@@ -208,7 +208,7 @@ const rows: Row[] = [
   invalid('binary garbage', fixtures.binary, /binary\.yaml:\d+:\d+: /),
   invalid('__proto__ keys', fixtures.proto, /proto\.yaml:\d+:\d+: /),
   // Sysfs oddities (issue 13): one bad group is reported, the others still listed.
-  { name: 'reserved_regions is a directory: groups', argv: ['groups', '--sysfs-root', fixtures.reservedDir], status: 1, stderr: /^ioas: group 3: .*reserved_regions/m, stdout: /^6\s+yes\s+0000:00:1f\.0/m },
+  { name: 'reserved_regions is a directory: groups', argv: ['groups', '--sysfs-root', fixtures.reservedDir], status: 1, stderr: /^ioas: group 3: .*reserved_regions/m, stdout: /^7\s+yes\s+0000:00:1f\.0/m },
   { name: 'reserved_regions is a directory: reserved', argv: ['reserved', '3', '--sysfs-root', fixtures.reservedDir], status: 1, stderr: /^ioas: group 3: .*reserved_regions/ },
   { name: 'reserved_regions is a directory: doctor', argv: ['doctor', '0000:00:03.0', '--sysfs-root', fixtures.reservedDir], status: 1, stdout: /^FAIL\s+IOMMU group 3\s+.*reserved_regions/m },
   { name: 'device without a vendor file: groups', argv: ['groups', '--sysfs-root', fixtures.noVendor], status: 1, stderr: /^ioas: group 3: .*vendor/m, stdout: /^4\s+no\s+0000:00:04\.0\s+1af4:1009\s+virtio-pci/m },
@@ -219,21 +219,21 @@ const rows: Row[] = [
   { name: 'inverted reserved range: reserved', argv: ['reserved', '3', '--sysfs-root', fixtures.inverted], status: 1, stderr: /^ioas: group 3: .*0xfeefffff.*0xfee00000.*(ends before it starts|inverted|start)/ },
   { name: 'inverted reserved range: ranges', argv: ['ranges', '3', '--sysfs-root', fixtures.inverted], status: 1, stderr: /^ioas: group 3: .*0xfeefffff.*0xfee00000/ },
   { name: 'inverted reserved range: groups', argv: ['groups', '--sysfs-root', fixtures.inverted], status: 1, stderr: /^ioas: group 3: /m, stdout: /^2\s+yes\s+0000:00:02\.0/m },
-  { name: 'unreadable group: groups', argv: ['groups', '--sysfs-root', fixtures.unreadableGroup], status: 1, stderr: /^ioas: group 5: .*devices/m, stdout: /^5\s+\?\s+\(cannot be read[^]*^6\s+yes\s+0000:00:1f\.0/m },
+  { name: 'unreadable group: groups', argv: ['groups', '--sysfs-root', fixtures.unreadableGroup], status: 1, stderr: /^ioas: group 5: .*devices/m, stdout: /^5\s+\?\s+\(cannot be read[^]*^7\s+yes\s+0000:00:1f\.0/m },
   { name: 'unreadable group: groups --json', argv: ['groups', '--json', '--sysfs-root', fixtures.unreadableGroup], status: 1, stderr: /^ioas: group 5: /m, stdout: /"group": 5,\s+"error": ".*devices/ },
-  { name: 'unreadable group: another group still reads', argv: ['reserved', '6', '--sysfs-root', fixtures.unreadableGroup], status: 0, stdout: /^0x0\s+0xffffff\s+16 MiB\s+direct-relaxable$/m },
+  { name: 'unreadable group: another group still reads', argv: ['reserved', '7', '--sysfs-root', fixtures.unreadableGroup], status: 0, stdout: /^0x0\s+0xffffff\s+16 MiB\s+direct-relaxable$/m },
   { name: 'reserved_regions is /dev/zero', argv: ['reserved', '3', '--sysfs-root', fixtures.zeroLink], status: 1, stderr: /^ioas: group 3: .*(larger than|reserved_regions)/ },
   { name: 'reserved_regions is a FIFO', argv: ['reserved', '3', '--sysfs-root', fixtures.fifo], status: 0, stdout: /group 3 has no reserved regions/ },
   { name: 'reserved_regions line the kernel never prints', argv: ['reserved', '3', '--sysfs-root', fixtures.badLine], status: 1, stderr: /^ioas: group 3: abi-mismatch: .*cannot parse reserved region line/ },
   { name: 'iommu_groups is a file', argv: ['groups', '--sysfs-root', fixtures.groupsFile], status: 1, stderr: /^ioas: .*iommu_groups/ },
-  { name: 'group directories that are no group numbers', argv: ['groups', '--sysfs-root', fixtures.oddGroupNames], status: 0, stdout: /^6\s+yes\s+0000:00:1f\.0/m },
+  { name: 'group directories that are no group numbers', argv: ['groups', '--sysfs-root', fixtures.oddGroupNames], status: 0, stdout: /^7\s+yes\s+0000:00:1f\.0/m },
   { name: 'iommu_group link to a non-number', argv: ['doctor', '0000:00:03.0', '--sysfs-root', fixtures.badGroupLink], status: 1, stdout: /^FAIL\s+/m },
   { name: 'RLIMIT_MEMLOCK that is no number', argv: ['doctor', '--memlock', '1G', '--sysfs-root', fixtures.badLimits], status: 0, stdout: /^warn\s+RLIMIT_MEMLOCK\s+cannot parse "abc" in \/proc\/self\/limits$/m },
   { name: 'hugepage counts that are no numbers', argv: ['doctor', '--sysfs-root', fixtures.badHugepages], status: 0, stdout: /^warn\s+hugepages\s+none free \(2 MiB: 0 free of 0\)$/m },
   { name: 'hugepages directory that is a file', argv: ['doctor', '--sysfs-root', fixtures.hugepagesFile], status: 0, stdout: /^warn\s+hugepages\s+no hugepage pools/m },
   { name: 'sysfs root that is /dev/zero', argv: ['groups', '--sysfs-root', '/dev/zero'], status: 1, stderr: /^ioas: no IOMMU groups in \/dev\/zero/ },
   { name: 'sysfs root that does not exist', argv: ['reserved', '3', '--sysfs-root', join(scratch, 'nowhere')], status: 1, stderr: /no IOMMU group 3 .*there are none/ },
-  { name: 'group that does not exist', argv: ['ranges', '2147483647', '--sysfs-root', fixtures.vtd], status: 1, stderr: /no IOMMU group 2147483647 .*groups: 0, 1, 2, 3, 4, 5, 6/ },
+  { name: 'group that does not exist', argv: ['ranges', '2147483647', '--sysfs-root', fixtures.vtd], status: 1, stderr: /no IOMMU group 2147483647 .*groups: 0, 1, 2, 3, 4, 5, 6, 7/ },
   { name: 'device that does not exist', argv: ['unbind', '0000:00:09.0', '--yes', '--sysfs-root', fixtures.vtd], status: 1, stderr: /no PCI device 0000:00:09\.0/ },
   { name: 'bind not confirmed (stdin closed)', argv: ['bind', '0000:00:04.0', '--sysfs-root', fixtures.vtd], status: 1, stderr: /not confirmed: nothing changed/ },
   // Driver links whose targets are absent are read, not followed (the sysfs reader's fix, as the CLI shows it).
