@@ -159,6 +159,21 @@ function kernelHoles(ranges: readonly IovaRange[], reserved: readonly ReservedRa
   return holes.map((hole) => ({ ...hole, kind: 'reserved' as const, source: 'kernel-ranges' as const, origin: 'a hole in the IOVA ranges the kernel reports' }));
 }
 
+/** Runs `undo` on every item, going on past failures: the items it failed for, and why. */
+function undoEach<T>(items: readonly T[], undo: (item: T) => void): { lost: T[]; undoErrors: unknown[] } {
+  const lost: T[] = [];
+  const undoErrors: unknown[] = [];
+  for (const item of items) {
+    try {
+      undo(item);
+    } catch (undoError) {
+      lost.push(item);
+      undoErrors.push(undoError);
+    }
+  }
+  return { lost, undoErrors };
+}
+
 function hull(ranges: readonly IovaRange[] | undefined, fallback: IovaRange): IovaRange {
   if (ranges === undefined || ranges.length === 0) return fallback;
   return { start: ranges[0]!.start, last: ranges[ranges.length - 1]!.last };
@@ -419,16 +434,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
         reread = container.info();
       } catch (error) {
         // All or nothing: the groups taken out go back in (their fds are still open).
-        const lost: VfioGroup[] = [];
-        const undoErrors: unknown[] = [];
-        for (const group of unset) {
-          try {
-            group.setContainer(container);
-          } catch (undoError) {
-            lost.push(group);
-            undoErrors.push(undoError);
-          }
-        }
+        const { lost, undoErrors } = undoEach(unset, (group) => group.setContainer(container));
         const failure = asIoasError(error, 'detach', 'smmu');
         if (lost.length === 0) throw failure;
         // They stay out: say so, and keep the record true to the kernel.
@@ -644,16 +650,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
         reread = context.iovaRanges(ioas);
       } catch (error) {
         // All or nothing: the devices detached attach again (still bound: their fds are open).
-        const lost: IommufdDevice[] = [];
-        const undoErrors: unknown[] = [];
-        for (const device of detached) {
-          try {
-            device.attach(ioas);
-          } catch (undoError) {
-            lost.push(device);
-            undoErrors.push(undoError);
-          }
-        }
+        const { lost, undoErrors } = undoEach(detached, (device) => device.attach(ioas));
         const failure = asIoasError(error, 'detach', 'smmu');
         if (lost.length === 0) throw failure;
         // They stay out: say so, and keep the record true to the kernel.
