@@ -436,11 +436,7 @@ export class Container implements Disposable {
    */
   attach(input: MembersInput): Members {
     const operation = 'attach';
-    const request = this.errors.guard(operation, () => parseInput(openInput, input, operation));
-    this.assertOpen(operation);
-    const handle = this.hotPlugHandle(operation);
-    const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
-    const current = this.errors.guard(operation, () => handle.doMembers!());
+    const { handle, members, current } = this.resolveMembers(operation, input);
     // By device: on iommufd another device of a group already in may join.
     const already = members.devices.filter((device) => current.devices.includes(device));
     if (already.length > 0) throw this.errors.error('in-use', operation, `${describeDevices(already)} ${already.length === 1 ? 'is' : 'are'} already in this container`);
@@ -471,11 +467,7 @@ export class Container implements Disposable {
    */
   detach(input: MembersInput): Members {
     const operation = 'detach';
-    const request = this.errors.guard(operation, () => parseInput(openInput, input, operation));
-    this.assertOpen(operation);
-    const handle = this.hotPlugHandle(operation);
-    const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
-    const current = this.errors.guard(operation, () => handle.doMembers!());
+    const { handle, members, current } = this.resolveMembers(operation, input);
     const absent = members.devices.filter((device) => !current.devices.includes(device));
     if (absent.length > 0) throw this.errors.error('not-found', operation, `${describeDevices(absent)} ${absent.length === 1 ? 'is' : 'are'} not in this container (members: ${describeMembers(current)})`);
     if (current.devices.every((device) => members.devices.includes(device))) {
@@ -512,11 +504,17 @@ export class Container implements Disposable {
     this.close();
   }
 
-  private hotPlugHandle(operation: string): BackendHandle {
+  /** Attach's and detach's first steps: the input checked, resolved by the backend, and the members now. */
+  private resolveMembers(operation: string, input: MembersInput): { handle: BackendHandle; members: Members; current: Members } {
+    const request = this.errors.guard(operation, () => parseInput(openInput, input, operation));
+    this.assertOpen(operation);
     if (!this.capabilities.hotPlug) {
       throw this.errors.error('unsupported', operation, `backend '${this.backendName}' fixes a container's groups and devices when it opens; open another container for other devices`);
     }
-    return this.handle;
+    const handle = this.handle;
+    const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
+    const current = this.errors.guard(operation, () => handle.doMembers!());
+    return { handle, members, current };
   }
 
   /**
