@@ -200,7 +200,9 @@ function handleFor(
     closed = true;
     release();
   };
-  const hotPlug = containerHotPlug(simulator, mode, container, opened);
+  /** PAMU: the aperture start, window size and count last set (the backend's own copy, as backend-pamu keeps it). */
+  let windowing: { start: bigint; windowSize: bigint; count: number } | undefined;
+  const hotPlug = containerHotPlug(simulator, mode, container, opened, () => windowing);
   if (mode === 'type1') {
     const initial = kernel('reading IOMMU info', () => container.info());
     const capabilities: Capabilities = {
@@ -233,8 +235,6 @@ function handleFor(
   const pamu = container.pamu!;
   const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;
-  /** The aperture start and window size last set (the backend's own copy, as backend-pamu keeps it). */
-  let windowing: { start: bigint; windowSize: bigint } | undefined;
   const capabilities: Capabilities = { ...PAMU_CAPABILITIES, hotPlug: true };
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
   /**
@@ -301,7 +301,7 @@ function handleFor(
       }
       configured = true;
       lastGood = { start: call.aperture.start, end: call.aperture.last, count: call.windowCount };
-      windowing = { start: call.aperture.start, windowSize: (call.aperture.last - call.aperture.start + 1n) / BigInt(call.windowCount) };
+      windowing = { start: call.aperture.start, windowSize: (call.aperture.last - call.aperture.start + 1n) / BigInt(call.windowCount), count: call.windowCount };
     },
     doMap: (call) =>
       kernel(`mapping ${call.memory.length} bytes`, () =>
@@ -377,6 +377,7 @@ function containerHotPlug(
   mode: 'type1' | 'pamu',
   container: SimVfioContainer,
   opened: SimGroup[],
+  windowing: () => { start: bigint; windowSize: bigint; count: number } | undefined,
 ): Pick<BackendHandleV1, 'doMembers' | 'doResolveMembers' | 'doPreviewAttach' | 'doAttach' | 'doDetach'> {
   const groupsOf = (members: Members): SimGroup[] => members.groups.map((id) => groupNamed(simulator, id));
   const describe = (groups: readonly SimGroup[]): Members =>
@@ -404,6 +405,49 @@ function containerHotPlug(
       throw error;
     }
   };
+  /**
+   * PAMU: where the re-enabling map goes when the domain translates (it has a DMA range), decided
+   * before anything is sent: the highest window holding neither DMA nor an MSI bank, backed by the
+   * first window of the first DMA range. `no-space` when every window is busy, as backend-pamu says.
+   */
+  const aliasWindow = (): { iova: bigint; vaddr: bigint; size: bigint } | undefined => {
+    const pamu = container.pamu;
+    const source = pamu?.dmaRanges[0];
+    const layout = windowing();
+    if (pamu === undefined || source === undefined || layout === undefined) return undefined;
+    const count = layout.count;
+    const busy = new Set<bigint>();
+    for (const range of pamu.dmaRanges) {
+      for (let at = range.iova - ((range.iova - layout.start) % layout.windowSize); at < range.iova + range.size; at += layout.windowSize) busy.add(at);
+    }
+    for (const msiir of simulator.platform.pamu?.msiir ?? []) {
+      const doorbell = pamu.msiAddressFor(msiir);
+      if (doorbell !== undefined) busy.add(doorbell - ((doorbell - layout.start) % layout.windowSize));
+    }
+    for (let window = count - 1; window >= 0; window--) {
+      const iova = layout.start + BigInt(window) * layout.windowSize;
+      if (!busy.has(iova)) return { iova, vaddr: source.vaddr, size: layout.windowSize };
+    }
+    throw new IoasError(
+      'no-space',
+      `the domain translates, and the SDK driver leaves a joining LIODN disabled until the next MAP_DMA enables the domain again; that map needs a free window, but all ${count} windows hold DMA or an MSI bank: unmap a window first, or attach before mapping`,
+      { backend: 'sim', operation: 'attach' },
+    );
+  };
+  /**
+   * PAMU: the re-enabling map after groups joined a translating domain (the driver left their
+   * LIODNs disabled: docs/kernel-rules.md#attaching-to-a-live-container), read-only in the alias
+   * window, then unmapped at once; the unmap is tried twice.
+   */
+  const reenable = (alias: { iova: bigint; vaddr: bigint; size: bigint }): void => {
+    kernel('re-enabling the LIODNs', () => container.map(alias.vaddr, alias.iova, alias.size, true, false));
+    try {
+      kernel('unmapping the re-enabling map', () => container.unmap(alias.iova, alias.size, false));
+    } catch (error) {
+      kernel('unmapping the re-enabling map', () => container.unmap(alias.iova, alias.size, false));
+      throw error;
+    }
+  };
   /** GROUP_UNSET_CONTAINER, then the group file closes. */
   const leave = (group: SimGroup): void => {
     kernel(`removing IOMMU group ${group.id} from the container`, () => container.unsetGroup(group));
@@ -425,11 +469,13 @@ function containerHotPlug(
     doPreviewAttach: (members: Members): AttachPreview => ({ reserved: mode === 'pamu' ? [] : reservedOf(groupsOf(members)) }),
     doAttach: (members: Members): void => {
       const joined: SimGroup[] = [];
+      const alias = mode === 'pamu' ? aliasWindow() : undefined;
       try {
         for (const group of groupsOf(members)) {
           join(group);
           joined.push(group);
         }
+        if (alias !== undefined) reenable(alias);
       } catch (error) {
         // All or nothing: the groups that joined leave again (a release, which cannot fail).
         for (const group of joined.reverse()) {
@@ -457,7 +503,9 @@ function containerHotPlug(
       } catch (error) {
         // All or nothing: the groups that left join again.
         try {
+          const alias = mode === 'pamu' && left.length > 0 ? aliasWindow() : undefined;
           for (const group of left.reverse()) join(group);
+          if (alias !== undefined) reenable(alias);
         } catch (undoError) {
           throw new IoasError('rollback-failed', `detach failed and putting IOMMU groups back failed too: ${(undoError as Error).message}`, {
             backend: 'sim',
