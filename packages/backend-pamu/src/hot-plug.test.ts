@@ -99,6 +99,38 @@ describe('hot-plug: a LIODN group joins and leaves the live PAMU domain', () => 
     container.close();
   });
 
+  it("needs its re-enabling map: without it the newcomer's LIODN stays disabled until the next MAP_DMA", async () => {
+    // pamu_set_liodn() disables a joining LIODN and only configure_domain_dma_state(), sent by the
+    // SDK backend after a successful MAP_DMA, enables it (docs/kernel-rules.md#attaching-to-a-live-container).
+    // With the backend's map the newcomer DMAs at once.
+    const m = machine();
+    const { container } = await live(m);
+    container.attach({ groups: [1] });
+    dmaWorks(m, m.second, 0x100n, 'at once, thanks to the map');
+    container.close();
+    // The same attach with that MAP_DMA and its UNMAP_DMA answered without reaching the kernel: a
+    // bare GROUP_SET_CONTAINER, as any caller without the workaround sends.
+    const bare = machine();
+    const { container: plain } = await live(bare);
+    bare.log.setHook((call) => (call.name === 'VFIO_IOMMU_MAP_DMA' || call.name === 'VFIO_IOMMU_UNMAP_DMA' ? 0 : undefined));
+    const from = bare.log.log.length;
+    plain.attach({ groups: [1] });
+    bare.log.setHook(undefined);
+    expect(bare.log.names(from)).toEqual(['VFIO_GROUP_GET_STATUS', 'VFIO_GROUP_SET_CONTAINER', 'VFIO_IOMMU_MAP_DMA', 'VFIO_IOMMU_UNMAP_DMA']);
+    expect(plain.members().groups).toEqual([0, 1]);
+    const faults = faultsOf(bare, bare.second);
+    expect(bare.second.dmaWrite(0x100n, new Uint8Array([1])), 'the newcomer, its LIODN disabled').toBe(false);
+    expect(bare.second.dmaRead(WINDOW, 1)).toBeUndefined();
+    expect(faultsOf(bare, bare.second)).toBe(faults + 2);
+    expect(bare.simulator.faults.at(-1)).toMatchObject({ device: SECOND, reason: 'blocked' });
+    dmaWorks(bare, bare.first, 0x200n, 'the first device still translates');
+    // The next MAP_DMA that reaches the kernel enables every LIODN of the domain, the newcomer's too.
+    const spare = bare.simulator.memory.allocate(WINDOW, WINDOW);
+    plain.map({ iova: freeWindow(bare, plain), memory: { address: spare.address, length: WINDOW, contiguousPageSize: WINDOW } });
+    dmaWorks(bare, bare.second, 0x300n, 'after the next map');
+    plain.close();
+  });
+
   it('detaches group 0: mappings stay, the newcomer keeps DMAing, the device that left faults', async () => {
     const m = machine();
     const { container, mapping } = await live(m);

@@ -277,30 +277,84 @@ describe('type1: a group leaving a live container (docs/kernel-rules.md#detachin
 });
 
 describe('PAMU SDK: a LIODN group joining and leaving the domain (docs/kernel-rules.md#attaching-to-a-live-container)', () => {
-  it('gives the newcomer the domain geometry and windows, and cuts it off when it leaves (vfio_iommu_fsl_pamu_attach_group, handle_attach_device)', () => {
-    const simulator = createSimulator({ platform: 'p4080' });
+  /** A PAMU container holding group 0, 512 MiB in 8 windows of 64 MiB; `ram(n)` is n windows of contiguous memory. */
+  function pamuContainer(simulator: Simulator) {
     const calls = process(simulator);
     const { container } = calls.type1(0);
-    const attribute = (kind: number, fill: (view: DataView) => void) => struct(32, false, (view) => {
-      view.setUint32(8, kind, false);
-      fill(view);
-    });
-    // 512 MiB aperture in 8 windows of 64 MiB (the windows need physically contiguous memory).
-    expect(calls.sys.ioctl(container, PPC(NR.PAMU_SET_ATTR), attribute(0, (view) => view.setBigUint64(24, 512n * MiB - 1n, false)).bytes)).toBe(0);
-    expect(calls.sys.ioctl(container, PPC(NR.PAMU_SET_ATTR), attribute(1, (view) => view.setUint32(16, 8, false)).bytes)).toBe(0);
-    const ram = calls.memory(64n * MiB, 64n * MiB);
-    expect(calls.map(container, ram, 0n, 64n * MiB)).toBe(0);
+    const attribute = (kind: number, fill: (view: DataView) => void) =>
+      struct(32, false, (view) => {
+        view.setUint32(8, kind, false);
+        fill(view);
+      }).bytes;
+    expect(calls.sys.ioctl(container, PPC(NR.PAMU_SET_ATTR), attribute(0, (view) => view.setBigUint64(24, 512n * MiB - 1n, false)))).toBe(0);
+    expect(calls.sys.ioctl(container, PPC(NR.PAMU_SET_ATTR), attribute(1, (view) => view.setUint32(16, 8, false)))).toBe(0);
+    const ram = (windows: bigint) => calls.memory(windows * 64n * MiB, 64n * MiB);
     const group = calls.group(bindGroup(simulator, '0001:01:00.0'));
     expect(simulator.device('0001:01:00.0').group).toBe(1);
+    return { calls, container, ram, group, first: simulator.device('0000:01:00.0'), second: simulator.device('0001:01:00.0') };
+  }
+
+  it('leaves a LIODN that joins a translating domain disabled: it faults until the next MAP_DMA enables every LIODN (handle_attach_device, configure_domain_dma_state)', () => {
+    const simulator = createSimulator({ platform: 'p4080' });
+    const { calls, container, ram, group, first, second } = pamuContainer(simulator);
+    expect(calls.map(container, ram(1n), 0n, 64n * MiB)).toBe(0);
     expect(calls.setContainer(group, container)).toBe(0);
-    const first = simulator.device('0000:01:00.0');
-    const second = simulator.device('0001:01:00.0');
+    // pamu_set_liodn() disabled the newcomer's LIODN and nothing enabled it: its DMA is blocked,
+    // as a LIODN in no domain is, while the first device keeps translating.
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xaa]))).toBe(false);
+    expect(simulator.faults.at(-1)).toMatchObject({ device: second.address, iova: 0x1000n, access: 'write', reason: 'blocked' });
+    expect(second.dmaRead(0x1000n, 1)).toBeUndefined();
+    expect(first.dmaWrite(0x1000n, new Uint8Array([0x11]))).toBe(true);
+    // A MAP_DMA that fails enables nothing: an overlap (EBUSY), an IOVA off a window boundary (EINVAL).
+    expect(calls.map(container, ram(1n), 0n, 64n * MiB)).toBe(-ERRNO.EBUSY);
+    expect(calls.map(container, ram(1n), 64n * MiB + 0x1000n, 64n * MiB)).toBe(-ERRNO.EINVAL);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xaa]))).toBe(false);
+    // The next successful MAP_DMA, anywhere, enables every LIODN of the domain.
+    expect(calls.map(container, ram(1n), 64n * MiB, 64n * MiB)).toBe(0);
     expect(second.dmaWrite(0x1000n, new Uint8Array([0xaa]))).toBe(true);
     expect(first.dmaRead(0x1000n, 1)).toEqual(new Uint8Array([0xaa]));
+    // Unmapping that window again leaves a range, so the domain and both LIODNs stay enabled.
+    expect(calls.unmap(container, 64n * MiB, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(0x1004n, new Uint8Array([0xab]))).toBe(true);
+    expect(first.dmaRead(0x1004n, 1)).toEqual(new Uint8Array([0xab]));
+    expect(simulator.liveMappings()).toBe(1);
+  });
+
+  it('gives a LIODN that joins before any map the domain geometry and windows: the first MAP_DMA enables it with the others', () => {
+    const simulator = createSimulator({ platform: 'p4080' });
+    const { calls, container, ram, group, first, second } = pamuContainer(simulator);
+    expect(calls.setContainer(group, container)).toBe(0);
+    // Nothing mapped: the domain is not enabled, and every access faults in the windows.
+    expect(second.dmaWrite(0x1000n, new Uint8Array([1]))).toBe(false);
+    expect(simulator.faults.at(-1)).toMatchObject({ device: second.address, reason: 'unmapped' });
+    expect(calls.map(container, ram(1n), 0n, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xaa]))).toBe(true);
+    expect(first.dmaRead(0x1000n, 1)).toEqual(new Uint8Array([0xaa]));
+    // The last range unmapped disables the domain and every LIODN; the next map enables them all.
+    expect(calls.unmap(container, 0n, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([1]))).toBe(false);
+    expect(first.dmaWrite(0x1000n, new Uint8Array([1]))).toBe(false);
+    expect(calls.map(container, ram(1n), 128n * MiB, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(128n * MiB, new Uint8Array([0xbb]))).toBe(true);
+    expect(first.dmaRead(128n * MiB, 1)).toEqual(new Uint8Array([0xbb]));
+  });
+
+  it('cuts a LIODN off when it leaves; joining the translating domain again leaves it disabled until the next map (detach_device, pamu_set_liodn)', () => {
+    const simulator = createSimulator({ platform: 'p4080' });
+    const { calls, container, ram, group, first, second } = pamuContainer(simulator);
+    expect(calls.setContainer(group, container)).toBe(0);
+    expect(calls.map(container, ram(1n), 0n, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xaa]))).toBe(true);
     expect(calls.unsetContainer(group)).toBe(0);
     expect(second.dmaWrite(0x1000n, new Uint8Array([0xbb]))).toBe(false);
+    expect(simulator.faults.at(-1)).toMatchObject({ device: second.address, reason: 'blocked' });
     expect(first.dmaRead(0x1000n, 1)).toEqual(new Uint8Array([0xaa]));
     expect(simulator.liveMappings()).toBe(1);
+    expect(calls.setContainer(group, container)).toBe(0);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xbb]))).toBe(false);
+    expect(calls.map(container, ram(1n), 64n * MiB, 64n * MiB)).toBe(0);
+    expect(second.dmaWrite(0x1000n, new Uint8Array([0xbb]))).toBe(true);
+    expect(first.dmaRead(0x1000n, 1)).toEqual(new Uint8Array([0xbb]));
   });
 });
 

@@ -1,7 +1,7 @@
 import { ERRNO, hex, PAMU_PAGE_SIZE, PAMU_VFIO_MAX_WINDOWS, U64_MAX } from '@ioas/core';
 import { KernelError, KernelOops } from './kernel-error.js';
 import type { DmaDomain, Translation } from './paged-domain.js';
-import type { Simulator } from './simulator.js';
+import type { SimDevice, Simulator } from './simulator.js';
 
 /**
  * PAMU attribute ids of `vfio_pamu_attr` (docs/kernel-rules.md#pamu-structs): the kernel's own copy,
@@ -53,7 +53,8 @@ export interface SimPamuDmaRange {
  * vendor driver's behaviour reproduced exactly, including its silent failures
  * (docs/kernel-rules.md#pamu-attributes-fail-silently and the PAMU rules after it): SET_ATTR,
  * MAP_MSI_BANK and UNMAP_MSI_BANK return 0 even when the domain refused; MAP_DMA maps only whole windows and drops the rest without a word; a window
- * size of zero divides by zero in the kernel (here: a recorded {@link KernelOops}).
+ * size of zero divides by zero in the kernel (here: a recorded {@link KernelOops}); a LIODN that
+ * joins a translating domain stays disabled until the next successful MAP_DMA ({@link PamuDomain.attach}).
  */
 export class PamuDomain implements DmaDomain {
   /** The VFIO backend's own copy of the geometry: saved before the domain accepts it, 0-0 at start. */
@@ -69,8 +70,19 @@ export class PamuDomain implements DmaDomain {
   private windowCount = 0;
   private windows: (DmaWindow | MsiWindow | undefined)[] = [];
   private stash = { cpu: 0, cache: 0 };
-  /** Translation on: set by the first successful MAP_DMA, cleared when the last DMA range goes. */
+  /**
+   * The domain's DMA state (`dma_domain->enabled`): set by every successful MAP_DMA, cleared when the
+   * last DMA range goes. Each change enables or disables every attached LIODN with it.
+   */
   private enabled = false;
+  /**
+   * The attached devices (`dma_domain->devices`: one entry per LIODN; here per device, as each
+   * device of a group has its controller's LIODN). A device's `domain` says its LIODN's state: this
+   * domain while the LIODN is enabled or the whole domain is disabled (which faults every access
+   * itself), undefined while the LIODN was left disabled in a translating domain
+   * (docs/kernel-rules.md#attaching-to-a-live-container).
+   */
+  private readonly liodns = new Set<SimDevice>();
   /** The DMA ranges the SDK backend records, in IOVA order (whole and partial windows alike). */
   readonly dmaRanges: SimPamuDmaRange[] = [];
   private readonly msiBanks: { bank: number; iova: bigint; window: number }[] = [];
@@ -223,7 +235,9 @@ export class PamuDomain implements DmaDomain {
     // (docs/kernel-rules.md#pamu-maps-whole-windows-only).
     this.dmaRanges.push({ iova, size, vaddr, read, write });
     this.dmaRanges.sort((a, b) => (a.iova < b.iova ? -1 : 1));
-    this.enabled = true;
+    // vfio_enable_iommu_domain() after every successful map: configure_domain_dma_state(enable)
+    // enables every LIODN of the domain, newcomers left disabled by their attach included.
+    this.setDmaState(true);
   }
 
   /** VFIO_IOMMU_UNMAP_DMA on the PAMU backend: trims or splits recorded ranges; `size` is not written back. */
@@ -246,7 +260,30 @@ export class PamuDomain implements DmaDomain {
     }
     this.dmaRanges.splice(0, this.dmaRanges.length, ...kept);
     // When no DMA range is left the whole domain is turned off, MSI windows included.
-    if (this.dmaRanges.length === 0) this.enabled = false;
+    if (this.dmaRanges.length === 0) this.setDmaState(false);
+  }
+
+  /**
+   * A device's LIODN joins the domain (`handle_attach_device()`): `pamu_set_liodn()` gives it the
+   * domain's geometry and windows but starts with `pamu_disable_liodn()`, and nothing in the attach
+   * enables it again; only the next successful MAP_DMA does, for every LIODN of the domain
+   * (docs/kernel-rules.md#attaching-to-a-live-container). While the domain is not enabled that
+   * changes nothing (every LIODN waits for the first map, and the domain faults every access
+   * itself): the device translates through the domain. While the domain translates, the newcomer's
+   * DMA is blocked until that map: its accesses and MSI writes fault with reason `blocked`, as a
+   * LIODN in no domain does (the PAMU sees the same invalid PAACE). One difference from the kernel
+   * remains: enabling MSI on it meanwhile answers EINVAL (no domain to find the bank windows in),
+   * where the kernel programs the doorbell and only its writes fault.
+   */
+  attach(device: SimDevice): void {
+    this.liodns.add(device);
+    device.domain = this.enabled ? undefined : this;
+  }
+
+  /** A device's LIODN leaves the domain (`detach_device()`: `pamu_disable_liodn()`): its DMA is blocked. */
+  detach(device: SimDevice): void {
+    if (!this.liodns.delete(device)) return;
+    device.domain = undefined;
   }
 
   /** Container close: unmaps and unpins all DMA, disables the MSI windows. */
@@ -256,6 +293,8 @@ export class PamuDomain implements DmaDomain {
     this.msiBanks.length = 0;
     this.windows = new Array(this.windowCount).fill(undefined);
     this.enabled = false;
+    for (const device of this.liodns) if (device.domain === this) device.domain = undefined;
+    this.liodns.clear();
     this.simulator.pamuDomains.delete(this);
   }
 
@@ -282,6 +321,16 @@ export class PamuDomain implements DmaDomain {
     const page = msiir - (msiir % PAGE);
     const index = this.windows.findIndex((window) => window?.kind === 'msi' && window.page === page);
     return index < 0 ? undefined : this.geometryStart + BigInt(index) * windowSize + (msiir % PAGE);
+  }
+
+  /**
+   * DOMAIN_ATTR_FSL_PAMU_ENABLE (`configure_domain_dma_state()`): the domain's state, and every
+   * attached LIODN's with it. A disabled domain faults every access itself, so its devices keep
+   * translating through it; an enabled one lets them all through to the windows.
+   */
+  private setDmaState(enable: boolean): void {
+    this.enabled = enable;
+    for (const device of this.liodns) device.domain = this;
   }
 
   private disableWindows(start: bigint, end: bigint): void {

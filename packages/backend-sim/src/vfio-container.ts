@@ -259,6 +259,8 @@ export class SimVfioContainer {
     if (this.paged !== undefined) this.detachType1(group);
     this.groups.delete(group);
     group.owner = undefined;
+    // PAMU: the domain drops the LIODN from its list (detach_device(): pamu_disable_liodn()).
+    for (const device of group.devices) this.pamu?.detach(device);
     for (const device of group.devices) device.domain = undefined;
     // vfio_group_detach_container(): the last group out deprivileges the container.
     if (this.groups.size === 0) this.reset();
@@ -432,8 +434,13 @@ export class SimVfioContainer {
   }
 
   private attachDevices(group: SimGroup): void {
-    const domain = this.paged ?? this.pamu;
-    for (const device of group.devices) device.domain = domain;
+    // PAMU: each LIODN joins the domain's list, disabled until the next successful MAP_DMA when the
+    // domain already translates (docs/kernel-rules.md#attaching-to-a-live-container).
+    if (this.pamu !== undefined) {
+      for (const device of group.devices) this.pamu.attach(device);
+      return;
+    }
+    for (const device of group.devices) device.domain = this.paged;
   }
 
   private removeMappings(mappings: PagedMapping[]): bigint {
