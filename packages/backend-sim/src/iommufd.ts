@@ -390,8 +390,9 @@ export class SimIommufdContext {
    * domain; the domain's id is what the kernel writes back into `pt_id`, and what this returns. Any
    * other object is EINVAL, an unknown id ENOENT (6.12 drivers/iommu/iommufd/device.c,
    * iommufd_device_change_pt()). The device's reserved regions, and a new domain's outside, must
-   * hold no area and cut no allowed range: EADDRINUSE (io_pagetable.c,
-   * iopt_table_enforce_dev_resv_regions() and iopt_table_add_domain();
+   * hold no area and cut no allowed range, and the first domain needs every area page-aligned in IOVA,
+   * length and user_va: EADDRINUSE (io_pagetable.c, iopt_table_enforce_dev_resv_regions(),
+   * iopt_table_add_domain() and iopt_check_iova_alignment();
    * docs/kernel-rules.md#attaching-to-a-live-container). Nothing changes on failure.
    */
   attach(deviceId: number, ptId: number): number {
@@ -412,6 +413,15 @@ export class SimIommufdContext {
       throw new KernelError(ERRNO.EINVAL, ioctl, `domain ${domain.id} belongs to another IOMMU than ${device.address}'s`);
     }
     if (domain === undefined) {
+      // iopt_table_add_domain(): the first domain raises the IOAS's alignment from 1 byte to its
+      // page (iopt_check_iova_alignment()), so every area must start, end and sit in its memory on
+      // page boundaries; then what it cannot translate is reserved.
+      if (ioas.domains.size === 0) {
+        const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
+        if (unaligned !== undefined) {
+          throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} (user_va ${hex(unaligned.vaddr)}) is not page-aligned, as the first domain needs`);
+        }
+      }
       this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
       domain = new AutoDomain(this.freeId(), ioas, device.aperture);
       this.objects.set(domain.id, domain);
