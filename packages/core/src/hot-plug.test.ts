@@ -13,7 +13,7 @@ const GiB = 1n << 30n;
 const RMRR: ReservedRange = { start: 0x7d00_0000n, last: 0x7dff_ffffn, kind: 'direct', source: 'sysfs', origin: '/sys/kernel/iommu_groups/1/reserved_regions' };
 const RELAXABLE: ReservedRange = { start: 0n, last: 0xff_ffffn, kind: 'direct-relaxable', source: 'sysfs', origin: '/sys/kernel/iommu_groups/2/reserved_regions' };
 
-const GROUPS: ScriptedOptions['groups'] = {
+const GROUPS: NonNullable<ScriptedOptions['groups']> = {
   0: { devices: ['0000:00:03.0'] },
   1: { devices: ['0000:00:10.0'], reserved: [RMRR] },
   2: { devices: ['0000:00:1f.0', '0000:00:1f.2'], reserved: [RELAXABLE] },
