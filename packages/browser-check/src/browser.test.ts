@@ -285,7 +285,12 @@ function browserChecks(browser: Browser): void {
         const picture = pictures.nth(index);
         const src = (await picture.getAttribute('src')) ?? '';
         if (!isSvg(src) || !((await picture.evaluate((image: HTMLImageElement) => image.naturalWidth)) > 0)) continue;
-        const blank = blankReason(await picture.screenshot({ path: join(screenshotsDir, `${name}-img${index}.png`) }));
+        // Bounded: a picture the browser never reports stable is a problem to name, not a hang.
+        const shot = await picture.screenshot({ path: join(screenshotsDir, `${name}-img${index}.png`), timeout: 15_000 }).catch((error: unknown) => {
+          problems.push(`<img src="${src}">: no screenshot in 15 s (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);
+          return undefined;
+        });
+        const blank = shot === undefined ? undefined : blankReason(shot);
         if (blank !== undefined) problems.push(`<img src="${src}">: ${blank}`);
       }
       return { problems, svgs: images.filter((image) => isSvg(image.src)).map((image) => image.src) };
@@ -351,6 +356,8 @@ function browserChecks(browser: Browser): void {
         expect(text).not.toMatch(/media\/map\.svg/);
         expect(text).toMatch(/console error: Failed to load resource: .*404/);
       } finally {
+        // Chromium may hold a keep-alive connection open: close() alone would wait for it.
+        server.closeAllConnections();
         await new Promise((resolve) => server.close(resolve));
       }
     });
@@ -404,6 +411,7 @@ function browserChecks(browser: Browser): void {
     });
 
     afterAll(async () => {
+      server?.closeAllConnections();
       await new Promise((resolve) => (server === undefined ? resolve(undefined) : server.close(resolve)));
     });
 
