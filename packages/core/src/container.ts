@@ -14,6 +14,7 @@ import {
   toHostMemory,
   type UnmapInput,
 } from './container-input.js';
+import { type ContainerDirty, DirtyTracker } from './dirty-tracker.js';
 import { DmaMapper } from './dma-mapper.js';
 import { IoasError } from './errors.js';
 import { hex } from './format.js';
@@ -39,6 +40,7 @@ export type {
   UnmapInput,
 } from './container-input.js';
 export type { ContainerMsi } from './msi-placement.js';
+export type { ContainerDirty, DirtyReadInput, DirtyUnmapResult } from './dirty-tracker.js';
 
 /**
  * An IOMMU container (a VFIO container, an iommufd IOAS, a PAMU domain) behind one API.
@@ -57,6 +59,8 @@ export class Container implements Disposable {
   readonly backendName: string;
   /** The MSI doorbell operations. */
   readonly msi: ContainerMsi;
+  /** Dirty-page tracking for live migration (docs/kernel-rules.md#dirty-page-tracking). */
+  readonly dirty: ContainerDirty;
 
   private readonly handle: BackendHandle;
   private readonly openedWith: Members;
@@ -64,6 +68,7 @@ export class Container implements Disposable {
   private readonly table = new MappingTable();
   private readonly space: IovaSpace;
   private readonly dma: DmaMapper;
+  private readonly tracker: DirtyTracker;
   private closed = false;
 
   /**
@@ -120,6 +125,8 @@ export class Container implements Disposable {
     this.space = new IovaSpace(handle.capabilities, geometry, handle.doGetReserved(), this.table, this.errors);
     this.dma = new DmaMapper(handle, this.space, this.table, this.errors);
     this.msi = new MsiPlacement(handle, this.space, this.table, this.errors, (operation) => this.assertOpen(operation));
+    this.tracker = new DirtyTracker(handle, this.table, this.dma, this.errors, (operation) => this.assertOpen(operation));
+    this.dirty = this.tracker;
   }
 
   /** What the backend declared it can do. */
@@ -511,6 +518,9 @@ export class Container implements Disposable {
     if (!this.capabilities.hotPlug) {
       throw this.errors.error('unsupported', operation, `backend '${this.backendName}' fixes a container's groups and devices when it opens; open another container for other devices`);
     }
+    // A member joining or leaving mid-migration would change what the dirty bitmap covers (QEMU
+    // blocks hot-plug while migrating, too).
+    if (this.tracker.tracking) throw this.errors.error('in-use', operation, 'dirty tracking is on; dirty.stop() it before devices join or leave');
     const handle = this.handle;
     const members = this.errors.guard(operation, () => handle.doResolveMembers!(request));
     const current = this.errors.guard(operation, () => handle.doMembers!());
@@ -565,6 +575,7 @@ function checkContract(backendName: string, handle: BackendHandle): void {
     ['doMapMsiDoorbell', capabilities.msi === 'explicit'],
     ['doUnmapMsiDoorbell', capabilities.msi === 'explicit'],
     ...(['doMembers', 'doResolveMembers', 'doPreviewAttach', 'doAttach', 'doDetach'] as const).map((method): [keyof BackendHandle, boolean] => [method, capabilities.hotPlug === true]),
+    ...(['doDirtyStart', 'doDirtyStop', 'doDirtyRead', 'doDirtyUnmap'] as const).map((method): [keyof BackendHandle, boolean] => [method, capabilities.dirtyTracking?.supported === true]),
   ];
   for (const [method, wanted] of expected) {
     const present = typeof handle[method] === 'function';

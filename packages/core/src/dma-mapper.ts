@@ -149,8 +149,12 @@ export class DmaMapper {
     return { mappings: done, skipped: plan.skipped };
   }
 
-  /** Unmaps every mapping inside `range`; returns the bytes unmapped (see Container.unmap). */
-  unmap(operation: string, range: IovaRange): bigint {
+  /**
+   * Unmaps every mapping inside `range`; returns the bytes unmapped (see Container.unmap). `call`,
+   * when given, makes the backend call instead of `doUnmap` (a dirty unmap), on the tightest range
+   * covering the mappings unmapped.
+   */
+  unmap(operation: string, range: IovaRange, call?: (target: IovaRange) => bigint): bigint {
     // The common case, a whole mapping given exactly: one tree descent, nothing allocated. The
     // mapping is taken out first and put back if the backend refuses.
     const table = this.table;
@@ -160,7 +164,7 @@ export class DmaMapper {
       const lastPage = pages[1]!;
       let reported: bigint;
       try {
-        reported = this.handle.doUnmap(range);
+        reported = call === undefined ? this.handle.doUnmap(range) : call(range);
       } catch (error) {
         table.restoreRemove(startPage, lastPage);
         throw this.errors.wrap(operation, error);
@@ -170,10 +174,10 @@ export class DmaMapper {
       if (reported !== expected) this.refuseReport(operation, range, reported, expected);
       return expected;
     }
-    return this.unmapOverlapping(operation, range);
+    return this.unmapOverlapping(operation, range, call);
   }
 
-  private unmapOverlapping(operation: string, range: IovaRange): bigint {
+  private unmapOverlapping(operation: string, range: IovaRange, call: ((target: IovaRange) => bigint) | undefined): bigint {
     const affected = this.table.overlapping(range);
     if (affected.length === 0) return 0n;
     const first = affected[0]!.mapping.iova;
@@ -200,7 +204,7 @@ export class DmaMapper {
     }
     // The tightest range covering what is unmapped: for type1v2 and iommufd exactly whole mappings.
     const target = intersectRange(range, { start: first.start, last: last.last })!;
-    const reported = this.errors.guard(operation, () => this.handle.doUnmap(target));
+    const reported = this.errors.guard(operation, () => (call === undefined ? this.handle.doUnmap(target) : call(target)));
     let expected = 0n;
     for (const { mapping, ownsIova } of affected) {
       const whole = mapping.iova.start >= range.start && mapping.iova.last <= range.last;

@@ -9,7 +9,10 @@ export { BTreeMap, type Entry, type KeyBits } from './btree.js';
 export {
   Container,
   type AllocateInput,
+  type ContainerDirty,
   type ContainerMsi,
+  type DirtyReadInput,
+  type DirtyUnmapResult,
   type ContainerOpenOptions,
   type MapInput,
   type MapRegionInput,
@@ -19,6 +22,7 @@ export {
   type SetGeometryInput,
   type UnmapInput,
 } from './container.js';
+export { DirtyBitmap, dirtyBitmapBytes } from './dirty-bitmap.js';
 export { ERRNO, errnoName, type ErrnoName } from './errno.js';
 export { IoasError, type IoasErrorCode, type IoasErrorDetails } from './errors.js';
 export { hex } from './format.js';
@@ -95,6 +99,7 @@ export {
   type BackendHandleV1,
   type BackendV1,
   type AttachPreview,
+  type DirtyReadCall,
   type GeometryCall,
   type MapCall,
   type Members,
@@ -108,6 +113,7 @@ export {
   type Access,
   type Capabilities,
   type ContainerStats,
+  type DirtyTracking,
   type Geometry,
   type HostMemory,
   type IommuModel,

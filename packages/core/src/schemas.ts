@@ -82,6 +82,14 @@ export const msiPlanArgument = z
   })
   .strict();
 
+/** A dirty-bitmap read: the range, and optionally the page size and whether to clear. */
+export const dirtyReadInput = z
+  .object({ iova: rangeInput, pageSize: size64.optional(), clear: z.boolean().optional() })
+  .strict();
+
+/** The options of a dirty unmap. */
+export const dirtyUnmapOptions = z.object({ pageSize: size64.optional() }).strict();
+
 /** An address to look up: a 64-bit value. */
 export const addressInput = u64;
 

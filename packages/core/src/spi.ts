@@ -88,6 +88,24 @@ export interface GeometryCall {
   readonly windowCount: number;
 }
 
+/**
+ * A validated dirty-bitmap read: `iova` is whole pages of `pageSize`, a size the capability offers,
+ * cuts no mapping, and its bitmap fits the capability's largest.
+ */
+export interface DirtyReadCall {
+  /** The IOVA range the bitmap covers. */
+  readonly iova: IovaRange;
+  /** The page size one bit stands for. */
+  readonly pageSize: bigint;
+  /**
+   * Where the kernel writes the bits, in its layout (bit n of the little-endian u64 word n / 64 is
+   * page n): zeroed, at least `ceil(pages / 64) * 8` bytes, 8-byte aligned.
+   */
+  readonly bitmap: Uint8Array;
+  /** Clear the dirty bits read (always true unless the capability says `readWithoutClear`). */
+  readonly clear: boolean;
+}
+
 /** An open container as a backend sees it. Every method may throw an {@link IoasError}. */
 export interface BackendHandleV1 {
   /** What the handle can do: fixed for the handle's life. */
@@ -141,6 +159,22 @@ export interface BackendHandleV1 {
    * handed out for one of them is open. Core re-reads the geometry and reserved ranges after it.
    */
   doDetach?(members: Members): void;
+
+  /**
+   * Present exactly when `capabilities.dirtyTracking.supported`: starts dirty tracking (type1:
+   * VFIO_IOMMU_DIRTY_PAGES START; iommufd: a dirty-tracking HWPT, enabled). All or nothing.
+   */
+  doDirtyStart?(): void;
+  /** Present exactly when `capabilities.dirtyTracking.supported`: stops it. */
+  doDirtyStop?(): void;
+  /** Present exactly when `capabilities.dirtyTracking.supported`: writes the dirty bits of `call.iova`. */
+  doDirtyRead?(call: DirtyReadCall): void;
+  /**
+   * Present exactly when `capabilities.dirtyTracking.supported`: unmaps `call.iova` (whole mappings,
+   * as {@link doUnmap}) and writes the dirty bits of what it unmapped into `call.bitmap`; returns
+   * the bytes unmapped. `call.clear` is true.
+   */
+  doDirtyUnmap?(call: DirtyReadCall): bigint;
 }
 
 /** The current backend interface. */

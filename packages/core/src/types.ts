@@ -54,7 +54,44 @@ export interface Capabilities {
    * {@link Container.detach}); absent or false when its members are fixed at open.
    */
   readonly hotPlug?: boolean;
+  /**
+   * Dirty-page tracking for live migration ({@link Container.dirty}): what the kernel under the
+   * backend offers, or why it offers none. Absent means none (a backend that predates it).
+   */
+  readonly dirtyTracking?: DirtyTracking;
 }
+
+/**
+ * Whether a container can report the pages devices wrote by DMA (live migration), and how.
+ * docs/kernel-rules.md#dirty-page-tracking
+ */
+export type DirtyTracking =
+  | {
+      /** Tracking exists. */
+      readonly supported: true;
+      /**
+       * Bitmap of the page sizes a read may use (bit n set: 2^n-byte pages). VFIO type1 takes only
+       * its smallest IO page size (vfio_iommu_type1_dirty_pages()); iommufd any power of two from
+       * the IOMMU's smallest page up.
+       */
+      readonly pageSizes: bigint;
+      /** Largest bitmap one read may return, in bytes (type1: 256 MiB); null when unbounded (iommufd). */
+      readonly maxBitmapBytes: bigint | null;
+      /**
+       * `precise`: the IOMMU's dirty bits say which pages devices wrote (iommufd on an IOMMU with
+       * hardware dirty tracking). `pessimistic`: every mapped page reads dirty every time (VFIO
+       * type1 with devices that pin no pages, such as vfio-pci: update_user_bitmap()).
+       */
+      readonly precision: 'precise' | 'pessimistic';
+      /** True when a read can leave the dirty bits set (iommufd's GET_DIRTY_BITMAP_NO_CLEAR). */
+      readonly readWithoutClear: boolean;
+    }
+  | {
+      /** No tracking. */
+      readonly supported: false;
+      /** Why, in words: what the kernel or the hardware lacks. */
+      readonly reason: string;
+    };
 
 /** Geometry of a windowed IOMMU's aperture. */
 export interface WindowGeometry {
