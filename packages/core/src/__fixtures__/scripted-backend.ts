@@ -34,6 +34,10 @@ export interface ScriptedState {
   closed: boolean;
   /** Groups in the container (hot-plug). */
   members: Set<number>;
+  /** Dirty tracking on (the backend's view). */
+  tracking: boolean;
+  /** IOVAs of the 4 KiB pages "devices" wrote since the last clearing read (what the backend reports dirty). */
+  written: Set<bigint>;
   /** Makes the next call of `operation` (or the nth, counting from 1) throw a kernel error. */
   failNext(operation: string, errno?: number, nth?: number): void;
 }
@@ -79,6 +83,8 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         geometry: options.geometry ?? SMMU_GEOMETRY,
         closed: false,
         members: new Set(request.groups),
+        tracking: false,
+        written: new Set(),
         failNext(operation, errno = ERRNO.EINVAL, nth = 1) {
           failures.push({ operation, errno, countdown: nth });
         },
@@ -168,6 +174,34 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         handle.doUnmapMsiDoorbell = (index, iova) => {
           step('unmapMsiDoorbell', `${index}@${iova.toString(16)}`);
           state.doorbells.delete(index);
+        };
+      }
+      if (capabilities.dirtyTracking?.supported) {
+        // Reports the written pages at the read's page size (a page is dirty when any 4 KiB in it was written).
+        const report = (iova: IovaRange, pageSize: bigint, bitmap: Uint8Array, clear: boolean): void => {
+          for (const page of [...state.written]) {
+            if (page < iova.start || page > iova.last) continue;
+            const bit = Number((page - iova.start) / pageSize);
+            bitmap[bit >>> 3]! |= 1 << (bit & 7);
+            if (clear) state.written.delete(page);
+          }
+        };
+        handle.doDirtyStart = () => {
+          step('dirtyStart');
+          state.tracking = true;
+        };
+        handle.doDirtyStop = () => {
+          step('dirtyStop');
+          state.tracking = false;
+        };
+        handle.doDirtyRead = (call) => {
+          step('dirtyRead', `${call.iova.start.toString(16)}-${call.iova.last.toString(16)}/${call.pageSize.toString(16)}${call.clear ? '' : ' keep'}`);
+          report(call.iova, call.pageSize, call.bitmap, call.clear);
+        };
+        handle.doDirtyUnmap = (call) => {
+          step('dirtyUnmap', `${call.iova.start.toString(16)}-${call.iova.last.toString(16)}/${call.pageSize.toString(16)}`);
+          report(call.iova, call.pageSize, call.bitmap, true);
+          return handle.doUnmap(call.iova);
         };
       }
       if (capabilities.hotPlug) {
