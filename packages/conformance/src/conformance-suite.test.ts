@@ -30,12 +30,12 @@ function recorder() {
 const noTarget = {} as ConformanceTarget;
 
 describe('conformanceSuite', () => {
-  it('declares its ten groups in order, one block each, inside one block named after the target', () => {
+  it('declares its eleven groups in order, one block each, inside one block named after the target', () => {
     const { runner, blocks, tests } = recorder();
     conformanceSuite(runner, 'fake', noTarget);
     expect(blocks).toEqual([{ title: 'ioas conformance: fake', skipped: false }, ...CONFORMANCE_GROUPS.map((group) => ({ title: `ioas conformance: fake > ${group}`, skipped: false }))]);
     const perGroup = Object.fromEntries(CONFORMANCE_GROUPS.map((group) => [group, [...tests.keys()].filter((title) => title.startsWith(`ioas conformance: fake > ${group} > `)).length]));
-    expect(perGroup).toEqual({ geometry: 2, map: 3, errors: 5, allocate: 2, windows: 1, msi: 2, dma: 2, lifecycle: 1, rollback: 1, hotPlug: 5 });
+    expect(perGroup).toEqual({ geometry: 2, map: 3, errors: 5, allocate: 2, windows: 1, msi: 2, dma: 2, lifecycle: 1, rollback: 1, hotPlug: 5, dirty: 4 });
   });
 
   it('declares the groups named in `skip` with describe.skip, and only those', () => {

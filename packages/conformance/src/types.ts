@@ -87,7 +87,7 @@ export interface ConflictingMember {
  * The groups of the suite, in the order they run. Each is one `describe` block under the suite's
  * own, titled with its name, and can be switched off with {@link ConformanceOptions.skip}.
  */
-export const CONFORMANCE_GROUPS = ['geometry', 'map', 'errors', 'allocate', 'windows', 'msi', 'dma', 'lifecycle', 'rollback', 'hotPlug'] as const;
+export const CONFORMANCE_GROUPS = ['geometry', 'map', 'errors', 'allocate', 'windows', 'msi', 'dma', 'lifecycle', 'rollback', 'hotPlug', 'dirty'] as const;
 
 /**
  * One group of the suite: `geometry` (aperture, usable and reserved ranges, `setGeometry`), `map`
@@ -95,7 +95,7 @@ export const CONFORMANCE_GROUPS = ['geometry', 'map', 'errors', 'allocate', 'win
  * allocation), `windows` (`createWindow`/`removeWindow`), `msi` (doorbells, and a device MSI),
  * `dma` (device DMA landing and faulting), `lifecycle` (close and dispose), `rollback` (a fault
  * injected at every kernel call of every multi-step operation), `hotPlug` (attach and detach on a
- * live container).
+ * live container), `dirty` (dirty-page tracking for live migration).
  */
 export type ConformanceGroup = (typeof CONFORMANCE_GROUPS)[number];
 

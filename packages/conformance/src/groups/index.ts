@@ -1,6 +1,7 @@
 import type { GroupDeclaration } from '../context.js';
 import type { ConformanceGroup } from '../types.js';
 import { allocateGroup } from './allocate.js';
+import { dirtyGroup } from './dirty.js';
 import { dmaGroup } from './dma.js';
 import { errorsGroup } from './errors.js';
 import { geometryGroup } from './geometry.js';
@@ -23,4 +24,5 @@ export const groups: Readonly<Record<ConformanceGroup, GroupDeclaration>> = {
   lifecycle: lifecycleGroup,
   rollback: rollbackGroup,
   hotPlug: hotPlugGroup,
+  dirty: dirtyGroup,
 };
