@@ -269,8 +269,12 @@ export async function runLane(laneName, command, { timeoutSeconds = 1200, enviro
   };
   // Arguments reach /init as KEY=value words on the kernel command line (they become variables).
   const append = [`console=${lane.console}`, 'quiet', 'loglevel=3', 'panic=-1', 'rdinit=/init', ...Object.entries(words).map(([key, value]) => `${key}=${value}`)].join(' ');
+  // IOAS_RIG_INTEL_IOMMU adds options to the x86 lanes' intel-iommu (`x-scalable-mode=on`), for
+  // probing what another emulated IOMMU gives (scripts/probe-dirty.mjs); the lanes never set it.
+  const extra = process.env.IOAS_RIG_INTEL_IOMMU;
+  const machine = extra ? lane.machine.map((word) => (word.startsWith('intel-iommu,') ? `${word},${extra}` : word)) : lane.machine;
   const args = [
-    ...lane.machine,
+    ...machine,
     '-m', '2048', '-smp', '2', '-nographic', '-no-reboot',
     '-kernel', lane.kernelImage(kernel.root, kernel.version),
     '-initrd', initramfs,
