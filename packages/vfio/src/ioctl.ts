@@ -8,8 +8,14 @@ import { endianness } from 'node:os';
 import { ERRNO, IoasError, hex, SYSCALL_FLAGS, type IovaRange, type Syscalls } from '@ioas/core';
 import { errnoOf } from './release.js';
 import {
+  IOMMU_HWPT_DATA_NONE,
+  IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
   IOMMUFD_NR,
   iommu_destroy,
+  iommu_hw_info,
+  iommu_hwpt_alloc,
+  iommu_hwpt_get_dirty_bitmap,
+  iommu_hwpt_set_dirty_tracking,
   iommu_ioas_alloc,
   iommu_ioas_allow_iovas,
   iommu_ioas_copy,
@@ -21,13 +27,19 @@ import {
 } from './uapi/iommufd.js';
 import { hostIoctlArch, ioctlNumber, type IoctlArch } from './uapi/ioctl-number.js';
 import {
+  VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_NR,
+  vfio_bitmap,
   vfio_device_attach_iommufd_pt,
   vfio_device_bind_iommufd,
   vfio_device_detach_iommufd_pt,
   vfio_device_info,
   vfio_group_status,
   vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dirty_bitmap,
+  vfio_iommu_type1_dirty_bitmap_get,
   vfio_iommu_type1_dma_unmap,
   vfio_iommu_type1_info,
   vfio_irq_info,
@@ -91,6 +103,29 @@ export interface IovaRanges {
   readonly ranges: IovaRange[];
   /** `out_iova_alignment`: every IOVA and length must be a multiple of it. */
   readonly alignment: bigint;
+}
+
+/** What IOMMU_GET_HW_INFO says of a bound device's IOMMU. */
+export interface HwInfo {
+  /** `out_data_type`: `IOMMU_HW_INFO_TYPE_*` (0 when the driver reports no hardware info). */
+  readonly dataType: number;
+  /** `out_capabilities`: `IOMMU_HW_CAP_*` bits (0 before 6.7, which had no such field). */
+  readonly capabilities: bigint;
+  /** `out_max_pasid_log2`: PASID width, 0 without PASID (0 before 6.11). */
+  readonly maxPasidLog2: number;
+}
+
+/**
+ * A dirty bitmap for the kernel to fill: `bytes` zeroed, at least `ceil(pages / 64) * 8` long, one
+ * bit per page of `pageSize` from the range's start (bit n of the little-endian u64 word n / 64).
+ */
+export interface DirtyBitmapTarget {
+  /** The bytes the kernel writes (their address goes into the struct through `Syscalls.addressOf`). */
+  readonly bytes: Uint8Array;
+  /** Byte offset into `bytes` where the range's first bit is (a multiple of 8). */
+  readonly offset?: number;
+  /** Bytes the bitmap of this range takes (`vfio_bitmap.size` on type1). */
+  readonly length: number;
 }
 
 /** A struct buffer with its DataView. */
@@ -246,6 +281,62 @@ export class VfioIoctls {
     return view.getBigUint64(vfio_iommu_type1_dma_unmap.size, little);
   }
 
+  /**
+   * VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: unmaps and writes the dirty
+   * bits of what it unmapped into `bitmap` (pages of `pageSize`, the container's smallest IO page,
+   * from `iova`); returns the bytes unmapped. Needs dirty logging started (EINVAL otherwise).
+   */
+  iommuUnmapDmaDirty(container: number, iova: bigint, size: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget): bigint {
+    const unmap = this.struct(vfio_iommu_type1_dma_unmap.sizeof + vfio_bitmap.sizeof);
+    const { view } = unmap;
+    const little = this.little;
+    view.setUint32(vfio_iommu_type1_dma_unmap.flags, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, little);
+    view.setBigUint64(vfio_iommu_type1_dma_unmap.iova, iova, little);
+    view.setBigUint64(vfio_iommu_type1_dma_unmap.size, size, little);
+    this.encodeBitmap(view, vfio_iommu_type1_dma_unmap.data, pageSize, bitmap);
+    this.call('VFIO_IOMMU_UNMAP_DMA', container, unmap.bytes, `unmapping ${hex(size)} bytes at IOVA ${hex(iova)} with their dirty bitmap`);
+    return view.getBigUint64(vfio_iommu_type1_dma_unmap.size, little);
+  }
+
+  /** VFIO_IOMMU_DIRTY_PAGES with START or STOP (one flag: the kernel refuses two). */
+  iommuDirtyPages(container: number, flag: number): void {
+    const dirty = this.struct(vfio_iommu_type1_dirty_bitmap.sizeof);
+    dirty.view.setUint32(vfio_iommu_type1_dirty_bitmap.flags, flag, this.little);
+    this.call('VFIO_IOMMU_DIRTY_PAGES', container, dirty.bytes, flag === VFIO_IOMMU_DIRTY_PAGES_FLAG_START ? 'starting dirty-page logging' : 'stopping dirty-page logging');
+  }
+
+  /**
+   * VFIO_IOMMU_DIRTY_PAGES with GET_BITMAP: writes the dirty bits of `[iova, iova + size)` into
+   * `bitmap` and clears them. argsz counts the `_get` struct, not the bitmap (vfio.h).
+   */
+  iommuDirtyPagesGetBitmap(container: number, iova: bigint, size: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget): void {
+    const header = vfio_iommu_type1_dirty_bitmap.sizeof;
+    const dirty = this.struct(header + vfio_iommu_type1_dirty_bitmap_get.sizeof);
+    const { view } = dirty;
+    const little = this.little;
+    view.setUint32(vfio_iommu_type1_dirty_bitmap.flags, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, little);
+    view.setBigUint64(header + vfio_iommu_type1_dirty_bitmap_get.iova, iova, little);
+    view.setBigUint64(header + vfio_iommu_type1_dirty_bitmap_get.size, size, little);
+    this.encodeBitmap(view, header + vfio_iommu_type1_dirty_bitmap_get.bitmap, pageSize, bitmap);
+    this.call('VFIO_IOMMU_DIRTY_PAGES', container, dirty.bytes, `reading the dirty bitmap of ${hex(size)} bytes at IOVA ${hex(iova)}`);
+  }
+
+  /** Fills a `struct vfio_bitmap` at `at`. */
+  private encodeBitmap(view: DataView, at: number, pageSize: bigint, bitmap: DirtyBitmapTarget): void {
+    view.setBigUint64(at + vfio_bitmap.pgsize, pageSize, this.little);
+    view.setBigUint64(at + vfio_bitmap.size, BigInt(bitmap.length), this.little);
+    view.setBigUint64(at + vfio_bitmap.data, this.bitmapAddress(bitmap), this.little);
+  }
+
+  /** The user address of a bitmap target's first byte. */
+  private bitmapAddress(bitmap: DirtyBitmapTarget): bigint {
+    const offset = bitmap.offset ?? 0;
+    if (offset % 8 !== 0 || offset + bitmap.length > bitmap.bytes.byteLength) {
+      throw new IoasError('invalid-argument', `a dirty bitmap of ${bitmap.length} bytes at offset ${offset} does not fit its ${bitmap.bytes.byteLength}-byte buffer at a u64 boundary`);
+    }
+    return this.syscalls.addressOf(bitmap.bytes) + BigInt(offset);
+  }
+
   // --- group -------------------------------------------------------------------------------------
 
   /** VFIO_GROUP_GET_STATUS: the `VFIO_GROUP_FLAGS_*` bits (VIABLE, CONTAINER_SET). */
@@ -348,7 +439,7 @@ export class VfioIoctls {
 
   // --- iommufd -----------------------------------------------------------------------------------
 
-  /** IOMMU_DESTROY: frees an iommufd object (an IOAS). */
+  /** IOMMU_DESTROY: frees an iommufd object (an IOAS, a HWPT); EBUSY while it is in use. */
   iommuDestroy(iommufd: number, id: number): void {
     const destroy = this.struct(iommu_destroy.sizeof);
     destroy.view.setUint32(iommu_destroy.id, id, this.little);
@@ -445,6 +536,58 @@ export class VfioIoctls {
     view.setBigUint64(iommu_ioas_copy.src_iova, sourceIova, this.little);
     this.call('IOMMU_IOAS_COPY', iommufd, copy.bytes, `copying ${hex(length)} bytes of mappings`);
     return view.getBigUint64(iommu_ioas_copy.dst_iova, this.little);
+  }
+
+  /** IOMMU_GET_HW_INFO for a bound device (`dev_id` from VFIO_DEVICE_BIND_IOMMUFD), without the driver-specific data. */
+  iommuGetHwInfo(iommufd: number, deviceId: number): HwInfo {
+    const info = this.struct(iommu_hw_info.sizeof);
+    const { view } = info;
+    view.setUint32(iommu_hw_info.dev_id, deviceId, this.little);
+    // data_len 0 and data_uptr 0: only the generic answer (the kernel allows a zero data_len).
+    this.call('IOMMU_GET_HW_INFO', iommufd, info.bytes, `reading the IOMMU hardware info of device ${deviceId}`);
+    return {
+      dataType: view.getUint32(iommu_hw_info.out_data_type, this.little),
+      capabilities: view.getBigUint64(iommu_hw_info.out_capabilities, this.little),
+      maxPasidLog2: view.getUint8(iommu_hw_info.out_max_pasid_log2),
+    };
+  }
+
+  /** IOMMU_HWPT_ALLOC of a kernel-managed (paging) HWPT on `ptId` (an IOAS) for `deviceId`'s IOMMU; returns its id. */
+  hwptAlloc(iommufd: number, flags: number, deviceId: number, ptId: number): number {
+    const alloc = this.struct(iommu_hwpt_alloc.sizeof);
+    const { view } = alloc;
+    view.setUint32(iommu_hwpt_alloc.flags, flags, this.little);
+    view.setUint32(iommu_hwpt_alloc.dev_id, deviceId, this.little);
+    view.setUint32(iommu_hwpt_alloc.pt_id, ptId, this.little);
+    view.setUint32(iommu_hwpt_alloc.data_type, IOMMU_HWPT_DATA_NONE, this.little);
+    this.call('IOMMU_HWPT_ALLOC', iommufd, alloc.bytes, `allocating a hardware page table on IOAS ${ptId} for device ${deviceId}`);
+    return view.getUint32(iommu_hwpt_alloc.out_hwpt_id, this.little);
+  }
+
+  /** IOMMU_HWPT_SET_DIRTY_TRACKING: on (clearing the dirty bits first) or off. */
+  hwptSetDirtyTracking(iommufd: number, hwptId: number, enable: boolean): void {
+    const set = this.struct(iommu_hwpt_set_dirty_tracking.sizeof);
+    set.view.setUint32(iommu_hwpt_set_dirty_tracking.flags, enable ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0, this.little);
+    set.view.setUint32(iommu_hwpt_set_dirty_tracking.hwpt_id, hwptId, this.little);
+    this.call('IOMMU_HWPT_SET_DIRTY_TRACKING', iommufd, set.bytes, `${enable ? 'enabling' : 'disabling'} dirty tracking on HWPT ${hwptId}`);
+  }
+
+  /**
+   * IOMMU_HWPT_GET_DIRTY_BITMAP: sets the bits of the dirty pages of `[iova, iova + length)` in
+   * `bitmap` (it only sets bits: zero it first), clearing them in the IOMMU unless `flags` has
+   * IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR.
+   */
+  hwptGetDirtyBitmap(iommufd: number, hwptId: number, flags: number, iova: bigint, length: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget): void {
+    const get = this.struct(iommu_hwpt_get_dirty_bitmap.sizeof);
+    const { view } = get;
+    const little = this.little;
+    view.setUint32(iommu_hwpt_get_dirty_bitmap.hwpt_id, hwptId, little);
+    view.setUint32(iommu_hwpt_get_dirty_bitmap.flags, flags, little);
+    view.setBigUint64(iommu_hwpt_get_dirty_bitmap.iova, iova, little);
+    view.setBigUint64(iommu_hwpt_get_dirty_bitmap.length, length, little);
+    view.setBigUint64(iommu_hwpt_get_dirty_bitmap.page_size, pageSize, little);
+    view.setBigUint64(iommu_hwpt_get_dirty_bitmap.data, this.bitmapAddress(bitmap), little);
+    this.call('IOMMU_HWPT_GET_DIRTY_BITMAP', iommufd, get.bytes, `reading the dirty bitmap of ${hex(length)} bytes at IOVA ${hex(iova)} of HWPT ${hwptId}`);
   }
 
   /** IOMMU_OPTION: returns `val64` (the value read for GET). */

@@ -1,6 +1,12 @@
 import type { IovaRange } from '@ioas/core';
-import type { IovaRanges, VfioIoctls } from './ioctl.js';
-import { IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE } from './uapi/iommufd.js';
+import type { DirtyBitmapTarget, HwInfo, IovaRanges, VfioIoctls } from './ioctl.js';
+import {
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+  IOMMU_IOAS_MAP_FIXED_IOVA,
+  IOMMU_IOAS_MAP_READABLE,
+  IOMMU_IOAS_MAP_WRITEABLE,
+} from './uapi/iommufd.js';
 import { VfioDevice } from './vfio-device.js';
 
 /** A device bound to iommufd through its cdev. */
@@ -15,9 +21,12 @@ export class IommufdDevice extends VfioDevice {
     super(ioctls, fd, name);
   }
 
-  /** Attaches to an IOAS (again: an atomic replace). */
-  attach(ioasId: number): number {
-    return this.ioctls.deviceAttachIommufdPt(this.fd, ioasId);
+  /**
+   * Attaches to an IOAS or a HWPT; returns the HWPT id the device is on. Again while attached: an
+   * atomic replace (vfio_iommufd_physical_attach_ioas() calls iommufd_device_replace(); 6.6+).
+   */
+  attach(ptId: number): number {
+    return this.ioctls.deviceAttachIommufdPt(this.fd, ptId);
   }
 
   /**
@@ -50,7 +59,7 @@ export class IommufdContext {
     return this.ioctls.ioasAlloc(this.fd);
   }
 
-  /** IOMMU_DESTROY: frees an object (an IOAS with no device attached). */
+  /** IOMMU_DESTROY: frees an object (an IOAS or a HWPT with no device attached; EBUSY otherwise). */
   destroy(id: number): void {
     this.ioctls.iommuDestroy(this.fd, id);
   }
@@ -83,6 +92,34 @@ export class IommufdContext {
   copy(destinationIoas: number, sourceIoas: number, length: bigint, sourceIova: bigint, destinationIova: bigint | undefined, access: { read: boolean; write: boolean }): bigint {
     const flags = (destinationIova === undefined ? 0 : IOMMU_IOAS_MAP_FIXED_IOVA) | (access.read ? IOMMU_IOAS_MAP_READABLE : 0) | (access.write ? IOMMU_IOAS_MAP_WRITEABLE : 0);
     return this.ioctls.ioasCopy(this.fd, flags, destinationIoas, sourceIoas, length, destinationIova ?? 0n, sourceIova);
+  }
+
+  /** IOMMU_GET_HW_INFO: what a bound device's IOMMU is and can do (`IOMMU_HW_CAP_*`). */
+  hwInfo(deviceId: number): HwInfo {
+    return this.ioctls.iommuGetHwInfo(this.fd, deviceId);
+  }
+
+  /**
+   * IOMMU_HWPT_ALLOC: a HWPT on IOAS `ioasId` holding its mappings, for `deviceId`'s IOMMU; with
+   * `dirtyTracking`, one that can track dirty pages (EOPNOTSUPP when that device's IOMMU cannot).
+   * Devices move onto it with {@link IommufdDevice.attach}; {@link destroy} frees it once none is.
+   */
+  allocateHwpt(deviceId: number, ioasId: number, options: { readonly dirtyTracking?: boolean } = {}): number {
+    return this.ioctls.hwptAlloc(this.fd, options.dirtyTracking === true ? IOMMU_HWPT_ALLOC_DIRTY_TRACKING : 0, deviceId, ioasId);
+  }
+
+  /** IOMMU_HWPT_SET_DIRTY_TRACKING: on (the kernel clears stale dirty bits first) or off. */
+  setDirtyTracking(hwptId: number, enable: boolean): void {
+    this.ioctls.hwptSetDirtyTracking(this.fd, hwptId, enable);
+  }
+
+  /**
+   * IOMMU_HWPT_GET_DIRTY_BITMAP: sets the bits of the dirty pages of `[iova, iova + length)` in
+   * `bitmap`, clearing them unless `clear` is false. The range must be mapped without a hole
+   * (iopt_area_contig_done(), EINVAL otherwise) and aligned to `pageSize` and the IOAS's alignment.
+   */
+  dirtyBitmap(hwptId: number, iova: bigint, length: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget, clear = true): void {
+    this.ioctls.hwptGetDirtyBitmap(this.fd, hwptId, clear ? 0 : IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, iova, length, pageSize, bitmap);
   }
 
   /** Opens a device cdev (`/dev/vfio/devices/vfioN`) and binds it to this iommufd. */

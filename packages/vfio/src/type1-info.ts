@@ -3,10 +3,12 @@ import {
   VFIO_IOMMU_INFO_CAPS,
   VFIO_IOMMU_INFO_PGSIZES,
   VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
   VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
   vfio_info_cap_header,
   vfio_iommu_type1_info,
   vfio_iommu_type1_info_cap_iova_range,
+  vfio_iommu_type1_info_cap_migration,
   vfio_iommu_type1_info_dma_avail,
   vfio_iova_range,
 } from './uapi/vfio.js';
@@ -19,6 +21,21 @@ export interface Type1Info {
   readonly ranges: readonly IovaRange[] | undefined;
   /** The DMA_AVAIL capability: mappings still allowed, when present. */
   readonly dmaAvailable: number | undefined;
+  /**
+   * The MIGRATION capability (5.8+): the container can log dirty pages (VFIO_IOMMU_DIRTY_PAGES).
+   * Absent when the kernel does not offer it.
+   */
+  readonly migration: Type1Migration | undefined;
+}
+
+/** What the MIGRATION capability of VFIO_IOMMU_GET_INFO says (vfio_iommu_migration_build_caps()). */
+export interface Type1Migration {
+  /** `flags` (0 on every kernel so far). */
+  readonly flags: number;
+  /** `pgsize_bitmap`: the page sizes a dirty bitmap may use; the kernel sets only the smallest IO page size. */
+  readonly pageSizes: bigint;
+  /** `max_dirty_bitmap_size`: the largest bitmap one call takes, in bytes (DIRTY_BITMAP_SIZE_MAX, 256 MiB). */
+  readonly maxBitmapBytes: bigint;
 }
 
 /**
@@ -33,6 +50,7 @@ export function parseType1Info(view: DataView, little: boolean): Type1Info {
   const ioPageSizes = (flags & VFIO_IOMMU_INFO_PGSIZES) !== 0 ? view.getBigUint64(vfio_iommu_type1_info.iova_pgsizes, little) : undefined;
   let ranges: IovaRange[] | undefined;
   let dmaAvailable: number | undefined;
+  let migration: Type1Migration | undefined;
   let offset = (flags & VFIO_IOMMU_INFO_CAPS) !== 0 && view.byteLength >= 20 ? view.getUint32(vfio_iommu_type1_info.cap_offset, little) : 0;
   const seen = new Set<number>();
   while (offset !== 0) {
@@ -53,8 +71,15 @@ export function parseType1Info(view: DataView, little: boolean): Type1Info {
       }
     } else if (id === VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && version === 1) {
       dmaAvailable = view.getUint32(offset + vfio_iommu_type1_info_dma_avail.avail, little);
+    } else if (id === VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION && version === 1) {
+      if (offset + vfio_iommu_type1_info_cap_migration.sizeof > view.byteLength) throw new IoasError('abi-mismatch', 'VFIO_IOMMU_GET_INFO: MIGRATION capability runs past the buffer');
+      migration = {
+        flags: view.getUint32(offset + vfio_iommu_type1_info_cap_migration.flags, little),
+        pageSizes: view.getBigUint64(offset + vfio_iommu_type1_info_cap_migration.pgsize_bitmap, little),
+        maxBitmapBytes: view.getBigUint64(offset + vfio_iommu_type1_info_cap_migration.max_dirty_bitmap_size, little),
+      };
     }
     offset = view.getUint32(offset + vfio_info_cap_header.next, little);
   }
-  return { ioPageSizes, ranges, dmaAvailable };
+  return { ioPageSizes, ranges, dmaAvailable, migration };
 }

@@ -1,7 +1,7 @@
 import { ERRNO } from '@ioas/core';
-import type { VfioIoctls } from './ioctl.js';
+import type { DirtyBitmapTarget, VfioIoctls } from './ioctl.js';
 import { parseType1Info, type Type1Info } from './type1-info.js';
-import { VFIO_API_VERSION, VFIO_DMA_UNMAP_FLAG_ALL } from './uapi/vfio.js';
+import { VFIO_API_VERSION, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP } from './uapi/vfio.js';
 
 /** A VFIO container: `/dev/vfio/vfio`, holding groups and one IOMMU context. */
 export class VfioContainer {
@@ -60,6 +60,32 @@ export class VfioContainer {
   /** Unmaps everything (needs CHECK_EXTENSION(VFIO_UNMAP_ALL)); returns the bytes unmapped. */
   unmapAll(): bigint {
     return this.ioctls.iommuUnmapDma(this.fd, 0n, 0n, VFIO_DMA_UNMAP_FLAG_ALL);
+  }
+
+  /**
+   * VFIO_IOMMU_DIRTY_PAGES START: logs the pages devices may write from now on (a bitmap per
+   * mapping; all or nothing in the kernel, vfio_dma_bitmap_alloc_all()). Again while on: nothing.
+   */
+  startDirtyLogging(): void {
+    this.ioctls.iommuDirtyPages(this.fd, VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+  }
+
+  /** VFIO_IOMMU_DIRTY_PAGES STOP: frees the logs. Again while off: nothing. */
+  stopDirtyLogging(): void {
+    this.ioctls.iommuDirtyPages(this.fd, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP);
+  }
+
+  /**
+   * VFIO_IOMMU_DIRTY_PAGES GET_BITMAP: the dirty bits of `[iova, iova + size)` at `pageSize` (the
+   * smallest IO page size only) into `bitmap`, cleared as read. The range must not cut a mapping.
+   */
+  dirtyBitmap(iova: bigint, size: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget): void {
+    this.ioctls.iommuDirtyPagesGetBitmap(this.fd, iova, size, pageSize, bitmap);
+  }
+
+  /** VFIO_IOMMU_UNMAP_DMA with the dirty bitmap of what it unmaps (logging on); returns the bytes unmapped. */
+  unmapDmaDirty(iova: bigint, size: bigint, pageSize: bigint, bitmap: DirtyBitmapTarget): bigint {
+    return this.ioctls.iommuUnmapDmaDirty(this.fd, iova, size, pageSize, bitmap);
   }
 
   /** Closes the container; the kernel drops every mapping. Safe to call twice. */

@@ -39,6 +39,8 @@ describe('VFIO objects over the simulator syscall face', () => {
         { start: 0n, last: 0x7ffffffn },
         { start: 0x8100000n, last: 0xffffffffffffn },
       ],
+      // vfio_iommu_migration_build_caps(): the smallest IO page size only, DIRTY_BITMAP_SIZE_MAX.
+      migration: { flags: 0, pageSizes: 0x1000n, maxBitmapBytes: 0x1000_0000n },
     });
     const memory = allocateDmaMemory(ioctls.syscalls, 0x200000n, 0x200000n);
     container.mapDma(memory.address, 0x200000n, 0x200000n, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE);

@@ -33,6 +33,8 @@ export const VFIO_NR = {
   VFIO_IOMMU_GET_INFO: VFIO_BASE + 12,
   VFIO_IOMMU_MAP_DMA: VFIO_BASE + 13,
   VFIO_IOMMU_UNMAP_DMA: VFIO_BASE + 14,
+  /** Linux 5.8+: dirty-page logging of a type1v2 container (START, STOP, GET_BITMAP). */
+  VFIO_IOMMU_DIRTY_PAGES: VFIO_BASE + 17,
   /** Linux 6.6+ (CONFIG_VFIO_DEVICE_CDEV). */
   VFIO_DEVICE_BIND_IOMMUFD: VFIO_BASE + 18,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT: VFIO_BASE + 19,
@@ -146,6 +148,13 @@ export const VFIO_DMA_UNMAP_FLAG_ALL = 1 << 1;
 /** `VFIO_DMA_UNMAP_FLAG_VADDR` (1 << 2) in include/uapi/linux/vfio.h. */
 export const VFIO_DMA_UNMAP_FLAG_VADDR = 1 << 2;
 
+/** `VFIO_IOMMU_DIRTY_PAGES_FLAG_START` (1 << 0) in include/uapi/linux/vfio.h: only one of START, STOP, GET_BITMAP per call. */
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_START = 1 << 0;
+/** `VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP` (1 << 1) in include/uapi/linux/vfio.h. */
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP = 1 << 1;
+/** `VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP` (1 << 2) in include/uapi/linux/vfio.h. */
+export const VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP = 1 << 2;
+
 /** Struct layouts: `sizeof` and the offset of each field used. */
 export const vfio_group_status = { sizeof: 8, argsz: 0, flags: 4 } as const;
 /** 20 bytes on 6.1; later kernels append a u32 pad (24). The kernel checks argsz >= 16 (minsz). */
@@ -161,13 +170,28 @@ export const vfio_iommu_type1_info = { sizeof: 24, minsz: 16, argsz: 0, flags: 4
 /** `struct vfio_iommu_type1_dma_map`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_dma_map = { sizeof: 32, argsz: 0, flags: 4, vaddr: 8, iova: 16, size: 24 } as const;
 /** `struct vfio_iommu_type1_dma_unmap`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
-export const vfio_iommu_type1_dma_unmap = { sizeof: 24, argsz: 0, flags: 4, iova: 8, size: 16 } as const;
+export const vfio_iommu_type1_dma_unmap = { sizeof: 24, argsz: 0, flags: 4, iova: 8, size: 16, data: 24 } as const;
+/**
+ * `struct vfio_bitmap`: what follows `vfio_iommu_type1_dma_unmap` (in its `data[]`) with
+ * VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, and ends `vfio_iommu_type1_dirty_bitmap_get`. `data` is a
+ * user pointer to the zeroed bitmap (u64 words), `size` its length in bytes.
+ */
+export const vfio_bitmap = { sizeof: 24, pgsize: 0, size: 8, data: 16 } as const;
+/** `struct vfio_iommu_type1_dirty_bitmap`: VFIO_IOMMU_DIRTY_PAGES's header; GET_BITMAP puts a `_get` in `data[]`. */
+export const vfio_iommu_type1_dirty_bitmap = { sizeof: 8, argsz: 0, flags: 4, data: 8 } as const;
+/** `struct vfio_iommu_type1_dirty_bitmap_get`: the range and bitmap of a GET_BITMAP (argsz counts it, not the bitmap). */
+export const vfio_iommu_type1_dirty_bitmap_get = { sizeof: 40, iova: 0, size: 8, bitmap: 16 } as const;
 /** `struct vfio_info_cap_header`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_info_cap_header = { sizeof: 8, id: 0, version: 2, next: 4 } as const;
 /** `struct vfio_iommu_type1_info_cap_iova_range`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_info_cap_iova_range = { sizeof: 16, header: 0, nr_iovas: 8, iova_ranges: 16 } as const;
 /** `struct vfio_iova_range`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iova_range = { sizeof: 16, start: 0, end: 8 } as const;
+/**
+ * `struct vfio_iommu_type1_info_cap_migration`: dirty-page logging exists (vfio_iommu_migration_build_caps():
+ * `pgsize_bitmap` is the smallest IO page size only, `max_dirty_bitmap_size` DIRTY_BITMAP_SIZE_MAX, 256 MiB).
+ */
+export const vfio_iommu_type1_info_cap_migration = { sizeof: 32, header: 0, flags: 8, pgsize_bitmap: 16, max_dirty_bitmap_size: 24 } as const;
 /** `struct vfio_iommu_type1_info_dma_avail`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
 export const vfio_iommu_type1_info_dma_avail = { sizeof: 12, header: 0, avail: 8 } as const;
 /** `struct vfio_device_bind_iommufd`: its size and the byte offset of each field used, as in include/uapi/linux/vfio.h. */
