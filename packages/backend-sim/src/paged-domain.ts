@@ -46,6 +46,12 @@ export interface DmaDomain {
    * and returns the IOVA the device must write to; undefined when this domain has no such window.
    */
   mapSoftwareMsi?(doorbell: bigint): bigint | undefined;
+  /**
+   * A device wrote `length` bytes at `iova`, every byte of which translated to writable memory: a
+   * page table that records dirty bits (an iommufd HWPT allocated with dirty tracking) sets them.
+   * Absent on domains that record none (type1, PAMU, an automatic iommufd domain).
+   */
+  recordWrite?(iova: bigint, length: number): void;
 }
 
 const PAGE = 0x1000n;

@@ -143,6 +143,8 @@ export class SimDevice {
       this.simulator.memory.write(vaddr, bytes.subarray(offset, offset + length));
       offset += length;
     }
+    // The IOMMU sets the dirty bit of each leaf written through, when its page table records them.
+    if (bytes.length > 0) this.domain?.recordWrite?.(iova, bytes.length);
     return true;
   }
 
