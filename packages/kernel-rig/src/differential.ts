@@ -378,3 +378,529 @@ export class HotPlugSide {
     return results;
   }
 }
+
+// --- the dirty family --------------------------------------------------------------------------
+// Dirty-page tracking at the kernel's own interface, through the Syscalls seam with raw structs:
+// type1's VFIO_IOMMU_DIRTY_PAGES (START, STOP, GET_BITMAP) and UNMAP_DMA with GET_DIRTY_BITMAP,
+// with GET_INFO's bytes (the MIGRATION capability); iommufd's GET_HW_INFO, HWPT_ALLOC with and
+// without the dirty flag, device attach to a HWPT, SET_DIRTY_TRACKING, GET_DIRTY_BITMAP, DESTROY.
+// Each step's answer is its return or errno, the bytes the kernel wrote back into the struct
+// (pointer fields aside: they differ between machines, and are only checked to be unchanged), and
+// every byte of the bitmap or data buffer, which starts filled with a pattern and has a guard after
+// it: what the kernel leaves alone is compared too. The request numbers and layouts are spelled
+// out here from include/uapi/linux/vfio.h and iommufd.h (6.1 and 6.12), independently of @ioas/vfio.
+
+/** `_IO(';', nr)` (the rig's lanes are x86-64 and arm64). */
+const IO = (nr: number): number => (0x3b << 8) | nr;
+const REQUEST = {
+  VFIO_IOMMU_GET_INFO: IO(100 + 12),
+  VFIO_IOMMU_MAP_DMA: IO(100 + 13),
+  VFIO_IOMMU_UNMAP_DMA: IO(100 + 14),
+  VFIO_IOMMU_DIRTY_PAGES: IO(100 + 17),
+  IOMMU_DESTROY: IO(0x80),
+  IOMMU_IOAS_MAP: IO(0x85),
+  IOMMU_IOAS_UNMAP: IO(0x86),
+  IOMMU_HWPT_ALLOC: IO(0x89),
+  IOMMU_GET_HW_INFO: IO(0x8a),
+  IOMMU_HWPT_SET_DIRTY_TRACKING: IO(0x8b),
+  IOMMU_HWPT_GET_DIRTY_BITMAP: IO(0x8c),
+} as const;
+/** VFIO_IOMMU_DIRTY_PAGES flags; VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, _ALL, _VADDR. */
+export const DIRTY = { START: 1, STOP: 2, GET_BITMAP: 4, UNMAP_GET_DIRTY_BITMAP: 1, UNMAP_ALL: 2, UNMAP_VADDR: 4 } as const;
+/** IOMMU_HWPT_ALLOC_NEST_PARENT, _DIRTY_TRACKING, IOMMU_HWPT_FAULT_ID_VALID; SET_DIRTY_TRACKING ENABLE; GET_DIRTY_BITMAP NO_CLEAR. */
+export const HWPT = { NEST_PARENT: 1, DIRTY_TRACKING: 2, FAULT_ID_VALID: 4, ENABLE: 1, NO_CLEAR: 1 } as const;
+/** Where the family's mappings go: 192 pages from 1 MiB, so that bitmaps span several u64 words. */
+const DIRTY_BASE = 0x10_0000n;
+const DIRTY_WINDOW = 192;
+/** Pages of host memory each side maps from. */
+const DIRTY_MEMORY_PAGES = 256;
+
+/** A buffer the kernel writes through a pointer: its length as declared, its fill, a guard after. */
+export interface DirtyBuffer {
+  /** Bytes declared to the kernel (type1's bitmap.size; iommufd's are implied by the struct). */
+  readonly bytes: number;
+  /** The byte every position starts as (0x00 as the SDK has it, or a pattern). */
+  readonly fill: number;
+}
+
+/** What a step names as its object on iommufd: the IOAS, a HWPT this sequence allocated, the HWPT attach answered, the device, or a raw id. */
+export type DirtyTarget = { kind: 'ioas' } | { kind: 'hwpt'; index: number } | { kind: 'auto' } | { kind: 'device' } | { kind: 'id'; id: number };
+
+/** One step of a dirty sequence. `size` / `argsz` are the struct's first word as passed. */
+export type DirtyOperation =
+  | { kind: 'map'; iova: bigint; pages: number; vaddrPage: number; write: boolean }
+  | { kind: 'unmap'; iova: bigint; pages: number }
+  /** type1: VFIO_IOMMU_DIRTY_PAGES without a payload (START, STOP, or a wrong flag combination). */
+  | { kind: 'dirty-pages'; flags: number; argsz: number }
+  /** type1: VFIO_IOMMU_DIRTY_PAGES with a vfio_iommu_type1_dirty_bitmap_get payload. */
+  | { kind: 'get-bitmap'; flags: number; argsz: number; iova: bigint; size: bigint; pgsize: bigint; bitmap: DirtyBuffer }
+  /** type1: VFIO_IOMMU_UNMAP_DMA with a vfio_bitmap after the struct. */
+  | { kind: 'unmap-bitmap'; flags: number; argsz: number; iova: bigint; size: bigint; pgsize: bigint; bitmap: DirtyBuffer }
+  /** type1: VFIO_IOMMU_GET_INFO into 256 bytes: every byte, capabilities included. */
+  | { kind: 'info' }
+  /** iommufd: IOMMU_GET_HW_INFO with a data buffer of `dataLen` bytes. */
+  | { kind: 'hw-info'; size: number; flags: number; reserved: number; device: DirtyTarget; dataLen: number; fill: number; tail: number }
+  /** iommufd: IOMMU_HWPT_ALLOC. */
+  | { kind: 'hwpt-alloc'; size: number; flags: number; reserved: number; device: DirtyTarget; pt: DirtyTarget; dataType: number; dataLen: number; tail: number }
+  /** iommufd: VFIO_DEVICE_ATTACH_IOMMUFD_PT of the edu to `pt`. */
+  | { kind: 'attach'; pt: DirtyTarget }
+  /** iommufd: IOMMU_HWPT_SET_DIRTY_TRACKING. */
+  | { kind: 'set-dirty'; size: number; flags: number; reserved: number; hwpt: DirtyTarget }
+  /** iommufd: IOMMU_HWPT_GET_DIRTY_BITMAP. */
+  | { kind: 'hwpt-bitmap'; size: number; flags: number; reserved: number; hwpt: DirtyTarget; iova: bigint; length: bigint; pageSize: bigint; bitmap: DirtyBuffer }
+  /** iommufd: IOMMU_DESTROY. */
+  | { kind: 'destroy'; target: DirtyTarget };
+
+/** type1's bitmap bytes for `pages` bits (DIRTY_BITMAP_BYTES: whole u64 words). */
+export function bitmapBytes(pages: bigint): number {
+  return Number(((pages + 63n) / 64n) * 8n);
+}
+
+/**
+ * The dirty sequence of `seed`: 4 to 14 steps. The generator keeps a model of what it mapped and
+ * whether it started tracking, so that about half the dirty steps are valid (ranges covering whole
+ * mappings, the offered page size, a bitmap of the right size) and the rest break one rule each.
+ */
+export function dirtySequence(seed: number, kernelInterface: 'type1' | 'iommufd'): DirtyOperation[] {
+  const random = generator(seed ^ 0x0d1e_7b17);
+  const chance = (p: number) => random.next() < p;
+  const pick = <T>(items: readonly T[]): T => items[random.int(0, items.length - 1)]!;
+  const operations: DirtyOperation[] = [];
+  /** Mappings the generator made (page index, pages), sorted; some may have failed. */
+  const mapped: { page: number; pages: number }[] = [];
+  let hwpts = 0;
+  /** type1: whether the generator has asked for START (and not STOP since). */
+  let started = false;
+  const free = (page: number, pages: number) => page + pages <= DIRTY_WINDOW && mapped.every((m) => page + pages <= m.page || m.page + m.pages <= page);
+  const fill = () => (chance(0.6) ? 0 : pick([0xff, 0x5a]));
+  /** A range: most cover whole mappings (one, or a run of them, holes around allowed); the rest bisect one, or miss. */
+  const range = (): { iova: bigint; size: bigint } => {
+    const sorted = [...mapped].sort((a, b) => a.page - b.page);
+    if (sorted.length > 0 && chance(0.7)) {
+      const first = random.int(0, sorted.length - 1);
+      const last = random.int(first, Math.min(sorted.length - 1, first + 2));
+      let start = sorted[first]!.page;
+      let end = sorted[last]!.page + sorted[last]!.pages;
+      // Into the holes on either side, never into a neighbour.
+      if (chance(0.3)) start = Math.max(first === 0 ? 0 : sorted[first - 1]!.page + sorted[first - 1]!.pages, start - random.int(1, 3));
+      if (chance(0.3)) end = Math.min(last === sorted.length - 1 ? DIRTY_WINDOW : sorted[last + 1]!.page, end + random.int(1, 70));
+      if (chance(0.25)) {
+        // One rule broken: a bisected end, an unaligned start, an empty or wrapping range.
+        switch (random.int(0, 4)) {
+          case 0:
+            if (end - start > 1) start += 1;
+            break;
+          case 1:
+            if (end - start > 1) end -= 1;
+            break;
+          case 2:
+            return { iova: DIRTY_BASE + BigInt(start) * PAGE + 0x800n, size: BigInt(end - start) * PAGE };
+          case 3:
+            return { iova: DIRTY_BASE + BigInt(start) * PAGE, size: 0n };
+          default:
+            return { iova: (1n << 64n) - PAGE, size: 2n * PAGE };
+        }
+      }
+      return { iova: DIRTY_BASE + BigInt(start) * PAGE, size: BigInt(end - start) * PAGE };
+    }
+    const page = random.int(0, DIRTY_WINDOW - 1);
+    return { iova: DIRTY_BASE + BigInt(page) * PAGE, size: BigInt(random.int(1, 80)) * PAGE };
+  };
+  /** A bitmap for `size` bytes of IOVA at `pgsize`: mostly the right size; sometimes a word short, larger, empty or over the kernel's largest. */
+  const bitmapFor = (size: bigint, pgsize: bigint): DirtyBuffer => {
+    const pages = pgsize > 0n ? size / pgsize : size / PAGE;
+    const right = bitmapBytes(pages);
+    const roll = random.next();
+    const bytes = roll < 0.8 ? right : roll < 0.88 ? Math.max(0, right - 8) : roll < 0.96 ? right + 8 * random.int(1, 4) : roll < 0.98 ? 0 : 0x1000_0008;
+    return { bytes, fill: fill() };
+  };
+  const pgsize = () => (chance(0.85) ? PAGE : pick([0x2000n, 0x800n, 0x10000n, 0x3000n]));
+  /** HWPT allocations the generator expects to succeed (a plain HWPT for the device over the IOAS). */
+  const likely: number[] = [];
+  const target = (): DirtyTarget => {
+    const roll = random.next();
+    if (roll < 0.45 && likely.length > 0) return { kind: 'hwpt', index: pick(likely) };
+    if (roll < 0.55 && hwpts > 0) return { kind: 'hwpt', index: random.int(0, hwpts - 1) };
+    if (roll < 0.75) return { kind: 'auto' };
+    if (roll < 0.8) return { kind: 'ioas' };
+    if (roll < 0.9) return { kind: 'device' };
+    return { kind: 'id', id: pick([0, 99, 0xffff_ffff]) };
+  };
+  const length = random.int(4, 14);
+  // Most type1 sequences start tracking first; the rest read before START. Most iommufd sequences
+  // attach the device to the IOAS first (its automatic HWPT is then a target) and allocate a HWPT.
+  if (kernelInterface === 'type1' && chance(0.65)) {
+    operations.push({ kind: 'dirty-pages', flags: DIRTY.START, argsz: 8 });
+    started = true;
+  }
+  if (kernelInterface === 'iommufd' && chance(0.7)) operations.push({ kind: 'attach', pt: { kind: 'ioas' } });
+  if (kernelInterface === 'iommufd' && chance(0.5)) {
+    operations.push({ kind: 'hwpt-alloc', size: 48, tail: 0, flags: chance(0.7) ? 0 : HWPT.DIRTY_TRACKING, reserved: 0, device: { kind: 'device' }, pt: { kind: 'ioas' }, dataType: 0, dataLen: 0 });
+    if ((operations.at(-1) as { flags: number }).flags === 0) likely.push(hwpts);
+    hwpts += 1;
+  }
+  for (let step = operations.length; step < length; step++) {
+    const roll = random.next();
+    if (roll < 0.25 || mapped.length === 0) {
+      // Maps: most in free space, 1 to 6 pages, a few long ones spanning u64 words of the bitmap.
+      const pages = chance(0.15) ? random.int(60, 70) : random.int(1, 6);
+      let page = random.int(0, DIRTY_WINDOW - pages);
+      for (let tries = 0; tries < 8 && !free(page, pages) && chance(0.9); tries++) page = random.int(0, DIRTY_WINDOW - pages);
+      if (free(page, pages)) mapped.push({ page, pages });
+      operations.push({ kind: 'map', iova: DIRTY_BASE + BigInt(page) * PAGE, pages, vaddrPage: random.int(0, DIRTY_MEMORY_PAGES - pages), write: chance(0.85) });
+    } else if (roll < 0.32) {
+      const index = random.int(0, mapped.length - 1);
+      const { page, pages } = mapped[index]!;
+      mapped.splice(index, 1);
+      operations.push({ kind: 'unmap', iova: DIRTY_BASE + BigInt(page) * PAGE, pages });
+    } else if (kernelInterface === 'type1') {
+      if (roll < 0.45) {
+        // START mostly (and early), STOP, or a flag combination the kernel refuses; a short argsz.
+        const flags: number = chance(started ? 0.2 : 0.7) ? DIRTY.START : chance(0.45) ? DIRTY.STOP : pick([0, 3, 5, 6, 7, 8, 0x10]);
+        const argsz = chance(0.92) ? 8 : pick([0, 4, 7]);
+        if (argsz === 8 && (flags === DIRTY.START || flags === DIRTY.STOP)) started = flags === DIRTY.START;
+        operations.push({ kind: 'dirty-pages', flags, argsz });
+      } else if (roll < 0.8) {
+        const { iova, size } = range();
+        const size2 = pgsize();
+        operations.push({ kind: 'get-bitmap', flags: chance(0.95) ? DIRTY.GET_BITMAP : DIRTY.GET_BITMAP | DIRTY.START, argsz: chance(0.9) ? 48 : pick([8, 40, 47, 64]), iova, size, pgsize: size2, bitmap: bitmapFor(size, size2) });
+      } else if (roll < 0.95) {
+        const { iova, size } = range();
+        const size2 = pgsize();
+        const flags = chance(0.85) ? DIRTY.UNMAP_GET_DIRTY_BITMAP : chance(0.5) ? DIRTY.UNMAP_GET_DIRTY_BITMAP | pick([DIRTY.UNMAP_ALL, DIRTY.UNMAP_VADDR]) : 0;
+        const start = Number((iova - DIRTY_BASE) / PAGE);
+        const end = start + Number(size / PAGE);
+        for (let index = mapped.length - 1; index >= 0; index--) if (mapped[index]!.page >= start && mapped[index]!.page + mapped[index]!.pages <= end) mapped.splice(index, 1);
+        operations.push({ kind: 'unmap-bitmap', flags, argsz: chance(0.9) ? 48 : pick([24, 40, 47, 56]), iova, size, pgsize: size2, bitmap: bitmapFor(size, size2) });
+      } else {
+        operations.push({ kind: 'info' });
+      }
+    } else {
+      // iommufd: a struct `size` mostly exact; sometimes under the kernel's minimum, or longer with a zero or non-zero tail.
+      const size = (exact: number, minimum: number): { size: number; tail: number } => {
+        const r = random.next();
+        return r < 0.88 ? { size: exact, tail: 0 } : r < 0.92 ? { size: minimum - 1, tail: 0 } : r < 0.96 ? { size: exact + 8, tail: 0 } : { size: exact + 8, tail: 1 };
+      };
+      if (roll < 0.4) {
+        operations.push({ kind: 'attach', pt: chance(0.5) ? { kind: 'ioas' } : target() });
+      } else if (roll < 0.5) {
+        const { size: bytes, tail } = size(40, 32);
+        operations.push({ kind: 'hw-info', size: bytes, tail, flags: chance(0.93) ? 0 : 1, reserved: chance(0.95) ? 0 : 1, device: chance(0.85) ? { kind: 'device' } : target(), dataLen: pick([0, 8, 24, 64]), fill: pick([0, 0x5a]) });
+      } else if (roll < 0.65) {
+        const { size: bytes, tail } = size(48, 24);
+        const flags = chance(0.45) ? 0 : chance(0.6) ? HWPT.DIRTY_TRACKING : pick([HWPT.NEST_PARENT, HWPT.FAULT_ID_VALID, 8, HWPT.NEST_PARENT | HWPT.DIRTY_TRACKING]);
+        const dataType = chance(0.92) ? 0 : 1;
+        const device: DirtyTarget = chance(0.9) ? { kind: 'device' } : target();
+        const pt: DirtyTarget = chance(0.8) ? { kind: 'ioas' } : target();
+        const operation: Extract<DirtyOperation, { kind: 'hwpt-alloc' }> = { kind: 'hwpt-alloc', size: bytes, tail, flags, reserved: chance(0.95) ? 0 : 1, device, pt, dataType, dataLen: chance(0.9) ? (dataType === 0 ? 0 : 24) : 8 };
+        if (flags === 0 && bytes === 48 && tail === 0 && operation.reserved === 0 && operation.device.kind === 'device' && operation.pt.kind === 'ioas' && dataType === 0 && operation.dataLen === 0) likely.push(hwpts);
+        operations.push(operation);
+        hwpts += 1;
+      } else if (roll < 0.78) {
+        const { size: bytes } = size(16, 16);
+        operations.push({ kind: 'set-dirty', size: bytes, flags: chance(0.6) ? HWPT.ENABLE : chance(0.75) ? 0 : 2, reserved: chance(0.95) ? 0 : 1, hwpt: target() });
+      } else if (roll < 0.95) {
+        const { size: bytes } = size(48, 48);
+        const { iova, size: length2 } = range();
+        const pageSize = chance(0.8) ? PAGE : pick([0n, 0x800n, 0x2000n, 0x3000n]);
+        operations.push({ kind: 'hwpt-bitmap', size: bytes, flags: chance(0.8) ? 0 : pick([HWPT.NO_CLEAR, 2]), reserved: chance(0.95) ? 0 : 1, hwpt: target(), iova, length: length2, pageSize, bitmap: { bytes: Math.min(4096, bitmapBytes(length2 / (pageSize === 0n ? PAGE : pageSize)) || 8), fill: fill() } });
+      } else {
+        operations.push({ kind: 'destroy', target: target() });
+      }
+    }
+  }
+  return operations;
+}
+
+/** Bytes as hex, runs of one byte shortened (`(00*24)`), so that reports stay readable. */
+export function hexRuns(bytes: Uint8Array): string {
+  const parts: string[] = [];
+  for (let index = 0; index < bytes.length; ) {
+    let end = index + 1;
+    while (end < bytes.length && bytes[end] === bytes[index]) end++;
+    const byte = bytes[index]!.toString(16).padStart(2, '0');
+    parts.push(end - index > 2 ? `(${byte}*${end - index})` : byte.repeat(end - index));
+    index = end;
+  }
+  return parts.join('');
+}
+
+/**
+ * One side of the dirty comparison: raw ioctls through the machine's Syscalls on a fresh container
+ * (type1: the first edu's group, TYPE1v2) or iommufd context (an IOAS, the first edu bound).
+ */
+export class DirtySide {
+  private readonly memory: DmaMemory;
+  private readonly ioctls: VfioIoctls;
+  /** One off-heap arena for every bitmap and data buffer (small typed arrays may move in V8's heap). */
+  private readonly arena = new Uint8Array(16384);
+
+  constructor(
+    private readonly machine: Machine,
+    private readonly kernelInterface: 'type1' | 'iommufd',
+  ) {
+    this.ioctls = new VfioIoctls({ syscalls: machine.syscalls });
+    this.memory = allocateDmaMemory(machine.syscalls, BigInt(DIRTY_MEMORY_PAGES) * PAGE);
+  }
+
+  release(): void {
+    this.memory.free();
+  }
+
+  async run(operations: readonly DirtyOperation[]): Promise<string[]> {
+    return this.kernelInterface === 'type1' ? this.runType1(operations) : this.runIommufd(operations);
+  }
+
+  private get syscalls() {
+    return this.machine.syscalls;
+  }
+
+  /** ioctl with a struct; `ok N` or the errno name. */
+  private call(fd: number, request: number, bytes: Uint8Array): string {
+    const result = this.syscalls.ioctl(fd, request, bytes);
+    return result < 0 ? errnoName(-result) : `ok ${result}`;
+  }
+
+  /**
+   * A buffer of `declared` bytes in the arena, filled, with 16 guard bytes after it; returns its
+   * address and a reader of every byte (declared and guard). Declared sizes beyond the arena (the
+   * kernel's largest plus one) get the arena's room: the kernel must refuse them before writing.
+   */
+  private buffer(declared: number, fill: number): { address: bigint; read: () => string } {
+    const room = Math.min(declared, this.arena.length - 16);
+    const view = this.arena.subarray(0, room + 16);
+    view.fill(fill, 0, room);
+    view.fill(0xee, room);
+    const address = this.syscalls.addressOf(this.arena);
+    return { address, read: () => `${hexRuns(view.subarray(0, room))}|${hexRuns(view.subarray(room))}` };
+  }
+
+  /**
+   * A struct of `size` bytes (at least `layout`, so that every field can be set). `written` gives the
+   * bytes as the kernel left them, each pointer field (offset, value passed) zeroed when unchanged
+   * and named when the kernel changed it.
+   */
+  private struct(size: number, layout: number): { bytes: Uint8Array; view: DataView; written: (pointers?: readonly (readonly [number, bigint])[]) => string } {
+    const bytes = new Uint8Array(Math.max(size, layout, 8));
+    const view = new DataView(bytes.buffer);
+    return {
+      bytes,
+      view,
+      written: (pointers = []) => {
+        const copy = bytes.slice();
+        let changed = '';
+        for (const [offset, value] of pointers) {
+          if (view.getBigUint64(offset, true) === value) copy.fill(0, offset, offset + 8);
+          else changed += ` (pointer at ${offset} changed)`;
+        }
+        return hexRuns(copy) + changed;
+      },
+    };
+  }
+
+  private runType1(operations: readonly DirtyOperation[]): string[] {
+    const container = VfioContainer.open(this.ioctls);
+    const group = VfioGroup.open(this.ioctls, this.machine.sysfs.deviceGroup(this.machine.edu)!);
+    const results: string[] = [];
+    try {
+      group.setContainer(container);
+      container.setIommu(vfioUapi.VFIO_TYPE1v2_IOMMU);
+      for (const operation of operations) results.push(this.type1Step(container.fd, operation));
+    } finally {
+      group.close();
+      container.close();
+    }
+    return results;
+  }
+
+  private type1Step(fd: number, operation: DirtyOperation): string {
+    switch (operation.kind) {
+      case 'map': {
+        const map = this.struct(32, 32);
+        map.view.setUint32(0, 32, true);
+        map.view.setUint32(4, 1 | (operation.write ? 2 : 0), true);
+        map.view.setBigUint64(8, this.memory.address + BigInt(operation.vaddrPage) * PAGE, true);
+        map.view.setBigUint64(16, operation.iova, true);
+        map.view.setBigUint64(24, BigInt(operation.pages) * PAGE, true);
+        return this.call(fd, REQUEST.VFIO_IOMMU_MAP_DMA, map.bytes);
+      }
+      case 'unmap': {
+        const unmap = this.struct(24, 24);
+        unmap.view.setUint32(0, 24, true);
+        unmap.view.setBigUint64(8, operation.iova, true);
+        unmap.view.setBigUint64(16, BigInt(operation.pages) * PAGE, true);
+        return `${this.call(fd, REQUEST.VFIO_IOMMU_UNMAP_DMA, unmap.bytes)} | ${unmap.written()}`;
+      }
+      case 'dirty-pages': {
+        const dirty = this.struct(8, 8);
+        dirty.view.setUint32(0, operation.argsz, true);
+        dirty.view.setUint32(4, operation.flags, true);
+        return `${this.call(fd, REQUEST.VFIO_IOMMU_DIRTY_PAGES, dirty.bytes)} | ${dirty.written()}`;
+      }
+      case 'get-bitmap': {
+        const bitmap = this.buffer(operation.bitmap.bytes, operation.bitmap.fill);
+        const dirty = this.struct(operation.argsz, 48);
+        dirty.view.setUint32(0, operation.argsz, true);
+        dirty.view.setUint32(4, operation.flags, true);
+        dirty.view.setBigUint64(8, operation.iova, true);
+        dirty.view.setBigUint64(16, operation.size, true);
+        dirty.view.setBigUint64(24, operation.pgsize, true);
+        dirty.view.setBigUint64(32, BigInt(operation.bitmap.bytes), true);
+        dirty.view.setBigUint64(40, bitmap.address, true);
+        return `${this.call(fd, REQUEST.VFIO_IOMMU_DIRTY_PAGES, dirty.bytes)} | ${dirty.written([[40, bitmap.address]])} | ${bitmap.read()}`;
+      }
+      case 'unmap-bitmap': {
+        const bitmap = this.buffer(operation.bitmap.bytes, operation.bitmap.fill);
+        const unmap = this.struct(operation.argsz, 48);
+        unmap.view.setUint32(0, operation.argsz, true);
+        unmap.view.setUint32(4, operation.flags, true);
+        unmap.view.setBigUint64(8, operation.iova, true);
+        unmap.view.setBigUint64(16, operation.size, true);
+        unmap.view.setBigUint64(24, operation.pgsize, true);
+        unmap.view.setBigUint64(32, BigInt(operation.bitmap.bytes), true);
+        unmap.view.setBigUint64(40, bitmap.address, true);
+        return `${this.call(fd, REQUEST.VFIO_IOMMU_UNMAP_DMA, unmap.bytes)} | ${unmap.written([[40, bitmap.address]])} | ${bitmap.read()}`;
+      }
+      case 'info': {
+        const info = this.struct(256, 256);
+        info.view.setUint32(0, 256, true);
+        return `${this.call(fd, REQUEST.VFIO_IOMMU_GET_INFO, info.bytes)} | ${info.written()}`;
+      }
+      default:
+        throw new Error(`${operation.kind} is iommufd only`);
+    }
+  }
+
+  private runIommufd(operations: readonly DirtyOperation[]): string[] {
+    const context = IommufdContext.open(this.ioctls);
+    const results: string[] = [];
+    let device: IommufdDevice | undefined;
+    try {
+      const ioas = context.allocateIoas();
+      const cdev = this.machine.sysfs.deviceCdev(this.machine.edu);
+      if (cdev === undefined) throw new Error(`${this.machine.edu} has no VFIO cdev`);
+      device = context.bindDevice(`/dev/vfio/devices/${cdev}`, this.machine.edu);
+      const bound = device;
+      /** The HWPT ids this sequence's allocations answered (0 for a refusal), and the one attach answered. */
+      const hwpts: number[] = [];
+      let auto = 0;
+      const id = (target: DirtyTarget): number => {
+        switch (target.kind) {
+          case 'ioas':
+            return ioas;
+          case 'hwpt':
+            return hwpts[target.index] ?? 0;
+          case 'auto':
+            return auto;
+          case 'device':
+            return bound.deviceId;
+          default:
+            return target.id;
+        }
+      };
+      for (const operation of operations) {
+        switch (operation.kind) {
+          case 'map': {
+            const map = this.struct(40, 40);
+            map.view.setUint32(0, 40, true);
+            // FIXED_IOVA | WRITEABLE | READABLE
+            map.view.setUint32(4, 1 | (operation.write ? 2 : 0) | 4, true);
+            map.view.setUint32(8, ioas, true);
+            const va = this.memory.address + BigInt(operation.vaddrPage) * PAGE;
+            map.view.setBigUint64(16, va, true);
+            map.view.setBigUint64(24, BigInt(operation.pages) * PAGE, true);
+            map.view.setBigUint64(32, operation.iova, true);
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_IOAS_MAP, map.bytes)} | ${map.written([[16, va]])}`);
+            break;
+          }
+          case 'unmap': {
+            const unmap = this.struct(24, 24);
+            unmap.view.setUint32(0, 24, true);
+            unmap.view.setUint32(4, ioas, true);
+            unmap.view.setBigUint64(8, operation.iova, true);
+            unmap.view.setBigUint64(16, BigInt(operation.pages) * PAGE, true);
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_IOAS_UNMAP, unmap.bytes)} | ${unmap.written()}`);
+            break;
+          }
+          case 'attach': {
+            try {
+              const answered = bound.attach(id(operation.pt));
+              if (operation.pt.kind === 'ioas') auto = answered;
+              results.push(`ok pt ${answered}`);
+            } catch (error) {
+              results.push(refusal(error));
+            }
+            break;
+          }
+          case 'hw-info': {
+            const data = this.buffer(operation.dataLen, operation.fill);
+            const info = this.struct(operation.size, 40);
+            info.view.setUint32(0, operation.size, true);
+            info.view.setUint32(4, operation.flags, true);
+            info.view.setUint32(8, id(operation.device), true);
+            info.view.setUint32(12, operation.dataLen, true);
+            info.view.setBigUint64(16, data.address, true);
+            info.bytes[29] = operation.reserved;
+            if (operation.tail !== 0) info.bytes[info.bytes.length - 1] = operation.tail;
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_GET_HW_INFO, info.bytes)} | ${info.written([[16, data.address]])} | ${data.read()}`);
+            break;
+          }
+          case 'hwpt-alloc': {
+            const alloc = this.struct(operation.size, 48);
+            alloc.view.setUint32(0, operation.size, true);
+            alloc.view.setUint32(4, operation.flags, true);
+            alloc.view.setUint32(8, id(operation.device), true);
+            alloc.view.setUint32(12, id(operation.pt), true);
+            alloc.view.setUint32(20, operation.reserved, true);
+            alloc.view.setUint32(24, operation.dataType, true);
+            alloc.view.setUint32(28, operation.dataLen, true);
+            // No data is ever valid here: data_uptr points at zeroes the kernel may read.
+            const data = operation.dataLen === 0 ? 0n : this.buffer(operation.dataLen, 0).address;
+            alloc.view.setBigUint64(32, data, true);
+            if (operation.tail !== 0) alloc.bytes[alloc.bytes.length - 1] = operation.tail;
+            const answer = this.call(context.fd, REQUEST.IOMMU_HWPT_ALLOC, alloc.bytes);
+            hwpts.push(answer.startsWith('ok') ? alloc.view.getUint32(16, true) : 0);
+            results.push(`${answer} | ${alloc.written([[32, data]])}`);
+            break;
+          }
+          case 'set-dirty': {
+            const set = this.struct(operation.size, 16);
+            set.view.setUint32(0, operation.size, true);
+            set.view.setUint32(4, operation.flags, true);
+            set.view.setUint32(8, id(operation.hwpt), true);
+            set.view.setUint32(12, operation.reserved, true);
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_HWPT_SET_DIRTY_TRACKING, set.bytes)} | ${set.written()}`);
+            break;
+          }
+          case 'hwpt-bitmap': {
+            const bitmap = this.buffer(operation.bitmap.bytes, operation.bitmap.fill);
+            const get = this.struct(operation.size, 48);
+            get.view.setUint32(0, operation.size, true);
+            get.view.setUint32(4, id(operation.hwpt), true);
+            get.view.setUint32(8, operation.flags, true);
+            get.view.setUint32(12, operation.reserved, true);
+            get.view.setBigUint64(16, operation.iova, true);
+            get.view.setBigUint64(24, operation.length, true);
+            get.view.setBigUint64(32, operation.pageSize, true);
+            get.view.setBigUint64(40, bitmap.address, true);
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_HWPT_GET_DIRTY_BITMAP, get.bytes)} | ${get.written([[40, bitmap.address]])} | ${bitmap.read()}`);
+            break;
+          }
+          case 'destroy': {
+            const destroy = this.struct(8, 8);
+            destroy.view.setUint32(0, 8, true);
+            destroy.view.setUint32(4, id(operation.target), true);
+            results.push(`${this.call(context.fd, REQUEST.IOMMU_DESTROY, destroy.bytes)} | ${destroy.written()}`);
+            break;
+          }
+          default:
+            throw new Error(`${operation.kind} is type1 only`);
+        }
+      }
+    } finally {
+      device?.close();
+      context.close();
+    }
+    return results;
+  }
+}
