@@ -12,6 +12,7 @@ import { KernelError } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { PlatformName } from './platforms.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
+import { UserBitmap } from './user-bitmap.js';
 import { SimVfioContainer } from './vfio-container.js';
 
 /** VFIO `nr` values: 100 + n (docs/kernel-rules.md#ioctl-numbers-and-the-powerpc-direction-bit). */
@@ -31,6 +32,7 @@ const VFIO_NR = {
   IOMMU_GET_INFO: 112,
   IOMMU_MAP_DMA: 113,
   IOMMU_UNMAP_DMA: 114,
+  IOMMU_DIRTY_PAGES: 117,
   PAMU_GET_ATTR: 115,
   PAMU_SET_ATTR: 116,
   PAMU_GET_MSI_BANK_COUNT: 117,
@@ -316,6 +318,7 @@ class SimProcess implements Syscalls {
     if (container.iommuType === null) return -ERRNO.EINVAL;
     // GET_MSI_BANK_COUNT takes no argument (the value passed is ignored).
     if (container.pamu !== undefined && nr === VFIO_NR.PAMU_GET_MSI_BANK_COUNT) return container.pamu.msiBankCount();
+    if (container.pamu === undefined && nr === VFIO_NR.IOMMU_DIRTY_PAGES) return this.type1DirtyPages(container, argument);
     const buffer = this.bytes(argument);
     if (container.pamu !== undefined) return this.pamuIoctl(container, nr, buffer);
     switch (nr) {
@@ -350,7 +353,7 @@ class SimProcess implements Syscalls {
         this.argCheck(buffer, 24);
         const flags = this.u32(buffer, 4);
         if ((flags & ~(UNMAP_FLAGS.GET_DIRTY_BITMAP | UNMAP_FLAGS.ALL | UNMAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
-        if ((flags & UNMAP_FLAGS.GET_DIRTY_BITMAP) !== 0) return -ERRNO.EINVAL; // dirty tracking never started
+        if ((flags & UNMAP_FLAGS.GET_DIRTY_BITMAP) !== 0) return this.unmapWithDirtyBitmap(container, buffer, flags);
         if ((flags & UNMAP_FLAGS.VADDR) !== 0) return -ERRNO.EINVAL; // not simulated
         const all = (flags & UNMAP_FLAGS.ALL) !== 0;
         const iova = this.u64Number(buffer, 8);
@@ -369,6 +372,94 @@ class SimProcess implements Syscalls {
       default:
         return -ERRNO.ENOTTY;
     }
+  }
+
+  /**
+   * VFIO_IOMMU_DIRTY_PAGES: `struct vfio_iommu_type1_dirty_bitmap` { argsz, flags } then, for
+   * GET_BITMAP, `struct vfio_iommu_type1_dirty_bitmap_get` { iova, size, struct vfio_bitmap
+   * { pgsize, size, data } } at offset 8 (48 bytes in all); the checks are the container's.
+   */
+  private type1DirtyPages(container: SimVfioContainer, argument: number | Uint8Array): number {
+    try {
+      container.dirtyPages(
+        () => {
+          const buffer = this.bytes(argument);
+          if (buffer.byteLength < 8) throw new KernelError(ERRNO.EFAULT, 'VFIO_IOMMU_DIRTY_PAGES', 'argument shorter than its header');
+          return { argsz: this.u32(buffer, 0), flags: this.u32(buffer, 4) };
+        },
+        () => {
+          const buffer = this.bytes(argument);
+          if (buffer.byteLength < 48) throw new KernelError(ERRNO.EFAULT, 'VFIO_IOMMU_DIRTY_PAGES', 'argument shorter than struct vfio_iommu_type1_dirty_bitmap_get');
+          const view = this.view(buffer);
+          const data = view.getBigUint64(40, this.little);
+          const bitmapSize = view.getBigUint64(32, this.little);
+          return {
+            iova: view.getBigUint64(8, this.little),
+            size: view.getBigUint64(16, this.little),
+            pgsize: view.getBigUint64(24, this.little),
+            bitmapSize,
+            data,
+            bitmap: () => this.userBitmap(data, bitmapSize, 'VFIO_IOMMU_DIRTY_PAGES'),
+          };
+        },
+      );
+      return 0;
+    } finally {
+      this.commitUserBitmaps();
+    }
+  }
+
+  /**
+   * VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: with ALL or VADDR EINVAL, argsz
+   * below 24 + 24 EINVAL, then `struct vfio_bitmap` { pgsize, size, data } at offset 24; `size` is
+   * written back only on success.
+   */
+  private unmapWithDirtyBitmap(container: SimVfioContainer, buffer: Uint8Array, flags: number): number {
+    if ((flags & (UNMAP_FLAGS.ALL | UNMAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
+    if (this.u32(buffer, 0) < 48) return -ERRNO.EINVAL;
+    if (buffer.byteLength < 48) return -ERRNO.EFAULT;
+    const view = this.view(buffer);
+    const data = view.getBigUint64(40, this.little);
+    const size = view.getBigUint64(32, this.little);
+    try {
+      const unmapped = container.unmapWithDirtyBitmap(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), {
+        pgsize: view.getBigUint64(24, this.little),
+        size,
+        data,
+        bitmap: () => this.userBitmap(data, size, 'VFIO_IOMMU_UNMAP_DMA'),
+      });
+      view.setBigUint64(16, unmapped, this.little);
+      return 0;
+    } finally {
+      this.commitUserBitmaps();
+    }
+  }
+
+  /** Writes back the bitmaps of sparse memory regions that a dirty ioctl read into a copy. */
+  private readonly userBitmapCommits: (() => void)[] = [];
+
+  /**
+   * The process memory of a dirty bitmap at `data`: as many of `size` bytes as the region there
+   * holds (a word past them is EFAULT). A dense region is written in place; any other is copied
+   * and written back when the ioctl returns (whatever it returns: the kernel's copies are done).
+   */
+  private userBitmap(data: bigint, size: bigint, ioctl: string): UserBitmap {
+    const memory = this.simulator.memory;
+    const region = memory.region(data);
+    if (region === undefined) return new UserBitmap(new Uint8Array(0), this.little, ioctl);
+    const end = region.address + region.length;
+    const available = Number(size < end - data ? size : end - data);
+    try {
+      return new UserBitmap(memory.view(data, available), this.little, ioctl);
+    } catch {
+      const copy = memory.read(data, available);
+      this.userBitmapCommits.push(() => memory.write(data, copy));
+      return new UserBitmap(copy, this.little, ioctl);
+    }
+  }
+
+  private commitUserBitmaps(): void {
+    for (const commit of this.userBitmapCommits.splice(0)) commit();
   }
 
   /** VFIO_IOMMU_GET_INFO with the 6.1 argsz protocol and unpadded capability chain

@@ -4,6 +4,7 @@ import { PagedDomain, type PagedMapping } from './paged-domain.js';
 import { PamuDomain } from './pamu-domain.js';
 import type { ReservedRegionSpec } from './platforms.js';
 import type { SimGroup, Simulator } from './simulator.js';
+import { updateUserBitmap, type UserBitmap } from './user-bitmap.js';
 
 /** VFIO IOMMU types and extensions (include/uapi/linux/vfio.h, 6.1). */
 export const VFIO_EXTENSION = {
@@ -31,6 +32,72 @@ export const VFIO_EXTENSION = {
 
 const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
+
+/** VFIO_IOMMU_DIRTY_PAGES flags (include/uapi/linux/vfio.h). */
+export const DIRTY_PAGES_FLAGS = { START: 0x1, STOP: 0x2, GET_BITMAP: 0x4 } as const;
+/** DIRTY_BITMAP_PAGES_MAX: INT_MAX bits, what bitmap_set() takes (vfio_iommu_type1.c). */
+const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffffn;
+/** DIRTY_BITMAP_SIZE_MAX: DIRTY_BITMAP_BYTES(DIRTY_BITMAP_PAGES_MAX), 256 MiB. */
+export const DIRTY_BITMAP_SIZE_MAX = 0x1000_0000n;
+/** DIRTY_BITMAP_BYTES(n): whole u64 words. */
+const dirtyBitmapBytes = (pages: bigint): bigint => ((pages + 63n) / 64n) * 8n;
+
+/** verify_bitmap_size(): EINVAL for no pages, a size of 0, above DIRTY_BITMAP_SIZE_MAX, or too small. */
+function verifyBitmapSize(pages: bigint, size: bigint, ioctl: string): void {
+  if (pages === 0n || size === 0n || size > DIRTY_BITMAP_SIZE_MAX || size < dirtyBitmapBytes(pages)) {
+    throw new KernelError(ERRNO.EINVAL, ioctl, `a bitmap of ${hex(size)} bytes cannot hold ${pages} pages (or is 0, or above ${hex(DIRTY_BITMAP_SIZE_MAX)})`);
+  }
+}
+
+/** __ffs(): the lowest set bit's index (64 for 0, which the kernel leaves undefined; every caller then fails). */
+function lowestBit(value: bigint): bigint {
+  if (value === 0n) return 64n;
+  let bit = 0n;
+  while (((value >> bit) & 1n) === 0n) bit++;
+  return bit;
+}
+
+/**
+ * The highest address a user pointer may reach (TASK_SIZE_MAX): 47-bit user space on x86-64,
+ * 48-bit on arm64 (Debian's VA_BITS=48). access_ok() checks only this, not that the memory exists.
+ */
+function taskSizeMax(simulator: Simulator): bigint {
+  return simulator.platform.name === 'arm-smmuv3' ? 1n << 48n : (1n << 47n) - PAGE;
+}
+
+/** access_ok(pointer, size). */
+export function accessOk(simulator: Simulator, pointer: bigint, size: bigint): boolean {
+  const max = taskSizeMax(simulator);
+  return size <= max && pointer <= max - size;
+}
+
+/** What the GET_BITMAP of VFIO_IOMMU_DIRTY_PAGES carries (`struct vfio_iommu_type1_dirty_bitmap_get`). */
+export interface Type1DirtyRange {
+  /** `iova`. */
+  readonly iova: bigint;
+  /** `size`. */
+  readonly size: bigint;
+  /** `bitmap.pgsize`. */
+  readonly pgsize: bigint;
+  /** `bitmap.size`, in bytes. */
+  readonly bitmapSize: bigint;
+  /** `bitmap.data`, the user pointer. */
+  readonly data: bigint;
+  /** The process's memory behind `data`, as far as it goes (up to `bitmapSize` bytes). */
+  bitmap(): UserBitmap;
+}
+
+/** VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP's `struct vfio_bitmap`, and the memory behind it. */
+export interface Type1UnmapBitmap {
+  /** `pgsize`. */
+  readonly pgsize: bigint;
+  /** `size`, in bytes. */
+  readonly size: bigint;
+  /** `data`, the user pointer. */
+  readonly data: bigint;
+  /** The process's memory behind `data`, as far as it goes. */
+  bitmap(): UserBitmap;
+}
 
 /** A type1 IOMMU domain (`struct vfio_domain`): its IOMMU's aperture, and the groups attached to it. */
 interface Type1Domain {
@@ -147,6 +214,13 @@ export class SimVfioContainer {
   private granuleBytes = 0;
   /** dma_entry_limit as read at SET_IOMMU. */
   private dmaLimit = 0;
+  /** type1: VFIO_IOMMU_DIRTY_PAGES START is in force (`iommu->dirty_page_tracking`). */
+  dirtyTracking = false;
+  /**
+   * type1, while tracking: per vfio_dma (by first IOVA), its `dma->bitmap` from bit `nbits` up,
+   * where a read at a shift leaves carried bits (see {@link updateUserBitmap}); absent when 0.
+   */
+  private readonly dirtyTails = new Map<bigint, bigint>();
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -276,7 +350,8 @@ export class SimVfioContainer {
       ioPageSizes: this.simulator.platform.ioPageSizes,
       ranges: this.iovaRanges(),
       dmaAvailable: this.dmaLimit - this.paged.count,
-      migration: { pageSizes: PAGE, maxDirtyBitmapSize: 0x1000_0000n },
+      // vfio_iommu_migration_build_caps(): flags 0, the smallest IO page size only, DIRTY_BITMAP_SIZE_MAX.
+      migration: { pageSizes: this.granule, maxDirtyBitmapSize: DIRTY_BITMAP_SIZE_MAX },
     };
   }
 
@@ -314,6 +389,13 @@ export class SimVfioContainer {
       throw new KernelError(ERRNO.EFAULT, ioctl, `vaddr ${hex(vaddr)}+${hex(size)} is not mapped`);
     }
     domain.add({ start: iova, last, vaddr, read, write });
+    // vfio_dma_do_map(): while tracking, the new vfio_dma gets a bitmap, which more than
+    // DIRTY_BITMAP_PAGES_MAX pages cannot have: the dma is removed again and the map is EINVAL.
+    if (this.dirtyTracking && size / granule > DIRTY_BITMAP_PAGES_MAX) {
+      domain.remove({ start: iova, last, vaddr, read, write });
+      this.simulator.unpin(size);
+      throw new KernelError(ERRNO.EINVAL, ioctl, `dirty tracking is on, and a mapping of ${size / granule} pages is above DIRTY_BITMAP_PAGES_MAX`);
+    }
   }
 
   /**
@@ -334,7 +416,8 @@ export class SimVfioContainer {
       granule >= PAGE_BYTES &&
       iova % granule === 0 &&
       vaddr % granule === 0 &&
-      size % granule === 0
+      size % granule === 0 &&
+      (!this.dirtyTracking || size / granule <= 0x7fff_ffff)
     ) {
       // Multiples of 4 KiB below 2^54 are exact, and so are their quotients.
       const first = iova / PAGE_BYTES;
@@ -361,12 +444,15 @@ export class SimVfioContainer {
     if (domain === undefined || this.simulator.injecting || size <= 0 || granule < PAGE_BYTES || iova % granule !== 0 || size % granule !== 0) return -1;
     if (!domain.removePages(iova / PAGE_BYTES, (iova + size) / PAGE_BYTES - 1)) return -1;
     this.simulator.unpinNumber(size);
+    if (this.dirtyTails.size !== 0) this.dirtyTails.delete(BigInt(iova));
     return size;
   }
 
   /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics
-   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2); returns the bytes unmapped. */
-  unmap(iova: bigint, size: bigint, all: boolean): bigint {
+   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2); returns the bytes unmapped. With
+   * `dirty` (VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, checked by {@link unmapWithDirtyBitmap}) each
+   * mapping removed writes its dirty bits first. */
+  unmap(iova: bigint, size: bigint, all: boolean, dirty?: Type1UnmapBitmap): bigint {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
     if (this.pamu !== undefined) {
@@ -385,6 +471,10 @@ export class SimVfioContainer {
     if (size === 0n || size % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `size ${hex(size)} is not a non-zero multiple of ${hex(granule)}`);
     const last = iova + size - 1n;
     if (last > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
+    // vfio_dma_do_unmap(): with the bitmap flag, tracking must be on and the page size the smallest.
+    if (dirty !== undefined && (!this.dirtyTracking || dirty.pgsize !== granule)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, this.dirtyTracking ? `dirty bitmaps use ${hex(granule)}-byte pages only, not ${hex(dirty.pgsize)}` : 'dirty tracking is not on (VFIO_IOMMU_DIRTY_PAGES START)');
+    }
     const affected = domain.overlapping(iova, last);
     if (this.iommuType === VFIO_EXTENSION.TYPE1v2_IOMMU) {
       // type1v2 refuses to bisect a mapping at either end.
@@ -392,11 +482,105 @@ export class SimVfioContainer {
       const final = affected[affected.length - 1];
       if (first !== undefined && first.start < iova) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)} is inside the mapping at ${hex(first.start)}`);
       if (final !== undefined && final.last > last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(last)} is inside the mapping ending at ${hex(final.last)}`);
-      return this.removeMappings(affected);
+      return this.removeMappings(affected, dirty === undefined ? undefined : { base: iova, bitmap: dirty.bitmap() });
     }
     // type1 (v1): a range starting inside a mapping unmaps nothing from it; covering a mapping's
     // first byte removes the whole mapping.
     return this.removeMappings(affected.filter((mapping) => mapping.start >= iova));
+  }
+
+  /**
+   * VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP's checks in vfio_iommu_type1_unmap_dma() (the flag with
+   * ALL or VADDR, and argsz, are the syscall face's): a pointer outside user space, then
+   * verify_bitmap_size() of the unmap's `size >> __ffs(pgsize)` pages, EINVAL each; then
+   * {@link unmap} with the bitmap (tracking off or another page size EINVAL, before the bisect
+   * checks). Returns the bytes unmapped.
+   */
+  unmapWithDirtyBitmap(iova: bigint, size: bigint, dirty: Type1UnmapBitmap): bigint {
+    const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.pamu !== undefined) throw new KernelError(ERRNO.EINVAL, ioctl, 'the PAMU backend takes no unmap flags');
+    if (!accessOk(this.simulator, dirty.data, dirty.size)) throw new KernelError(ERRNO.EINVAL, ioctl, `bitmap ${hex(dirty.data)}+${hex(dirty.size)} is not in user space`);
+    verifyBitmapSize(size >> lowestBit(dirty.pgsize), dirty.size, ioctl);
+    return this.unmap(iova, size, false, dirty);
+  }
+
+  /**
+   * VFIO_IOMMU_DIRTY_PAGES (type1 only; the PAMU SDK backend has no such ioctl: ENOTTY), as
+   * vfio_iommu_type1_dirty_pages() checks it (6.1 and 6.12 are the same): a v1 container
+   * (VFIO_TYPE1_IOMMU) is EACCES before the argument is read; `argsz` below 8 or an unknown flag
+   * EINVAL; no flag or more than one EINVAL. START gives every vfio_dma a bitmap at the smallest IO
+   * page size (EINVAL, and none, when one has more than DIRTY_BITMAP_PAGES_MAX pages) and is 0 when
+   * tracking is on already; STOP drops them and is 0 when it is off. GET_BITMAP: `argsz - 8` below
+   * 32 EINVAL; then EINVAL for `iova + size` wrapping, a bitmap pointer outside user space
+   * (access_ok()), verify_bitmap_size() of `size >> __ffs(pgsize)` pages, a pgsize other than the
+   * smallest IO page size, an unaligned iova, a size of 0 or unaligned, tracking off; then
+   * vfio_iova_dirty_bitmap(). `header` and `range` read the argument (EFAULT when they cannot).
+   */
+  dirtyPages(header: () => { argsz: number; flags: number }, range: () => Type1DirtyRange): void {
+    const ioctl = 'VFIO_IOMMU_DIRTY_PAGES';
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.pamu !== undefined) throw new KernelError(ERRNO.ENOTTY, ioctl, 'the PAMU SDK backend has no dirty-page ioctl');
+    this.simulator.checkInjected(ioctl);
+    if (this.iommuType !== VFIO_EXTENSION.TYPE1v2_IOMMU) throw new KernelError(ERRNO.EACCES, ioctl, 'dirty tracking needs a type1v2 container');
+    const { argsz, flags } = header();
+    const { START, STOP, GET_BITMAP } = DIRTY_PAGES_FLAGS;
+    if (argsz < 8 || (flags & ~(START | STOP | GET_BITMAP)) !== 0) throw new KernelError(ERRNO.EINVAL, ioctl, `argsz ${argsz} below 8 or unknown flags ${hex(flags)}`);
+    if (flags === 0 || (flags & (flags - 1)) !== 0) throw new KernelError(ERRNO.EINVAL, ioctl, `exactly one of START, STOP, GET_BITMAP, not ${hex(flags)}`);
+    const granule = this.granule;
+    if (flags === START) {
+      if (this.dirtyTracking) return;
+      // vfio_dma_bitmap_alloc_all(): a dma above DIRTY_BITMAP_PAGES_MAX fails it, and frees the others.
+      for (const dma of this.paged!.all()) {
+        if (rangeSize(dma) / granule > DIRTY_BITMAP_PAGES_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, `the mapping at ${hex(dma.start)} has more than DIRTY_BITMAP_PAGES_MAX pages`);
+      }
+      this.dirtyTracking = true;
+      this.dirtyTails.clear();
+      return;
+    }
+    if (flags === STOP) {
+      this.dirtyTracking = false;
+      this.dirtyTails.clear();
+      return;
+    }
+    if (argsz - 8 < 32) throw new KernelError(ERRNO.EINVAL, ioctl, `argsz ${argsz} leaves no room for struct vfio_iommu_type1_dirty_bitmap_get`);
+    const request = range();
+    const { iova, size, pgsize, bitmapSize, data } = request;
+    if (iova + size > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'iova + size wraps');
+    if (!accessOk(this.simulator, data, bitmapSize)) throw new KernelError(ERRNO.EINVAL, ioctl, `bitmap ${hex(data)}+${hex(bitmapSize)} is not in user space`);
+    verifyBitmapSize(size >> lowestBit(pgsize), bitmapSize, ioctl);
+    if (pgsize !== granule) throw new KernelError(ERRNO.EINVAL, ioctl, `dirty bitmaps use ${hex(granule)}-byte pages only, not ${hex(pgsize)}`);
+    if (iova % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} is not aligned to ${hex(granule)}`);
+    if (size === 0n || size % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `size ${hex(size)} is not a non-zero multiple of ${hex(granule)}`);
+    if (!this.dirtyTracking) throw new KernelError(ERRNO.EINVAL, ioctl, 'dirty tracking is not on (VFIO_IOMMU_DIRTY_PAGES START)');
+    // vfio_iova_dirty_bitmap(): the range must not bisect a vfio_dma at either end; gaps are fine.
+    const domain = this.paged!;
+    const last = iova + size - 1n;
+    const first = domain.find(iova);
+    if (first !== undefined && first.start !== iova) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)} is inside the mapping at ${hex(first.start)}`);
+    const final = domain.find(last);
+    if (final !== undefined && final.last !== last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(last)} is inside the mapping ending at ${hex(final.last)}`);
+    const affected = domain.overlapping(iova, last);
+    if (affected.length === 0) return;
+    const bitmap = request.bitmap();
+    for (const dma of affected) {
+      const tail = this.writeDirtyBits(bitmap, dma, iova);
+      if (tail === 0n) this.dirtyTails.delete(dma.start);
+      else this.dirtyTails.set(dma.start, tail);
+    }
+  }
+
+  /**
+   * update_user_bitmap() for one vfio_dma at `base`: every page dirty when a group that pins no
+   * pages is in the container (`num_non_pinned_groups`: every vfio-pci group; the simulator has no
+   * mdev) and the dma is mapped into an IOMMU domain (`iommu_mapped`: always here, as a container
+   * holds mappings only while a group gives it a domain). Returns dma->bitmap's new tail.
+   */
+  private writeDirtyBits(bitmap: UserBitmap, dma: PagedMapping, base: bigint): bigint {
+    const pgshift = lowestBit(this.granule);
+    const nbits = Number(rangeSize(dma) >> pgshift);
+    const bitOffset = Number((dma.start - base) >> pgshift);
+    return updateUserBitmap(bitmap, nbits, bitOffset, this.groups.size > 0, this.dirtyTails.get(dma.start) ?? 0n);
   }
 
   /** Closing the container: every mapping dropped, every group released. */
@@ -443,9 +627,13 @@ export class SimVfioContainer {
     for (const device of group.devices) device.domain = this.paged;
   }
 
-  private removeMappings(mappings: PagedMapping[]): bigint {
+  private removeMappings(mappings: PagedMapping[], dirty?: { base: bigint; bitmap: UserBitmap }): bigint {
     let bytes = 0n;
     for (const mapping of mappings) {
+      // update_user_bitmap() before the dma goes; an EFAULT stops the unmap there, the mappings
+      // before it gone (vfio_dma_do_unmap()).
+      if (dirty !== undefined) this.writeDirtyBits(dirty.bitmap, mapping, dirty.base);
+      if (this.dirtyTails.size !== 0) this.dirtyTails.delete(mapping.start);
       this.paged!.remove(mapping);
       const size = rangeSize(mapping);
       this.simulator.unpin(size);
@@ -460,6 +648,9 @@ export class SimVfioContainer {
 
   private reset(): void {
     if (this.paged !== undefined) this.removeAll();
+    // The container's vfio_iommu is released with its last group: tracking goes with it.
+    this.dirtyTracking = false;
+    this.dirtyTails.clear();
     this.pamu?.release();
     this.paged = undefined;
     this.pamu = undefined;
