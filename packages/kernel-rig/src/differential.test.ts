@@ -184,6 +184,14 @@ if (lane === undefined) {
       const answers: Record<string, number> = {};
       const disagreements = new Map<string, { report: string; seeds: number[] }>();
       const head = (answer: string) => answer.split(' | ')[0]!.split(' ')[0]!;
+      /** The first step whose answers differ, and the disagreement's signature: the step's kind, both answers' first words, and which bytes differ when those agree. */
+      const firstDisagreement = (ops: readonly DirtyOperation[], kernel: readonly string[], sim: readonly string[]): { first: number; signature: string } | undefined => {
+        const first = kernel.findIndex((answer, index) => answer !== sim[index]);
+        if (first < 0) return undefined;
+        const [kernelHead, simHead] = [head(kernel[first]!), head(sim[first] ?? 'missing')];
+        const part = kernelHead !== simHead ? '' : kernel[first]!.split(' | ')[1] !== sim[first]!.split(' | ')[1] ? ' (struct bytes differ)' : ' (buffer bytes differ)';
+        return { first, signature: `${ops[first]!.kind}: kernel ${kernelHead}, simulator ${simHead}${part}` };
+      };
       try {
         for (let seed = 1; seed <= DIRTY_SEQUENCES; seed++) {
           const ops = dirtySequence(seed, kernelInterface);
@@ -193,22 +201,29 @@ if (lane === undefined) {
             const key = `${ops[index]!.kind} ${head(answer)}`;
             answers[key] = (answers[key] ?? 0) + 1;
           });
-          if (JSON.stringify(expected) === JSON.stringify(actual)) continue;
-          const first = expected.findIndex((answer, index) => answer !== actual[index]);
-          const [kernelHead, simHead] = [head(expected[first]!), head(actual[first] ?? 'missing')];
-          const part = kernelHead !== simHead ? '' : expected[first]!.split(' | ')[1] !== actual[first]!.split(' | ')[1] ? ' (struct bytes differ)' : ' (buffer bytes differ)';
-          const signature = `${ops[first]!.kind}: kernel ${kernelHead}, simulator ${simHead}${part}`;
-          const known = disagreements.get(signature);
-          if (known !== undefined) {
-            known.seeds.push(seed);
-            continue;
+          // A disagreement already known hides the rest of its sequence: drop the step that showed it
+          // and compare again (a few times), so that every distinct disagreement is found.
+          let [kernelAnswers, simAnswers, remaining] = [expected, actual, ops];
+          let fresh: { signature: string; ops: DirtyOperation[] } | undefined;
+          for (let attempt = 0; attempt < 6 && fresh === undefined && JSON.stringify(kernelAnswers) !== JSON.stringify(simAnswers); attempt++) {
+            const { first, signature } = firstDisagreement(remaining, kernelAnswers, simAnswers)!;
+            const known = disagreements.get(signature);
+            if (known === undefined) {
+              fresh = { signature, ops: remaining };
+              break;
+            }
+            if (!known.seeds.includes(seed)) known.seeds.push(seed);
+            remaining = remaining.filter((_, position) => position !== first);
+            [kernelAnswers, simAnswers] = [await real.run(remaining), await simulated.run(remaining)];
           }
-          let shrunk = ops;
+          if (fresh === undefined) continue;
+          const signature = fresh.signature;
+          let shrunk = fresh.ops;
           for (let before = Infinity; shrunk.length < before; ) {
             before = shrunk.length;
             for (let index = shrunk.length - 1; index >= 0; index--) {
               const candidate = shrunk.filter((_, position) => position !== index);
-              if (JSON.stringify(await real.run(candidate)) !== JSON.stringify(await simulated.run(candidate))) shrunk = candidate;
+              if (firstDisagreement(candidate, await real.run(candidate), await simulated.run(candidate))?.signature === signature) shrunk = candidate;
             }
           }
           const realResults = await real.run(shrunk);
