@@ -38,6 +38,8 @@ const preset = z.object({
   devices: z.array(device),
   vfioAtStart: z.array(z.string()),
   interruptRemapping: z.boolean(),
+  hardwareDirty: z.boolean().optional(),
+  vtdRegisters: z.object({ cap: u64, ecap: u64 }).optional(),
 });
 
 const platformNames = Object.keys(PLATFORMS);
@@ -59,6 +61,7 @@ const simulatorFields = {
   allowUnsafeInterrupts: z.boolean().optional(),
   pamuType: z.union([z.literal(2), z.literal(7)]).optional(),
   vfio: z.array(z.string().min(1)).optional(),
+  hardwareDirty: z.boolean().optional(),
 };
 
 /** The options of createSimulator(). */

@@ -85,6 +85,25 @@ export interface PlatformPreset {
    * count depends on its depth (docs/kernel-rules.md#sysfs-device-links).
    */
   readonly pciDevicesDirectory: string;
+  /**
+   * The IOMMU keeps dirty bits iommufd can use: VT-d second-stage access/dirty bits (ECAP.SLADS,
+   * with scalable mode), SMMUv3 hardware dirty-state update (IDR0.HTTU = access and dirty, with a
+   * coherent walk). With it the 6.12 kernel reports IOMMU_HW_CAP_DIRTY_TRACKING and allocates
+   * HWPTs with IOMMU_HWPT_ALLOC_DIRTY_TRACKING; without it both refuse (EOPNOTSUPP). Default false;
+   * false on every preset: QEMU's intel-iommu and smmuv3 emulate neither
+   * (docs/kernel-rules.md#dirty-page-tracking). The simulator option `hardwareDirty` overrides it.
+   */
+  readonly hardwareDirty?: boolean;
+  /**
+   * VT-d: the capability and extended capability registers (`/sys/class/iommu/dmarN/intel-iommu/cap`,
+   * `ecap`), which IOMMU_GET_HW_INFO returns in `struct iommu_hw_info_vtd`. Default 0 and 0.
+   */
+  readonly vtdRegisters?: {
+    /** CAP_REG. */
+    readonly cap: bigint;
+    /** ECAP_REG. */
+    readonly ecap: bigint;
+  };
 }
 
 const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
@@ -169,6 +188,10 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     interruptRemapping: true,
     // q35's host bridge: /sys/devices/pci0000:00 (read on the rig's x86 guest).
     pciDevicesDirectory: '/sys/devices/pci0000:00',
+    // QEMU's intel-iommu: ECAP.SLADS (bit 45) is 0, so no dirty tracking.
+    hardwareDirty: false,
+    // As the 6.12 iommufd lane's guest (scalable mode) read them (packages/kernel-rig/scripts/probe-dirty.mjs).
+    vtdRegisters: { cap: 0x00d2_008c_2226_0286n, ecap: 0x0000_4800_80f0_0f4an },
   },
   'arm-smmuv3': {
     name: 'arm-smmuv3',
@@ -197,6 +220,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     interruptRemapping: true,
     // virt's generic ECAM host bridge is a platform device: /sys/devices/platform/4010000000.pcie.
     pciDevicesDirectory: '/sys/devices/platform/4010000000.pcie/pci0000:00',
+    // QEMU's smmuv3 implements no HTTU: no dirty-state update, so no dirty tracking.
+    hardwareDirty: false,
   },
   p4080: {
     name: 'p4080',
@@ -217,5 +242,7 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     interruptRemapping: true,
     // The P4080's PCIe controllers are platform devices too (fsl_pci); not read on a board here.
     pciDevicesDirectory: '/sys/devices/platform/ffe200000.pcie/pci0000:01',
+    // The PAMU grants windows; it keeps no dirty state.
+    hardwareDirty: false,
   },
 };

@@ -19,6 +19,12 @@ export interface SimulatorOptions {
   readonly pamuType?: 2 | 7;
   /** Devices to bind to vfio-pci at start (default: the preset's test device). */
   readonly vfio?: readonly string[];
+  /**
+   * Model an IOMMU with hardware dirty bits (VT-d SSADS, SMMUv3 HTTU), which QEMU's emulated ones
+   * lack: iommufd then reports IOMMU_HW_CAP_DIRTY_TRACKING and tracks dirty pages precisely.
+   * Default: the preset's `hardwareDirty` (false on every preset). Paged platforms only.
+   */
+  readonly hardwareDirty?: boolean;
 }
 
 /** An IOMMU fault, as the kernel logs a DMAR fault or an SMMU event 0x10. */
@@ -347,6 +353,8 @@ export class Simulator {
   readonly allowUnsafeInterrupts: boolean;
   /** The PAMU type number the simulated SDK kernel answers to. */
   readonly pamuType: 2 | 7;
+  /** The IOMMU has hardware dirty bits iommufd can use (option `hardwareDirty`, else the preset's). */
+  readonly hardwareDirty: boolean;
   /**
    * Bytes pinned: `lockedLarge + lockedSmall`. The map/unmap hot paths count in the number, which
    * stays exact (below 2^52 in magnitude); {@link pin} and {@link unpin} count in the bigint.
@@ -368,6 +376,13 @@ export class Simulator {
     this.memlockLimit = options.memlockLimit;
     this.allowUnsafeInterrupts = options.allowUnsafeInterrupts ?? false;
     this.pamuType = options.pamuType ?? 7;
+    this.hardwareDirty = options.hardwareDirty ?? this.platform.hardwareDirty ?? false;
+    if (this.hardwareDirty && this.platform.model === 'windowed') {
+      const option = options.hardwareDirty === undefined ? 'platform.hardwareDirty' : 'hardwareDirty';
+      throw new IoasError('invalid-argument', `createSimulator(): invalid options: ${option}: the PAMU grants windows and keeps no dirty bits; hardware dirty tracking is for paged IOMMUs (VT-d, SMMUv3)`, {
+        operation: 'createSimulator()',
+      });
+    }
     for (const spec of this.platform.devices) {
       const device = new SimDevice(this, spec);
       this.deviceMap.set(device.address, device);
