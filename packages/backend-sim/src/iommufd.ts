@@ -1,7 +1,9 @@
 import { alignUp, ERRNO, hex, type IovaRange, normalizeRanges, rangeSize, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
+import { DirtyPages } from './dirty-pages.js';
 import { KernelError } from './kernel-error.js';
 import { PagedDomain, type Translation, type DmaDomain } from './paged-domain.js';
 import type { SimDevice, Simulator } from './simulator.js';
+import type { UserBitmap } from './user-bitmap.js';
 
 const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
@@ -15,6 +17,36 @@ export const IOAS_MAP_FLAGS = {
   /** The device may read. */
   READABLE: 0x4,
 } as const;
+
+/** IOMMU_HWPT_ALLOC flags (enum iommufd_hwpt_alloc_flags, 6.12). */
+export const HWPT_ALLOC_FLAGS = {
+  /** The HWPT may be a nesting parent. */
+  NEST_PARENT: 0x1,
+  /** The domain tracks dirty pages (dirty_ops). */
+  DIRTY_TRACKING: 0x2,
+  /** `fault_id` names a fault queue. */
+  FAULT_ID_VALID: 0x4,
+} as const;
+
+/** IOMMU_HWPT_SET_DIRTY_TRACKING's IOMMU_HWPT_DIRTY_TRACKING_ENABLE. */
+export const HWPT_DIRTY_TRACKING_ENABLE = 0x1;
+/** IOMMU_HWPT_GET_DIRTY_BITMAP's IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR. */
+export const HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 0x1;
+/** IOMMU_GET_HW_INFO's IOMMU_HW_CAP_DIRTY_TRACKING in `out_capabilities`. */
+export const HW_CAP_DIRTY_TRACKING = 0x1n;
+
+/** What IOMMU_GET_HW_INFO answers for a device. */
+export interface SimHwInfo {
+  /** `out_data_type`: IOMMU_HW_INFO_TYPE_NONE (0, SMMUv3 in 6.12) or IOMMU_HW_INFO_TYPE_INTEL_VTD (1). */
+  readonly type: number;
+  /** VT-d: `struct iommu_hw_info_vtd` { flags, __reserved, cap_reg, ecap_reg }. */
+  readonly vtd?: { readonly flags: number; readonly cap: bigint; readonly ecap: bigint };
+  /** `out_capabilities`. */
+  readonly capabilities: bigint;
+}
+
+/** ECAP.SLADS: second-stage access/dirty support (drivers/iommu/intel/iommu.h, ecap_slads()). */
+const ECAP_SLADS = 1n << 45n;
 
 /** Every IOAS_MAP flag the kernel knows. */
 const MAP_KNOWN = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
@@ -39,13 +71,13 @@ export class Ioas implements DmaDomain {
   /** The devices attached (changed through {@link SimIommufdContext.attach} and `detach`). */
   readonly devices = new Set<SimDevice>();
   /**
-   * The IOMMU domains attached to it (the automatic domains of its devices), each reserving what
-   * lies outside its aperture for as long as it lives (io_pagetable.c, iopt_table_add_domain()).
+   * The IOMMU domains in its io_pagetable: the automatic domains of its devices and the HWPTs
+   * allocated on it, each reserving what lies outside its aperture for as long as it lives
+   * (io_pagetable.c, iopt_table_add_domain()).
    */
-  readonly domains = new Set<{
-    /** What the domain translates. */
-    readonly aperture: IovaRange;
-  }>();
+  readonly domains = new Set<Hwpt>();
+  /** Domains among {@link domains} that keep dirty bits: an unmap drops the bits of what it unmapped. */
+  dirtyDomains = 0;
   /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
   private holes: Float64Array | undefined;
 
@@ -74,8 +106,9 @@ export class Ioas implements DmaDomain {
   ranges(): IoasRanges {
     return {
       ranges: subtractRanges([{ start: 0n, last: U64_MAX }], this.reserved()),
-      // Once a device is attached the alignment is the page size (never above PAGE_SIZE).
-      alignment: this.devices.size > 0 ? PAGE : 1n,
+      // Once a domain is in the io_pagetable the alignment is its page size (never above PAGE_SIZE):
+      // iopt_table_add_domain(), iopt_calculate_iova_alignment().
+      alignment: this.domains.size > 0 ? PAGE : 1n,
     };
   }
 
@@ -114,26 +147,68 @@ export class Ioas implements DmaDomain {
   mapSoftwareMsi(doorbell: bigint): bigint | undefined {
     return this.areas.mapSoftwareMsi(doorbell);
   }
+
+  /**
+   * An area of pages `[first, last]` is gone: its page-table entries, dirty bits included, go with
+   * it in every domain (iommufd has no unmap that reports them).
+   * @internal
+   */
+  forgetDirty(first: number, last: number): void {
+    for (const domain of this.domains) domain.dirty?.clear(first, last);
+  }
 }
 
 /**
- * An automatic paging domain (an `IOMMUFD_OBJ_HWPT_PAGING` with `auto_domain` set): what attaching a
- * device to an IOAS creates, or reuses when the IOAS already has one, and destroys when its last
- * device leaves (6.12 drivers/iommu/iommufd/device.c, iommufd_device_auto_get_domain();
- * iommufd_private.h, iommufd_hw_pagetable_put(); docs/kernel-rules.md#attaching-and-detaching-a-device).
+ * A paging HWPT (`IOMMUFD_OBJ_HWPT_PAGING`): an IOMMU domain over an IOAS. Either automatic
+ * (`auto_domain`): what attaching a device to an IOAS creates, or reuses when the IOAS already has
+ * one, and destroys when its last device leaves (6.12 drivers/iommu/iommufd/device.c,
+ * iommufd_device_auto_get_domain(); iommufd_private.h, iommufd_hw_pagetable_put();
+ * docs/kernel-rules.md#attaching-and-detaching-a-device); or allocated by IOMMU_HWPT_ALLOC, which
+ * lives until IOMMU_DESTROY, attached or not, and which automatic selection never picks.
+ *
+ * Devices attached to it translate through it. One allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+ * has dirty_ops and keeps a dirty bit per IO page ({@link dirty}), set by device writes: on VT-d
+ * only while tracking is enabled (second-stage A/D with SSADE in the PASID entry,
+ * intel_iommu_set_dirty_tracking()); on SMMUv3 always (HTTU with DBM on every writable entry; its
+ * set_dirty_tracking() does nothing, arm-smmu-v3.c).
  */
-class AutoDomain {
+export class Hwpt implements DmaDomain {
   readonly devices = new Set<SimDevice>();
+  /** The dirty bits (dirty_ops), when allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING. */
+  readonly dirty: DirtyPages | undefined;
+  /** IOMMU_HWPT_SET_DIRTY_TRACKING's last state (VT-d: dmar_domain->dirty_tracking). */
+  tracking = false;
   constructor(
     readonly id: number,
     readonly ioas: Ioas,
     /** What the domain translates: the aperture of the IOMMU of the device it was made for. */
     readonly aperture: IovaRange,
-  ) {}
+    /** An automatic domain. */
+    readonly auto: boolean,
+    dirtyTracking: boolean,
+    /** The hardware sets dirty bits whether tracking is enabled or not (SMMUv3 HTTU). */
+    private readonly recordsAlways: boolean,
+  ) {
+    this.dirty = dirtyTracking ? new DirtyPages() : undefined;
+  }
 
   /** The IOMMU driver attaches a device to it only when it sits behind the same IOMMU (docs/kernel-rules.md#one-domain-per-iommu-instance). */
   takes(device: SimDevice): boolean {
     return device.aperture.start === this.aperture.start && device.aperture.last === this.aperture.last;
+  }
+
+  translate(iova: bigint, write: boolean): Translation {
+    return this.ioas.translate(iova, write);
+  }
+
+  mapSoftwareMsi(doorbell: bigint): bigint | undefined {
+    return this.ioas.mapSoftwareMsi(doorbell);
+  }
+
+  recordWrite(iova: bigint, length: number): void {
+    const dirty = this.dirty;
+    if (dirty === undefined || !(this.recordsAlways || this.tracking)) return;
+    dirty.set(Number(iova / PAGE), Number((iova + BigInt(length) - 1n) / PAGE));
   }
 }
 
@@ -145,10 +220,18 @@ function outsideAperture(aperture: IovaRange): IovaRange[] {
   return outside;
 }
 
+/** __ffs(): the lowest set bit (64 for 0). */
+function lowestBit(value: bigint): bigint {
+  if (value === 0n) return 64n;
+  let bit = 0n;
+  while (((value >> bit) & 1n) === 0n) bit++;
+  return bit;
+}
+
 /** A device bound to the context: where it is attached, if anywhere. */
 interface Binding {
   readonly device: SimDevice;
-  domain: AutoDomain | undefined;
+  domain: Hwpt | undefined;
 }
 
 /**
@@ -156,7 +239,7 @@ interface Binding {
  * automatic domains) by id. The SDK's handle on one is `@ioas/vfio`'s `IommufdContext`.
  */
 export class SimIommufdContext {
-  private readonly objects = new Map<number, Ioas | Binding | AutoDomain>();
+  private readonly objects = new Map<number, Ioas | Binding | Hwpt>();
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -196,14 +279,22 @@ export class SimIommufdContext {
     this.simulator.checkInjected(ioctl);
     const object = this.objects.get(id);
     if (object === undefined) throw new KernelError(ERRNO.ENOENT, ioctl, `no object ${id}`);
+    // An object another holds a reference on is EBUSY (iommufd_object_remove(): the users
+    // refcount): an IOAS with a device or a HWPT on it, a HWPT with a device attached (an automatic
+    // domain always has one), a bound device (destroyed by closing its fd).
     if (object instanceof Ioas) {
       if (object.devices.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `IOAS ${id} has attached devices`);
+      if (object.domains.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `IOAS ${id} has a HWPT allocated on it`);
       this.unmapAll(object);
+      this.objects.delete(id);
+      return;
     }
-    // A bound device is destroyed by closing its fd; a domain lives while devices use it (the
-    // users refcount: iommufd_object_remove() answers EBUSY).
-    if (!(object instanceof Ioas)) throw new KernelError(ERRNO.EBUSY, ioctl, `object ${id} is in use`);
-    this.objects.delete(id);
+    if (object instanceof Hwpt) {
+      if (object.devices.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `HWPT ${id} has a device attached`);
+      this.removeHwpt(object);
+      return;
+    }
+    throw new KernelError(ERRNO.EBUSY, ioctl, `object ${id} is in use`);
   }
 
   /** The IOAS with this id, or ENOENT naming `ioctl`. */
@@ -308,6 +399,7 @@ export class SimIommufdContext {
     const ioas = this.objects.get(id);
     if (!(ioas instanceof Ioas) || !ioas.areas.removePages(iova / PAGE_BYTES, (iova + length) / PAGE_BYTES - 1)) return -1;
     this.simulator.unpinNumber(length);
+    if (ioas.dirtyDomains !== 0) ioas.forgetDirty(iova / PAGE_BYTES, (iova + length) / PAGE_BYTES - 1);
     return length;
   }
 
@@ -329,6 +421,7 @@ export class SimIommufdContext {
     let bytes = 0n;
     for (const area of affected) {
       ioas.areas.remove(area);
+      if (ioas.dirtyDomains !== 0) ioas.forgetDirty(Number(area.start / PAGE), Number(area.last / PAGE));
       const size = rangeSize(area);
       this.simulator.unpin(size);
       bytes += size;
@@ -378,7 +471,7 @@ export class SimIommufdContext {
    */
   unbind(deviceId: number): void {
     const binding = this.objects.get(deviceId);
-    if (binding === undefined || binding instanceof Ioas || binding instanceof AutoDomain) return;
+    if (binding === undefined || binding instanceof Ioas || binding instanceof Hwpt) return;
     this.release(binding);
     this.objects.delete(deviceId);
     if (binding.device.boundTo === this) binding.device.boundTo = undefined;
@@ -401,12 +494,13 @@ export class SimIommufdContext {
     const binding = this.binding(deviceId, ioctl);
     const target = this.objects.get(ptId);
     if (target === undefined) throw new KernelError(ERRNO.ENOENT, ioctl, `no object ${ptId}`);
-    if (!(target instanceof Ioas) && !(target instanceof AutoDomain)) throw new KernelError(ERRNO.EINVAL, ioctl, `object ${ptId} is a device, not an IOAS or a page table`);
+    if (!(target instanceof Ioas) && !(target instanceof Hwpt)) throw new KernelError(ERRNO.EINVAL, ioctl, `object ${ptId} is a device, not an IOAS or a page table`);
     const device = binding.device;
     const ioas = target instanceof Ioas ? target : target.ioas;
     // iommufd_device_auto_get_domain(): the IOAS's automatic domains in turn; one of another IOMMU
     // answers EINVAL and is skipped.
-    let domain = target instanceof AutoDomain ? target : [...this.objects.values()].find((object): object is AutoDomain => object instanceof AutoDomain && object.ioas === ioas && object.takes(device));
+    // Automatic selection never picks a HWPT allocated by IOMMU_HWPT_ALLOC.
+    let domain = target instanceof Hwpt ? target : [...this.objects.values()].find((object): object is Hwpt => object instanceof Hwpt && object.auto && object.ioas === ioas && object.takes(device));
     if (domain !== undefined && domain === binding.domain) return domain.id;
     this.enforceReserved(ioas, device.reserved.filter((region) => region.kind !== 'direct-relaxable'), ioctl, `${device.address}'s reserved region`);
     if (domain !== undefined && !domain.takes(device)) {
@@ -423,7 +517,7 @@ export class SimIommufdContext {
         }
       }
       this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
-      domain = new AutoDomain(this.freeId(), ioas, device.aperture);
+      domain = new Hwpt(this.freeId(), ioas, device.aperture, true, false, false);
       this.objects.set(domain.id, domain);
       ioas.domains.add(domain);
     }
@@ -432,7 +526,7 @@ export class SimIommufdContext {
     domain.devices.add(device);
     ioas.devices.add(device);
     ioas.devicesChanged();
-    device.domain = ioas;
+    device.domain = domain;
     return domain.id;
   }
 
@@ -461,18 +555,181 @@ export class SimIommufdContext {
     if (domain === undefined) return;
     domain.devices.delete(binding.device);
     domain.ioas.devices.delete(binding.device);
-    if (domain.devices.size === 0) {
-      this.objects.delete(domain.id);
-      domain.ioas.domains.delete(domain);
-    }
+    // An automatic domain goes with its last device; an allocated HWPT stays until IOMMU_DESTROY.
+    if (domain.auto && domain.devices.size === 0) this.removeHwpt(domain);
     domain.ioas.devicesChanged();
     binding.domain = undefined;
     binding.device.domain = undefined;
   }
 
+  /** Takes a HWPT out of the context and its IOAS's io_pagetable (iopt_table_remove_domain()). */
+  private removeHwpt(hwpt: Hwpt): void {
+    this.objects.delete(hwpt.id);
+    if (hwpt.ioas.domains.delete(hwpt) && hwpt.dirty !== undefined) hwpt.ioas.dirtyDomains--;
+    hwpt.ioas.devicesChanged();
+  }
+
+  /** The paging HWPT `id`, or ENOENT (iommufd_get_hwpt_paging()). */
+  hwpt(id: number, ioctl: string): Hwpt {
+    const object = this.objects.get(id);
+    if (!(object instanceof Hwpt)) throw new KernelError(ERRNO.ENOENT, ioctl, `no HWPT ${id}`);
+    return object;
+  }
+
+  /** The HWPT a bound device is attached to, if any. */
+  attachedTo(deviceId: number): Hwpt | undefined {
+    const object = this.objects.get(deviceId);
+    return object === undefined || object instanceof Ioas || object instanceof Hwpt ? undefined : object.domain;
+  }
+
+  /** `device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING)`: VT-d ssads_supported(), SMMUv3 arm_smmu_dbm_capable(). */
+  private dirtyCapable(): boolean {
+    return this.simulator.hardwareDirty;
+  }
+
+  /**
+   * IOMMU_GET_HW_INFO (6.12 drivers/iommu/iommufd/device.c, iommufd_get_hw_info()): `flags` or a
+   * `__reserved` byte not 0 EOPNOTSUPP, an unknown device ENOENT. VT-d answers
+   * IOMMU_HW_INFO_TYPE_INTEL_VTD with `struct iommu_hw_info_vtd` (flags
+   * IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 always, CAP_REG, ECAP_REG: intel_iommu_hw_info()); the
+   * 6.12 SMMUv3 driver has no hw_info: IOMMU_HW_INFO_TYPE_NONE, no data. `out_capabilities` has
+   * IOMMU_HW_CAP_DIRTY_TRACKING exactly when the IOMMU can track dirty pages.
+   */
+  hwInfo(deviceId: number, flags: number, reservedBytes: number): SimHwInfo {
+    const ioctl = 'IOMMU_GET_HW_INFO';
+    this.simulator.checkInjected(ioctl);
+    if (flags !== 0 || reservedBytes !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'flags and __reserved must be 0');
+    this.binding(deviceId, ioctl);
+    const capabilities = this.dirtyCapable() ? HW_CAP_DIRTY_TRACKING : 0n;
+    const platform = this.simulator.platform;
+    if (platform.name !== 'x86-vtd') return { type: 0, capabilities };
+    const registers = platform.vtdRegisters ?? { cap: 0n, ecap: 0n };
+    // hardwareDirty models a VT-d with second-stage A/D: ECAP.SLADS set.
+    const ecap = this.simulator.hardwareDirty ? registers.ecap | ECAP_SLADS : registers.ecap;
+    return { type: 1, vtd: { flags: 1, cap: registers.cap, ecap }, capabilities };
+  }
+
+  /**
+   * IOMMU_HWPT_ALLOC (6.12 hw_pagetable.c, iommufd_hwpt_alloc(), iommufd_hwpt_paging_alloc(), and
+   * the drivers' domain_alloc_user()), in order: `__reserved` not 0 EOPNOTSUPP; `data_type` NONE
+   * with a `data_len`, or another type without one, EINVAL; an unknown device ENOENT; an unknown
+   * `pt_id` EINVAL. On an IOAS: a flag other than NEST_PARENT or DIRTY_TRACKING EOPNOTSUPP
+   * (FAULT_ID_VALID included), DIRTY_TRACKING on an IOMMU without dirty bits EOPNOTSUPP, then the
+   * driver: NEST_PARENT EOPNOTSUPP (VT-d without ECAP.NEST, as QEMU's; the 6.12 SMMUv3 driver takes
+   * DIRTY_TRACKING only), driver data EOPNOTSUPP, DIRTY_TRACKING on a stage-2-only SMMUv3
+   * EOPNOTSUPP; then the domain joins the io_pagetable as a first automatic domain does (every
+   * area page-aligned, nothing outside its aperture: EADDRINUSE). On a paging HWPT (a nested
+   * domain): a flag other than FAULT_ID_VALID, or no data, EOPNOTSUPP, else EINVAL (no HWPT here
+   * is a nesting parent). Anything else EINVAL. Returns `out_hwpt_id`.
+   */
+  allocateHwpt(deviceId: number, ptId: number, flags: number, dataType: number, dataLength: number, reserved: number): number {
+    const ioctl = 'IOMMU_HWPT_ALLOC';
+    this.simulator.checkInjected(ioctl);
+    if (reserved !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, '__reserved must be 0');
+    if ((dataType === 0) !== (dataLength === 0)) throw new KernelError(ERRNO.EINVAL, ioctl, `data_type ${dataType} with data_len ${dataLength}`);
+    const device = this.binding(deviceId, ioctl).device;
+    const target = this.objects.get(ptId);
+    if (target === undefined) throw new KernelError(ERRNO.EINVAL, ioctl, `no object ${ptId}`);
+    const { NEST_PARENT, DIRTY_TRACKING, FAULT_ID_VALID } = HWPT_ALLOC_FLAGS;
+    if (target instanceof Hwpt) {
+      if ((flags & ~FAULT_ID_VALID) !== 0 || dataLength === 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'a nested HWPT takes driver data and FAULT_ID_VALID only');
+      throw new KernelError(ERRNO.EINVAL, ioctl, `HWPT ${ptId} is not a nesting parent`);
+    }
+    if (!(target instanceof Ioas)) throw new KernelError(ERRNO.EINVAL, ioctl, `object ${ptId} is neither an IOAS nor a HWPT`);
+    if ((flags & ~(NEST_PARENT | DIRTY_TRACKING)) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `flags ${hex(flags)} are not for a paging HWPT`);
+    const dirty = (flags & DIRTY_TRACKING) !== 0;
+    if (dirty && !this.dirtyCapable()) {
+      throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `${device.address}'s IOMMU has no hardware dirty tracking (IOMMU_CAP_DIRTY_TRACKING)`);
+    }
+    if ((flags & NEST_PARENT) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, "the IOMMU driver cannot make a nesting parent");
+    if (dataLength !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'the IOMMU driver takes no data for a paging domain');
+    const platform = this.simulator.platform;
+    const stage2Only = platform.name === 'arm-smmuv3' && !(device.aperture.start === platform.aperture.start && device.aperture.last === platform.aperture.last);
+    if (dirty && stage2Only) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `${device.address}'s SMMUv3 translates stage 2 only, which tracks no dirty state (arm_smmu_domain_finalise())`);
+    const ioas = target;
+    if (ioas.domains.size === 0) {
+      const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
+      if (unaligned !== undefined) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} is not page-aligned, as a domain needs`);
+    }
+    this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
+    const hwpt = new Hwpt(this.freeId(), ioas, device.aperture, false, dirty, platform.name === 'arm-smmuv3');
+    this.objects.set(hwpt.id, hwpt);
+    ioas.domains.add(hwpt);
+    if (dirty) ioas.dirtyDomains++;
+    ioas.devicesChanged();
+    return hwpt.id;
+  }
+
+  /**
+   * IOMMU_HWPT_SET_DIRTY_TRACKING (6.12 hw_pagetable.c, iommufd_hwpt_set_dirty_tracking();
+   * io_pagetable.c, iopt_set_dirty_tracking()): a flag other than ENABLE EOPNOTSUPP; not a paging
+   * HWPT ENOENT; a HWPT without dirty_ops EOPNOTSUPP. Enabling first clears every dirty bit
+   * (iopt_clear_dirty_data(): a clean snapshot), even when tracking is on already.
+   */
+  setDirtyTracking(hwptId: number, flags: number): void {
+    const ioctl = 'IOMMU_HWPT_SET_DIRTY_TRACKING';
+    this.simulator.checkInjected(ioctl);
+    if ((flags & ~HWPT_DIRTY_TRACKING_ENABLE) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
+    const hwpt = this.hwpt(hwptId, ioctl);
+    if (hwpt.dirty === undefined) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `HWPT ${hwptId} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
+    const enable = (flags & HWPT_DIRTY_TRACKING_ENABLE) !== 0;
+    if (enable) hwpt.dirty.clearAll();
+    hwpt.tracking = enable;
+  }
+
+  /**
+   * IOMMU_HWPT_GET_DIRTY_BITMAP (6.12 hw_pagetable.c, iommufd_hwpt_get_dirty_bitmap();
+   * io_pagetable.c, iommufd_check_iova_range(), iopt_read_and_clear_dirty_data(),
+   * iommu_read_and_clear_dirty()), in order: a flag other than NO_CLEAR or `__reserved` not 0
+   * EOPNOTSUPP; not a paging HWPT ENOENT; `length` 0 EINVAL; `iova + length - 1` wrapping
+   * EOVERFLOW; iova or end not aligned to the io_pagetable's alignment (its domains' page) EINVAL;
+   * `page_size` 0 EINVAL; iova or end not aligned to `page_size` EINVAL; no dirty_ops EOPNOTSUPP;
+   * the bitmap's words not in the process's memory EFAULT; the range not wholly covered by
+   * contiguous areas EINVAL (gaps are refused, a range may start or end inside an area); VT-d with
+   * tracking disabled EINVAL (intel_iommu_read_and_clear_dirty()). Then each dirty IO page of the
+   * range sets its bits, ORed into the bitmap (bits already set stay; nothing is cleared in it):
+   * bit `(page - iova) >> __ffs(page_size)` up to its last byte's, so a bit at a large page size
+   * stands for any dirty IO page inside it, and several bits for one page at a size below 4 KiB.
+   * Without NO_CLEAR the dirty bits read are cleared.
+   */
+  dirtyBitmap(hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint, bitmap: () => UserBitmap): void {
+    const ioctl = 'IOMMU_HWPT_GET_DIRTY_BITMAP';
+    this.simulator.checkInjected(ioctl);
+    if ((flags & ~HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0 || reserved !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)} or __reserved not 0`);
+    const hwpt = this.hwpt(hwptId, ioctl);
+    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
+    const last = iova + length - 1n;
+    if (last > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova + length - 1 wraps');
+    const end = (last + 1n) & U64_MAX;
+    const alignment = hwpt.ioas.ranges().alignment;
+    if ((iova & (alignment - 1n)) !== 0n || (end & (alignment - 1n)) !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} or length ${hex(length)} not aligned to ${hex(alignment)}`);
+    if (pageSize === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'page_size is 0');
+    if ((iova & (pageSize - 1n)) !== 0n || (end & (pageSize - 1n)) !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} or length ${hex(length)} not aligned to page_size ${hex(pageSize)}`);
+    const dirty = hwpt.dirty;
+    if (dirty === undefined) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `HWPT ${hwptId} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
+    const pgshift = lowestBit(pageSize);
+    const user = bitmap();
+    // iova_bitmap_alloc()/iova_bitmap_get(): the words the range needs, pinned for writing.
+    user.require(0, Number(((length - 1n) >> pgshift) / 64n) + 1);
+    // __iommu_read_and_clear_dirty(): contiguous areas over the whole range.
+    let cursor = iova;
+    for (const area of hwpt.ioas.areas.overlapping(iova, last)) {
+      if (area.start > cursor) break;
+      cursor = area.last + 1n;
+    }
+    if (cursor <= last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(cursor)} in ${hex(iova)}-${hex(last)} is not mapped: the range must be covered by areas`);
+    if (this.simulator.platform.name === 'x86-vtd' && !hwpt.tracking) throw new KernelError(ERRNO.EINVAL, ioctl, 'dirty tracking is disabled on this VT-d domain');
+    const firstPage = Number(iova / PAGE);
+    const lastPage = Number(last / PAGE);
+    dirty.forEachRun(firstPage, lastPage, (from, to) => {
+      user.setBits(Number((BigInt(from) * PAGE - iova) >> pgshift), Number((BigInt(to + 1) * PAGE - 1n - iova) >> pgshift));
+    });
+    if ((flags & HWPT_GET_DIRTY_BITMAP_NO_CLEAR) === 0) dirty.clear(firstPage, lastPage);
+  }
+
   /** Closing `/dev/iommu`: every device unbound, every IOAS destroyed. */
   close(): void {
-    for (const [id, object] of this.objects) if (!(object instanceof Ioas) && !(object instanceof AutoDomain)) this.unbind(id);
+    for (const [id, object] of this.objects) if (!(object instanceof Ioas) && !(object instanceof Hwpt)) this.unbind(id);
     for (const object of this.objects.values()) if (object instanceof Ioas) this.unmapAll(object);
     this.objects.clear();
     this.simulator.kernelObjects.delete(this);
@@ -480,7 +737,7 @@ export class SimIommufdContext {
 
   private binding(deviceId: number, ioctl: string): Binding {
     const object = this.objects.get(deviceId);
-    if (object === undefined || object instanceof Ioas || object instanceof AutoDomain) throw new KernelError(ERRNO.ENOENT, ioctl, `no bound device ${deviceId}`);
+    if (object === undefined || object instanceof Ioas || object instanceof Hwpt) throw new KernelError(ERRNO.ENOENT, ioctl, `no bound device ${deviceId}`);
     return object;
   }
 
@@ -488,6 +745,7 @@ export class SimIommufdContext {
     let bytes = 0n;
     for (const area of ioas.areas.all()) {
       ioas.areas.remove(area);
+      if (ioas.dirtyDomains !== 0) ioas.forgetDirty(Number(area.start / PAGE), Number(area.last / PAGE));
       const size = rangeSize(area);
       this.simulator.unpin(size);
       bytes += size;

@@ -44,7 +44,20 @@ const VFIO_NR = {
 } as const;
 
 /** iommufd `nr` values (include/uapi/linux/iommufd.h, 6.12). */
-const IOMMUFD_NR = { DESTROY: 0x80, IOAS_ALLOC: 0x81, IOAS_ALLOW_IOVAS: 0x82, IOAS_COPY: 0x83, IOAS_IOVA_RANGES: 0x84, IOAS_MAP: 0x85, IOAS_UNMAP: 0x86, OPTION: 0x87 } as const;
+const IOMMUFD_NR = {
+  DESTROY: 0x80,
+  IOAS_ALLOC: 0x81,
+  IOAS_ALLOW_IOVAS: 0x82,
+  IOAS_COPY: 0x83,
+  IOAS_IOVA_RANGES: 0x84,
+  IOAS_MAP: 0x85,
+  IOAS_UNMAP: 0x86,
+  OPTION: 0x87,
+  HWPT_ALLOC: 0x89,
+  GET_HW_INFO: 0x8a,
+  HWPT_SET_DIRTY_TRACKING: 0x8b,
+  HWPT_GET_DIRTY_BITMAP: 0x8c,
+} as const;
 
 const GROUP_FLAGS = { VIABLE: 0x1, CONTAINER_SET: 0x2 } as const;
 const INFO_FLAGS = { PGSIZES: 0x1, CAPS: 0x2 } as const;
@@ -852,6 +865,68 @@ class SimProcess implements Syscalls {
           if (first) view.setBigUint64(24, mapped, this.little);
           iova = mapped + (last - start + 1n);
           first = false;
+        }
+        return 0;
+      }
+      case IOMMUFD_NR.GET_HW_INFO: {
+        // struct iommu_hw_info: size, flags, dev_id, data_len, data_uptr @16, out_data_type @24,
+        // out_max_pasid_log2 @28, __reserved[3] @29, out_capabilities @32; 40 bytes, 32 at least.
+        const view = sized(32, 40);
+        const size = Math.min(view.getUint32(0, this.little), buffer.byteLength);
+        const info = context.hwInfo(view.getUint32(8, this.little), view.getUint32(4, this.little), buffer[29]! | buffer[30]! | buffer[31]!);
+        const userLength = view.getUint32(12, this.little);
+        const pointer = view.getBigUint64(16, this.little);
+        const data = new Uint8Array(info.vtd === undefined ? 0 : 24);
+        if (info.vtd !== undefined) {
+          const out = this.view(data);
+          out.setUint32(0, info.vtd.flags, this.little);
+          out.setBigUint64(8, info.vtd.cap, this.little);
+          out.setBigUint64(16, info.vtd.ecap, this.little);
+        }
+        // copy_to_user() of min(data_len, the kernel's length), then clear_user() of the rest.
+        const copied = Math.min(userLength, data.length);
+        if (copied > 0) this.simulator.memory.write(pointer, data.subarray(0, copied));
+        if (userLength > copied) this.simulator.memory.write(pointer + BigInt(copied), new Uint8Array(userLength - copied));
+        view.setUint32(12, data.length, this.little);
+        view.setUint32(24, info.type, this.little);
+        buffer[28] = 0; // out_max_pasid_log2: no PASID on the simulated devices
+        if (size >= 40) view.setBigUint64(32, info.capabilities, this.little);
+        return 0;
+      }
+      case IOMMUFD_NR.HWPT_ALLOC: {
+        // struct iommu_hwpt_alloc: size, flags, dev_id, pt_id, out_hwpt_id @16, __reserved @20,
+        // data_type @24, data_len @28, data_uptr @32, fault_id @40, __reserved2 @44; 48 bytes, 24 at least.
+        const view = sized(24, 48);
+        const size = Math.min(view.getUint32(0, this.little), buffer.byteLength);
+        const field = (at: number): number => (at + 4 <= size ? view.getUint32(at, this.little) : 0);
+        const id = context.allocateHwpt(field(8), field(12), field(4), field(24), field(28), field(20));
+        view.setUint32(16, id, this.little);
+        return 0;
+      }
+      case IOMMUFD_NR.HWPT_SET_DIRTY_TRACKING: {
+        // struct iommu_hwpt_set_dirty_tracking: size, flags, hwpt_id, __reserved (not checked).
+        const view = sized(16, 16);
+        context.setDirtyTracking(view.getUint32(8, this.little), view.getUint32(4, this.little));
+        return 0;
+      }
+      case IOMMUFD_NR.HWPT_GET_DIRTY_BITMAP: {
+        // struct iommu_hwpt_get_dirty_bitmap: size, hwpt_id, flags, __reserved, iova @16,
+        // length @24, page_size @32, data @40; 48 bytes.
+        const view = sized(48, 48);
+        const iova = view.getBigUint64(16, this.little);
+        const length = view.getBigUint64(24, this.little);
+        const pageSize = view.getBigUint64(32, this.little);
+        const data = view.getBigUint64(40, this.little);
+        try {
+          context.dirtyBitmap(view.getUint32(4, this.little), view.getUint32(8, this.little), view.getUint32(12, this.little), iova, length, pageSize, () => {
+            // The words the range needs (iova_bitmap: (length - 1) >> pgshift bits, whole u64s).
+            let shift = 0n;
+            while (shift < 64n && ((pageSize >> shift) & 1n) === 0n) shift++;
+            const bytes = ((((length - 1n) >> shift) / 64n) + 1n) * 8n;
+            return this.userBitmap(data, bytes, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
+          });
+        } finally {
+          this.commitUserBitmaps();
         }
         return 0;
       }
