@@ -1,9 +1,14 @@
 import {
+  BTreeMap,
+  dirtyBitmapBytes,
   ERRNO,
+  hex,
   IoasError,
   rangeSize,
   subtractRanges,
   type AttachPreview,
+  type DirtyReadCall,
+  type DirtyTracking,
   type BackendHandleV1,
   type BackendV1,
   type Capabilities,
@@ -24,7 +29,10 @@ import {
   VfioDevice,
   VfioGroup,
   VfioIoctls,
+  iommufdUapi,
   vfioUapi,
+  type DirtyBitmapTarget,
+  type HwInfo,
   type IoctlArch,
   type IommufdDevice,
   type IovaRanges,
@@ -287,6 +295,106 @@ function undoAll(steps: readonly (() => void)[], what: string): void {
   }
 }
 
+// --- dirty-page tracking (docs/kernel-rules.md#dirty-page-tracking) ---------------------------------
+
+type DirtyMethods = Pick<BackendHandleV1, 'doDirtyStart' | 'doDirtyStop' | 'doDirtyRead' | 'doDirtyUnmap'>;
+
+/** The bytes of `call.bitmap` the kernel fills for the whole range (DIRTY_BITMAP_BYTES of its pages). */
+function bitmapTarget(call: DirtyReadCall): DirtyBitmapTarget {
+  return { bytes: call.bitmap, length: dirtyBitmapBytes(Number(rangeSize(call.iova) / call.pageSize)) };
+}
+
+/**
+ * type1's dirty tracking, from the MIGRATION capability of GET_INFO. vfio_iommu_migration_build_caps()
+ * offers the smallest IO page size only (and vfio_iommu_type1_dirty_pages() takes no other) and
+ * DIRTY_BITMAP_SIZE_MAX; with vfio-pci, which pins no pages, update_user_bitmap() marks every mapped
+ * page dirty on every read (num_non_pinned_groups): pessimistic. GET_BITMAP always clears.
+ */
+function type1DirtyTracking(info: Type1Info): DirtyTracking {
+  const migration = info.migration;
+  if (migration === undefined) {
+    return { supported: false, reason: "VFIO_IOMMU_GET_INFO has no MIGRATION capability: this kernel's VFIO type1 cannot log dirty pages (VFIO_IOMMU_DIRTY_PAGES came in Linux 5.8)" };
+  }
+  const smallest = migration.pageSizes & -migration.pageSizes;
+  if (smallest === 0n) return { supported: false, reason: 'the MIGRATION capability of VFIO_IOMMU_GET_INFO offers no page size for dirty bitmaps' };
+  return { supported: true, pageSizes: smallest, maxBitmapBytes: migration.maxBitmapBytes, precision: 'pessimistic', readWithoutClear: false };
+}
+
+/** type1's dirty operations: one ioctl each, so each is all or nothing in the kernel. */
+function type1Dirty(container: VfioContainer): DirtyMethods {
+  return {
+    // START allocates a bitmap per mapping, freeing them all if one fails (vfio_dma_bitmap_alloc_all()).
+    doDirtyStart: () => container.startDirtyLogging(),
+    doDirtyStop: () => container.stopDirtyLogging(),
+    // A range may hold holes but not cut a mapping (vfio_iova_dirty_bitmap(): EINVAL); core checks that.
+    doDirtyRead: (call) => container.dirtyBitmap(call.iova.start, rangeSize(call.iova), call.pageSize, bitmapTarget(call)),
+    // The bits of each mapping are copied before it goes (vfio_dma_do_unmap() calls update_user_bitmap()).
+    doDirtyUnmap: (call) => container.unmapDmaDirty(call.iova.start, rangeSize(call.iova), call.pageSize, bitmapTarget(call)),
+  };
+}
+
+/** Every power of two from `smallest` up: the page sizes iommufd_check_iova_range() lets a dirty bitmap use. */
+function powersFrom(smallest: bigint): bigint {
+  return ((1n << 64n) - 1n) & ~(smallest - 1n);
+}
+
+const HW_INFO_TYPES: Record<number, string> = { [iommufdUapi.IOMMU_HW_INFO_TYPE_NONE]: 'a driver reporting no hardware info', [iommufdUapi.IOMMU_HW_INFO_TYPE_INTEL_VTD]: 'Intel VT-d' };
+
+/**
+ * Why `device`'s IOMMU cannot track dirty pages, or undefined when it can: IOMMU_GET_HW_INFO's
+ * IOMMU_HW_CAP_DIRTY_TRACKING (iommufd_get_hw_info() sets it when the driver reports
+ * IOMMU_CAP_DIRTY_TRACKING: VT-d with second-stage access/dirty support in scalable mode, SMMUv3 with
+ * hardware dirty-state updates on a coherent SMMU). A kernel without GET_HW_INFO (ENOTTY) is a reason
+ * too; any other failure is thrown.
+ */
+function dirtyUnsupportedReason(context: IommufdContext, device: IommufdDevice): string | undefined {
+  let info: HwInfo;
+  try {
+    info = context.hwInfo(device.deviceId);
+  } catch (error) {
+    if (IoasError.isInstance(error) && error.errno === ERRNO.ENOTTY) return `the kernel has no IOMMU_GET_HW_INFO (Linux before 6.6), so the IOMMU of ${device.name} cannot be asked for dirty tracking`;
+    throw error;
+  }
+  if ((info.capabilities & BigInt(iommufdUapi.IOMMU_HW_CAP_DIRTY_TRACKING)) !== 0n) return undefined;
+  const kind = HW_INFO_TYPES[info.dataType] ?? `hardware info type ${info.dataType}`;
+  return `the IOMMU of ${device.name} (${kind}) cannot track dirty pages: IOMMU_GET_HW_INFO reports no IOMMU_HW_CAP_DIRTY_TRACKING (VT-d needs second-stage access/dirty bits in scalable mode, SMMUv3 hardware dirty-state updates; kernels before 6.7 report none)`;
+}
+
+/** ORs `bits` bits of `source` (from bit 0) into `target` from bit `at`: for a run whose first bit is not on a u64 boundary. */
+function orBits(target: Uint8Array, at: number, source: Uint8Array, bits: number): void {
+  for (let byte = 0; byte * 8 < bits; byte++) {
+    let value = source[byte]!;
+    while (value !== 0) {
+      const bit = 31 - Math.clz32(value & -value);
+      value &= value - 1;
+      const index = byte * 8 + bit;
+      if (index >= bits) break;
+      const position = at + index;
+      target[position >>> 3]! |= 1 << (position & 7);
+    }
+  }
+}
+
+/**
+ * ORs a bitmap of small pages (`source`, `bits` pages of `small` bytes from `from`) into `target` (pages
+ * of `large` bytes from `base`): a large page is dirty when any small page in it is.
+ */
+function foldBits(target: Uint8Array, base: bigint, large: bigint, source: Uint8Array, from: bigint, small: bigint, bits: number): void {
+  const ratio = Number(large / small);
+  const first = Number((from - base) / small);
+  for (let byte = 0; byte * 8 < bits; byte++) {
+    let value = source[byte]!;
+    while (value !== 0) {
+      const bit = 31 - Math.clz32(value & -value);
+      value &= value - 1;
+      const index = byte * 8 + bit;
+      if (index >= bits) break;
+      const page = Math.floor((first + index) / ratio);
+      target[page >>> 3]! |= 1 << (page & 7);
+    }
+  }
+}
+
 function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallback: IovaRange, registry: Set<OpenContainer>): BackendHandleV1 {
   const container = VfioContainer.open(ioctls);
   /** The groups in the container, their fds open (closing one takes the group out). */
@@ -324,6 +432,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
       mappingBudget: info.dmaAvailable ?? 65535,
       settableGeometry: false,
       hotPlug: true,
+      dirtyTracking: type1DirtyTracking(info),
     };
     groupIds.forEach((id, index) => joined.set(id, { devices: sysfs.groupDevices(id), reserved: reserved[index]! }));
   } catch (error) {
@@ -370,6 +479,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
     },
     doMap: (call) => container.mapDma(call.memory.address, call.iova.start, call.memory.length, mapFlags(call.access.read, call.access.write)),
     doUnmap: (range) => container.unmapDma(range.start, rangeSize(range)),
+    ...(capabilities.dirtyTracking?.supported === true ? type1Dirty(container) : {}),
     doMembers: (): Members => ({ groups: [...joined.keys()].sort(byNumber), devices: devices().sort() }),
     doResolveMembers: (request): Members => {
       // type1 attaches whole groups: a device brings its group, and a group all its members.
@@ -487,6 +597,9 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
     );
   let ioas: number;
   let msi: MsiModel;
+  let dirtyTracking: DirtyTracking;
+  /** Each member's answer to IOMMU_GET_HW_INFO: why its IOMMU cannot track dirty pages, undefined when it can. */
+  const dirtyReasons = new Map<string, string | undefined>();
   // IOAS_IOVA_RANGES depends only on the attached devices (their reserved regions and apertures;
   // ALLOW_IOVAS does not change it): read at open, and again after every attach or detach.
   let iovaRanges: IovaRanges;
@@ -502,6 +615,16 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
     for (const id of new Set(groupOf.values())) groupInfo.set(id, { bound: resolution.groups.get(id)!.bound, reserved: sysfs.reservedRegions(id) });
     msi = msiModel([...groupInfo.values()].flatMap((group) => group.reserved));
     iovaRanges = context.iovaRanges(ioas);
+    // Dirty tracking needs every device's IOMMU to offer it: IOMMU_HWPT_ALLOC_DIRTY_TRACKING makes
+    // the kernel refuse an attach of any other (iommufd_hwpt_paging_alloc(), EOPNOTSUPP at alloc;
+    // the driver's attach, EINVAL).
+    for (const device of bound) dirtyReasons.set(device.name, dirtyUnsupportedReason(context, device));
+    const lacking = [...dirtyReasons.values()].find((reason) => reason !== undefined);
+    dirtyTracking =
+      lacking === undefined
+        ? // iommufd_check_iova_range(): any page size the range is aligned to, from the IOAS's alignment up.
+          { supported: true, pageSizes: powersFrom(iovaRanges.alignment > 0x1000n ? iovaRanges.alignment : 0x1000n), maxBitmapBytes: null, precision: 'precise', readWithoutClear: true }
+        : { supported: false, reason: lacking };
   } catch (error) {
     abandon(release, error, 'smmu');
   }
@@ -536,6 +659,8 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
     for (const device of leaving) {
       const list = bound.includes(device) ? bound : handedOut;
       list.splice(list.indexOf(device), 1);
+      onHwpt.delete(device);
+      dirtyReasons.delete(device.name);
       const id = groupOf.get(device.name)!;
       groupOf.delete(device.name);
       if (![...groupOf.values()].includes(id)) groupInfo.delete(id);
@@ -548,6 +673,173 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
       }
     }
   };
+
+  // Dirty tracking (docs/kernel-rules.md#dirty-page-tracking). The IOAS's own (auto) domain cannot
+  // track: start() allocates a HWPT with IOMMU_HWPT_ALLOC_DIRTY_TRACKING on the IOAS (the kernel
+  // fills it with every mapping, iopt_table_add_domain()), moves every device onto it (ATTACH_PT
+  // again is iommufd_device_replace(): no window without translation, and the auto domain goes when
+  // its last device leaves) and enables tracking. stop() only disables it: the devices stay on the
+  // HWPT, as QEMU keeps its dirty-tracking HWPT for a device's life. Going back would build a new
+  // auto domain with every mapping (it can fail with ENOMEM half-way through a stop) for nothing:
+  // translation is the same IOAS either way, and the next start() is then one ioctl.
+  /** The dirty-tracking HWPT, once start() made one; it lives until the iommufd closes. */
+  let hwpt: number | undefined;
+  /** Devices attached to the HWPT rather than to the IOAS's auto domain. */
+  const onHwpt = new Set<IommufdDevice>();
+  /** Where a device is attached: the id to attach it to again. */
+  const ptOf = (device: IommufdDevice): number => (hwpt !== undefined && onHwpt.has(device) ? hwpt : ioas);
+  /**
+   * The IOAS's areas (first IOVA to last), kept only when dirty tracking is offered: GET_DIRTY_BITMAP
+   * needs its range mapped without a hole (iopt_area_contig_done(), EINVAL), so a read is split
+   * into the runs of contiguous areas it covers.
+   */
+  const areas = dirtyTracking.supported ? new BTreeMap<bigint>() : undefined;
+  const forgetAreas = (range: IovaRange): void => {
+    if (areas === undefined) return;
+    const inside: bigint[] = [];
+    areas.forEachFrom(range.start, (start) => {
+      if (start > range.last) return false;
+      inside.push(start);
+      return true;
+    });
+    for (const start of inside) areas.delete(start);
+  };
+  /** The runs of contiguous areas inside `range` (core has checked that it cuts none and holds one). */
+  const runsIn = (range: IovaRange): IovaRange[] => {
+    const runs: { start: bigint; last: bigint }[] = [];
+    areas!.forEachFrom(range.start, (start, last) => {
+      if (start > range.last) return false;
+      const previous = runs[runs.length - 1];
+      if (previous !== undefined && previous.last + 1n === start) previous.last = last;
+      else runs.push({ start, last });
+      return true;
+    });
+    return runs;
+  };
+  /**
+   * Reads the dirty bits of `run` into `call.bitmap` at its place: straight into it when the run
+   * starts on a u64 word of the bitmap and is whole pages, else through a scratch bitmap (ORed in,
+   * or folded from the smallest page size when the run does not fill its first or last page).
+   */
+  const readRun = (call: DirtyReadCall, run: IovaRange, clear: boolean): void => {
+    const base = call.iova.start;
+    const pageSize = call.pageSize;
+    const length = rangeSize(run);
+    if (run.start % pageSize === 0n && (run.last + 1n) % pageSize === 0n) {
+      const pages = Number(length / pageSize);
+      const at = Number((run.start - base) / pageSize);
+      if (at % 64 === 0) {
+        context.dirtyBitmap(hwpt!, run.start, length, pageSize, { bytes: call.bitmap, offset: at / 8, length: dirtyBitmapBytes(pages) }, clear);
+        return;
+      }
+      const scratch = new Uint8Array(dirtyBitmapBytes(pages));
+      context.dirtyBitmap(hwpt!, run.start, length, pageSize, { bytes: scratch, length: scratch.length }, clear);
+      orBits(call.bitmap, at, scratch, pages);
+      return;
+    }
+    // A page of the read holds a hole: the kernel cannot read it whole, so read the run at the
+    // smallest page size offered (areas are aligned to it) and mark a page dirty when any part is.
+    const offered = (dirtyTracking as Extract<DirtyTracking, { supported: true }>).pageSizes;
+    const small = offered & -offered;
+    const pages = Number(length / small);
+    const scratch = new Uint8Array(dirtyBitmapBytes(pages));
+    context.dirtyBitmap(hwpt!, run.start, length, small, { bytes: scratch, length: scratch.length }, clear);
+    foldBits(call.bitmap, base, pageSize, scratch, run.start, small, pages);
+  };
+  /**
+   * A read of several runs that clears: first every run without clearing (a failure then changes
+   * nothing), then every run clearing (adding what was written in between). Only an unexpected
+   * failure in that second pass, after its first run, leaves bits read and lost; it says which.
+   */
+  const readRuns = (call: DirtyReadCall, runs: readonly IovaRange[], clear: boolean): void => {
+    if (runs.length === 1 || !clear) {
+      for (const run of runs) readRun(call, run, clear);
+      return;
+    }
+    for (const run of runs) readRun(call, run, false);
+    for (const [index, run] of runs.entries()) {
+      try {
+        readRun(call, run, true);
+      } catch (error) {
+        if (index === 0) throw error;
+        const lost = runs.slice(0, index).map((cleared) => `${hex(cleared.start)}-${hex(cleared.last)}`);
+        throw new IoasError('rollback-failed', `reading the dirty bitmap of ${hex(run.start)}-${hex(run.last)} failed after the bits of ${lost.join(', ')} were read and cleared: treat those pages as dirty`, {
+          backend: 'smmu',
+          cause: error,
+        });
+      }
+    }
+  };
+  const dirty: DirtyMethods | undefined = !dirtyTracking.supported
+    ? undefined
+    : {
+        doDirtyStart: () => {
+          const live = memberDevices().filter((device) => !device.isClosed);
+          // Devices that joined after open have not been asked yet.
+          for (const device of live) {
+            if (!dirtyReasons.has(device.name)) dirtyReasons.set(device.name, dirtyUnsupportedReason(context, device));
+            const reason = dirtyReasons.get(device.name);
+            if (reason !== undefined) throw new IoasError('unsupported', `${device.name} joined the container after it opened, and ${reason}`, { backend: 'smmu' });
+          }
+          if (live.length === 0) throw new IoasError('not-ready', 'no device of the container is bound any more (every device fd was closed): there is nothing to track', { backend: 'smmu' });
+          const allocated = hwpt === undefined;
+          let enabled = false;
+          const moved: IommufdDevice[] = [];
+          try {
+            hwpt ??= context.allocateHwpt(live[0]!.deviceId, ioas, { dirtyTracking: true });
+            // Enabled before any device moves (clearing stale dirty bits first, iopt_set_dirty_tracking();
+            // the drivers apply a domain's tracking state to devices that attach later): then a
+            // failing move finds the devices not yet moved still on their automatic domain, which
+            // keeps it alive, and the moved ones go back to that same domain.
+            context.setDirtyTracking(hwpt, true);
+            enabled = true;
+            for (const device of live) {
+              if (onHwpt.has(device)) continue;
+              device.attach(hwpt);
+              moved.push(device);
+              onHwpt.add(device);
+            }
+          } catch (error) {
+            // All or nothing: the devices moved go back to the IOAS's domain, a HWPT made here goes,
+            // one kept from an earlier start is disabled again.
+            const failure = asIoasError(error, 'dirty.start', 'smmu');
+            const { lost, undoErrors } = undoEach(moved, (device) => {
+              device.attach(ioas);
+              onHwpt.delete(device);
+            });
+            if (lost.length === 0 && hwpt !== undefined) {
+              try {
+                if (allocated) {
+                  context.destroy(hwpt);
+                  hwpt = undefined;
+                } else if (enabled) {
+                  context.setDirtyTracking(hwpt, false);
+                }
+              } catch (undoError) {
+                undoErrors.push(undoError);
+              }
+            }
+            if (undoErrors.length === 0) throw failure;
+            const left = lost.length > 0 ? `${lost.map((device) => device.name).join(', ')} stayed on the dirty-tracking HWPT (translation is the same IOAS)` : allocated ? 'the HWPT it allocated could not be destroyed (no device is on it; the next start uses it)' : 'tracking could not be disabled again';
+            throw new IoasError('rollback-failed', `${failure.message}; undoing it failed too: ${left}`, {
+              backend: 'smmu',
+              cause: new AggregateError([failure, ...undoErrors]),
+            });
+          }
+        },
+        doDirtyStop: () => context.setDirtyTracking(hwpt!, false),
+        doDirtyRead: (call) => readRuns(call, runsIn(call.iova), call.clear),
+        // iommufd has no unmap that returns the bitmap: read without clearing (the bits go with the
+        // mappings; NO_CLEAR is meant for a read followed by an unmap, iommufd.h), then unmap. A
+        // failing unmap leaves the bits set, so nothing is lost. Pages written between the two
+        // calls are not reported: stop the device's DMA to the range first.
+        doDirtyUnmap: (call) => {
+          readRuns(call, runsIn(call.iova), false);
+          const unmapped = context.unmap(ioas, call.iova.start, rangeSize(call.iova));
+          forgetAreas(call.iova);
+          return unmapped;
+        },
+      };
   return {
     capabilities: {
       model: 'paged',
@@ -557,6 +849,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
       mappingBudget: null,
       settableGeometry: false,
       hotPlug: true,
+      dirtyTracking,
     },
     doGetGeometry: (): Geometry => {
       const { ranges: usable, alignment } = ranges();
@@ -566,8 +859,16 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
       const regions = reserved();
       return [...regions, ...kernelHoles(ranges().ranges, regions)];
     },
-    doMap: (call) => void context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access),
-    doUnmap: (range) => context.unmap(ioas, range.start, rangeSize(range)),
+    doMap: (call) => {
+      context.map(ioas, call.memory.address, call.memory.length, call.iova.start, call.access);
+      areas?.set(call.iova.start, call.iova.last);
+    },
+    doUnmap: (range) => {
+      const unmapped = context.unmap(ioas, range.start, rangeSize(range));
+      forgetAreas(range);
+      return unmapped;
+    },
+    ...(dirty === undefined ? {} : dirty),
     doSetAllowedRanges: (ranges) => context.allowIovas(ioas, ranges),
     doMembers: (): Members => {
       const devices = memberDevices()
@@ -650,7 +951,8 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
         reread = context.iovaRanges(ioas);
       } catch (error) {
         // All or nothing: the devices detached attach again (still bound: their fds are open).
-        const { lost, undoErrors } = undoEach(detached, (device) => device.attach(ioas));
+        // Each goes back where it was: the IOAS's own domain, or the dirty-tracking HWPT.
+        const { lost, undoErrors } = undoEach(detached, (device) => device.attach(ptOf(device)));
         const failure = asIoasError(error, 'detach', 'smmu');
         if (lost.length === 0) throw failure;
         // They stay out: say so, and keep the record true to the kernel.

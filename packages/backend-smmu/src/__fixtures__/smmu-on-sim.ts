@@ -12,8 +12,13 @@ const SECOND_EDU = '0000:00:10.0';
 const RMRR_DEVICE = '0000:00:11.0';
 
 /** backend-smmu over the simulator's syscall face: the real ioctl bytes, no hardware. */
-export function smmuOnSim(platform: 'arm-smmuv3' | 'x86-vtd', kernelInterface: 'type1' | 'iommufd'): ConformanceTarget & { simulator: Simulator; backend: SmmuBackend } {
-  const simulator = createSimulator({ platform });
+export function smmuOnSim(
+  platform: 'arm-smmuv3' | 'x86-vtd',
+  kernelInterface: 'type1' | 'iommufd',
+  options: { readonly hardwareDirty?: boolean } = {},
+): ConformanceTarget & { simulator: Simulator; backend: SmmuBackend } {
+  // hardwareDirty: an IOMMU with dirty bits (VT-d SLADS, SMMUv3 HTTU), which the presets (QEMU's) lack.
+  const simulator = createSimulator({ platform, ...(options.hardwareDirty === undefined ? {} : { hardwareDirty: options.hardwareDirty }) });
   const syscalls = simSyscalls(simulator);
   const backend = smmu({ syscalls, interface: kernelInterface, arch: 'generic', littleEndian: true });
   const edu = eduDevice(simulator);
