@@ -290,6 +290,25 @@ describe('iommufd: a dirty-tracking HWPT', () => {
     container.dirty.stop();
   });
 
+  it('with dirtyHwpt: at-open, the devices go onto the HWPT as the container opens and start is one ioctl; without the capability, open is as before', async () => {
+    const m = machine('arm-smmuv3');
+    const backend = smmu({ syscalls: m.syscalls, interface: 'iommufd', arch: 'generic', littleEndian: true, dirtyHwpt: 'at-open' });
+    using container = await Container.open({ backend, groups: [m.device.group!] });
+    expect(m.log.filter((name) => /HWPT|ATTACH|DIRTY/.test(name))).toEqual(['ATTACH_PT', `HWPT_ALLOC/${iommufdUapi.IOMMU_HWPT_ALLOC_DIRTY_TRACKING}`, 'ATTACH_PT']);
+    const mapping = container.map({ iova: HIGH, memory: memory(m, 0x2000n) });
+    m.log.length = 0;
+    container.dirty.start();
+    expect(m.log).toEqual(['SET_DIRTY_TRACKING/1']);
+    expect(m.device.dmaWrite(HIGH + 0x1000n, new Uint8Array([1]))).toBe(true);
+    expect([...container.dirty.read({ iova: mapping.iova }).runs()]).toEqual([{ start: HIGH + 0x1000n, last: HIGH + 0x1fffn }]);
+    container.dirty.stop();
+    const plain = machine('x86-vtd', undefined, false);
+    using refused = await Container.open({ backend: smmu({ syscalls: plain.syscalls, interface: 'iommufd', dirtyHwpt: 'at-open' }), groups: [plain.device.group!] });
+    expect(refused.dirty.capability.supported).toBe(false);
+    expect(plain.log.filter((name) => name.startsWith('HWPT_ALLOC'))).toEqual([]);
+    expect(() => smmu({ syscalls: plain.syscalls, dirtyHwpt: 'later' as never })).toThrow(/dirtyHwpt must be on-start or at-open, not later/);
+  });
+
   it('offers nothing when a device lacks IOMMU_HW_CAP_DIRTY_TRACKING, naming it and what its IOMMU lacks (the presets: QEMU emulates no dirty bits)', async () => {
     for (const [platform, kind] of [
       ['x86-vtd', 'Intel VT-d'],

@@ -203,6 +203,15 @@ function scenarios(): Scenario[] {
       };
       const trackedProbes = [HIGH, HIGH + 0x3000n, HIGH + 0x10000n, HIGH + 0x11000n];
       const dirtyBase = { ...base, hardwareDirty: true };
+      if (kernel === 'iommufd') {
+        all.push({
+          ...dirtyBase,
+          name: `open with the dirty HWPT at open ${kernel} ${platform}`,
+          setup: async () => ({}),
+          run: (m) => open(m, kernel, smmu({ syscalls: m.face, interface: kernel, dirtyHwpt: 'at-open' })),
+          probes: [HIGH, hole.start],
+        });
+      }
       all.push({ ...dirtyBase, name: `dirty.start ${kernel} ${platform}`, setup: (m) => tracked(m, false), run: async (_, { container }) => container!.dirty.start(), probes: trackedProbes });
       all.push({ ...dirtyBase, name: `dirty.stop ${kernel} ${platform}`, setup: (m) => tracked(m, true), run: async (_, { container }) => container!.dirty.stop(), probes: trackedProbes });
       all.push({

@@ -67,6 +67,14 @@ export interface SmmuOptions {
    * (docs/kernel-rules.md#address-width-limits).
    */
   readonly fallbackAperture?: IovaRange;
+  /**
+   * iommufd: when the dirty-tracking HWPT is made (docs/kernel-rules.md#a-dirty-tracking-hwpt).
+   * `on-start` (default): at the first `container.dirty.start()`, which then moves every device
+   * onto it. `at-open`: when the container opens, if every device's IOMMU can track, so that the
+   * devices never use the IOAS's automatic domain and `start()` is one ioctl (QEMU allocates its
+   * HWPT at attach the same way). Ignored on type1 and where the IOMMU cannot track.
+   */
+  readonly dirtyHwpt?: 'on-start' | 'at-open';
 }
 
 /** The backend, with access to the devices of its open containers. */
@@ -109,6 +117,9 @@ export function smmu(options: SmmuOptions = {}): SmmuBackend {
   }
   if (options.sysfsRoot !== undefined && typeof options.sysfsRoot !== 'string') throw new IoasError('invalid-argument', `smmu(): sysfsRoot must be a path, not ${kind(options.sysfsRoot)}`);
   if (options.interface !== undefined && typeof options.interface !== 'string') throw new IoasError('invalid-argument', `smmu(): interface must be auto, type1 or iommufd, not ${kind(options.interface)}`);
+  if (options.dirtyHwpt !== undefined && options.dirtyHwpt !== 'on-start' && options.dirtyHwpt !== 'at-open') {
+    throw new IoasError('invalid-argument', `smmu(): dirtyHwpt must be on-start or at-open, not ${typeof options.dirtyHwpt === 'string' ? options.dirtyHwpt : kind(options.dirtyHwpt)}`);
+  }
   const syscalls = options.syscalls ?? libcSyscalls();
   const sysfs = new Sysfs(syscalls, options.sysfsRoot ?? '');
   const requested = options.interface ?? (process.env.IOAS_SMMU_INTERFACE as SmmuInterface | undefined) ?? 'auto';
@@ -142,7 +153,7 @@ export function smmu(options: SmmuOptions = {}): SmmuBackend {
       const devices = new Set([...resolution.devices, ...[...resolution.groups.values()].flatMap((group) => group.bound)]);
       const useIommufd =
         requested === 'iommufd' || (requested === 'auto' && syscalls.exists('/dev/iommu') && [...devices].every((address) => sysfs.deviceCdev(address) !== undefined));
-      const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], resolution, open) : openType1(ioctls, sysfs, [...resolution.groups.keys()], fallback, open);
+      const handle = useIommufd ? openIommufd(ioctls, sysfs, [...devices], resolution, open, options.dirtyHwpt ?? 'on-start') : openType1(ioctls, sysfs, [...resolution.groups.keys()], fallback, open);
       return handle;
     },
     openDevice: (address) => {
@@ -571,7 +582,7 @@ function openType1(ioctls: VfioIoctls, sysfs: Sysfs, groupIds: number[], fallbac
   };
 }
 
-function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], resolution: Resolution, registry: Set<OpenContainer>): BackendHandleV1 {
+function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], resolution: Resolution, registry: Set<OpenContainer>, dirtyHwpt: 'on-start' | 'at-open'): BackendHandleV1 {
   const context = IommufdContext.open(ioctls);
   /** Device fds this handle holds, each bound and attached to the IOAS. */
   const bound: IommufdDevice[] = [];
@@ -840,6 +851,20 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
           return unmapped;
         },
       };
+  if (dirtyHwpt === 'at-open' && dirty !== undefined) {
+    // Every device straight onto the dirty-tracking HWPT (tracking off until start()): a failure
+    // here fails the open, which closes everything.
+    try {
+      hwpt = context.allocateHwpt(bound[0]!.deviceId, ioas, { dirtyTracking: true });
+      for (const device of bound) {
+        device.attach(hwpt);
+        onHwpt.add(device);
+      }
+    } catch (error) {
+      registry.delete(entry);
+      abandon(release, error, 'smmu');
+    }
+  }
   return {
     capabilities: {
       model: 'paged',
