@@ -8,19 +8,49 @@ import {
   type BackendHandleV1,
   type BackendV1,
   type Capabilities,
+  type DirtyReadCall,
+  type DirtyTracking,
   type Geometry,
   type IovaRange,
   type Members,
   type OpenRequest,
   type ReservedRange,
 } from '@ioas/core';
-import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
+import { HWPT_ALLOC_FLAGS, HWPT_DIRTY_TRACKING_ENABLE, HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError, KernelOops } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
 import type { PlatformName, PlatformPreset } from './platforms.js';
 import { backendOptionsSchema, checkOptions } from './options.js';
 import { createSimulator, Simulator, type SimDevice, type SimGroup, type SimulatorOptions } from './simulator.js';
-import { VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
+import { UserBitmap } from './user-bitmap.js';
+import { DIRTY_PAGES_FLAGS, VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
+
+/** PAMU: no dirty tracking, and why. */
+const PAMU_DIRTY: DirtyTracking = {
+  supported: false,
+  reason:
+    "the PAMU SDK kernels' type-2 VFIO backend has no dirty-page ioctl (no VFIO_IOMMU_DIRTY_PAGES, no MIGRATION capability in any GET_INFO), and the PAMU grants windows without keeping dirty state",
+};
+
+/**
+ * iommufd's GET_DIRTY_BITMAP page sizes: any power of two the range is aligned to, from the
+ * IOMMU's smallest page (4 KiB, the io_pagetable's alignment) up (iommufd_check_iova_range()). The
+ * kernel takes smaller ones too, but a 4 KiB leaf only ever sets all of their bits at once.
+ */
+const IOMMUFD_DIRTY_PAGE_SIZES = ((1n << 64n) - 1n) & ~0xfffn;
+
+/** Why iommufd offers no dirty tracking on this simulated IOMMU. */
+function iommufdNoDirtyReason(simulator: Simulator): string {
+  const what =
+    simulator.platform.name === 'x86-vtd'
+      ? "this VT-d has no second-stage access/dirty bits (ECAP.SLADS is 0, as on QEMU's intel-iommu)"
+      : "this SMMUv3 has no hardware dirty-state update (IDR0.HTTU without dirty, as on QEMU's smmuv3)";
+  return (
+    `iommufd tracks dirty pages only with the IOMMU's hardware dirty bits, and ${what}: the 6.12 kernel reports no IOMMU_HW_CAP_DIRTY_TRACKING ` +
+    "and refuses IOMMU_HWPT_ALLOC_DIRTY_TRACKING with EOPNOTSUPP. Use the type1 interface (pessimistic tracking), or simulate hardware that has them with hardwareDirty: true"
+  );
+}
+
 
 /** Options of {@link sim}. */
 export interface SimBackendOptions extends Omit<SimulatorOptions, 'platform'> {
@@ -213,10 +243,47 @@ function handleFor(
       mappingBudget: initial.dmaAvailable,
       settableGeometry: false,
       hotPlug: true,
+      // The MIGRATION capability's answer: the smallest IO page size, DIRTY_BITMAP_SIZE_MAX; with
+      // vfio-pci pinning no pages, every mapped page reads dirty (update_user_bitmap()).
+      dirtyTracking: {
+        supported: true,
+        pageSizes: initial.migration.pageSizes,
+        maxBitmapBytes: initial.migration.maxDirtyBitmapSize,
+        precision: 'pessimistic',
+        readWithoutClear: false,
+      },
     };
+    const dirtyPages = (what: string, flags: number, call?: DirtyReadCall): void =>
+      kernel(what, () =>
+        container.dirtyPages(
+          () => ({ argsz: call === undefined ? 8 : 48, flags }),
+          () => ({
+            iova: call!.iova.start,
+            size: rangeSize(call!.iova),
+            pgsize: call!.pageSize,
+            bitmapSize: BigInt(call!.bitmap.length),
+            // The SDK's own buffer: any user address passes access_ok().
+            data: 0n,
+            bitmap: () => new UserBitmap(call!.bitmap, true, 'VFIO_IOMMU_DIRTY_PAGES'),
+          }),
+        ),
+      );
     return {
       capabilities,
       ...hotPlug,
+      doDirtyStart: () => dirtyPages('starting dirty tracking', DIRTY_PAGES_FLAGS.START),
+      doDirtyStop: () => dirtyPages('stopping dirty tracking', DIRTY_PAGES_FLAGS.STOP),
+      doDirtyRead: (call) => dirtyPages('reading the dirty bitmap', DIRTY_PAGES_FLAGS.GET_BITMAP, call),
+      /** VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: the bits and the unmap in one call. */
+      doDirtyUnmap: (call) =>
+        kernel('unmapping with the dirty bitmap', () =>
+          container.unmapWithDirtyBitmap(call.iova.start, rangeSize(call.iova), {
+            pgsize: call.pageSize,
+            size: BigInt(call.bitmap.length),
+            data: 0n,
+            bitmap: () => new UserBitmap(call.bitmap, true, 'VFIO_IOMMU_UNMAP_DMA'),
+          }),
+        ),
       doGetGeometry: (): Geometry => {
         const info = kernel('reading IOMMU info', () => container.info());
         return { aperture: hull(info.ranges, simulator.platform.aperture), ioPageSizes: info.ioPageSizes, ranges: info.ranges };
@@ -235,7 +302,7 @@ function handleFor(
   const pamu = container.pamu!;
   const maxCount = (kernel('reading the window count', () => pamu.getAttr(PAMU_ATTRIBUTE.WINDOWS)) as { windows: number }).windows;
   let configured = false;
-  const capabilities: Capabilities = { ...PAMU_CAPABILITIES, hotPlug: true };
+  const capabilities: Capabilities = { ...PAMU_CAPABILITIES, hotPlug: true, dirtyTracking: PAMU_DIRTY };
   const recordedBytes = (): bigint => pamu.dmaRanges.reduce((sum, range) => sum + range.size, 0n);
   /**
    * What the domain answered before the last setGeometry: the preset's aperture and the hardware
@@ -544,17 +611,165 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
       list.map((device) => device.address),
     );
   };
-  /** Binds the device's cdev and attaches it to the IOAS; unbinds it again on failure. */
+  /**
+   * Dirty tracking: the dirty-tracking HWPTs allocated on the IOAS, one per IOMMU the devices sit
+   * behind (keyed by its aperture: a HWPT takes only devices of its IOMMU), created by the first
+   * start() and kept until close, so that their bits outlive a device that leaves.
+   */
+  const dirtyHwpts = new Map<string, number>();
+  let dirtyOn = false;
+  const iommuOf = (device: SimDevice): string => `${device.aperture.start}-${device.aperture.last}`;
+  /**
+   * Puts a bound device on the dirty-tracking HWPT of its IOMMU (IOMMU_HWPT_ALLOC with
+   * IOMMU_HWPT_ALLOC_DIRTY_TRACKING on the IOAS first if there is none; its tracking enabled when
+   * tracking is on), replacing its automatic domain (VFIO_DEVICE_ATTACH_IOMMUFD_PT again: an
+   * atomic replace). `undo` collects what to take back.
+   */
+  const onDirtyHwpt = (device: SimDevice, id: number, undo: (() => void)[]): void => {
+    const key = iommuOf(device);
+    let hwpt = dirtyHwpts.get(key);
+    if (hwpt === undefined) {
+      const created = kernel(`allocating a dirty-tracking HWPT for ${device.address}`, () => context.allocateHwpt(id, ioas, HWPT_ALLOC_FLAGS.DIRTY_TRACKING, 0, 0, 0));
+      dirtyHwpts.set(key, created);
+      undo.push(() => {
+        dirtyHwpts.delete(key);
+        context.destroy(created);
+      });
+      if (dirtyOn) kernel('enabling dirty tracking', () => context.setDirtyTracking(created, HWPT_DIRTY_TRACKING_ENABLE));
+      hwpt = created;
+    }
+    if (context.attachedTo(id)?.id === hwpt) return;
+    const target = hwpt;
+    kernel(`moving ${device.address} onto the dirty-tracking HWPT`, () => context.attach(id, target));
+    undo.push(() => void context.attach(id, ioas));
+  };
+  /** Runs the undo steps, newest first; `rollback-failed` when one fails. */
+  const rollBack = (undo: (() => void)[], error: unknown, what: string): never => {
+    const failures: unknown[] = [];
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch (undoError) {
+        failures.push(undoError);
+      }
+    }
+    if (failures.length > 0) {
+      throw new IoasError('rollback-failed', `${what} failed and undoing it failed too: ${(failures[0] as Error).message}`, { backend: 'sim', cause: new AggregateError([error, ...failures]) });
+    }
+    throw error;
+  };
+  /** Binds the device's cdev and attaches it to the IOAS (to the dirty-tracking HWPT once tracking started); unbinds it again on failure. */
   const join = (device: SimDevice): void => {
     const id = kernel(`binding ${device.address}`, () => context.bind(device));
+    const undo: (() => void)[] = [];
     try {
       kernel(`attaching ${device.address} to the live IOAS`, () => context.attach(id, ioas));
+      if (dirtyHwpts.size > 0) onDirtyHwpt(device, id, undo);
     } catch (error) {
-      context.unbind(id);
+      try {
+        for (const step of undo.reverse()) step();
+      } finally {
+        context.unbind(id);
+      }
       throw error;
     }
     bound.set(device, id);
   };
+  /**
+   * GET_DIRTY_BITMAP of `call` from every dirty-tracking HWPT, ORed into `call.bitmap` (the kernel
+   * ORs: bits already set stay). The kernel refuses a range with a gap between areas (EINVAL), which
+   * core allows: each run of contiguous areas is read on its own and its bits placed at its offset.
+   */
+  const readDirty = (call: DirtyReadCall, clear: boolean): void => {
+    const flags = clear ? 0 : HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
+    const runs: { start: bigint; last: bigint }[] = [];
+    for (const area of context.ioas(ioas, 'IOMMU_HWPT_GET_DIRTY_BITMAP').areas.overlapping(call.iova.start, call.iova.last)) {
+      const top = runs[runs.length - 1];
+      if (top !== undefined && top.last + 1n === area.start) top.last = area.last;
+      else runs.push({ start: area.start, last: area.last });
+    }
+    const whole = runs.length === 1 && runs[0]!.start <= call.iova.start && runs[0]!.last >= call.iova.last;
+    const target = new UserBitmap(call.bitmap, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
+    for (const hwpt of dirtyHwpts.values()) {
+      if (whole) {
+        kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, call.iova.start, rangeSize(call.iova), call.pageSize, () => target));
+        continue;
+      }
+      for (const run of runs) {
+        // A run starts and ends on the page size only when its mappings do; else the kernel answers EINVAL.
+        const start = run.start < call.iova.start ? call.iova.start : run.start;
+        const last = run.last > call.iova.last ? call.iova.last : run.last;
+        const pages = (last - start + 1n) / call.pageSize;
+        const piece = new Uint8Array(Number(((pages + 63n) / 64n) * 8n));
+        kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, start, last - start + 1n, call.pageSize, () => new UserBitmap(piece, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP')));
+        const offset = Number((start - call.iova.start) / call.pageSize);
+        for (let bit = 0; bit < Number(pages); bit++) if (((piece[bit >>> 3]! >>> (bit & 7)) & 1) !== 0) target.setBits(offset + bit, offset + bit);
+      }
+    }
+  };
+  // What IOMMU_GET_HW_INFO's IOMMU_HW_CAP_DIRTY_TRACKING says (read from the machine, so that opening
+  // issues no ioctl more than before).
+  const hardwareDirty = simulator.hardwareDirty;
+  const dirtyTracking: DirtyTracking = hardwareDirty
+    ? { supported: true, pageSizes: IOMMUFD_DIRTY_PAGE_SIZES, maxBitmapBytes: null, precision: 'precise', readWithoutClear: true }
+    : { supported: false, reason: iommufdNoDirtyReason(simulator) };
+  const dirtyMethods: Pick<BackendHandleV1, 'doDirtyStart' | 'doDirtyStop' | 'doDirtyRead' | 'doDirtyUnmap'> = !hardwareDirty
+    ? {}
+    : {
+        /**
+         * Moves every device onto a dirty-tracking HWPT of its IOMMU (allocated on the IOAS the
+         * first time), then enables tracking on each, which clears their bits. All or nothing.
+         */
+        doDirtyStart: () => {
+          if (bound.size === 0 && dirtyHwpts.size === 0) {
+            throw new IoasError('not-ready', 'no device is in the IOAS: iommufd allocates a dirty-tracking HWPT for a device (IOMMU_HWPT_ALLOC takes a dev_id); attach one first', {
+              backend: 'sim',
+              operation: 'dirty.start',
+            });
+          }
+          const undo: (() => void)[] = [];
+          try {
+            for (const [device, id] of bound) onDirtyHwpt(device, id, undo);
+            for (const hwpt of dirtyHwpts.values()) {
+              kernel('enabling dirty tracking', () => context.setDirtyTracking(hwpt, HWPT_DIRTY_TRACKING_ENABLE));
+              undo.push(() => context.setDirtyTracking(hwpt, 0));
+            }
+          } catch (error) {
+            rollBack(undo, error, 'starting dirty tracking');
+          }
+          dirtyOn = true;
+        },
+        /**
+         * Disables tracking on the HWPTs and leaves the devices on them, as QEMU does (it allocates
+         * its dirty-tracking HWPT at attach and only toggles IOMMU_HWPT_SET_DIRTY_TRACKING around
+         * a migration): the kernel asks nothing more, the next start() only enables again, and the
+         * SMMUv3's hardware, which records regardless, is cleared by that enable.
+         */
+        doDirtyStop: () => {
+          const undo: (() => void)[] = [];
+          try {
+            for (const hwpt of dirtyHwpts.values()) {
+              kernel('disabling dirty tracking', () => context.setDirtyTracking(hwpt, 0));
+              undo.push(() => context.setDirtyTracking(hwpt, HWPT_DIRTY_TRACKING_ENABLE));
+            }
+          } catch (error) {
+            rollBack(undo, error, 'stopping dirty tracking');
+          }
+          dirtyOn = false;
+        },
+        doDirtyRead: (call) => readDirty(call, call.clear),
+        /**
+         * iommufd has no unmap that returns dirty bits (IOMMU_IOAS_UNMAP drops the page-table
+         * entries and their bits): this reads the bitmap, then unmaps. It reads with
+         * IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, since the unmap clears those bits anyway, so that
+         * an unmap the kernel refuses leaves them for the next read (all or nothing). On a real
+         * machine a device write between the two calls is lost; quiesce devices first.
+         */
+        doDirtyUnmap: (call) => {
+          readDirty(call, false);
+          return kernel('unmapping', () => context.unmap(ioas, call.iova.start, rangeSize(call.iova)));
+        },
+      };
   let closed = false;
   return {
     capabilities: {
@@ -565,7 +780,9 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
       mappingBudget: null,
       settableGeometry: false,
       hotPlug: true,
+      dirtyTracking,
     },
+    ...dirtyMethods,
     doGetGeometry: (): Geometry => {
       const { ranges, alignment } = kernel('reading IOVA ranges', () => context.iovaRanges(ioas));
       return { aperture: hull(ranges, simulator.platform.aperture), ioPageSizes: alignment > 0x1000n ? alignment : 0x1000n, ranges };
