@@ -5,7 +5,19 @@
  *
  * @packageDocumentation
  */
-export { IOAS_MAP_FLAGS, SimIommufdContext, Ioas, type IoasRanges } from './iommufd.js';
+export { DirtyPages } from './dirty-pages.js';
+export {
+  HW_CAP_DIRTY_TRACKING,
+  HWPT_ALLOC_FLAGS,
+  HWPT_DIRTY_TRACKING_ENABLE,
+  HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+  Hwpt,
+  IOAS_MAP_FLAGS,
+  SimIommufdContext,
+  Ioas,
+  type IoasRanges,
+  type SimHwInfo,
+} from './iommufd.js';
 export { KernelError, KernelOops } from './kernel-error.js';
 export { PagedDomain, type DmaDomain, type PagedMapping, type Translation } from './paged-domain.js';
 export { PamuDomain, type SimPamuDmaRange } from './pamu-domain.js';
@@ -38,5 +50,14 @@ export {
   type SimInterrupt,
   type SimulatorOptions,
 } from './simulator.js';
-export { VFIO_EXTENSION, SimVfioContainer, type SimType1Info } from './vfio-container.js';
+export { UserBitmap } from './user-bitmap.js';
+export {
+  DIRTY_BITMAP_SIZE_MAX,
+  DIRTY_PAGES_FLAGS,
+  VFIO_EXTENSION,
+  SimVfioContainer,
+  type SimType1Info,
+  type Type1DirtyRange,
+  type Type1UnmapBitmap,
+} from './vfio-container.js';
 export { simSyscalls, type SimSyscalls, type SimSyscallsOptions } from './sim-syscalls.js';

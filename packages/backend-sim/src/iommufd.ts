@@ -40,7 +40,14 @@ export interface SimHwInfo {
   /** `out_data_type`: IOMMU_HW_INFO_TYPE_NONE (0, SMMUv3 in 6.12) or IOMMU_HW_INFO_TYPE_INTEL_VTD (1). */
   readonly type: number;
   /** VT-d: `struct iommu_hw_info_vtd` { flags, __reserved, cap_reg, ecap_reg }. */
-  readonly vtd?: { readonly flags: number; readonly cap: bigint; readonly ecap: bigint };
+  readonly vtd?: {
+    /** IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17 (1), always set by the 6.12 driver. */
+    readonly flags: number;
+    /** CAP_REG. */
+    readonly cap: bigint;
+    /** ECAP_REG. */
+    readonly ecap: bigint;
+  };
   /** `out_capabilities`. */
   readonly capabilities: bigint;
 }
@@ -173,13 +180,16 @@ export class Ioas implements DmaDomain {
  * set_dirty_tracking() does nothing, arm-smmu-v3.c).
  */
 export class Hwpt implements DmaDomain {
+  /** The devices attached to it. */
   readonly devices = new Set<SimDevice>();
   /** The dirty bits (dirty_ops), when allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING. */
   readonly dirty: DirtyPages | undefined;
   /** IOMMU_HWPT_SET_DIRTY_TRACKING's last state (VT-d: dmar_domain->dirty_tracking). */
   tracking = false;
   constructor(
+    /** The HWPT object id. */
     readonly id: number,
+    /** The IOAS whose mappings it holds. */
     readonly ioas: Ioas,
     /** What the domain translates: the aperture of the IOMMU of the device it was made for. */
     readonly aperture: IovaRange,

@@ -12,6 +12,7 @@ const M64 = (1n << 64n) - 1n;
  */
 export class UserBitmap {
   constructor(
+    /** The process's bytes from the bitmap's start, as far as they go. */
     readonly bytes: Uint8Array,
     private readonly little: boolean,
     private readonly ioctl: string,

@@ -34,7 +34,14 @@ const PAGE = 0x1000n;
 const PAGE_BYTES = 4096;
 
 /** VFIO_IOMMU_DIRTY_PAGES flags (include/uapi/linux/vfio.h). */
-export const DIRTY_PAGES_FLAGS = { START: 0x1, STOP: 0x2, GET_BITMAP: 0x4 } as const;
+export const DIRTY_PAGES_FLAGS = {
+  /** VFIO_IOMMU_DIRTY_PAGES_FLAG_START. */
+  START: 0x1,
+  /** VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP. */
+  STOP: 0x2,
+  /** VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP. */
+  GET_BITMAP: 0x4,
+} as const;
 /** DIRTY_BITMAP_PAGES_MAX: INT_MAX bits, what bitmap_set() takes (vfio_iommu_type1.c). */
 const DIRTY_BITMAP_PAGES_MAX = 0x7fff_ffffn;
 /** DIRTY_BITMAP_SIZE_MAX: DIRTY_BITMAP_BYTES(DIRTY_BITMAP_PAGES_MAX), 256 MiB. */
