@@ -119,6 +119,25 @@ describe.each(['x86-vtd', 'arm-smmuv3'] as const)('%s iommufd', (platform) => {
     container.detach({ devices: [second.address] });
   });
 
+  it('reads over a gap all or nothing: a refused call clears nothing; a clearing call failing after another says rollback-failed', async () => {
+    const { simulator, container, device, memory } = await open(platform, 'iommufd', true);
+    container.map({ iova: RAM, memory: memory(MiB) });
+    container.map({ iova: RAM + 4n * MiB, memory: memory(MiB) });
+    container.dirty.start();
+    const dma = (iova: bigint): void => void expect(simulator.device(device.address).dmaWrite(iova, new Uint8Array(8))).toBe(true);
+    dma(RAM);
+    dma(RAM + 4n * MiB);
+    const range = { start: RAM, size: 5n * MiB };
+    // Two runs: two reads without clearing, then two clearing ones. The second read fails: nothing cleared.
+    simulator.injectFault({ ioctl: 'IOMMU_HWPT_GET_DIRTY_BITMAP', errno: 5, skip: 1 });
+    expect(caught(() => container.dirty.read({ iova: range })).code).toBe('kernel');
+    expect(pagesOf(container.dirty.read({ iova: range, clear: false }))).toEqual([0, 1024]);
+    // The second clearing call fails: the first run's bits are gone.
+    simulator.injectFault({ ioctl: 'IOMMU_HWPT_GET_DIRTY_BITMAP', errno: 5, skip: 3 });
+    expect(caught(() => container.dirty.read({ iova: range })).code).toBe('rollback-failed');
+    expect(pagesOf(container.dirty.read({ iova: range, clear: false }))).toEqual([1024]);
+  });
+
   it('starts all or nothing: a refused HWPT allocation leaves the devices on their automatic domain', async () => {
     const { simulator, container, device, memory } = await open(platform, 'iommufd', true);
     container.map({ iova: RAM, memory: memory(MiB) });

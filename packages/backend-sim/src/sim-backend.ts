@@ -679,9 +679,11 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
    * GET_DIRTY_BITMAP of `call` from every dirty-tracking HWPT, ORed into `call.bitmap` (the kernel
    * ORs: bits already set stay). The kernel refuses a range with a gap between areas (EINVAL), which
    * core allows: each run of contiguous areas is read on its own and its bits placed at its offset.
+   * A clearing read of more than one piece (runs, HWPTs) reads them all without clearing first, then
+   * clears piece by piece, so that a refusal changes nothing; a clearing call failing after another
+   * has cleared is `rollback-failed`, the bits already cleared being lost.
    */
   const readDirty = (call: DirtyReadCall, clear: boolean): void => {
-    const flags = clear ? 0 : HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
     const runs: { start: bigint; last: bigint }[] = [];
     for (const area of context.ioas(ioas, 'IOMMU_HWPT_GET_DIRTY_BITMAP').areas.overlapping(call.iova.start, call.iova.last)) {
       const top = runs[runs.length - 1];
@@ -690,21 +692,45 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
     }
     const whole = runs.length === 1 && runs[0]!.start <= call.iova.start && runs[0]!.last >= call.iova.last;
     const target = new UserBitmap(call.bitmap, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
-    for (const hwpt of dirtyHwpts.values()) {
-      if (whole) {
-        kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, call.iova.start, rangeSize(call.iova), call.pageSize, () => target));
-        continue;
+    /** One GET_DIRTY_BITMAP per HWPT and piece, its bits ORed into `call.bitmap` when `into`. */
+    const pass = (flags: number, into: boolean, done: () => void): void => {
+      for (const hwpt of dirtyHwpts.values()) {
+        if (whole) {
+          const bitmap = into ? target : new UserBitmap(new Uint8Array(call.bitmap.length), true, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
+          kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, call.iova.start, rangeSize(call.iova), call.pageSize, () => bitmap));
+          done();
+          continue;
+        }
+        for (const run of runs) {
+          // A run starts and ends on the page size only when its mappings do; else the kernel answers EINVAL.
+          const start = run.start < call.iova.start ? call.iova.start : run.start;
+          const last = run.last > call.iova.last ? call.iova.last : run.last;
+          const pages = (last - start + 1n) / call.pageSize;
+          const piece = new Uint8Array(Number(((pages + 63n) / 64n) * 8n));
+          kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, start, last - start + 1n, call.pageSize, () => new UserBitmap(piece, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP')));
+          done();
+          if (!into) continue;
+          const offset = Number((start - call.iova.start) / call.pageSize);
+          for (let bit = 0; bit < Number(pages); bit++) if (((piece[bit >>> 3]! >>> (bit & 7)) & 1) !== 0) target.setBits(offset + bit, offset + bit);
+        }
       }
-      for (const run of runs) {
-        // A run starts and ends on the page size only when its mappings do; else the kernel answers EINVAL.
-        const start = run.start < call.iova.start ? call.iova.start : run.start;
-        const last = run.last > call.iova.last ? call.iova.last : run.last;
-        const pages = (last - start + 1n) / call.pageSize;
-        const piece = new Uint8Array(Number(((pages + 63n) / 64n) * 8n));
-        kernel('reading the dirty bitmap', () => context.dirtyBitmap(hwpt, flags, 0, start, last - start + 1n, call.pageSize, () => new UserBitmap(piece, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP')));
-        const offset = Number((start - call.iova.start) / call.pageSize);
-        for (let bit = 0; bit < Number(pages); bit++) if (((piece[bit >>> 3]! >>> (bit & 7)) & 1) !== 0) target.setBits(offset + bit, offset + bit);
-      }
+    };
+    const pieces = dirtyHwpts.size * (whole ? 1 : runs.length);
+    if (!clear || pieces <= 1) {
+      pass(clear ? 0 : HWPT_GET_DIRTY_BITMAP_NO_CLEAR, true, () => undefined);
+      return;
+    }
+    pass(HWPT_GET_DIRTY_BITMAP_NO_CLEAR, true, () => undefined);
+    let cleared = 0;
+    try {
+      pass(0, false, () => void cleared++);
+    } catch (error) {
+      if (cleared === 0) throw error;
+      throw new IoasError('rollback-failed', `a clearing dirty read failed after ${cleared} of ${pieces} clearing calls: the bits those cleared are lost (the bitmap they returned was not)`, {
+        backend: 'sim',
+        operation: 'dirty.read',
+        cause: error,
+      });
     }
   };
   // What IOMMU_GET_HW_INFO's IOMMU_HW_CAP_DIRTY_TRACKING says (read from the machine, so that opening
