@@ -190,8 +190,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     pciDevicesDirectory: '/sys/devices/pci0000:00',
     // QEMU's intel-iommu: ECAP.SLADS (bit 45) is 0, so no dirty tracking.
     hardwareDirty: false,
-    // As the 6.12 iommufd lane's guest (scalable mode) read them (packages/kernel-rig/scripts/probe-dirty.mjs).
-    vtdRegisters: { cap: 0x00d2_008c_2226_0286n, ecap: 0x0000_4800_80f0_0f4an },
+    // As the 6.12 iommufd lane's guest (QEMU 7.2, legacy mode as the rig boots it) read them (packages/kernel-rig/scripts/probe-dirty.mjs).
+    vtdRegisters: { cap: 0x00d2_008c_2226_0286n, ecap: 0x0000_0000_00f0_0f4an },
   },
   'arm-smmuv3': {
     name: 'arm-smmuv3',

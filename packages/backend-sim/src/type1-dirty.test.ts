@@ -111,8 +111,8 @@ describe('type1 VFIO_IOMMU_DIRTY_PAGES (vfio_iommu_type1_dirty_pages)', () => {
     expect(dirty(8)).toBe(-ERRNO.EINVAL); // unknown flag
     expect(dirty(START)).toBe(0);
     const bitmap = new Uint8Array(8);
-    expect(dirty(GET, { iova: IOVA, size: 0x4000n, bitmap, argsz: 39 })).toBe(-ERRNO.EINVAL);
-    expect(dirty(GET, { iova: IOVA, size: 0x4000n, bitmap, argsz: 40 })).toBe(0);
+    expect(dirty(GET, { iova: IOVA, size: 0x4000n, bitmap, argsz: 47 })).toBe(-ERRNO.EINVAL);
+    expect(dirty(GET, { iova: IOVA, size: 0x4000n, bitmap, argsz: 48 })).toBe(0);
     expect(dirty(GET, { iova: 0xffff_ffff_ffff_f000n, size: 0x2000n, bitmap })).toBe(-ERRNO.EINVAL); // wraps
     expect(dirty(GET, { iova: IOVA, size: 0x4000n, data: 0xffff_8000_0000_0000n })).toBe(-ERRNO.EINVAL); // not user space
     expect(dirty(GET, { iova: IOVA, size: 0x4000n, bitmap, bitmapSize: 0n })).toBe(-ERRNO.EINVAL);

@@ -550,7 +550,7 @@ export class SimVfioContainer {
       this.dirtyTails.clear();
       return;
     }
-    if (argsz - 8 < 32) throw new KernelError(ERRNO.EINVAL, ioctl, `argsz ${argsz} leaves no room for struct vfio_iommu_type1_dirty_bitmap_get`);
+    if (argsz - 8 < 40) throw new KernelError(ERRNO.EINVAL, ioctl, `argsz ${argsz} leaves no room for struct vfio_iommu_type1_dirty_bitmap_get`);
     const request = range();
     const { iova, size, pgsize, bitmapSize, data } = request;
     if (iova + size > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'iova + size wraps');
