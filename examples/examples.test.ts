@@ -34,6 +34,16 @@ describe('examples, on the simulator', () => {
     expect(stdout).toContain('NIC DMA lands - first device DMA faults');
   });
 
+  it('migration-rehearsal.mjs pre-copies until the dirty set stops shrinking, and every page written is copied after its last write', () => {
+    const { status, stdout, stderr } = run('migration-rehearsal.mjs');
+    expect(status, stderr).toBe(0);
+    expect(stdout).toContain('"precision":"precise"');
+    expect(stdout).toContain('round 1: copied all 16384 pages');
+    expect(stdout).toMatch(/^round 2: \d+ dirty pages in \d+ runs, copied$/m);
+    expect(stdout).toMatch(/^stop-and-copy: \d+ pages; \d+ pages copied in all for 16384 of RAM$/m);
+    expect(stdout).toContain('destination equals the guest RAM: every page written was copied after its last write');
+  });
+
   it('smmu-guest-ram.mjs maps guest RAM around the MSI window', () => {
     const arm = run('smmu-guest-ram.mjs');
     expect(arm.status, arm.stderr).toBe(0);
