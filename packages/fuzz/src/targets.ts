@@ -1,7 +1,7 @@
 // The targets the fuzz test drives: each opens a fresh simulated machine and a container on it, and
 // says how to look inside the simulated kernel (its table of mappings, its IOMMU's translation).
 import { pamu } from '@ioas/backend-pamu';
-import { createSimulator, Ioas, PagedDomain, PamuDomain, sim, simSyscalls, type SimDevice, type Simulator, type Translation } from '@ioas/backend-sim';
+import { createSimulator, Hwpt, Ioas, PagedDomain, PamuDomain, sim, simSyscalls, type SimDevice, type Simulator, type Translation } from '@ioas/backend-sim';
 import { eduDevice } from '@ioas/backend-sim/testing';
 import { smmu } from '@ioas/backend-smmu';
 import { Container, type Backend } from '@ioas/core';
@@ -74,6 +74,8 @@ function opened(container: Container, simulator: Simulator, device: SimDevice, b
         return domain.dmaRanges.map((range) => ({ start: range.iova, last: range.iova + range.size - 1n, vaddr: range.vaddr, read: range.read, write: range.write }));
       }
       if (domain instanceof Ioas) return domain.areas.all();
+      // A device on an iommufd HWPT (a dirty-tracking one) translates through the HWPT's IOAS.
+      if (domain instanceof Hwpt) return domain.ioas.areas.all();
       if (domain instanceof PagedDomain) return domain.all();
       throw new Error(`unknown domain ${String(domain)}`);
     },
