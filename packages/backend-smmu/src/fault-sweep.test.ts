@@ -4,7 +4,7 @@
 // IOMMU's translation, and the process's open fds. A close() that meets a fault still releases
 // every fd and reports what failed, once.
 import { Container, ERRNO, errnoName, IoasError } from '@ioas/core';
-import { createSimulator, Ioas, PagedDomain, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
+import { createSimulator, Hwpt, Ioas, PagedDomain, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
 import { FaultySyscalls } from '@ioas/backend-sim/testing';
 import { allocateDmaMemory, type VfioDevice } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,7 @@ const json = (value: unknown): string => JSON.stringify(value, (_, field: unknow
  * which 4 KiB pages from the first probe's page to 1 MiB past the last are dirty.
  */
 function dirtyBits(domain: unknown, probes: readonly bigint[]): string {
-  const hwpt = domain as { tracking?: boolean; dirty?: { forEachRun(first: number, last: number, run: (first: number, last: number) => void): void } } | undefined;
+  const hwpt = domain instanceof Hwpt ? domain : undefined;
   if (hwpt?.dirty === undefined || probes.length === 0) return 'none';
   const runs: number[][] = [];
   const first = Number(probes.reduce((a, b) => (a < b ? a : b)) / 0x1000n);
@@ -51,7 +51,9 @@ function dirtyBits(domain: unknown, probes: readonly bigint[]): string {
  */
 function world(m: Machine, probes: readonly bigint[], container: Container | undefined) {
   const domain = m.device.domain;
-  const table = domain instanceof PagedDomain ? domain.all() : domain instanceof Ioas ? domain.areas.all() : undefined;
+  // iommufd devices sit on a HWPT (the automatic one or the dirty-tracking one): its IOAS holds the table.
+  const ioas = domain instanceof Hwpt ? domain.ioas : domain instanceof Ioas ? domain : undefined;
+  const table = domain instanceof PagedDomain ? domain.all() : ioas?.areas.all();
   return {
     fds: m.face.inner.openFiles,
     kernel: json({
@@ -62,7 +64,7 @@ function world(m: Machine, probes: readonly bigint[], container: Container | und
       msiVectors: m.device.msiVectors,
       domain: domain === undefined ? 'none' : domain.constructor.name,
       table,
-      allowed: domain instanceof Ioas ? domain.allowed : undefined,
+      allowed: ioas?.allowed,
     }),
     translation: json(probes.map((iova) => (domain === undefined ? 'blocked' : domain.translate(iova, true)))),
     dirtyBits: dirtyBits(domain, probes),
