@@ -34,9 +34,13 @@ describe('examples, on the simulator', () => {
     expect(stdout).toContain('NIC DMA lands - first device DMA faults');
   });
 
-  it('migration-rehearsal.mjs pre-copies until the dirty set stops shrinking, and every page written is copied after its last write', () => {
+  it('migration-rehearsal.mjs, shown exactly in docs/migration.md, pre-copies until the dirty set stops shrinking, and every page written is copied after its last write', () => {
+    const guide = readFileSync(new URL('../docs/migration.md', import.meta.url), 'utf8');
+    expect(/```js\n([\s\S]*?)```/.exec(guide)![1]).toBe(readFileSync(new URL('./migration-rehearsal.mjs', import.meta.url), 'utf8'));
     const { status, stdout, stderr } = run('migration-rehearsal.mjs');
     expect(status, stderr).toBe(0);
+    // The guide shows the output too: it must be what the example prints.
+    expect(guide).toContain('It prints:\n\n```\n' + stdout + '```');
     expect(stdout).toContain('"precision":"precise"');
     expect(stdout).toContain('round 1: copied all 16384 pages');
     expect(stdout).toMatch(/^round 2: \d+ dirty pages in \d+ runs, copied$/m);
