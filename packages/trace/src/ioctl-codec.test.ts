@@ -72,7 +72,7 @@ describe('ioctlName', () => {
   });
 
   it('names an unknown one by its number', () => {
-    expect(ioctlName(0x3b00 | 117)).toBe('nr 0x75'); // VFIO_IOMMU_DIRTY_PAGES is not in the uapi tables
+    expect(ioctlName(0x3b00 | 0x7f)).toBe('nr 0x7f'); // between VFIO's last (VFIO_DEVICE_DETACH_IOMMUFD_PT) and iommufd's first
     expect(ioctlName((IOC_NONE_POWERPC | 0x3b00 | 0x99) >>> 0)).toBe('nr 0x99');
     expect(ioctlName(0x8008_5401)).toBe('nr 0x80085401'); // another type, with size bits
   });
@@ -97,7 +97,7 @@ describe('the specs', () => {
   it('mark the file descriptors and host pointers', () => {
     const marked = (kind: string) => IOCTL_SPECS.flatMap((spec) => spec.fields.filter((field) => field.kind === kind).map((field) => `${spec.name}.${field.name}`));
     expect(marked('fd')).toEqual(['VFIO_GROUP_SET_CONTAINER.fd', 'VFIO_DEVICE_BIND_IOMMUFD.iommufd']);
-    expect(marked('pointer')).toEqual(['VFIO_IOMMU_MAP_DMA.vaddr', 'IOMMU_IOAS_MAP.user_va']);
+    expect(marked('pointer')).toEqual(['VFIO_IOMMU_MAP_DMA.vaddr', 'IOMMU_IOAS_MAP.user_va', 'IOMMU_HWPT_ALLOC.data_uptr', 'IOMMU_GET_HW_INFO.data_uptr', 'IOMMU_HWPT_GET_DIRTY_BITMAP.data']);
     expect(marked('iova-ranges')).toEqual(['IOMMU_IOAS_ALLOW_IOVAS.allowed_iovas', 'IOMMU_IOAS_IOVA_RANGES.allowed_iovas']);
     expect(ioctlSpec('VFIO_DEVICE_SET_IRQS')?.tail).toBe('irq-data');
     expect(ioctlSpec('VFIO_GROUP_GET_DEVICE_FD')?.returnsFd).toBe(true);

@@ -203,6 +203,8 @@ const SPECS: readonly IoctlSpec[] = [
   struct('VFIO_IOMMU_GET_INFO', VNR.VFIO_IOMMU_GET_INFO, 'vfio_iommu_type1_info', V.vfio_iommu_type1_info, { out: '*', split: { cap_offset: 'pad' }, tailOut: true }),
   struct('VFIO_IOMMU_MAP_DMA', VNR.VFIO_IOMMU_MAP_DMA, 'vfio_iommu_type1_dma_map', V.vfio_iommu_type1_dma_map, { kinds: { vaddr: 'pointer' } }),
   struct('VFIO_IOMMU_UNMAP_DMA', VNR.VFIO_IOMMU_UNMAP_DMA, 'vfio_iommu_type1_dma_unmap', V.vfio_iommu_type1_dma_unmap, { out: ['size'] }),
+  // START / STOP / GET_BITMAP: with GET_BITMAP the data[] tail is a vfio_iommu_type1_dirty_bitmap_get (its bitmap pointer raw).
+  struct('VFIO_IOMMU_DIRTY_PAGES', VNR.VFIO_IOMMU_DIRTY_PAGES, 'vfio_iommu_type1_dirty_bitmap', V.vfio_iommu_type1_dirty_bitmap),
   struct('VFIO_DEVICE_BIND_IOMMUFD', VNR.VFIO_DEVICE_BIND_IOMMUFD, 'vfio_device_bind_iommufd', V.vfio_device_bind_iommufd, {
     kinds: { iommufd: 'fd' },
     out: ['out_devid'],
@@ -224,6 +226,14 @@ const SPECS: readonly IoctlSpec[] = [
   struct('IOMMU_IOAS_MAP', INR.IOMMU_IOAS_MAP, 'iommu_ioas_map', I.iommu_ioas_map, { kinds: { user_va: 'pointer' }, out: ['iova'] }),
   struct('IOMMU_IOAS_UNMAP', INR.IOMMU_IOAS_UNMAP, 'iommu_ioas_unmap', I.iommu_ioas_unmap, { out: ['length'] }),
   struct('IOMMU_OPTION', INR.IOMMU_OPTION, 'iommu_option', I.iommu_option, { out: ['val64'] }),
+  struct('IOMMU_HWPT_ALLOC', INR.IOMMU_HWPT_ALLOC, 'iommu_hwpt_alloc', I.iommu_hwpt_alloc, { kinds: { data_uptr: 'pointer' }, out: ['out_hwpt_id'] }),
+  struct('IOMMU_GET_HW_INFO', INR.IOMMU_GET_HW_INFO, 'iommu_hw_info', I.iommu_hw_info, {
+    kinds: { data_uptr: 'pointer' },
+    out: ['data_len', 'out_data_type', 'out_max_pasid_log2', 'out_capabilities'],
+  }),
+  struct('IOMMU_HWPT_SET_DIRTY_TRACKING', INR.IOMMU_HWPT_SET_DIRTY_TRACKING, 'iommu_hwpt_set_dirty_tracking', I.iommu_hwpt_set_dirty_tracking),
+  // The bitmap the kernel writes lies behind `data`, outside the struct: the struct itself is all input.
+  struct('IOMMU_HWPT_GET_DIRTY_BITMAP', INR.IOMMU_HWPT_GET_DIRTY_BITMAP, 'iommu_hwpt_get_dirty_bitmap', I.iommu_hwpt_get_dirty_bitmap, { kinds: { data: 'pointer' } }),
   // struct iommu_vfio_ioas has no layout table in @ioas/vfio's uapi (the SDK never calls it): raw bytes.
   { name: 'IOMMU_VFIO_IOAS', nr: INR.IOMMU_VFIO_IOAS, argument: 'raw', sizeof: 0, fields: [], tail: 'bytes', tailOut: true, returnsFd: false },
 ];
