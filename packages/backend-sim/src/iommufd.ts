@@ -694,13 +694,15 @@ export class SimIommufdContext {
    * EOPNOTSUPP; not a paging HWPT ENOENT; `length` 0 EINVAL; `iova + length - 1` wrapping
    * EOVERFLOW; iova or end not aligned to the io_pagetable's alignment (its domains' page) EINVAL;
    * `page_size` 0 EINVAL; iova or end not aligned to `page_size` EINVAL; no dirty_ops EOPNOTSUPP;
-   * the bitmap's words not in the process's memory EFAULT; the range not wholly covered by
+   * the range not wholly covered by
    * contiguous areas EINVAL (gaps are refused, a range may start or end inside an area); VT-d with
    * tracking disabled EINVAL (intel_iommu_read_and_clear_dirty()). Then each dirty IO page of the
    * range sets its bits, ORed into the bitmap (bits already set stay; nothing is cleared in it):
    * bit `(page - iova) >> __ffs(page_size)` up to its last byte's, so a bit at a large page size
    * stands for any dirty IO page inside it, and several bits for one page at a size below 4 KiB.
-   * Without NO_CLEAR the dirty bits read are cleared.
+   * Without NO_CLEAR the dirty bits read are cleared. The bitmap is pinned only when a bit is to be
+   * set (iova_bitmap.c, iova_bitmap_set()): bits whose words are not in the process's memory are
+   * dropped with no error, and cleared all the same (docs/kernel-rules.md#reading-an-iommufd-dirty-bitmap).
    */
   dirtyBitmap(hwptId: number, flags: number, reserved: number, iova: bigint, length: bigint, pageSize: bigint, bitmap: () => UserBitmap): void {
     const ioctl = 'IOMMU_HWPT_GET_DIRTY_BITMAP';
@@ -719,8 +721,6 @@ export class SimIommufdContext {
     if (dirty === undefined) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `HWPT ${hwptId} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
     const pgshift = lowestBit(pageSize);
     const user = bitmap();
-    // iova_bitmap_alloc()/iova_bitmap_get(): the words the range needs, pinned for writing.
-    user.require(0, Number(((length - 1n) >> pgshift) / 64n) + 1);
     // __iommu_read_and_clear_dirty(): contiguous areas over the whole range.
     let cursor = iova;
     for (const area of hwpt.ioas.areas.overlapping(iova, last)) {
@@ -732,7 +732,7 @@ export class SimIommufdContext {
     const firstPage = Number(iova / PAGE);
     const lastPage = Number(last / PAGE);
     dirty.forEachRun(firstPage, lastPage, (from, to) => {
-      user.setBits(Number((BigInt(from) * PAGE - iova) >> pgshift), Number((BigInt(to + 1) * PAGE - 1n - iova) >> pgshift));
+      user.setBitsWherePinned(Number((BigInt(from) * PAGE - iova) >> pgshift), Number((BigInt(to + 1) * PAGE - 1n - iova) >> pgshift));
     });
     if ((flags & HWPT_GET_DIRTY_BITMAP_NO_CLEAR) === 0) dirty.clear(firstPage, lastPage);
   }

@@ -65,6 +65,16 @@ export class UserBitmap {
     while (bit <= last) this.setBit(bit++);
   }
 
+  /**
+   * Sets bits `[first, last]` where the process's memory holds them and drops the rest, with no
+   * error: 6.12's iova_bitmap_set() pins the bitmap's pages as it reaches them and, when
+   * pin_user_pages_fast() fails, returns without recording it (iova_bitmap_advance_to()).
+   */
+  setBitsWherePinned(first: number, last: number): void {
+    const writable = Math.floor(this.bytes.length / 8) * 64;
+    if (first < writable) this.setBits(first, Math.min(last, writable - 1));
+  }
+
   private setBit(bit: number): void {
     this.bytes[this.byteOf(bit)]! |= 1 << (bit % 8);
   }
