@@ -23,7 +23,8 @@ const all = { iova: { start: 0n, size: ram.length } };
 // into a 2 MiB receive ring, one write in eight anywhere. Clocks say when each page was last
 // written and last copied.
 let seed = 2026;
-const random = (n) => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n;
+// The generator's high bits (its low bits repeat with short periods).
+const random = (n) => Math.floor(((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * n);
 const clock = { now: 1, written: new Uint32Array(PAGES), copied: new Uint32Array(PAGES) };
 let owed = 0;
 function deviceRuns(pagesCopied) {
