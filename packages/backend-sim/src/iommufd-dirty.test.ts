@@ -260,6 +260,29 @@ describe('iommufd dirty tracking with hardware dirty bits', () => {
     expect(dirtyPages()).toEqual([0, 0]);
   });
 
+  it('refuses a range over a hole only after reading (and, without NO_CLEAR, clearing) the areas before it', () => {
+    const { simulator, hwptAlloc, setDirty, getDirty, attach, map, edu } = setup('x86-vtd', true);
+    expect(map(0x10_0000n, 0x4000n)).toBe(0);
+    expect(map(0x10_8000n, 0x4000n, 0x8000n)).toBe(0); // a 16 KiB hole at 0x10_4000
+    const [, hwpt] = hwptAlloc(2);
+    expect(attach(hwpt)[0]).toBe(0);
+    expect(setDirty(hwpt, 1)).toBe(0);
+    const device = simulator.device(edu.address);
+    expect(device.dmaWrite(0x10_2000n, new Uint8Array(1))).toBe(true); // page 2, before the hole
+    expect(device.dmaWrite(0x10_9000n, new Uint8Array(1))).toBe(true); // page 9, after it
+    const bitmap = new Uint8Array(8);
+    expect(getDirty(hwpt, 0x10_0000n, 0xc000n, { bitmap, flags: 1 })).toBe(-ERRNO.EINVAL);
+    expect(byte0(bitmap)).toBe(0b100); // the first area's bit, none past the hole
+    bitmap.fill(0);
+    expect(getDirty(hwpt, 0x10_0000n, 0xc000n, { bitmap })).toBe(-ERRNO.EINVAL);
+    expect(byte0(bitmap)).toBe(0b100);
+    // That refused read cleared page 2; page 9, past the hole, was never read.
+    bitmap.fill(0);
+    expect(getDirty(hwpt, 0x10_0000n, 0x4000n, { bitmap, flags: 1 })).toBe(0);
+    expect(getDirty(hwpt, 0x10_8000n, 0x4000n, { bitmap: bitmap.subarray(0, 8), flags: 1 })).toBe(0);
+    expect(byte0(bitmap)).toBe(0b10);
+  });
+
   it('drops the dirty bits of what an unmap removes (a new mapping there is clean)', () => {
     const { simulator, hwptAlloc, setDirty, getDirty, attach, map, unmap, edu } = setup('arm-smmuv3', true);
     expect(map(0x10_0000n, 0x4000n)).toBe(0);

@@ -694,10 +694,10 @@ export class SimIommufdContext {
    * EOPNOTSUPP; not a paging HWPT ENOENT; `length` 0 EINVAL; `iova + length - 1` wrapping
    * EOVERFLOW; iova or end not aligned to the io_pagetable's alignment (its domains' page) EINVAL;
    * `page_size` 0 EINVAL; iova or end not aligned to `page_size` EINVAL; no dirty_ops EOPNOTSUPP;
-   * the range not wholly covered by
-   * contiguous areas EINVAL (gaps are refused, a range may start or end inside an area); VT-d with
-   * tracking disabled EINVAL (intel_iommu_read_and_clear_dirty()). Then each dirty IO page of the
-   * range sets its bits, ORed into the bitmap (bits already set stay; nothing is cleared in it):
+   * VT-d with tracking disabled EINVAL at the first area (intel_iommu_read_and_clear_dirty()); the
+   * range not wholly covered by contiguous areas EINVAL after the areas before the hole are read
+   * (gaps are refused, a range may start or end inside an area). Each dirty IO page read sets its
+   * bits, ORed into the bitmap (bits already set stay; nothing is cleared in it):
    * bit `(page - iova) >> __ffs(page_size)` up to its last byte's, so a bit at a large page size
    * stands for any dirty IO page inside it, and several bits for one page at a size below 4 KiB.
    * Without NO_CLEAR the dirty bits read are cleared. The bitmap is pinned only when a bit is to be
@@ -721,20 +721,25 @@ export class SimIommufdContext {
     if (dirty === undefined) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `HWPT ${hwptId} was not allocated with IOMMU_HWPT_ALLOC_DIRTY_TRACKING`);
     const pgshift = lowestBit(pageSize);
     const user = bitmap();
-    // __iommu_read_and_clear_dirty(): contiguous areas over the whole range.
+    // __iommu_read_and_clear_dirty(): the contiguous areas from `iova`, each read (and cleared)
+    // in turn; a hole is EINVAL only once the areas before it are read, so their bits are in the
+    // bitmap and, without NO_CLEAR, gone from the page table.
     let cursor = iova;
     for (const area of hwpt.ioas.areas.overlapping(iova, last)) {
       if (area.start > cursor) break;
+      // intel_iommu_read_and_clear_dirty(), at the first area.
+      if (this.simulator.platform.name === 'x86-vtd' && !hwpt.tracking) throw new KernelError(ERRNO.EINVAL, ioctl, 'dirty tracking is disabled on this VT-d domain');
+      const pieceLast = area.last < last ? area.last : last;
+      const firstPage = Number(cursor / PAGE);
+      const lastPage = Number(pieceLast / PAGE);
+      dirty.forEachRun(firstPage, lastPage, (from, to) => {
+        user.setBitsWherePinned(Number((BigInt(from) * PAGE - iova) >> pgshift), Number((BigInt(to + 1) * PAGE - 1n - iova) >> pgshift));
+      });
+      if ((flags & HWPT_GET_DIRTY_BITMAP_NO_CLEAR) === 0) dirty.clear(firstPage, lastPage);
       cursor = area.last + 1n;
+      if (cursor > last) return;
     }
-    if (cursor <= last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(cursor)} in ${hex(iova)}-${hex(last)} is not mapped: the range must be covered by areas`);
-    if (this.simulator.platform.name === 'x86-vtd' && !hwpt.tracking) throw new KernelError(ERRNO.EINVAL, ioctl, 'dirty tracking is disabled on this VT-d domain');
-    const firstPage = Number(iova / PAGE);
-    const lastPage = Number(last / PAGE);
-    dirty.forEachRun(firstPage, lastPage, (from, to) => {
-      user.setBitsWherePinned(Number((BigInt(from) * PAGE - iova) >> pgshift), Number((BigInt(to + 1) * PAGE - 1n - iova) >> pgshift));
-    });
-    if ((flags & HWPT_GET_DIRTY_BITMAP_NO_CLEAR) === 0) dirty.clear(firstPage, lastPage);
+    throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(cursor)} in ${hex(iova)}-${hex(last)} is not mapped: the range must be covered by areas`);
   }
 
   /** Closing `/dev/iommu`: every device unbound, every IOAS destroyed. */
