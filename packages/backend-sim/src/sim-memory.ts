@@ -20,8 +20,10 @@ interface RegionState extends SimRegion {
   readonly blockFrames: bigint;
   /** Bytes written so far, per 4 KiB page; untouched pages read as zeros. */
   readonly pages: Map<bigint, Uint8Array>;
-  /** Dense regions and registered caller buffers: the bytes live in this buffer. */
-  readonly buffer?: Uint8Array;
+  /** Dense regions and registered caller buffers: the bytes live in this buffer (undefined once a registered one is collected). */
+  readonly buffer?: Uint8Array | undefined;
+  /** A registered caller buffer, held weakly: the region lives as long as the buffer does. */
+  readonly registered?: WeakRef<Uint8Array>;
 }
 
 /** 2^53: numbers below it are exact integers. */
@@ -39,6 +41,15 @@ export class SimMemory {
   private nextVirtual = 0x7f00_0000_0000n;
   private nextPhysical = 0x1_0000_0000n;
   private buffers = new WeakMap<Uint8Array, bigint>();
+  /**
+   * Drops the region of a registered buffer once the garbage collector takes the buffer, as a
+   * process's memory goes with the object that owned it: an SDK that hands the kernel a fresh
+   * buffer per call (a dirty bitmap per read) must not grow this map forever. Addresses are never
+   * reused, so a late callback cannot drop a newer region.
+   */
+  private readonly collected = new FinalizationRegistry<bigint>((address) => {
+    if (this.regions.get(address)?.registered?.deref() === undefined) this.free(address);
+  });
   /** The region {@link isMappedNumber} found last, as numbers: [start, end); empty when end <= start. */
   private cachedStart = 0;
   private cachedEnd = 0;
@@ -66,8 +77,17 @@ export class SimMemory {
     const length = BigInt(Math.max(buffer.byteLength, 1));
     const address = alignUp(this.nextVirtual, PAGE);
     this.nextVirtual = address + alignUp(length, PAGE) + PAGE;
-    this.regions.set(address, this.layout(address, length, PAGE, buffer));
+    const registered = new WeakRef(buffer);
+    const state = this.layout(address, length, PAGE, undefined);
+    this.regions.set(address, {
+      ...state,
+      registered,
+      get buffer() {
+        return registered.deref();
+      },
+    });
     this.buffers.set(buffer, address);
+    this.collected.register(buffer, address);
     return address;
   }
 
@@ -212,7 +232,10 @@ export class SimMemory {
     const entry = this.regions.floor(address);
     if (entry === undefined) return undefined;
     const region = entry.value;
-    return address < region.address + region.length ? region : undefined;
+    if (address >= region.address + region.length) return undefined;
+    // A registered buffer the collector took before its callback ran: nothing is there.
+    if (region.registered !== undefined && region.registered.deref() === undefined) return undefined;
+    return region;
   }
 }
 
