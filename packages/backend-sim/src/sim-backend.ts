@@ -273,6 +273,7 @@ function handleFor(
       ...hotPlug,
       doDirtyStart: () => dirtyPages('starting dirty tracking', DIRTY_PAGES_FLAGS.START),
       doDirtyStop: () => dirtyPages('stopping dirty tracking', DIRTY_PAGES_FLAGS.STOP),
+      // update_user_bitmap() writes every word of each mapping's bits: a covered range needs no zeroing (call.zeroed).
       doDirtyRead: (call) => dirtyPages('reading the dirty bitmap', DIRTY_PAGES_FLAGS.GET_BITMAP, call),
       /** VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: the bits and the unmap in one call. */
       doDirtyUnmap: (call) =>
@@ -691,6 +692,8 @@ async function openIommufd(simulator: Simulator, groups: SimGroup[], devices: Si
       else runs.push({ start: area.start, last: area.last });
     }
     const whole = runs.length === 1 && runs[0]!.start <= call.iova.start && runs[0]!.last >= call.iova.last;
+    // GET_DIRTY_BITMAP ORs bits in: a reused bitmap starts from zeros.
+    if (!call.zeroed) call.bitmap.fill(0);
     const target = new UserBitmap(call.bitmap, true, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
     /** One GET_DIRTY_BITMAP per HWPT and piece, its bits ORed into `call.bitmap` when `into`. */
     const pass = (flags: number, into: boolean, done: () => void): void => {

@@ -1,7 +1,7 @@
 // Dirty-page tracking through the smmu backend over the simulator's syscall face (the real ioctl
 // bytes): type1's VFIO_IOMMU_DIRTY_PAGES and dirty unmap, iommufd's dirty-tracking HWPT, what each
 // asks the kernel, and how each fails. docs/kernel-rules.md#dirty-page-tracking
-import { Container, ERRNO, IoasError, type Syscalls } from '@ioas/core';
+import { Container, DirtyBitmap, ERRNO, IoasError, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
 import { allocateDmaMemory, iommufdUapi } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
@@ -143,6 +143,48 @@ describe('type1: VFIO_IOMMU_DIRTY_PAGES', () => {
     expect(capability).toEqual({ supported: false, reason: expect.stringMatching(/no MIGRATION capability.*5\.8/) });
     expect(failure(() => container.dirty.start())).toMatchObject({ code: 'unsupported', message: expect.stringContaining('no MIGRATION capability') });
   });
+});
+
+describe('reading into a reused bitmap', () => {
+  for (const kernelInterface of ['type1', 'iommufd'] as const) {
+    it(`gives what a new bitmap gives, whatever the reused one held, over covered ranges and holes (${kernelInterface})`, async () => {
+      // Two machines driven alike: one reads into new bitmaps, one into bitmaps full of garbage.
+      const runs = await Promise.all(
+        [false, true].map(async (reuse) => {
+          const m = machine('x86-vtd');
+          const container = await open(m, kernelInterface);
+          container.map({ iova: HIGH, memory: memory(m, 0x4000n) });
+          container.map({ iova: HIGH + 0x4000n, memory: memory(m, 0x42000n) }); // adjacent: one covered stretch
+          container.map({ iova: HIGH + 0x10_0000n, memory: memory(m, 0x2000n) }); // after a hole of whole bitmap words
+          container.dirty.start();
+          const seen: number[][] = [];
+          for (const [write, range] of [
+            [HIGH + 0x5000n, { start: HIGH, last: HIGH + 0x45fffn }],
+            [HIGH + 0x3000n, { start: HIGH, last: HIGH + 0x10_1fffn }],
+            [HIGH + 0x10_1000n, { start: HIGH, last: HIGH + 0x10_1fffn }],
+          ] as const) {
+            expect(m.device.dmaWrite(write, new Uint8Array([1]))).toBe(true);
+            const pages = Number((range.last - range.start + 1n) / 0x1000n);
+            const garbage = new DirtyBitmap(range, 0x1000n, new Uint8Array(Math.ceil(pages / 64) * 8).fill(0xa5));
+            const bitmap = reuse ? container.dirty.read({ iova: range, into: garbage }) : container.dirty.read({ iova: range });
+            if (reuse) expect(bitmap).toBe(garbage);
+            const found: number[] = [];
+            bitmap.forEachRun((first, count) => found.push(first, count));
+            seen.push([bitmap.count(), ...found]);
+          }
+          container.close();
+          return seen;
+        }),
+      );
+      expect(runs[1]).toEqual(runs[0]);
+      // type1 reports every mapped page (and, from the second read, pages past a mapping that
+      // starts off a word: update_user_bitmap()'s carried bits, docs/kernel-rules.md#type1-dirty-bitmap-words);
+      // iommufd the page written since the last read.
+      expect(runs[0]![0]).toEqual(kernelInterface === 'type1' ? [70, 0, 70] : [1, 5, 1]);
+      if (kernelInterface === 'iommufd') expect(runs[0]!.slice(1)).toEqual([[1, 3, 1], [1, 257, 1]]);
+      else expect(runs[0]![1]!.slice(-2)).toEqual([256, 2]);
+    });
+  }
 });
 
 describe('iommufd: a dirty-tracking HWPT', () => {

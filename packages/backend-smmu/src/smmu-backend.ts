@@ -338,6 +338,8 @@ function type1Dirty(container: VfioContainer): DirtyMethods {
     doDirtyStart: () => container.startDirtyLogging(),
     doDirtyStop: () => container.stopDirtyLogging(),
     // A range may hold holes but not cut a mapping (vfio_iova_dirty_bitmap(): EINVAL); core checks that.
+    // update_user_bitmap() writes every word of each mapping's bits (docs/kernel-rules.md#type1-dirty-bitmap-words):
+    // where the mappings cover the range, an earlier read's bytes (call.zeroed false) are all overwritten.
     doDirtyRead: (call) => container.dirtyBitmap(call.iova.start, rangeSize(call.iova), call.pageSize, bitmapTarget(call)),
     // The bits of each mapping are copied before it goes (vfio_dma_do_unmap() calls update_user_bitmap()).
     doDirtyUnmap: (call) => container.unmapDmaDirty(call.iova.start, rangeSize(call.iova), call.pageSize, bitmapTarget(call)),
@@ -763,6 +765,8 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
    * failure in that second pass, after its first run, leaves bits read and lost; it says which.
    */
   const readRuns = (call: DirtyReadCall, runs: readonly IovaRange[], clear: boolean): void => {
+    // GET_DIRTY_BITMAP ORs bits in: a reused bitmap starts from zeros.
+    if (!call.zeroed) call.bitmap.fill(0);
     if (runs.length === 1 || !clear) {
       for (const run of runs) readRun(call, run, clear);
       return;

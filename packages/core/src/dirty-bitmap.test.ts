@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DirtyBitmap, dirtyBitmapBytes } from './dirty-bitmap.js';
 import { IoasError } from './errors.js';
 
@@ -78,6 +78,50 @@ describe('DirtyBitmap', () => {
         expect(bitmap.count()).toBe(dirty.length);
       }
     }
+  });
+
+  it('finds the same runs and counts on large bitmaps of uniform stretches, with and without a native compare', async () => {
+    vi.resetModules();
+    vi.stubGlobal('Buffer', undefined);
+    const plain = (await import('./dirty-bitmap.js')).DirtyBitmap;
+    vi.unstubAllGlobals();
+    // 64 GiB at 4 KiB pages (2 MiB of bitmap), and a size that ends inside a word.
+    for (const pages of [16 * 1024 * 1024, 3 * 1024 * 1024 + 77]) {
+      const layouts: [string, [number, number][]][] = [
+        ['all clean', []],
+        ['all dirty', [[0, pages]]],
+        ['dirty but the last page', [[0, pages - 1]]],
+        // Stretches across the 4 KiB (32768-page) leaves and the halving points, and single pages among them.
+        ['stretches', [[5, 40_000], [65_536, 1], [98_304, 300_000], [1_000_001, 3], [pages - 100_000, 100_000]]],
+      ];
+      for (const [name, runs] of layouts) {
+        const bytes = new Uint8Array(dirtyBitmapBytes(pages));
+        for (const [first, count] of runs) for (let page = first; page < first + count; page++) bytes[page >>> 3]! |= 1 << (page & 7);
+        const iova = { start: 0n, last: BigInt(pages) * PAGE - 1n };
+        for (const Bitmap of [DirtyBitmap, plain]) {
+          const bitmap = new Bitmap(iova, PAGE, bytes.slice());
+          const found: [number, number][] = [];
+          bitmap.forEachRun((first, count) => found.push([first, count]));
+          expect(found, `${name}, ${pages} pages`).toEqual(runs);
+          expect(bitmap.count()).toBe(runs.reduce((sum, [, count]) => sum + count, 0));
+          expect(new Bitmap(iova, PAGE, bytes.slice()).count()).toBe(bitmap.count());
+        }
+      }
+    }
+  });
+
+  it('clear() marks every page clean, and a merge after it is counted again', () => {
+    const bitmap = bitmapOf(300, [1, 2, 250]);
+    expect(bitmap.count()).toBe(3);
+    bitmap.clear();
+    expect(bitmap.count()).toBe(0);
+    expect(runsOf(bitmap)).toEqual([]);
+    bitmap.merge(bitmapOf(64, [0, 63], 0x10_0000n + 64n * PAGE));
+    expect(runsOf(bitmap)).toEqual([
+      [64, 1],
+      [127, 1],
+    ]);
+    expect(bitmap.count()).toBe(2);
   });
 
   it('an all-dirty bitmap is one run, and bits past the last page are ignored', () => {

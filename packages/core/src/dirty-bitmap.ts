@@ -1,8 +1,14 @@
 /**
  * The dirty bitmap a read or a dirty unmap returns: the kernel's own bytes (bit n of little-endian
  * u64 word n / 64 is page n, as VFIO_IOMMU_DIRTY_PAGES and IOMMU_HWPT_GET_DIRTY_BITMAP write it),
- * scanned in 32-bit words. Nothing here allocates per page: `count()` and `forEachRun()` allocate
- * nothing at all, `runs()` one range per run.
+ * scanned in 32-bit words. Nothing here allocates per page: the first scan of a bitmap lists its
+ * stretches (a few numbers per 4 KiB of bitmap at most), `count()` and `forEachRun()` allocate
+ * nothing else, `runs()` one range per run.
+ *
+ * Scans skip uniform stretches at memory speed: the words are first tested whole for being all
+ * clean or all dirty (on Node, one native compare of the bytes with themselves shifted by a byte),
+ * halved while mixed, and only stretches of 4 KiB or less are walked word by word. Type1's
+ * pessimistic bitmaps (every mapped page dirty) and a quiet guest's (nothing dirty) cost one compare.
  */
 import { IoasError } from './errors.js';
 import { hex } from './format.js';
@@ -24,6 +30,20 @@ function popcount(word: number): number {
   return (((bits + (bits >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
+/** A native byte compare (Node's `Buffer.compare`, memcmp), when the platform has one. */
+const nativeCompare = (globalThis as { Buffer?: { compare(a: Uint8Array, b: Uint8Array): number } }).Buffer?.compare;
+
+/** Stretches of at most this many 32-bit words (4 KiB) are walked word by word. */
+const LEAF_WORDS = 1024;
+
+/** What a stretch of words holds: all clean, all dirty, or both. */
+const CLEAN = 0;
+const DIRTY = 1;
+const MIXED = 2;
+
+/** Lets the tracker refill a bitmap it reuses (see {@link refilled}) without a public method. */
+let refill: (bitmap: DirtyBitmap) => void;
+
 /** Bytes of the kernel's bitmap for `pages` pages: whole u64 words (DIRTY_BITMAP_BYTES()). */
 export function dirtyBitmapBytes(pages: number): number {
   return Math.ceil(pages / 64) * 8;
@@ -41,6 +61,16 @@ export class DirtyBitmap {
   readonly bytes: Uint8Array;
   private readonly words: Uint32Array;
   private counted = -1;
+  /** The stretches of {@link layout}, once worked out; undefined until the first scan. */
+  private stretchList: number[] | undefined;
+
+  static {
+    refill = (bitmap) => {
+      bitmap.clearTail();
+      bitmap.counted = -1;
+      bitmap.stretchList = undefined;
+    };
+  }
 
   /**
    * A bitmap over `iova` at `pageSize`. With `bytes` omitted it is all clean; given, it is taken as
@@ -71,17 +101,35 @@ export class DirtyBitmap {
     this.clearTail();
   }
 
-  /** Dirty pages. O(pages / 32), computed once. */
+  /** Dirty pages. At most O(pages / 32), computed once. */
   count(): number {
     if (this.counted >= 0) return this.counted;
     const words = this.words;
+    const layout = this.layout();
     let total = 0;
-    for (let index = 0; index < words.length; index++) {
-      const word = words[index]!;
-      if (word !== 0) total += popcount(word);
+    for (let at = 0; at < layout.length; at += 3) {
+      const from = layout[at]!;
+      const to = layout[at + 1]!;
+      const kind = layout[at + 2]!;
+      if (kind === DIRTY) {
+        total += (to - from) * 32;
+      } else if (kind === MIXED) {
+        for (let index = from; index < to; index++) {
+          const word = words[index]!;
+          if (word === 0xffff_ffff) total += 32;
+          else if (word !== 0) total += popcount(word);
+        }
+      }
     }
     this.counted = total;
     return total;
+  }
+
+  /** Marks every page clean. */
+  clear(): void {
+    this.bytes.fill(0);
+    this.counted = 0;
+    this.stretchList = [0, this.words.length, CLEAN];
   }
 
   /** Dirty bytes: {@link count} pages of {@link pageSize}. */
@@ -113,28 +161,52 @@ export class DirtyBitmap {
    */
   forEachRun(visit: (firstPage: number, pageCount: number) => void): void {
     const words = this.words;
+    const layout = this.layout();
     let runStart = -1;
-    for (let index = 0; index < words.length; index++) {
-      const word = words[index]!;
-      if (runStart < 0 ? word === 0 : word === 0xffff_ffff) continue;
-      const base = index * 32;
-      let from = 0;
-      while (from < 32) {
-        // The bits at `from` and above that end the current state: set bits while clean, clear bits while in a run.
-        const mask = from === 0 ? -1 : -1 << from;
-        const ending = (runStart < 0 ? word : ~word) & mask;
-        if (ending === 0) break;
-        const bit = lowestBit(ending);
-        if (runStart < 0) {
-          runStart = base + bit;
-        } else {
-          visit(runStart, base + bit - runStart);
+    let dirty = 0;
+    for (let at = 0; at < layout.length; at += 3) {
+      const first = layout[at]!;
+      const last = layout[at + 1]!;
+      const kind = layout[at + 2]!;
+      if (kind === CLEAN) {
+        if (runStart >= 0) {
+          visit(runStart, first * 32 - runStart);
+          dirty += first * 32 - runStart;
           runStart = -1;
         }
-        from = bit + 1;
+        continue;
+      }
+      if (kind === DIRTY) {
+        if (runStart < 0) runStart = first * 32;
+        continue;
+      }
+      for (let index = first; index < last; index++) {
+        const word = words[index]!;
+        if (runStart < 0 ? word === 0 : word === 0xffff_ffff) continue;
+        const base = index * 32;
+        let from = 0;
+        while (from < 32) {
+          // The bits at `from` and above that end the current state: set bits while clean, clear bits while in a run.
+          const mask = from === 0 ? -1 : -1 << from;
+          const ending = (runStart < 0 ? word : ~word) & mask;
+          if (ending === 0) break;
+          const bit = lowestBit(ending);
+          if (runStart < 0) {
+            runStart = base + bit;
+          } else {
+            visit(runStart, base + bit - runStart);
+            dirty += base + bit - runStart;
+            runStart = -1;
+          }
+          from = bit + 1;
+        }
       }
     }
-    if (runStart >= 0) visit(runStart, this.pages - runStart);
+    if (runStart >= 0) {
+      visit(runStart, this.pages - runStart);
+      dirty += this.pages - runStart;
+    }
+    this.counted = dirty;
   }
 
   /** The dirty runs as IOVA ranges, in order: one object per run, none per page. */
@@ -162,6 +234,44 @@ export class DirtyBitmap {
     const offset = Number((source.iova.start - this.iova.start) / this.pageSize);
     source.forEachRun((first, count) => this.setPages(offset + first, count));
     this.counted = -1;
+    this.stretchList = undefined;
+  }
+
+  /**
+   * The words as stretches in order, three numbers each: `from`, `to` (exclusive), and what they
+   * hold: all clean, all dirty, or mixed (at most {@link LEAF_WORDS} words, walked word by word).
+   * Worked out once, on the first scan: a few hundred numbers at most for a 2 MiB bitmap.
+   */
+  private layout(): readonly number[] {
+    if (this.stretchList !== undefined) return this.stretchList;
+    const list: number[] = [];
+    if (this.words.length > 0) this.split(0, this.words.length, this.holds(0, this.words.length), list);
+    this.stretchList = list;
+    return list;
+  }
+
+  /** Adds stretch `[from, to)` holding `kind`, halving it while it is mixed and large. */
+  private split(from: number, to: number, kind: number, list: number[]): void {
+    if (kind !== MIXED || to - from <= LEAF_WORDS) {
+      list.push(from, to, kind);
+      return;
+    }
+    const middle = from + ((to - from) >>> 1);
+    this.split(from, middle, this.holds(from, middle), list);
+    this.split(middle, to, this.holds(middle, to), list);
+  }
+
+  /** What words `[from, to)` hold: one native compare of the bytes with themselves a byte on, where there is one. */
+  private holds(from: number, to: number): number {
+    const words = this.words;
+    const first = words[from]!;
+    if (first !== 0 && first !== 0xffff_ffff) return MIXED;
+    if (nativeCompare !== undefined) {
+      const bytes = this.bytes;
+      return nativeCompare(bytes.subarray(from * 4, to * 4 - 1), bytes.subarray(from * 4 + 1, to * 4)) === 0 ? (first === 0 ? CLEAN : DIRTY) : MIXED;
+    }
+    for (let index = from + 1; index < to; index++) if (words[index] !== first) return MIXED;
+    return first === 0 ? CLEAN : DIRTY;
   }
 
   /** Marks `count` pages from page `first` dirty (whole words at a time). */
@@ -185,4 +295,12 @@ export class DirtyBitmap {
     if (used !== 0) this.words[lastWord] = (this.words[lastWord]! & ((1 << used) - 1)) >>> 0;
     for (let index = used === 0 ? lastWord : lastWord + 1; index < this.words.length; index++) this.words[index] = 0;
   }
+}
+
+/**
+ * After a backend wrote a reused bitmap's bytes (see `ContainerDirty.read`'s `into`): bits past the
+ * last page cleared, counts and scans forgotten. Not exported from the package.
+ */
+export function refilled(bitmap: DirtyBitmap): void {
+  refill(bitmap);
 }

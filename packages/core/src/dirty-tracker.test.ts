@@ -79,6 +79,37 @@ describe('container.dirty', () => {
     expect(container.dirty.read({ iova: { start: RAM, size: 4n * MiB } }).count()).toBe(1);
   });
 
+  it('reads into an earlier bitmap of the same range: zeroed, refilled, returned; refused unchanged when it does not fit', async () => {
+    const { container, state } = await open();
+    container.map({ iova: RAM, memory: memory(MiB) });
+    container.map({ iova: RAM + 2n * MiB, memory: memory(MiB, 0x7f00_1000_0000n) });
+    container.dirty.start();
+    const range = { start: RAM, size: MiB };
+    state.written.add(RAM + 3n * PAGE);
+    const first = container.dirty.read({ iova: range });
+    expect(first.count()).toBe(1);
+    state.written.add(RAM + 9n * PAGE);
+    const bytes = first.bytes;
+    const second = container.dirty.read({ iova: range, into: first });
+    expect(second).toBe(first);
+    expect(second.bytes).toBe(bytes);
+    // Page 3 was cleared by the first read: only page 9 now, counts and runs recomputed.
+    expect([...second.runs()]).toEqual([{ start: RAM + 9n * PAGE, last: RAM + 10n * PAGE - 1n }]);
+    expect(second.count()).toBe(1);
+    state.written.add(RAM + 11n * PAGE);
+    const other = container.dirty.read({ iova: { start: RAM + 2n * MiB, size: MiB } });
+    const snapshot = [...first.bytes];
+    expectRefused(container, state, () => container.dirty.read({ iova: range, into: other }), 'invalid-argument', /into covers 0x10200000-0x102fffff/);
+    expectRefused(container, state, () => container.dirty.read({ iova: { start: RAM, size: 2n * MiB }, pageSize: 0x20_0000n, into: first }), 'invalid-argument', /same range and page size/);
+    expectRefused(container, state, () => container.dirty.read({ iova: range, into: { bytes: new Uint8Array(32) } as never }), 'invalid-argument', /into must be a DirtyBitmap/);
+    expect([...first.bytes]).toEqual(snapshot);
+    // A read the kernel fails leaves the reused bitmap all clean, not showing the last round as this one.
+    state.failNext('dirtyRead', ERRNO.EIO);
+    expect(() => container.dirty.read({ iova: range, into: first })).toThrow(expect.objectContaining({ code: 'kernel' }));
+    expect(first.count()).toBe(0);
+    expect(container.dirty.read({ iova: range, into: first }).count()).toBe(1);
+  });
+
   it('unmaps with the bitmap of what it unmapped, covering those mappings', async () => {
     const { container, state } = await open();
     container.map({ iova: RAM, memory: memory(MiB) });

@@ -31,6 +31,19 @@ describe('MappingTable', () => {
   const memory = { address: 0x7f00_0000_0000n, length: 0x2000n };
   const rw = { read: true, write: true };
 
+  it('says whether mappings hold every byte of a range, with no gap', () => {
+    const table = new MappingTable();
+    table.add({ start: 0x10000n, last: 0x11fffn }, memory, rw, 'owned');
+    table.add({ start: 0x12000n, last: 0x13fffn }, memory, rw, 'owned');
+    table.add({ start: 0x20000n, last: 0x21fffn }, memory, rw, 'owned');
+    expect(table.covers({ start: 0x10000n, last: 0x13fffn })).toBe(true);
+    expect(table.covers({ start: 0x11000n, last: 0x12fffn })).toBe(true);
+    expect(table.covers({ start: 0x10000n, last: 0x21fffn })).toBe(false); // the hole at 0x14000
+    expect(table.covers({ start: 0xf000n, last: 0x11fffn })).toBe(false); // before the first
+    expect(table.covers({ start: 0x20000n, last: 0x22fffn })).toBe(false); // past the last
+    expect(new MappingTable().covers({ start: 0n, last: 0xfffn })).toBe(false);
+  });
+
   it('keeps ownership: pending IOVAs reach the allocator once, and only if still mapped', () => {
     const table = new MappingTable();
     table.add({ start: 0x10000n, last: 0x11fffn }, memory, rw, 'pending');

@@ -253,6 +253,27 @@ export class MappingTable {
     return result;
   }
 
+  /** True when mappings hold every byte of `range`, with no gap. Stops at the first gap. */
+  covers(range: IovaRange): boolean {
+    let next = range.start;
+    let covered = false;
+    this.tree.forEachFrom(
+      pageOf(range.start),
+      (start, last, value, flags) => {
+        const { iova } = this.build(start, last, value, flags);
+        if (iova.start > next) return false;
+        if (iova.last >= next) next = iova.last + 1n;
+        if (next > range.last) {
+          covered = true;
+          return false;
+        }
+        return true;
+      },
+      true,
+    );
+    return covered;
+  }
+
   /** The mapping that contains `address`, if any. */
   find(address: bigint): Mapping | undefined {
     if (address < 0n || address >= 1n << 64n) return undefined;

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { accessOf } from './container-input.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
 import { IoasError } from './errors.js';
 import { isPowerOfTwo, U64_MAX } from './iova-range.js';
 
@@ -84,7 +85,7 @@ export const msiPlanArgument = z
 
 /** A dirty-bitmap read: the range, and optionally the page size and whether to clear. */
 export const dirtyReadInput = z
-  .object({ iova: rangeInput, pageSize: size64.optional(), clear: z.boolean().optional() })
+  .object({ iova: rangeInput, pageSize: size64.optional(), clear: z.boolean().optional(), into: z.instanceof(DirtyBitmap, { message: 'into must be a DirtyBitmap an earlier read returned' }).optional() })
   .strict();
 
 /** The options of a dirty unmap. */

@@ -99,9 +99,17 @@ export interface DirtyReadCall {
   readonly pageSize: bigint;
   /**
    * Where the kernel writes the bits, in its layout (bit n of the little-endian u64 word n / 64 is
-   * page n): zeroed, at least `ceil(pages / 64) * 8` bytes, 8-byte aligned.
+   * page n): at least `ceil(pages / 64) * 8` bytes, 8-byte aligned; zeroed unless {@link zeroed}
+   * says otherwise.
    */
   readonly bitmap: Uint8Array;
+  /**
+   * False only for a read into a reused bitmap (`read({ into })`) whose range the mappings cover
+   * with no gap: the bytes are an earlier read's. A backend whose kernel writes every word of each
+   * mapping's bits (type1's update_user_bitmap()) can leave them, sparing a pass over the bitmap;
+   * one whose kernel ORs bits in (iommufd) zeroes them first. True for every dirty unmap.
+   */
+  readonly zeroed: boolean;
   /** Clear the dirty bits read (always true unless the capability says `readWithoutClear`). */
   readonly clear: boolean;
 }

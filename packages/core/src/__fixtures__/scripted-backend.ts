@@ -178,7 +178,9 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
       }
       if (capabilities.dirtyTracking?.supported) {
         // Reports the written pages at the read's page size (a page is dirty when any 4 KiB in it was written).
-        const report = (iova: IovaRange, pageSize: bigint, bitmap: Uint8Array, clear: boolean): void => {
+        // Its kernel ORs bits in, as iommufd's does: a reused bitmap is zeroed first.
+        const report = (iova: IovaRange, pageSize: bigint, bitmap: Uint8Array, clear: boolean, zeroed = true): void => {
+          if (!zeroed) bitmap.fill(0);
           for (const page of [...state.written]) {
             if (page < iova.start || page > iova.last) continue;
             const bit = Number((page - iova.start) / pageSize);
@@ -196,7 +198,7 @@ export function scriptedBackend(options: ScriptedOptions = {}): { backend: Backe
         };
         handle.doDirtyRead = (call) => {
           step('dirtyRead', `${call.iova.start.toString(16)}-${call.iova.last.toString(16)}/${call.pageSize.toString(16)}${call.clear ? '' : ' keep'}`);
-          report(call.iova, call.pageSize, call.bitmap, call.clear);
+          report(call.iova, call.pageSize, call.bitmap, call.clear, call.zeroed);
         };
         handle.doDirtyUnmap = (call) => {
           step('dirtyUnmap', `${call.iova.start.toString(16)}-${call.iova.last.toString(16)}/${call.pageSize.toString(16)}`);
