@@ -30,8 +30,13 @@ function popcount(word: number): number {
   return (((bits + (bits >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
-/** A native byte compare (Node's `Buffer.compare`, memcmp), when the platform has one. */
-const nativeCompare = (globalThis as { Buffer?: { compare(a: Uint8Array, b: Uint8Array): number } }).Buffer?.compare;
+/** A byte view with a native compare of two of its stretches (memcmp): Node's `Buffer`. */
+interface ComparableBytes {
+  compare(target: Uint8Array, targetStart: number, targetEnd: number, sourceStart: number, sourceEnd: number): number;
+}
+
+/** Node's `Buffer`, when the platform has one: its `compare` with offsets allocates nothing. */
+const NativeBuffer = (globalThis as { Buffer?: { from(buffer: ArrayBufferLike, byteOffset: number, length: number): ComparableBytes & Uint8Array } }).Buffer;
 
 /** Stretches of at most this many 32-bit words (4 KiB) are walked word by word. */
 const LEAF_WORDS = 1024;
@@ -245,31 +250,30 @@ export class DirtyBitmap {
   private layout(): readonly number[] {
     if (this.stretchList !== undefined) return this.stretchList;
     const list: number[] = [];
-    if (this.words.length > 0) this.split(0, this.words.length, this.holds(0, this.words.length), list);
+    const bytes = this.bytes;
+    const native = NativeBuffer?.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    if (this.words.length > 0) this.split(0, this.words.length, this.holds(0, this.words.length, native), list, native);
     this.stretchList = list;
     return list;
   }
 
   /** Adds stretch `[from, to)` holding `kind`, halving it while it is mixed and large. */
-  private split(from: number, to: number, kind: number, list: number[]): void {
+  private split(from: number, to: number, kind: number, list: number[], native: (ComparableBytes & Uint8Array) | undefined): void {
     if (kind !== MIXED || to - from <= LEAF_WORDS) {
       list.push(from, to, kind);
       return;
     }
     const middle = from + ((to - from) >>> 1);
-    this.split(from, middle, this.holds(from, middle), list);
-    this.split(middle, to, this.holds(middle, to), list);
+    this.split(from, middle, this.holds(from, middle, native), list, native);
+    this.split(middle, to, this.holds(middle, to, native), list, native);
   }
 
   /** What words `[from, to)` hold: one native compare of the bytes with themselves a byte on, where there is one. */
-  private holds(from: number, to: number): number {
+  private holds(from: number, to: number, native: (ComparableBytes & Uint8Array) | undefined): number {
     const words = this.words;
     const first = words[from]!;
     if (first !== 0 && first !== 0xffff_ffff) return MIXED;
-    if (nativeCompare !== undefined) {
-      const bytes = this.bytes;
-      return nativeCompare(bytes.subarray(from * 4, to * 4 - 1), bytes.subarray(from * 4 + 1, to * 4)) === 0 ? (first === 0 ? CLEAN : DIRTY) : MIXED;
-    }
+    if (native !== undefined) return native.compare(native, from * 4 + 1, to * 4, from * 4, to * 4 - 1) === 0 ? (first === 0 ? CLEAN : DIRTY) : MIXED;
     for (let index = from + 1; index < to; index++) if (words[index] !== first) return MIXED;
     return first === 0 ? CLEAN : DIRTY;
   }
