@@ -373,28 +373,13 @@ function dirtyUnsupportedReason(context: IommufdContext, device: IommufdDevice):
   return `the IOMMU of ${device.name} (${kind}) cannot track dirty pages: IOMMU_GET_HW_INFO reports no IOMMU_HW_CAP_DIRTY_TRACKING (VT-d needs second-stage access/dirty bits in scalable mode, SMMUv3 hardware dirty-state updates; kernels before 6.7 report none)`;
 }
 
-/** ORs `bits` bits of `source` (from bit 0) into `target` from bit `at`: for a run whose first bit is not on a u64 boundary. */
-function orBits(target: Uint8Array, at: number, source: Uint8Array, bits: number): void {
-  for (let byte = 0; byte * 8 < bits; byte++) {
-    let value = source[byte]!;
-    while (value !== 0) {
-      const bit = 31 - Math.clz32(value & -value);
-      value &= value - 1;
-      const index = byte * 8 + bit;
-      if (index >= bits) break;
-      const position = at + index;
-      target[position >>> 3]! |= 1 << (position & 7);
-    }
-  }
-}
-
 /**
- * ORs a bitmap of small pages (`source`, `bits` pages of `small` bytes from `from`) into `target` (pages
- * of `large` bytes from `base`): a large page is dirty when any small page in it is.
+ * ORs each set bit `index` of the first `bits` bits of `source` into `target` at bit
+ * `floor((offset + index) / ratio)`: with ratio 1, a run whose first bit is not on a u64 boundary
+ * (`offset` its bit); with ratio > 1, small pages folded into large ones, a large page dirty when any
+ * small page in it is.
  */
-function foldBits(target: Uint8Array, base: bigint, large: bigint, source: Uint8Array, from: bigint, small: bigint, bits: number): void {
-  const ratio = Number(large / small);
-  const first = Number((from - base) / small);
+function orBitsScaled(target: Uint8Array, offset: number, ratio: number, source: Uint8Array, bits: number): void {
   for (let byte = 0; byte * 8 < bits; byte++) {
     let value = source[byte]!;
     while (value !== 0) {
@@ -402,8 +387,8 @@ function foldBits(target: Uint8Array, base: bigint, large: bigint, source: Uint8
       value &= value - 1;
       const index = byte * 8 + bit;
       if (index >= bits) break;
-      const page = Math.floor((first + index) / ratio);
-      target[page >>> 3]! |= 1 << (page & 7);
+      const position = Math.floor((offset + index) / ratio);
+      target[position >>> 3]! |= 1 << (position & 7);
     }
   }
 }
@@ -747,7 +732,7 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
       }
       const scratch = new Uint8Array(dirtyBitmapBytes(pages));
       context.dirtyBitmap(hwpt!, run.start, length, pageSize, { bytes: scratch, length: scratch.length }, clear);
-      orBits(call.bitmap, at, scratch, pages);
+      orBitsScaled(call.bitmap, at, 1, scratch, pages);
       return;
     }
     // A page of the read holds a hole: the kernel cannot read it whole, so read the run at the
@@ -757,7 +742,8 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
     const pages = Number(length / small);
     const scratch = new Uint8Array(dirtyBitmapBytes(pages));
     context.dirtyBitmap(hwpt!, run.start, length, small, { bytes: scratch, length: scratch.length }, clear);
-    foldBits(call.bitmap, base, pageSize, scratch, run.start, small, pages);
+    // Small page i of the run lies in large page (run.start - base) / small + i, divided by large / small.
+    orBitsScaled(call.bitmap, Number((run.start - base) / small), Number(pageSize / small), scratch, pages);
   };
   /**
    * A read of several runs that clears: first every run without clearing (a failure then changes

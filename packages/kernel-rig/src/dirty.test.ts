@@ -6,13 +6,12 @@
 // tracks only on an IOMMU with dirty bits: QEMU's VT-d has none (ssads_supported() is false), so on
 // the 6.12 lane the capability says why and start() is refused; where the capability says precise,
 // only the page edu wrote reads dirty. Bad input is a typed error that changes nothing.
-import { readdirSync } from 'node:fs';
-import { Container, IoasError } from '@ioas/core';
+import { Container } from '@ioas/core';
 import { smmu } from '@ioas/backend-smmu';
 import { allocateDmaMemory } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { EduDriver } from './edu-driver.js';
-import { interfaceOf, lane, realMachine, simMachine, type Machine } from './targets.js';
+import { codeOf, interfaceOf, lane, openFiles, realMachine, simMachine, type Machine } from './targets.js';
 
 const machines: [string, () => Machine][] = [['simulator', () => simMachine(lane ?? 'x86')]];
 if (lane !== undefined) machines.push([`real kernel (${lane})`, realMachine]);
@@ -24,21 +23,6 @@ const PAGE = 0x1000n;
 /** The page edu writes (page 0 holds the source pattern edu reads first). */
 const WRITTEN = 5;
 const LENGTH = 2048;
-
-function openFiles(machine: Machine): number {
-  return machine.kind === 'real' ? readdirSync('/proc/self/fd').length : machine.simulator!.openHandles();
-}
-
-/** The IoasError code `run` throws with. */
-function codeOf(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error.code;
-    throw error;
-  }
-  return 'no error';
-}
 
 /** Dirty runs as `[first page, count]` pairs. */
 function runsOf(bitmap: { forEachRun(visit: (first: number, count: number) => void): void }): [number, number][] {

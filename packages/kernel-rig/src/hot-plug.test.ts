@@ -10,7 +10,7 @@ import { smmu } from '@ioas/backend-smmu';
 import { allocateDmaMemory, VfioIoctls } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { EduDriver, SysfsEdu } from './edu-driver.js';
-import { interfaceOf, lane, realMachine, simMachine, type Machine } from './targets.js';
+import { codeOf, interfaceOf, lane, openFiles, realMachine, simMachine, type Machine } from './targets.js';
 
 const machines: [string, () => Machine][] = [['simulator', () => simMachine(lane ?? 'x86')]];
 if (lane !== undefined) machines.push([`real kernel (${lane})`, realMachine]);
@@ -19,22 +19,6 @@ if (lane !== undefined) machines.push([`real kernel (${lane})`, realMachine]);
 const IOVA = 0x10_0000n;
 /** Bytes per transfer: well under edu's 4096-byte limit (docs/kernel-rules.md#edu-dma-of-4096-bytes). */
 const LENGTH = 2048;
-
-/** Files open: the process's fds on the real kernel, the simulator's open kernel objects and group files. */
-function openFiles(machine: Machine): number {
-  return machine.kind === 'real' ? readdirSync('/proc/self/fd').length : machine.simulator!.openHandles();
-}
-
-/** The IoasError code `run` throws with. */
-function codeOf(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error.code;
-    throw error;
-  }
-  return 'no error';
-}
 
 /** A pattern that differs per call, so that one transfer's bytes cannot pass for another's. */
 function pattern(seed: number): Uint8Array {

@@ -3,8 +3,8 @@
  * lane), or on the simulator's syscall face with the matching preset. The same backend
  * (backend-smmu) and the same code run on both.
  */
-import { readFileSync } from 'node:fs';
-import type { Syscalls } from '@ioas/core';
+import { readdirSync, readFileSync } from 'node:fs';
+import { IoasError, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type PlatformName, type Simulator } from '@ioas/backend-sim';
 import { libcSyscalls, Sysfs } from '@ioas/vfio';
 
@@ -55,4 +55,20 @@ export function simMachine(name: 'x86' | 'arm64' | 'iommufd'): Machine {
   const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!.address;
   const edu2 = SECOND_EDU;
   return { kind: 'sim', syscalls, sysfs: new Sysfs(syscalls), edu, edu2, simulator };
+}
+
+/** Files open: the process's fds on the real kernel, the simulator's open kernel objects and group files. */
+export function openFiles(machine: Machine): number {
+  return machine.kind === 'real' ? readdirSync('/proc/self/fd').length : machine.simulator!.openHandles();
+}
+
+/** The IoasError code `run` throws with, or 'no error'. */
+export function codeOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    if (IoasError.isInstance(error)) return error.code;
+    throw error;
+  }
+  return 'no error';
 }
