@@ -3,6 +3,7 @@
 // without its defence: the request would reach the "kernel", which would answer 0 and do something
 // else (or divide by zero).
 import { Container, ERRNO, IoasError, type IoasErrorCode } from '@ioas/core';
+import { caught } from '@ioas/backend-sim/testing';
 import { describe, expect, it } from 'vitest';
 import { pamuOnSim, type LoggedIoctl } from './__fixtures__/pamu-on-sim.js';
 import { PamuContainer } from './pamu-container.js';
@@ -30,16 +31,6 @@ function configured(options: Parameters<typeof pamuOnSim>[0] = {}) {
 function hugepages(env: ReturnType<typeof open>, length: bigint, pageSize = WINDOW) {
   const region = env.simulator.memory.allocate(length, pageSize);
   return { vaddr: region.address, contiguousPageSize: pageSize };
-}
-
-function caught(run: () => unknown): IoasError {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError');
 }
 
 /** Runs `run`, expects `code`, and checks that not one ioctl reached the kernel. */

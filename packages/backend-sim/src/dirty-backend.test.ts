@@ -2,9 +2,10 @@
 // (pessimistic: every mapped page, every read), iommufd with hardware dirty bits (precise: what
 // devices wrote since the last clearing read), iommufd on the presets and PAMU (unsupported, with
 // the reason), all-or-nothing starts, and hot-plug while tracking.
-import { Container, IoasError } from '@ioas/core';
+import { Container } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
+import { caught } from './testing.js';
 import { createSimulator, type SimDevice } from './simulator.js';
 
 const MiB = 1n << 20n;
@@ -20,16 +21,6 @@ async function open(platform: 'x86-vtd' | 'arm-smmuv3' | 'p4080', mode: 'type1' 
     return { address: region.address, length };
   };
   return { simulator, container, device, memory };
-}
-
-function caught(run: () => unknown): IoasError {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError');
 }
 
 const pagesOf = (bitmap: { forEachRun(visit: (first: number, count: number) => void): void }): number[] => {

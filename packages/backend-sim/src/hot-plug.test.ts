@@ -7,20 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
 import { createSimulator, type SimDevice, type Simulator } from './simulator.js';
 import type { PlatformName } from './platforms.js';
+import { caught } from './testing.js';
 
 const MiB = 1n << 20n;
 const GiB = 1n << 30n;
-
-/** The IoasError `run` throws (failing the test when it throws something else or nothing). */
-function caught(run: () => unknown): IoasError {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError');
-}
 
 /** Everything attach and detach must leave as it was when they fail. */
 function observable(container: Container, simulator: Simulator) {

@@ -3,6 +3,7 @@
 // asks the kernel, and how each fails. docs/kernel-rules.md#dirty-page-tracking
 import { Container, DirtyBitmap, ERRNO, IoasError, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
+import { caught as failure } from '@ioas/backend-sim/testing';
 import { allocateDmaMemory, iommufdUapi } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { smmu } from './smmu-backend.js';
@@ -64,15 +65,6 @@ async function open(m: ReturnType<typeof machine>, kernelInterface: KernelInterf
 }
 
 const memory = (m: ReturnType<typeof machine>, length: bigint) => ({ address: allocateDmaMemory(m.inner, length).address, length });
-const failure = (run: () => unknown): IoasError => {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError');
-};
 const HIGH = 0x1_0000_0000n;
 
 describe('type1: VFIO_IOMMU_DIRTY_PAGES', () => {

@@ -6,7 +6,7 @@
 // conflict shows only after the attach (arm64's second SMMU, which translates 32 bits).
 import { Container, ERRNO, errnoName, IoasError, type Members } from '@ioas/core';
 import { createSimulator, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
-import { FaultySyscalls } from '@ioas/backend-sim/testing';
+import { caught as failure, FaultySyscalls } from '@ioas/backend-sim/testing';
 import { allocateDmaMemory } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { smmu, type SmmuBackend } from './smmu-backend.js';
@@ -57,15 +57,6 @@ async function openWithMapping(m: Machine, kernel: KernelInterface) {
   return { container, memory };
 }
 
-const failure = (call: () => unknown): IoasError => {
-  try {
-    call();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError');
-};
 
 describe('smmu hot-plug over the simulator: attach and detach on a live container', () => {
   for (const platform of PLATFORMS) {
