@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { scriptedBackend, SMMU_RESERVED, type ScriptedState } from './__fixtures__/scripted-backend.js';
 import { Container } from './container.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
 import { ERRNO } from './errno.js';
 import { IoasError } from './errors.js';
 import type { BackendHandleV1 } from './spi.js';
@@ -102,6 +103,8 @@ describe('container.dirty', () => {
     expectRefused(container, state, () => container.dirty.read({ iova: range, into: other }), 'invalid-argument', /into covers 0x10200000-0x102fffff/);
     expectRefused(container, state, () => container.dirty.read({ iova: { start: RAM, size: 2n * MiB }, pageSize: 0x20_0000n, into: first }), 'invalid-argument', /same range and page size/);
     expectRefused(container, state, () => container.dirty.read({ iova: range, into: { bytes: new Uint8Array(32) } as never }), 'invalid-argument', /into must be a DirtyBitmap/);
+    const odd = new DirtyBitmap(first.iova, first.pageSize, new Uint8Array(first.bytes.length + 4).subarray(4));
+    expectRefused(container, state, () => container.dirty.read({ iova: range, into: odd }), 'invalid-argument', /8-byte aligned/);
     expect([...first.bytes]).toEqual(snapshot);
     // A read the kernel fails leaves the reused bitmap all clean, not showing the last round as this one.
     state.failNext('dirtyRead', ERRNO.EIO);

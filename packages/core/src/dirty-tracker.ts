@@ -132,6 +132,9 @@ export class DirtyTracker implements ContainerDirty {
     if (into !== undefined && (into.iova.start !== range.start || into.iova.last !== range.last || into.pageSize !== pageSize)) {
       throw this.errors.error('invalid-argument', operation, `into covers ${formatRange(into.iova)} at ${hex(into.pageSize)}-byte pages, not ${formatRange(range)} at ${hex(pageSize)}; give a bitmap of the same range and page size, or none`);
     }
+    if (into !== undefined && into.bytes.byteOffset % 8 !== 0) {
+      throw this.errors.error('invalid-argument', operation, `into's bytes start at offset ${into.bytes.byteOffset} of their buffer; the kernel writes u64 words, so give a bitmap whose bytes are 8-byte aligned`);
+    }
     if (into === undefined) {
       const bitmap = new DirtyBitmap(range, pageSize);
       this.errors.guard(operation, () => this.handle.doDirtyRead!({ iova: range, pageSize, bitmap: bitmap.bytes, clear, zeroed: true }));
