@@ -47,14 +47,16 @@ function copy(first, count, deviceRunning) {
   return count;
 }
 
-// Pre-copy: everything once, then what the bitmap says, until the dirty set stops shrinking.
+// Pre-copy: everything once, then what the bitmap says, until the dirty set stops shrinking. Each
+// round reads into the bitmap of the round before (its pages are copied by then): no new bitmap.
 container.dirty.start();
 let copied = copy(0, PAGES, true);
 console.log(`round 1: copied all ${copied} pages`);
 let previous = Infinity;
 let pending;
+let dirty;
 for (let round = 2; ; round++) {
-  const dirty = container.dirty.read(all);
+  dirty = container.dirty.read(dirty === undefined ? all : { ...all, into: dirty });
   if (dirty.count() === 0 || dirty.count() >= previous) {
     pending = dirty;
     console.log(`round ${round}: ${dirty.count()} dirty pages${dirty.count() === 0 ? '' : `, not fewer than ${previous}`}: stop the guest`);
