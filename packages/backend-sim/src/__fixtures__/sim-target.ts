@@ -12,8 +12,8 @@ const SECOND_EDU: Record<PlatformName, string> = { 'x86-vtd': '0000:00:10.0', 'a
 const RMRR_DEVICE = '0000:00:11.0';
 
 /** The conformance target over the simulator's Backend face: one simulated machine per target. */
-export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1'): ConformanceTarget & { simulator: Simulator } {
-  const simulator = createSimulator({ platform });
+export function simTarget(platform: PlatformName, kernelInterface: 'type1' | 'iommufd' = 'type1', options: { hardwareDirty?: boolean } = {}): ConformanceTarget & { simulator: Simulator } {
+  const simulator = createSimulator({ platform, ...options });
   const edu = eduDevice(simulator);
   /** A device as the container takes it: its group on type1 and PAMU, itself on iommufd. */
   const membersOf = (device: SimDevice): MembersInput => (kernelInterface === 'iommufd' ? { devices: [device.address] } : { groups: [device.group!] });

@@ -1,4 +1,4 @@
-import { ERRNO, IoasError, type Container, type DirtyBitmap, type Mapping } from '@ioas/core';
+import { DirtyBitmap, ERRNO, IoasError, type Container, type Mapping } from '@ioas/core';
 import { codeExpecter, prepare, type GroupDeclaration } from '../context.js';
 import type { ConformanceExpect } from '../types.js';
 
@@ -25,7 +25,7 @@ function checkBitmap(expect: ConformanceExpect, container: Container, bitmap: Di
 /**
  * The `dirty` group: dirty-page tracking for live migration. Where the backend offers it: the pages
  * a device writes read dirty (every mapped page when the tracking is pessimistic, only those when
- * precise), a read clears them, an unmap returns the bitmap of what it unmapped, bad input is
+ * precise), a read clears them, a read into a reused bitmap answers as one into a new bitmap, an unmap returns the bitmap of what it unmapped, bad input is
  * refused with nothing changed, and a fault at every kernel call of start, read, unmap and stop
  * leaves nothing behind. Where it does not, start() refuses with `unsupported` and a reason.
  */
@@ -63,6 +63,17 @@ export const dirtyGroup: GroupDeclaration = ({ runner: { it, expect }, target })
     checkBitmap(expect, container, first, mapping, written, 'first read');
     // Read again: precise tracking cleared them; pessimistic reports every page again.
     checkBitmap(expect, container, container.dirty.read({ iova: mapping.iova }), mapping, [], 'second read');
+    // Into a reused bitmap, even one holding other bits: the same answer as into a new one.
+    const since: bigint[] = [];
+    if (device !== undefined) {
+      const iova = mapping.iova.start + 12n * 0x1000n;
+      expect(device.dmaWrite(iova, new Uint8Array([0xd3])), 'the device writes page 12').toBe(true);
+      since.push(iova);
+    }
+    const reused = new DirtyBitmap(mapping.iova, first.pageSize, new Uint8Array(first.bytes.length).fill(0xa5));
+    const refilled = container.dirty.read({ iova: mapping.iova, into: reused });
+    expect(refilled, 'read({ into }) returns the bitmap it was given').toBe(reused);
+    checkBitmap(expect, container, refilled, mapping, since, 'a read into a reused bitmap');
     if (device !== undefined) {
       const iova = mapping.iova.start + 5n * 0x1000n;
       expect(device.dmaWrite(iova, new Uint8Array([0xd2])), 'the device writes again').toBe(true);
