@@ -3,7 +3,7 @@
 // without its defence: the request would reach the "kernel", which would answer 0 and do something
 // else (or divide by zero).
 import { Container, ERRNO, IoasError, type IoasErrorCode } from '@ioas/core';
-import { caught } from '@ioas/backend-sim/testing';
+import { caught } from '@ioas/conformance';
 import { describe, expect, it } from 'vitest';
 import { pamuOnSim, type LoggedIoctl } from './__fixtures__/pamu-on-sim.js';
 import { PamuContainer } from './pamu-container.js';

@@ -5,7 +5,7 @@
 import { Container } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
-import { caught } from './testing.js';
+import { caught } from '@ioas/conformance';
 import { createSimulator, type SimDevice } from './simulator.js';
 
 const MiB = 1n << 20n;

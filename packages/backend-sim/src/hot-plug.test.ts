@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { sim } from './sim-backend.js';
 import { createSimulator, type SimDevice, type Simulator } from './simulator.js';
 import type { PlatformName } from './platforms.js';
-import { caught } from './testing.js';
+import { caught } from '@ioas/conformance';
 
 const MiB = 1n << 20n;
 const GiB = 1n << 30n;

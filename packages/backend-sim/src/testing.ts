@@ -2,7 +2,7 @@
  * Test helpers over a simulated machine, for suites such as @ioas/conformance that drive a device
  * and inspect kernel state whatever backend they test (`@ioas/backend-sim/testing`).
  */
-import { IoasError, type HostMemory } from '@ioas/core';
+import type { HostMemory } from '@ioas/core';
 import type { SimDevice, Simulator } from './simulator.js';
 
 /** One MSI vector and DMA of a simulated device, in the shape @ioas/conformance's `ConformanceDevice` takes. */
@@ -40,14 +40,3 @@ export function simHostMemory(simulator: Simulator) {
   };
 }
 export { FaultySyscalls, IOCTL_NAMES } from './faulty-syscalls.js';
-
-/** Runs `run` and returns the IoasError it throws; anything else it throws is rethrown, and no throw is an error. */
-export function caught(run: () => unknown): IoasError {
-  try {
-    run();
-  } catch (error) {
-    if (IoasError.isInstance(error)) return error;
-    throw error;
-  }
-  throw new Error('expected an IoasError, but the call succeeded');
-}

@@ -3,7 +3,7 @@
 // asks the kernel, and how each fails. docs/kernel-rules.md#dirty-page-tracking
 import { Container, DirtyBitmap, ERRNO, IoasError, type Syscalls } from '@ioas/core';
 import { createSimulator, simSyscalls, type Simulator } from '@ioas/backend-sim';
-import { caught as failure } from '@ioas/backend-sim/testing';
+import { caught as failure } from '@ioas/conformance';
 import { allocateDmaMemory, iommufdUapi } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { smmu } from './smmu-backend.js';

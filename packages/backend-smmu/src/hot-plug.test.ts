@@ -6,7 +6,8 @@
 // conflict shows only after the attach (arm64's second SMMU, which translates 32 bits).
 import { Container, ERRNO, errnoName, IoasError, type Members } from '@ioas/core';
 import { createSimulator, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
-import { caught as failure, FaultySyscalls } from '@ioas/backend-sim/testing';
+import { FaultySyscalls } from '@ioas/backend-sim/testing';
+import { caught as failure } from '@ioas/conformance';
 import { allocateDmaMemory } from '@ioas/vfio';
 import { describe, expect, it } from 'vitest';
 import { smmu, type SmmuBackend } from './smmu-backend.js';

@@ -8,6 +8,7 @@
  * @packageDocumentation
  */
 export { conformanceSuite } from './conformance-suite.js';
+export { caught } from './context.js';
 export {
   CONFORMANCE_GROUPS,
   type ConformanceAssertion,
