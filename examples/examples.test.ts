@@ -11,6 +11,19 @@ function run(name: string, args: string[] = []) {
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+/**
+ * Runs an example a guide in docs/ shows: the guide's first js block must be the file exactly, the
+ * example must exit 0, and the guide's 'It prints:' block must be what it printed. Returns that.
+ */
+function runGuideExample(guideName: string, name: string): string {
+  const guide = readFileSync(new URL(`../docs/${guideName}`, import.meta.url), 'utf8');
+  expect(/```js\n([\s\S]*?)```/.exec(guide)![1]).toBe(readFileSync(new URL(`./${name}`, import.meta.url), 'utf8'));
+  const { status, stdout, stderr } = run(name);
+  expect(status, stderr).toBe(0);
+  expect(guide).toContain('It prints:\n\n```\n' + stdout + '```');
+  return stdout;
+}
+
 describe('examples, on the simulator', () => {
   it('pamu-window-plan.mjs applies the seed plan', () => {
     const { status, stdout, stderr } = run('pamu-window-plan.mjs');
@@ -22,12 +35,7 @@ describe('examples, on the simulator', () => {
   });
 
   it('hot-plug.mjs, shown exactly in docs/hot-plug.md, attaches and detaches on a live container', () => {
-    const guide = readFileSync(new URL('../docs/hot-plug.md', import.meta.url), 'utf8');
-    expect(/```js\n([\s\S]*?)```/.exec(guide)![1]).toBe(readFileSync(new URL('./hot-plug.mjs', import.meta.url), 'utf8'));
-    const { status, stdout, stderr } = run('hot-plug.mjs');
-    expect(status, stderr).toBe(0);
-    // The guide shows the output too: it must be what the example prints.
-    expect(guide).toContain('It prints:\n\n```\n' + stdout + '```');
+    const stdout = runGuideExample('hot-plug.md', 'hot-plug.mjs');
     expect(stdout).toContain('attached 0000:00:10.0 in IOMMU group 6');
     expect(stdout).toContain('the first device reads from the NIC');
     expect(stdout).toMatch(/^reserved - attach: IOMMU group 8 with device 0000:00:11.0 would reserve direct region 0x3e000000-0x3effffff .* but mapping 0x0-0x3fffffff lies in it/m);
@@ -35,12 +43,7 @@ describe('examples, on the simulator', () => {
   });
 
   it('migration-rehearsal.mjs, shown exactly in docs/migration.md, pre-copies until the dirty set stops shrinking, and every page written is copied after its last write', () => {
-    const guide = readFileSync(new URL('../docs/migration.md', import.meta.url), 'utf8');
-    expect(/```js\n([\s\S]*?)```/.exec(guide)![1]).toBe(readFileSync(new URL('./migration-rehearsal.mjs', import.meta.url), 'utf8'));
-    const { status, stdout, stderr } = run('migration-rehearsal.mjs');
-    expect(status, stderr).toBe(0);
-    // The guide shows the output too: it must be what the example prints.
-    expect(guide).toContain('It prints:\n\n```\n' + stdout + '```');
+    const stdout = runGuideExample('migration.md', 'migration-rehearsal.mjs');
     expect(stdout).toContain('"precision":"precise"');
     expect(stdout).toContain('round 1: copied all 16384 pages');
     expect(stdout).toMatch(/^round 2: \d+ dirty pages in \d+ runs, copied$/m);
