@@ -72,8 +72,7 @@ export class DirtyBitmap {
   static {
     refill = (bitmap) => {
       bitmap.clearTail();
-      bitmap.counted = -1;
-      bitmap.stretchList = undefined;
+      bitmap.forget();
     };
   }
 
@@ -238,6 +237,11 @@ export class DirtyBitmap {
     }
     const offset = Number((source.iova.start - this.iova.start) / this.pageSize);
     source.forEachRun((first, count) => this.setPages(offset + first, count));
+    this.forget();
+  }
+
+  /** Drops what scans worked out from the bytes, which have changed. */
+  private forget(): void {
     this.counted = -1;
     this.stretchList = undefined;
   }
@@ -302,8 +306,9 @@ export class DirtyBitmap {
 }
 
 /**
- * After a backend wrote a reused bitmap's bytes (see `ContainerDirty.read`'s `into`): bits past the
- * last page cleared, counts and scans forgotten. Not exported from the package.
+ * After a backend wrote a bitmap's bytes (a read, a reused bitmap of `ContainerDirty.read`'s `into`,
+ * a dirty unmap): bits past the last page cleared, counts and scans forgotten. Not exported from
+ * the package.
  */
 export function refilled(bitmap: DirtyBitmap): void {
   refill(bitmap);

@@ -135,22 +135,19 @@ export class DirtyTracker implements ContainerDirty {
     if (into !== undefined && into.bytes.byteOffset % 8 !== 0) {
       throw this.errors.error('invalid-argument', operation, `into's bytes start at offset ${into.bytes.byteOffset} of their buffer; the kernel writes u64 words, so give a bitmap whose bytes are 8-byte aligned`);
     }
-    if (into === undefined) {
-      const bitmap = new DirtyBitmap(range, pageSize);
-      this.errors.guard(operation, () => this.handle.doDirtyRead!({ iova: range, pageSize, bitmap: bitmap.bytes, clear, zeroed: true }));
-      return new DirtyBitmap(range, pageSize, bitmap.bytes);
-    }
-    // Where the mappings cover the range, a backend whose kernel overwrites each mapping's words needs no zeroing.
-    const zeroed = !this.table.covers(range);
-    if (zeroed) into.clear();
+    const target = into ?? new DirtyBitmap(range, pageSize);
+    // A new bitmap is zeroed. A reused one is zeroed here unless the mappings cover the range, where
+    // a backend whose kernel overwrites each mapping's words needs no zeroing (DirtyReadCall.zeroed).
+    const zeroed = into === undefined || !this.table.covers(range);
+    if (into !== undefined && zeroed) into.clear();
     try {
-      this.errors.guard(operation, () => this.handle.doDirtyRead!({ iova: range, pageSize, bitmap: into.bytes, clear, zeroed }));
+      this.errors.guard(operation, () => this.handle.doDirtyRead!({ iova: range, pageSize, bitmap: target.bytes, clear, zeroed }));
     } catch (error) {
-      into.clear();
+      into?.clear();
       throw error;
     }
-    refilled(into);
-    return into;
+    refilled(target);
+    return target;
   }
 
   unmap(input: UnmapInput, options?: { readonly pageSize?: U64Input }): DirtyUnmapResult {
@@ -169,7 +166,8 @@ export class DirtyTracker implements ContainerDirty {
     const unmapped = this.dma.unmap(operation, range, (target) => {
       const bitmap = new DirtyBitmap(target, pageSize);
       const bytes = this.handle.doDirtyUnmap!({ iova: target, pageSize, bitmap: bitmap.bytes, clear: true, zeroed: true });
-      dirty = new DirtyBitmap(target, pageSize, bitmap.bytes);
+      refilled(bitmap);
+      dirty = bitmap;
       return bytes;
     });
     return { unmapped, dirty: dirty! };
