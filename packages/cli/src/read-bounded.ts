@@ -36,6 +36,11 @@ function pause(milliseconds: number): void {
  * a file larger than `limit`, and Node's own error (ENOENT, EACCES...) when it cannot be opened.
  */
 export function readBounded(path: string | URL, limit: number): string {
+  return readBoundedBytes(path, limit).toString('utf8');
+}
+
+/** {@link readBounded}'s bytes, undecoded (a trace journal holds binary records). */
+export function readBoundedBytes(path: string | URL, limit: number): Buffer {
   const name = typeof path === 'string' ? path : path.pathname;
   // O_NONBLOCK: open(2) of a FIFO with no writer returns at once instead of waiting for one.
   const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -64,7 +69,7 @@ export function readBounded(path: string | URL, limit: number): string {
       total += count;
       if (total > limit) throw tooLarge();
     }
-    return Buffer.concat(chunks, total).toString('utf8');
+    return Buffer.concat(chunks, total);
   } finally {
     closeSync(fd);
   }

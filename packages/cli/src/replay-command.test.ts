@@ -1,7 +1,7 @@
 // `ioas replay`: runs recorded on the simulator with @ioas/trace, replayed through main() as a user
 // runs the command: exit 0 when every call agrees, 1 at a divergence (printed field by field), 2 for a
 // trace that cannot be read (its line named); --json and --to-scenario.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSimulator, runScenario, simSyscalls } from '@ioas/backend-sim';
@@ -31,7 +31,7 @@ async function ioas(args: string[]) {
  * examples/edu-driver.mjs (MSI on an eventfd, a DMA through a mapping) plus a map the kernel refuses
  * with EEXIST. Returns the trace file.
  */
-async function recordEduRun(name: string): Promise<string> {
+async function recordEduRun(name: string, { journalCopy }: { journalCopy?: string } = {}): Promise<string> {
   const path = join(scratch, name);
   const recorder = recordSyscalls(simSyscalls(createSimulator({ platform: 'x86-vtd' })), { path, label: 'edu driver' });
   let containerFd = -1;
@@ -71,6 +71,8 @@ async function recordEduRun(name: string): Promise<string> {
   } finally {
     device.close();
     container.close();
+    // The file as a recorder that died here would leave it: a journal, never rendered.
+    if (journalCopy !== undefined) copyFileSync(path, join(scratch, journalCopy));
     recorder.stop();
   }
   return path;
@@ -90,6 +92,15 @@ function file(name: string, content: string): string {
 }
 
 describe('ioas replay', () => {
+  it('replays the journal a recorder that died before stop() left, as the trace stop() would have written', async () => {
+    await recordEduRun('edu-again.trace', { journalCopy: 'edu-died.journal' });
+    const journal = join(scratch, 'edu-died.journal');
+    expect(readFileSync(journal, 'latin1')).toMatch(/^\{"type":"header","format":"ioas-trace-journal"/);
+    const run = await ioas(['replay', journal]);
+    expect(run).toMatchObject({ status: 0, stderr: '' });
+    expect(run.stdout.split('\n')[0]).toBe(`${callCount} calls replayed, all agree with the simulator (platform x86-vtd)`);
+  });
+
   it('exit 0 when every call agrees, with what was not replayed and why', async () => {
     const run = await ioas(['replay', trace]);
     expect(run).toMatchObject({ status: 0, stderr: '' });

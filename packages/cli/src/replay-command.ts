@@ -11,7 +11,7 @@ import { describeTraceValue, readTrace, replayTrace, traceToScenario, type Repla
 import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { colours, json, table, type Io } from './output.js';
-import { InputError, readBounded } from './read-bounded.js';
+import { InputError, readBoundedBytes } from './read-bounded.js';
 
 /**
  * The most a trace file may hold: 256 MiB, about two million calls. A trace is read whole, as a
@@ -76,21 +76,21 @@ export function registerReplayCommand(program: Command, context: ReplayCommandCo
   return program
     .command('replay')
     .description('replay a trace recorded with @ioas/trace on the simulator and compare every answer: the first call where the simulator and the kernel part ways')
-    .argument('<trace>', 'a trace file (JSON Lines, as recordSyscalls writes it)')
+    .argument('<trace>', "a trace file (JSON Lines, as recordSyscalls writes it), or the journal a recorder that died before stop() left")
     .addOption(new Option('--platform <name>', "the simulated platform (default: the one the trace's arch implies)").choices(['p4080', 'arm-smmuv3', 'x86-vtd']))
     .addOption(context.jsonOption())
     .option('--to-scenario <file>', "also write the trace's maps, unmaps and windows as a scenario (YAML) that ioas sim runs")
     .action((file: string, options: { platform?: PlatformName; json?: boolean; toScenario?: string }) => {
-      let text: string;
+      let bytes: Uint8Array;
       try {
         // Bounded: /dev/zero or a huge file is refused, not read forever.
-        text = readBounded(file, TRACE_LIMIT);
+        bytes = readBoundedBytes(file, TRACE_LIMIT);
       } catch (error) {
         throw usage(error instanceof InputError ? error.message : `cannot read ${file}: ${describeError(error)}`);
       }
       let trace: ReplayableTrace;
       try {
-        trace = readTrace(text);
+        trace = readTrace(bytes);
       } catch (error) {
         // A malformed or truncated trace: readTrace names the line.
         throw usage(`${file} is not a trace: ${IoasError.isInstance(error) ? error.message : describeError(error)}`);

@@ -29,7 +29,8 @@ export {
   type RecordedIoctl,
 } from './ioctl-codec.js';
 export { readTrace, readTraceFile, type ReadTrace, type ReadTraceOptions } from './read-trace.js';
-export { recordSyscalls, type RecordingSyscalls, type RecordOptions } from './recorder.js';
+export { recordSyscalls, type RecordingSyscalls, type RecordOptions, type TraceFileFormat } from './recorder.js';
+export { isJournal, JOURNAL_FORMAT, renderJournal, renderJournalFile } from './journal.js';
 export type { TraceWriterKind } from './trace-sink.js';
 export {
   TRACE_FORMAT,

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { IoasError } from '@ioas/core';
 import { z } from 'zod';
 import { ioctlSpec, type IoctlFieldKind } from './ioctl-codec.js';
+import { isJournal, JOURNAL_FORMAT, renderJournal } from './journal.js';
 import { TRACE_FORMAT, TRACE_VERSION, type IoctlCall, type TraceCall, type TraceHeader } from './trace-format.js';
 
 /** Options of {@link readTrace}. */
@@ -156,12 +157,21 @@ function checkCall(value: unknown, line: number): TraceCall {
 }
 
 /**
- * Reads a trace: the header line, then one call a line, each validated. NUL bytes at the end (a
+ * Reads a trace (its text, or a file's bytes: a recorder's journal, left by a recorder that died
+ * before `stop()`, is rendered first): the header line, then one call a line, each validated. NUL bytes at the end (a
  * recorder that died before truncating its file) end the trace. Throws an `invalid-argument`
  * IoasError naming the line and the field for a malformed line, a truncated last line, a missing
  * or foreign header, another version, or a call number `n` that does not increase.
  */
-export function readTrace(text: string, options: ReadTraceOptions = {}): ReadTrace {
+export function readTrace(trace: string | Uint8Array, options: ReadTraceOptions = {}): ReadTrace {
+  let text: string;
+  if (typeof trace === 'string') {
+    const newline = trace.indexOf('\n');
+    if ((newline < 0 ? trace : trace.slice(0, newline)).includes(`"format":"${JOURNAL_FORMAT}"`)) {
+      fail(1, 'a recorder journal (the recorder did not reach stop()) holds binary records: pass its bytes, or read it with readTraceFile()');
+    }
+    text = trace;
+  } else text = Buffer.from(isJournal(trace) ? renderJournal(trace) : trace).toString('utf8');
   let end = text.length;
   while (end > 0 && text.charCodeAt(end - 1) === 0) end--;
   const body = text.slice(0, end);
@@ -203,14 +213,14 @@ export function readTrace(text: string, options: ReadTraceOptions = {}): ReadTra
   return truncated === undefined ? { header, calls } : { header, calls, truncated };
 }
 
-/** {@link readTrace} of a file (UTF-8). */
+/** {@link readTrace} of a file: a trace (UTF-8), or a recorder's journal. */
 export function readTraceFile(path: string, options: ReadTraceOptions = {}): ReadTrace {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     throw new IoasError('invalid-argument', `cannot read trace ${path}: ${typeof code === 'string' ? code : String(error)}`, { cause: error });
   }
-  return readTrace(text, options);
+  return readTrace(bytes, options);
 }

@@ -9,7 +9,8 @@ import { Container, ERRNO, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
 import { allocateDmaMemory, VfioDevice, vfioUapi } from '@ioas/vfio';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type1ByHand } from './__fixtures__/type1-by-hand.mjs';
-import { readTrace } from './read-trace.js';
+import { isJournal } from './journal.js';
+import { readTrace, readTraceFile } from './read-trace.js';
 import { recordSyscalls, type RecordingSyscalls } from './recorder.js';
 import type { TraceCall } from './trace-format.js';
 import type { TraceWriterKind } from './trace-sink.js';
@@ -224,31 +225,43 @@ describe('the edu driver flow', () => {
 
 describe('crash safety', () => {
   const child = fileURLToPath(new URL('./__fixtures__/record-then-die.mjs', import.meta.url));
-  const run = (mode: string, path: string) => spawnSync(process.execPath, [child, mode, path], { encoding: 'utf8', timeout: 60_000 });
+  const run = (mode: string, path: string, format: string) => spawnSync(process.execPath, [child, mode, path, format], { encoding: 'utf8', timeout: 60_000 });
 
-  for (const writer of ['mmap', 'write']) {
-    it(`keeps every line of a recorder killed with SIGKILL after its calls returned (${writer})`, () => {
+  for (const format of ['journal', 'lines'] as const) {
+    for (const writer of ['mmap', 'write']) {
+      it(`keeps every call of a recorder killed with SIGKILL after its calls returned (${format}, ${writer})`, () => {
+        const path = tracePath();
+        const result = run(`after-${writer}`, path, format);
+        expect(result.signal).toBe('SIGKILL');
+        const reported = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { calls: number; writer: string };
+        expect(reported.writer).toBe(writer);
+        const bytes = readFileSync(path);
+        // The mapped file was never cut to size: NUL bytes follow the last call.
+        if (writer === 'mmap') expect(bytes.at(-1)).toBe(0);
+        // The journal stays a journal: stop() never ran to render it.
+        expect(isJournal(bytes)).toBe(format === 'journal');
+        const trace = readTrace(bytes);
+        expect(trace.calls.length).toBe(reported.calls);
+        expect(ioctls(trace.calls).at(-1)).toMatchObject({ ioctl: 'VFIO_IOMMU_UNMAP_DMA', out: { size: '0x1000' }, result: 0 });
+        expect(readTraceFile(path)).toEqual(trace);
+      });
+    }
+
+    it(`leaves the call in flight as an unterminated last line (${format})`, () => {
       const path = tracePath();
-      const result = run(`after-${writer}`, path);
+      const result = run('during', path, format);
       expect(result.signal).toBe('SIGKILL');
-      const reported = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as { calls: number; writer: string };
-      expect(reported.writer).toBe(writer);
-      const text = readFileSync(path, 'utf8');
-      // The mapped file was never cut to size: NUL bytes follow the last line.
-      if (writer === 'mmap') expect(text.endsWith('\0')).toBe(true);
-      const trace = readTrace(text);
-      expect(trace.calls.length).toBe(reported.calls);
-      expect(ioctls(trace.calls).at(-1)).toMatchObject({ ioctl: 'VFIO_IOMMU_UNMAP_DMA', out: { size: '0x1000' }, result: 0 });
+      const bytes = readFileSync(path);
+      expect(() => readTrace(bytes)).toThrow(/truncated/);
+      const trace = readTrace(bytes, { allowTruncated: true });
+      expect(trace.truncated).toMatch(/^\{"n":\d+,"call":"ioctl","fd":3,"ioctl":"VFIO_IOMMU_MAP_DMA","request":\d+,"in":\{"argsz":32,"flags":3,"vaddr":\{"buffer":1,"offset":"0x0"\},"iova":"0xdead000","size":"0x1000"\}$/);
+      expect(trace.calls.at(-1)!.n).toBe(Number(/^\{"n":(\d+)/.exec(trace.truncated!)![1]) - 1);
     });
   }
 
-  it('leaves the call in flight as an unterminated last line', () => {
+  it('says what to do with a journal passed as text', () => {
     const path = tracePath();
-    const result = run('during', path);
-    expect(result.signal).toBe('SIGKILL');
-    const text = readFileSync(path, 'utf8');
-    expect(() => readTrace(text)).toThrow(/truncated/);
-    const trace = readTrace(text, { allowTruncated: true });
-    expect(trace.truncated).toMatch(/^\{"n":\d+,"call":"ioctl","fd":3,"ioctl":"VFIO_IOMMU_MAP_DMA","request":\d+,"in":\{"argsz":32,"flags":3,"vaddr":\{"buffer":1,"offset":"0x0"\},"iova":"0xdead000","size":"0x1000"\}$/);
+    run('after-mmap', path, 'journal');
+    expect(() => readTrace(readFileSync(path, 'latin1'))).toThrow(/^trace line 1: a recorder journal .* pass its bytes, or read it with readTraceFile\(\)/);
   });
 });

@@ -7,15 +7,18 @@
  * recorded at all. What is recorded of memory is its shape: regions (mmaps, program buffers) and
  * pointers into them, and the argument data ioctls carry behind a pointer (`allowed_iovas`).
  *
- * Each line is durable once its call returns (see trace-sink.ts); an ioctl's argument is written
- * before the call and its outcome after, so a recorder killed inside a call leaves that call as an
- * unterminated last line. The hot path (an ioctl) writes bytes straight into the file mapping: no
- * JSON.stringify, no intermediate objects.
+ * Each call is durable once it returns (see trace-sink.ts); an ioctl's argument is written before
+ * the call and its outcome after, so a recorder killed inside a call leaves that call in flight, an
+ * unterminated last line. By default the file is a journal while the run lasts (journal.ts): the
+ * ioctls of the hot path go in as binary records of the bytes that changed, everything else as the
+ * trace's JSON lines, and `stop()` renders it to the trace. With `format: 'lines'` every call is a
+ * JSON line as it happens, written straight into the file mapping by generated emitters.
  */
 import { readFileSync } from 'node:fs';
 import { arch as nodeArch, endianness, machine, release } from 'node:os';
 import { errnoName, type Syscalls } from '@ioas/core';
 import { ioctlEmitter, ioctlName, writeIoctlIn, writeIoctlOut, type IoctlEmitter } from './ioctl-codec.js';
+import { hotShape, JOURNAL_FORMAT, putCallThrew, renderJournalFile, slotLine, SLOTS, type HotShape } from './journal.js';
 import { bytesOf, putBytes, type LineWriter } from './line-writer.js';
 import { RegionNames } from './region-names.js';
 import { TRACE_FORMAT, TRACE_VERSION, type TraceHeader } from './trace-format.js';
@@ -37,7 +40,19 @@ export interface RecordOptions {
    * falling back to `write` (one `writeSync` per line) where libc cannot load.
    */
   readonly writer?: TraceWriterKind;
+  /**
+   * What the file holds while the run lasts:
+   * - `journal` (default): a compact journal, the ioctls of the hot path as binary records, which
+   *   `stop()` renders to the JSON Lines trace. A recorder that dies leaves the journal: `readTraceFile`
+   *   and `ioas replay` read it as the trace, and `renderJournalFile` turns it into one.
+   * - `lines`: the JSON Lines trace itself, a line per call as it happens (readable while it grows,
+   *   at about twice the cost per ioctl: see docs/performance.md).
+   */
+  readonly format?: TraceFileFormat;
 }
+
+/** What a recording's file holds while the run lasts: see {@link RecordOptions.format}. */
+export type TraceFileFormat = 'journal' | 'lines';
 
 /** A recording `Syscalls`: every call is forwarded and written to the trace. */
 export interface RecordingSyscalls extends Syscalls {
@@ -49,6 +64,8 @@ export interface RecordingSyscalls extends Syscalls {
   readonly path: string;
   /** How lines reach the file: `mmap`, or `write` where libc could not load. */
   readonly writer: TraceWriterKind;
+  /** What the file holds until `stop()`: see {@link RecordOptions.format}. */
+  readonly format: TraceFileFormat;
 }
 
 const K = {
@@ -137,6 +154,9 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
   const sink: TraceSink = openTraceSink(options.path, options.writer ?? 'mmap');
   const w: LineWriter = sink.writer;
   const little = options.littleEndian ?? endianness() === 'LE';
+  const format = options.format ?? 'journal';
+  if (format !== 'journal' && format !== 'lines') throw new TypeError(`recordSyscalls: format is 'journal' or 'lines', not ${String(format)}`);
+  const journal = format === 'journal';
   const regions = new RegionNames(syscalls);
   const header: TraceHeader = {
     type: 'header',
@@ -150,7 +170,8 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
     endian: little ? 'little' : 'big',
     ...simulatedPlatform(syscalls),
   };
-  w.json(`${JSON.stringify(header)}\n`);
+  // A journal's header differs in its format alone: rendering puts the trace's back.
+  w.json(`${JSON.stringify(journal ? { ...header, format: JOURNAL_FORMAT } : header)}\n`);
   sink.commit();
 
   let count = 0;
@@ -218,11 +239,54 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
     return value;
   };
 
-  const emitters = new Map<number, IoctlEmitter | null>();
+  /** How a request's struct arguments are recorded fast: a binary record (journal), a generated emitter, or neither (null). */
+  interface Fast {
+    readonly shape: HotShape | undefined;
+    readonly emitter: IoctlEmitter;
+  }
+  const fasts = new Map<number, Fast | null>();
+  let slots = 0;
   let lastRequest = -1;
-  let lastEmitter: IoctlEmitter | null = null;
+  let lastFast: Fast | null = null;
   let previousRequest = -1;
-  let previousEmitter: IoctlEmitter | null = null;
+  let previousFast: Fast | null = null;
+  const fastOf = (request: number): Fast | null => {
+    let fast = fasts.get(request);
+    if (fast === undefined) {
+      const emitter = ioctlEmitter(request, little);
+      const shape = journal && emitter !== undefined && slots < SLOTS ? hotShape(request, slots + 1, little) : undefined;
+      if (shape !== undefined) {
+        slots++;
+        w.json(slotLine(shape));
+        sink.commit();
+      }
+      fast = emitter === undefined ? null : { shape, emitter };
+      fasts.set(request, fast);
+    }
+    return fast;
+  };
+  /** A `write` sink writes at commit; a mapped one holds each byte as it is stored, and needs no call. */
+  const commits = sink.kind === 'write';
+  /** The journal's hot path: a binary record of what changed; undefined when a pointer needs a JSON line to announce its buffer. */
+  const hotIoctl = (shape: HotShape, fd: number, request: number, argument: Uint8Array): number | undefined => {
+    // Room for both halves at once: nothing else writes while the call runs.
+    w.ensure(shape.firstMax + shape.secondMax);
+    const at = shape.start(w.buffer, w.view, w.position, argument, fd, regions);
+    if (at < 0) return undefined;
+    w.position = at;
+    count++;
+    let result: number;
+    try {
+      result = syscalls.ioctl(fd, request, argument);
+    } catch (error) {
+      w.position = putCallThrew(w.buffer, w.position, thrownCode(error));
+      sink.commit();
+      throw error;
+    }
+    w.position = shape.end(w.buffer, w.view, w.position, argument, result);
+    if (commits) sink.commit();
+    return result;
+  };
   /** The hot path: an exact-size struct through its generated emitter, one capacity check per half line. */
   const fastIoctl = (emitter: IoctlEmitter, fd: number, request: number, argument: Uint8Array): number => {
     w.ensure(emitter.startMax);
@@ -248,6 +312,7 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
     name: syscalls.name,
     path: options.path,
     writer: sink.kind,
+    format,
     get calls() {
       return count;
     },
@@ -270,6 +335,7 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
       if (!recording) return;
       recording = false;
       sink.close();
+      if (journal) renderJournalFile(options.path);
     },
 
     close(fd: number): number {
@@ -292,21 +358,23 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
       if (!recording) return syscalls.ioctl(fd, request, argument);
       if (typeof argument !== 'number') {
         // The two requests seen last (a map/unmap loop alternates two), then the cache.
-        let emitter: IoctlEmitter | null;
-        if (request === lastRequest) emitter = lastEmitter;
-        else if (request === previousRequest) emitter = previousEmitter;
+        let fast: Fast | null;
+        if (request === lastRequest) fast = lastFast;
+        else if (request === previousRequest) fast = previousFast;
         else {
-          emitter = emitters.get(request) ?? null;
-          if (!emitters.has(request)) {
-            emitter = ioctlEmitter(request, little) ?? null;
-            emitters.set(request, emitter);
-          }
+          fast = fastOf(request);
           previousRequest = lastRequest;
-          previousEmitter = lastEmitter;
+          previousFast = lastFast;
           lastRequest = request;
-          lastEmitter = emitter;
+          lastFast = fast;
         }
-        if (emitter !== null && argument.byteLength === emitter.sizeof) return fastIoctl(emitter, fd, request, argument);
+        if (fast !== null && argument.byteLength === fast.emitter.sizeof) {
+          if (fast.shape !== undefined) {
+            const result = hotIoctl(fast.shape, fd, request, argument);
+            if (result !== undefined) return result;
+          }
+          return fastIoctl(fast.emitter, fd, request, argument);
+        }
       }
       w.bytes(K.n);
       w.uint(++count);

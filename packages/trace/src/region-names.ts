@@ -25,6 +25,17 @@ const OFFSET = bytesOf(',"offset":');
 const BUFFERS = bytesOf(',"buffers":[');
 const LENGTH = bytesOf(',"length":');
 
+/** Writes `{"buffer":id,"offset":"0x..."}` at `at` (room for POINTER_MAX bytes); returns the next position. */
+export function putPointer(buffer: Uint8Array, at: number, id: number, offset: number): number {
+  at = putBytes(buffer, at, POINTER);
+  at = putUint(buffer, at, id);
+  at = putBytes(buffer, at, OFFSET);
+  const offsetHigh = Math.floor(offset / TWO32);
+  at = putHex64(buffer, at, offsetHigh, offset - offsetHigh * TWO32);
+  buffer[at] = 125;
+  return at + 1;
+}
+
 /** Regions sorted by start, with the last hit cached (map/unmap loops hit one region over and over). */
 export class RegionNames implements StreamPointers, FastPointers {
   private regions: Region[] = [];
@@ -33,6 +44,8 @@ export class RegionNames implements StreamPointers, FastPointers {
   /** Program buffers numbered while writing the current line: announced in its `buffers`. */
   private announced: Region[] = [];
   private sweepAt = 64;
+  /** Changes whenever what an address names may have changed (a region added, retired or numbered). */
+  generation = 0;
 
   constructor(private readonly syscalls: Syscalls) {}
 
@@ -73,15 +86,21 @@ export class RegionNames implements StreamPointers, FastPointers {
     if (region.id === 0) {
       region.id = this.nextId++;
       this.announced.push(region);
+      this.generation++;
     }
-    at = putBytes(buffer, at, POINTER);
-    at = putUint(buffer, at, region.id);
-    at = putBytes(buffer, at, OFFSET);
-    const offset = high * TWO32 + low - region.start;
-    const offsetHigh = Math.floor(offset / TWO32);
-    at = putHex64(buffer, at, offsetHigh, offset - offsetHigh * TWO32);
-    buffer[at] = 125;
-    return at + 1;
+    return putPointer(buffer, at, region.id, high * TWO32 + low - region.start);
+  }
+
+  /**
+   * The region holding an address, for the journal's binary records: undefined when none does (the
+   * address is written raw), null when it is a program buffer no line has numbered yet (a JSON line
+   * must number and announce it).
+   */
+  known(high: number, low: number): { readonly id: number; readonly start: number } | undefined | null {
+    if (high >= HIGH_LIMIT) return undefined;
+    const region = this.find(high * TWO32 + low);
+    if (region === undefined) return undefined;
+    return region.id === 0 ? null : region;
   }
 
   /** True when the current line numbered a program buffer it must announce. */
@@ -150,6 +169,7 @@ export class RegionNames implements StreamPointers, FastPointers {
     while (at > 0 && this.regions[at - 1]!.start > region.start) at--;
     this.regions.splice(at, 0, region);
     this.last = undefined;
+    this.generation++;
     if (this.regions.length >= this.sweepAt) {
       this.regions = this.regions.filter((other) => other.buffer === undefined || other.buffer.deref() !== undefined);
       this.sweepAt = Math.max(64, 2 * this.regions.length);
@@ -159,5 +179,6 @@ export class RegionNames implements StreamPointers, FastPointers {
   private delete(region: Region): void {
     this.regions = this.regions.filter((other) => other !== region);
     this.last = undefined;
+    this.generation++;
   }
 }

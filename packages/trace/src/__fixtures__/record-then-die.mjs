@@ -1,13 +1,13 @@
 // Child process of recorder.test.ts's crash-safety tests: records a type1 map/unmap loop on the
 // simulator, then dies by SIGKILL, which no exit handler can see.
 //
-//   node record-then-die.mjs after-mmap|after-write <trace>   die after the calls returned
-//   node record-then-die.mjs during <trace>                   die inside an ioctl (the sim kills the process)
+//   node record-then-die.mjs after-mmap|after-write <trace> [journal|lines]   die after the calls returned
+//   node record-then-die.mjs during <trace> [journal|lines]                   die inside an ioctl (the sim kills the process)
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { recordSyscalls } from '@ioas/trace';
 import { type1ByHand } from './type1-by-hand.mjs';
 
-const [mode, path] = process.argv.slice(2);
+const [mode, path, format = 'journal'] = process.argv.slice(2);
 const sim = simSyscalls(createSimulator({ platform: 'x86-vtd' }));
 const inner = Object.create(sim);
 inner.ioctl = (fd, request, argument) => {
@@ -17,7 +17,7 @@ inner.ioctl = (fd, request, argument) => {
   }
   return sim.ioctl(fd, request, argument);
 };
-const recorded = recordSyscalls(inner, { path, writer: mode === 'after-write' ? 'write' : 'mmap' });
+const recorded = recordSyscalls(inner, { path, writer: mode === 'after-write' ? 'write' : 'mmap', format });
 
 const PAGE = 0x1000n;
 const { pair: mapUnmap } = type1ByHand(recorded);

@@ -8,7 +8,7 @@ import { smmu, type SmmuBackend } from '@ioas/backend-smmu';
 import { Container, type ContainerSnapshot, type Syscalls } from '@ioas/core';
 import { allocateDmaMemory, VfioDevice } from '@ioas/vfio';
 import { ioctlSpec } from '../ioctl-codec.js';
-import { recordSyscalls } from '../recorder.js';
+import { recordSyscalls, type TraceFileFormat } from '../recorder.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'ioas-replay-'));
 let runs = 0;
@@ -45,10 +45,15 @@ export interface RecordedRun {
 }
 
 /** Records `run` on a fresh simulated `platform`, through a container of its edu device on `iface`. */
-export async function recordRun(platform: PlatformName, iface: 'type1' | 'iommufd', run: (context: RunContext) => void | Promise<void>): Promise<RecordedRun> {
+export async function recordRun(
+  platform: PlatformName,
+  iface: 'type1' | 'iommufd',
+  run: (context: RunContext) => void | Promise<void>,
+  format: TraceFileFormat = 'journal',
+): Promise<RecordedRun> {
   const machine = createSimulator({ platform });
   const path = join(scratch, `run-${++runs}.trace`);
-  const recorder = recordSyscalls(simSyscalls(machine), { path, label: `${platform} ${iface}` });
+  const recorder = recordSyscalls(simSyscalls(machine), { path, label: `${platform} ${iface}`, format });
   const opened = new Map<string, number>();
   // The recorder's methods are closures: a face that inherits them and notes opens is a whole Syscalls.
   const syscalls = Object.create(recorder) as Syscalls;
