@@ -1,4 +1,4 @@
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { createSimulator, simSyscalls } from '@ioas/backend-sim';
 import { ERRNO, SYSCALL_FLAGS, type Syscalls } from '@ioas/core';
 import { ioctlNumber, vfioUapi } from '@ioas/vfio';
@@ -172,6 +172,22 @@ describe('a damaged journal', () => {
     expect(() => renderJournal(slotless)).toThrow(new RegExp(`^trace journal byte ${record}: slot 200 has no slot line before it`));
     expect(() => renderJournal(raw.subarray(0, 20))).toThrow(/^trace journal byte 0: the header line is cut short/);
     expect(() => readTrace(damaged)).toThrow(/trace journal byte/);
+  });
+
+  it('makes stop() throw, leaving the journal as it was and no half-written trace', () => {
+    const path = scratchPath('damaged-before-stop.trace');
+    const recorder = recordSyscalls(simSyscalls(createSimulator({ platform: 'x86-vtd' })), { path });
+    const { pair } = type1ByHand(recorder);
+    pair(0x1_0000_0000n);
+    // A stray byte where the first binary record starts (the file and the recorder's mapping share pages).
+    const record = firstRecord(readFileSync(path));
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Uint8Array.of(0x7f), 0, 1, record);
+    closeSync(fd);
+    expect(() => recorder.stop()).toThrow(new RegExp(`^trace journal byte ${record}: 0x7f starts no item`));
+    expect(isJournal(readFileSync(path))).toBe(true);
+    expect(existsSync(`${path}.rendering`)).toBe(false);
+    expect(() => readTrace(readFileSync(path))).toThrow(/trace journal byte/);
   });
 
   it('ends at the NULs a dead recorder leaves, with the call in flight as the last, unterminated line', () => {

@@ -2,31 +2,35 @@
  * The recorder's journal: what the trace file holds while a recording runs, rendered to the JSON
  * Lines trace (trace-format.ts) by `stop()`, or by a reader after the recorder died.
  *
- * Why: a JSON line costs what it writes. A recorded MAP_DMA line is 187 bytes of text, and each
- * byte lands on a fresh page-cache page (about 3 ns a byte on a VM whose free pages go back to the
- * host) after the CPU to format it; together about 4x the simulator's own ioctl. The journal keeps
- * the ioctls of the hot path as binary records of the bytes that changed since that request's last
- * call: a map/unmap loop writes 12-16 bytes a call, formatted by nothing. Everything else (opens,
- * mmaps, sysfs reads, ioctls with arrays or strings) stays a JSON line, written as before.
+ * Why: a JSON line costs what it writes. A recorded MAP_DMA line is 187 bytes of text, formatted,
+ * and each byte lands on a fresh page-cache page (about 3 ns a byte on a VM whose free pages go back
+ * to the host); together 4-5x the simulator's own ioctl. The journal keeps the ioctls of the hot
+ * path as binary records of the words that changed since that request's last call: a map/unmap
+ * loop writes about 8 bytes a call, formatted by nothing. Everything else (opens, mmaps, sysfs
+ * reads, ioctls with arrays or strings, the first pointer into a program buffer) stays a JSON line,
+ * written as in the trace.
  *
  * Layout, after the header line (the trace header with `format` {@link JOURNAL_FORMAT}):
  *
  * - `{"n":...}\n`: a call, exactly as in the trace.
- * - `{"slot":k,"request":r}\n`: from here on, binary records of slot k are calls of request r.
- * - A call record, written in two halves, each one's first byte stored last (so a half is there
- *   whole or not at all: a recorder killed inside a call leaves that call in flight, as in a trace):
- *   - before the call: `0x01`, slot (u8), fd (zigzag varint), a bitmask of the struct's 4-byte words
- *     that differ from the slot's last call's final bytes, those words, then each pointer field as
- *     region number (varint) and offset (varint), or 0 and the field's 8 raw bytes when no region
- *     holds it;
- *   - after it: `0x02` (result 0), `0x03` and the result (zigzag varint), or `0x04` and the thrown
- *     error's code (u8 length, ASCII); then a bitmask of the words the call changed, and those words
- *     (none after a throw).
- * - A NUL byte where an item would start: the end (the file is sized ahead in chunks).
+ * - `{"slot":k,"request":r}\n`: from here on, binary records of slot k are calls of request r, whose
+ *   struct is a whole number of 4-byte words.
+ * - A call record, in two halves, each one's first byte stored last, so that a half is there whole
+ *   or not at all (a recorder killed inside a call leaves that call in flight, as in a trace):
+ *   - before the call: `0x01`, or `0x05` when the fd is the slot's last call's; the slot (u8); after
+ *     `0x01`, the fd (zigzag varint); a bitmask of the struct's words, low bit first; each word
+ *     (not a pointer's) whose bytes differ from the slot's last call's, as the bytes; then each
+ *     pointer whose mask bit (its first word's) is set, because its value or the recorder's region
+ *     table changed: its region's number (varint) and offset (varint), or 0 and its 8 raw bytes when
+ *     no region holds it. A pointer whose bit is clear names what it named in the slot's last call.
+ *   - after it: `0x06` (result 0, the call changed no word), `0x02` (result 0) or `0x03` and the
+ *     result (zigzag varint), then a mask and the words the call changed; or `0x04` and the code of
+ *     the error the face threw (u8 length, ASCII).
+ * - A NUL byte where an item would start: the end (the mapped file is sized ahead in chunks).
  *
  * Call numbers are implied: a record is the call after the one before it.
  */
-import { closeSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { errnoName, IoasError } from '@ioas/core';
 import { ioctlEmitter, ioctlSpec, type FastPointers, type IoctlEmitter } from './ioctl-codec.js';
 import { bytesOf, LineWriter, putBytes, putHex64 } from './line-writer.js';
@@ -557,7 +561,8 @@ const CHUNK = 4 << 20;
 
 /**
  * Renders the journal at `path` into the trace, in place: written beside it (`path.rendering`),
- * then renamed over it, so a failure leaves the journal as it was.
+ * then renamed over it, so a failure (a damaged journal, a full disk) throws and leaves the
+ * journal as it was.
  */
 export function renderJournalFile(path: string, chunk = CHUNK): void {
   const temporary = `${path}.rendering`;
@@ -600,8 +605,11 @@ export function renderJournalFile(path: string, chunk = CHUNK): void {
     closeSync(output);
     output = undefined;
     renameSync(temporary, path);
-  } finally {
+  } catch (error) {
     if (output !== undefined) closeSync(output);
+    rmSync(temporary, { force: true });
+    throw error;
+  } finally {
     closeSync(input);
   }
 }

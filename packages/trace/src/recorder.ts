@@ -56,7 +56,11 @@ export type TraceFileFormat = 'journal' | 'lines';
 
 /** A recording `Syscalls`: every call is forwarded and written to the trace. */
 export interface RecordingSyscalls extends Syscalls {
-  /** Ends the recording: the file is cut to the lines written and closed. Calls after it are forwarded unrecorded. Safe to call twice. */
+  /**
+   * Ends the recording: the file is cut to what was written and closed, and a journal is rendered
+   * to the trace in its place (a failure to render throws and leaves the journal). Calls after it
+   * are forwarded unrecorded. Safe to call twice.
+   */
   stop(): void;
   /** Calls recorded so far. */
   readonly calls: number;

@@ -53,6 +53,11 @@
  *   which a reader takes as the end of the trace. An ioctl line is written in two steps (the
  *   argument before the call, the outcome after), so a recorder killed inside a call leaves that
  *   call as a last line without its newline: the call in flight.
+ * - **Journals.** By default the recorder's file is a journal until `stop()` renders it (journal.ts:
+ *   the same header with `format` `ioas-trace-journal`, the same JSON lines for most calls, binary
+ *   records for the ioctls of the hot path). A file whose recorder died before `stop()` is a
+ *   journal; `readTrace` of its bytes, `readTraceFile` and `renderJournal` render it to exactly
+ *   the lines `stop()` would have written, the call in flight included.
  * - **Thrown errors.** A file helper that throws (`readFile`...) is recorded with `errno` set to the
  *   error's `code` (`"ENOENT"`), or `"THROWN"` when it has none, and the same error is rethrown.
  */
