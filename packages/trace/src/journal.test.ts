@@ -150,6 +150,14 @@ describe('the journal renders to the very bytes the lines format writes', () => 
   });
 });
 
+it('refuses a format it does not know, before it creates the file', () => {
+  const path = scratchPath('no-such-format.trace');
+  expect(() => recordSyscalls(simSyscalls(createSimulator({ platform: 'x86-vtd' })), { path, format: 'yaml' as TraceFileFormat })).toThrow(
+    /^recordSyscalls: format is 'journal' or 'lines', not "yaml"$/,
+  );
+  expect(existsSync(path)).toBe(false);
+});
+
 describe('a damaged journal', () => {
   const journal = () =>
     recordBoth((syscalls) => {

@@ -70,15 +70,24 @@ export interface HotShape {
   readonly secondMax: number;
   /** Each word's value after the slot's last call (the recorder's and the renderer's copy alike). */
   readonly last: Int32Array;
+  /** The argument's bytes as host-order words: a view of it (kept for the next call), or a copy when it is not 4-byte aligned. */
+  wordsOf(argument: Uint8Array): Int32Array<ArrayBufferLike>;
   /**
    * Writes the first half of a call record at `at` (room for `firstMax` bytes); returns the next
    * position, or -1, having written and changed nothing, when a pointer names a program buffer no
-   * line has numbered yet (a JSON line must announce it).
+   * line has numbered yet (a JSON line must announce it). `words` is {@link wordsOf} the argument.
    */
-  readonly start: (buffer: Uint8Array, view: DataView, at: number, argument: Uint8Array, fd: number, regions: RegionNames) => number;
-  /** Writes the second half of a call record that returned `result` (room for `secondMax` bytes); returns the next position. */
-  readonly end: (buffer: Uint8Array, view: DataView, at: number, argument: Uint8Array, result: number) => number;
+  readonly start: (buffer: Uint8Array, view: DataView, at: number, argument: Uint8Array, words: Int32Array<ArrayBufferLike>, fd: number, regions: RegionNames) => number;
+  /**
+   * Writes the second half of a call that returned `result` (room for `secondMax` bytes): the words
+   * of the fields the kernel may write, when they changed (no other field is in a trace's `out`, and
+   * the next call's first half records whatever else changed); returns the next position.
+   */
+  readonly end: (buffer: Uint8Array, view: DataView, at: number, words: Int32Array<ArrayBufferLike>, result: number) => number;
 }
+
+/** The host's byte order: how an Int32Array view reads an argument's words. */
+const HOST_LITTLE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * The layout of `request` for binary records, or undefined when its calls stay JSON lines: what the
@@ -95,9 +104,18 @@ export function hotShape(request: number, slot: number, little: boolean): HotSha
   const pointerWord = new Uint8Array(words);
   for (const field of pointers) pointerWord[field.offset / 4] = pointerWord[field.offset / 4 + 1] = 1;
   const maskBytes = Math.ceil(words / 8);
+  const outWord = new Uint8Array(words);
+  for (const field of spec.fields) {
+    if (!field.out || field.kind === 'pointer') continue;
+    for (let word = field.offset >> 2; word < (field.offset + field.size + 3) >> 2; word++) outWord[word] = 1;
+  }
   const pointerOffsets = pointers.map((field) => field.offset);
   const last = new Int32Array(words);
-  const { start, end } = compile(slot, words, pointerWord, pointerOffsets, little, last);
+  const { start, end } = compile(slot, words, pointerWord, outWord, pointerOffsets, little, last);
+  let viewed: Uint8Array | undefined;
+  let view: Int32Array<ArrayBufferLike> = new Int32Array(words);
+  const copy = new Int32Array(words);
+  const copyBytes = new Uint8Array(copy.buffer);
   return {
     slot,
     request: request >>> 0,
@@ -110,6 +128,16 @@ export function hotShape(request: number, slot: number, little: boolean): HotSha
     firstMax: 2 + 5 + maskBytes + spec.sizeof + pointers.length * 18,
     secondMax: 1 + 5 + maskBytes + spec.sizeof + 2 + 255,
     last,
+    wordsOf(argument: Uint8Array): Int32Array<ArrayBufferLike> {
+      if (argument === viewed) return view;
+      if ((argument.byteOffset & 3) === 0) {
+        viewed = argument;
+        view = new Int32Array(argument.buffer, argument.byteOffset, words);
+        return view;
+      }
+      copyBytes.set(argument);
+      return copy;
+    },
     start,
     end,
   };
@@ -125,14 +153,14 @@ function wordCode(at: number, little: boolean): string {
  * JS source of a mask and the words it marks: each word of the argument (but a pointer's) that
  * differs from `L`, recorded there; `flags` adds the pointers' bits (in their first word's place).
  */
-function changedWordsCode(words: number, pointerWord: Uint8Array, flags: string): string {
+function changedWordsCode(words: number, compared: (word: number) => boolean, flags: string): string {
   const masks = Math.ceil(words / 8);
   let code = `const m=p;p+=${masks};`;
   for (let mask = 0; mask < masks; mask++) code += `let k${mask}=0;`;
   for (let word = 0; word < words; word++) {
-    if (pointerWord[word] === 1) continue;
-    const at = word * 4;
-    code += `{const x=a[${at}]|a[${at + 1}]<<8|a[${at + 2}]<<16|a[${at + 3}]<<24;if(x!==L[${word}]){L[${word}]=x;k${word >> 3}|=${1 << (word & 7)};v.setInt32(p,x,true);p+=4;}}\n`;
+    if (!compared(word)) continue;
+    // Host order in and out: the record holds the argument's bytes as they are.
+    code += `{const x=W[${word}];if(x!==L[${word}]){L[${word}]=x;k${word >> 3}|=${1 << (word & 7)};v.setInt32(p,x,${HOST_LITTLE});p+=4;}}\n`;
   }
   code += flags;
   for (let mask = 0; mask < masks; mask++) code += `b[m+${mask}]=k${mask};`;
@@ -147,7 +175,15 @@ function changedWordsCode(words: number, pointerWord: Uint8Array, flags: string)
  * table's generation when the pointers were last named, and the fd. A pointer is named again (a
  * region lookup) only when its value or the table changed.
  */
-function compile(slot: number, words: number, pointerWord: Uint8Array, pointers: readonly number[], little: boolean, last: Int32Array): Pick<HotShape, 'start' | 'end'> {
+function compile(
+  slot: number,
+  words: number,
+  pointerWord: Uint8Array,
+  outWord: Uint8Array,
+  pointers: readonly number[],
+  little: boolean,
+  last: Int32Array,
+): Pick<HotShape, 'start' | 'end'> {
   const varint = (value: string) => `if(${value}<128)b[p++]=${value};else p=V(b,p,${value});`;
   const pointerLast = new Float64Array(2 * pointers.length).fill(Number.NaN);
   const state = new Float64Array([-1, Number.NaN]);
@@ -170,16 +206,16 @@ function compile(slot: number, words: number, pointerWord: Uint8Array, pointers:
   const start =
     `const g=regions.generation;${resolve}${commit}S[0]=g;\n` +
     `const t=p;b[p+1]=${slot};p+=2;let tag=${CALL_SAME_FD};if(fd!==S[1]){S[1]=fd;tag=${CALL};const z=((fd<<1)^(fd>>31))>>>0;${varint('z')}}\n` +
-    changedWordsCode(words, pointerWord, flags) +
+    changedWordsCode(words, (word) => pointerWord[word] === 0, flags) +
     put +
     `b[t]=tag;return p;`;
   const none = Array.from({ length: Math.ceil(words / 8) }, (_, mask) => `k${mask}`).join('|');
   const end =
     `const t=p;p+=1;if(result!==0){const z=((result<<1)^(result>>31))>>>0;${varint('z')}}\n` +
-    changedWordsCode(words, pointerWord, '') +
+    changedWordsCode(words, (word) => outWord[word] === 1, '') +
     `if(result===0){if((${none})===0){b[t]=${DONE_UNCHANGED};return t+1;}b[t]=${DONE};}else b[t]=${RESULT};return p;`;
   // Generated from the layout tables only: no caller input reaches the source.
-  const make = new Function('V', 'L', 'P', 'S', 'I', 'O', `return [function(b,v,p,a,fd,regions){\n${start}\n},function(b,v,p,a,result){\n${end}\n}];`) as (
+  const make = new Function('V', 'L', 'P', 'S', 'I', 'O', `return [function(b,v,p,a,W,fd,regions){\n${start}\n},function(b,v,p,W,result){\n${end}\n}];`) as (
     ...helpers: unknown[]
   ) => [HotShape['start'], HotShape['end']];
   const [startFunction, endFunction] = make(putVarint, last, pointerLast, state, ids, offsets);
@@ -198,10 +234,6 @@ function putVarint(buffer: Uint8Array, at: number, value: number): number {
   }
   buffer[at++] = value;
   return at;
-}
-
-function zigzag(value: number): number {
-  return ((value << 1) ^ (value >> 31)) >>> 0;
 }
 
 function unzigzag(value: number): number {
@@ -273,6 +305,8 @@ class JournalRenderer {
   ended = false;
   /** Where the record {@link measure} last read ends its first half; -1 when that half ran short. */
   private firstEnd = -1;
+  /** The file offset of the bytes {@link render} was given, for errors. */
+  private offset = 0;
 
   constructor(private readonly out: LineWriter) {}
 
@@ -282,6 +316,7 @@ class JournalRenderer {
    * bytes are all there are: an incomplete item is the call in flight, or the end.
    */
   render(bytes: Uint8Array, start: number, end: number, offset: number, final: boolean): number {
+    this.offset = offset;
     let at = start;
     while (at < end && !this.ended) {
       const next = this.item(bytes, at, end, offset, final);
@@ -438,13 +473,13 @@ class JournalRenderer {
       let encoded: number;
       [encoded, at] = readVarint(bytes, at);
       slot.fd = unzigzag(encoded);
-    } else if (slot.fd === undefined) corrupt(at, `a call of slot ${shape.slot} with the fd of a call before it, and none before it`);
+    } else if (slot.fd === undefined) corrupt(this.offset + at - 2, `a call of slot ${shape.slot} with the fd of a call before it, and none before it`);
     const maskAt = at;
     at = applyWords(bytes, view, at, shape, argumentView);
     for (let index = 0; index < shape.pointers.length; index++) {
       const pointer = shape.pointers[index]!;
       if ((bytes[maskAt + (pointer >> 5)]! & (1 << ((pointer >> 2) & 7))) === 0) {
-        if (pointers.ids[index] === -1) corrupt(at, `a call of slot ${shape.slot} with the pointer of a call before it, and none before it`);
+        if (pointers.ids[index] === -1) corrupt(this.offset + maskAt, `a call of slot ${shape.slot} with the pointer of a call before it, and none before it`);
         continue;
       }
       let id: number;

@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { arch as nodeArch, endianness, machine, release } from 'node:os';
-import { errnoName, type Syscalls } from '@ioas/core';
+import { errnoName, IoasError, type Syscalls } from '@ioas/core';
 import { ioctlEmitter, ioctlName, writeIoctlIn, writeIoctlOut, type IoctlEmitter } from './ioctl-codec.js';
 import { hotShape, JOURNAL_FORMAT, putCallThrew, renderJournalFile, slotLine, SLOTS, type HotShape } from './journal.js';
 import { bytesOf, putBytes, type LineWriter } from './line-writer.js';
@@ -155,12 +155,12 @@ function simulatedPlatform(syscalls: Syscalls): { platform?: string } {
  * Call `stop()` at the end of the run.
  */
 export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): RecordingSyscalls {
+  const format = options.format ?? 'journal';
+  if (format !== 'journal' && format !== 'lines') throw new IoasError('invalid-argument', `recordSyscalls: format is 'journal' or 'lines', not ${JSON.stringify(format)}`);
+  const journal = format === 'journal';
   const sink: TraceSink = openTraceSink(options.path, options.writer ?? 'mmap');
   const w: LineWriter = sink.writer;
   const little = options.littleEndian ?? endianness() === 'LE';
-  const format = options.format ?? 'journal';
-  if (format !== 'journal' && format !== 'lines') throw new TypeError(`recordSyscalls: format is 'journal' or 'lines', not ${String(format)}`);
-  const journal = format === 'journal';
   const regions = new RegionNames(syscalls);
   const header: TraceHeader = {
     type: 'header',
@@ -275,7 +275,7 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
   const hotIoctl = (shape: HotShape, fd: number, request: number, argument: Uint8Array): number | undefined => {
     // Room for both halves at once: nothing else writes while the call runs.
     w.ensure(shape.firstMax + shape.secondMax);
-    const at = shape.start(w.buffer, w.view, w.position, argument, fd, regions);
+    const at = shape.start(w.buffer, w.view, w.position, argument, shape.wordsOf(argument), fd, regions);
     if (at < 0) return undefined;
     w.position = at;
     count++;
@@ -287,7 +287,7 @@ export function recordSyscalls(syscalls: Syscalls, options: RecordOptions): Reco
       sink.commit();
       throw error;
     }
-    w.position = shape.end(w.buffer, w.view, w.position, argument, result);
+    w.position = shape.end(w.buffer, w.view, w.position, shape.wordsOf(argument), result);
     if (commits) sink.commit();
     return result;
   };
