@@ -1,6 +1,8 @@
-// Checks in the traces the last `pnpm test:kernel` recorded on each lane (src/trace.test.ts leaves
-// them in the results share): packages/trace replays them on the matching preset in `pnpm test`, on
-// any machine. Run after the lanes:  node packages/kernel-rig/scripts/refresh-traces.mjs
+// Checks in the traces and golden transcripts the last `pnpm test:kernel` recorded on each lane
+// (src/trace.test.ts and src/fidelity/fidelity.test.ts leave them in the results share):
+// packages/trace replays the traces, and src/fidelity/transcripts.test.ts the transcripts, on the
+// matching preset in `pnpm test`, on any machine. Run after the lanes:
+//   node packages/kernel-rig/scripts/refresh-traces.mjs
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -26,4 +28,22 @@ for (const lane of ['x86', 'arm64', 'iommufd']) {
   }
 }
 console.log(`${copied} traces in ${target}`);
-process.exit(copied === 0 ? 1 : 0);
+
+// The fidelity differential's golden transcripts (src/fidelity/fidelity.test.ts writes them; the
+// simulator replays them in src/fidelity/transcripts.test.ts).
+const transcripts = fileURLToPath(new URL('../fixtures/transcripts/', import.meta.url));
+mkdirSync(transcripts, { recursive: true });
+let written = 0;
+for (const lane of ['x86', 'arm64', 'iommufd']) {
+  const results = join(cache, 'results', lane);
+  const files = existsSync(results) ? readdirSync(results).filter((file) => /^transcript-.*\.json$/.test(file)) : [];
+  if (files.length === 0) console.warn(`lane ${lane}: no transcript in ${results} (run \`pnpm test:kernel\` first)`);
+  for (const file of files) {
+    const bytes = readFileSync(join(results, file));
+    writeFileSync(join(transcripts, file), bytes);
+    console.log(`${lane}: ${file} (${(bytes.length / 1024).toFixed(1)} KiB)`);
+    written++;
+  }
+}
+console.log(`${written} transcripts in ${transcripts}`);
+process.exit(copied === 0 || written === 0 ? 1 : 0);

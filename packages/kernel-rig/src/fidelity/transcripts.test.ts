@@ -1,0 +1,39 @@
+// The golden transcripts: each lane's kernel answers to a fixed corpus of every family's sequences
+// (fixtures/transcripts/, written by the lanes and checked in by `node scripts/refresh-traces.mjs`),
+// replayed step by step on the simulator's preset for the lane, on any machine: a fidelity
+// regression fails `pnpm test` even where QEMU cannot run.
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { simMachine } from '../targets.js';
+import { FAMILIES, TRANSCRIPT_SEEDS, type Transcript } from './families.js';
+import { describeStep, firstDifference, runSteps } from './steps.js';
+
+const directory = new URL('../../fixtures/transcripts/', import.meta.url);
+const LANES = ['x86', 'arm64', 'iommufd'] as const;
+
+/** A transcript's JSON: 64-bit step values were written as "0x..." strings. */
+export function readTranscript(text: string): Transcript {
+  return JSON.parse(text, (key, value: unknown) => (typeof value === 'string' && /^0x[0-9a-f]+$/.test(value) && key !== 'bytes' && key !== 'result' ? BigInt(value) : value)) as Transcript;
+}
+
+describe('the golden transcripts', () => {
+  const files = readdirSync(directory).filter((file) => file.endsWith('.json'));
+
+  it('hold every family on every lane, each with the fixed corpus', () => {
+    const expected = LANES.flatMap((lane) => FAMILIES.map((family) => `transcript-${lane}-${family.name}.json`)).sort();
+    expect(files.sort()).toEqual(expected);
+    for (const file of files) expect(readTranscript(readFileSync(new URL(file, directory), 'utf8')).sequences.map((sequence) => sequence.seed)).toEqual(TRANSCRIPT_SEEDS);
+  });
+
+  for (const file of files) {
+    it(`${file} replays on the simulator step by step`, () => {
+      const transcript = readTranscript(readFileSync(new URL(file, directory), 'utf8'));
+      const machine = simMachine(transcript.lane);
+      for (const sequence of transcript.sequences) {
+        const outcomes = runSteps(machine.syscalls, machine.edu, sequence.steps);
+        const difference = firstDifference(sequence.steps, sequence.outcomes, outcomes);
+        expect(difference && `seed ${sequence.seed} step ${difference.index} ${describeStep(difference.step)}: kernel ${JSON.stringify(difference.a)}, simulator ${JSON.stringify(difference.b)}`).toBeUndefined();
+      }
+    });
+  }
+});
