@@ -21,7 +21,7 @@ export {
 export { KernelError, KernelOops } from './kernel-error.js';
 export { PagedDomain, type DmaDomain, type PagedMapping, type Translation } from './paged-domain.js';
 export { PamuDomain, type SimPamuDmaRange } from './pamu-domain.js';
-export { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
+export { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec, type SimKernel } from './platforms.js';
 export {
   runScenario,
   scenarioSchema,

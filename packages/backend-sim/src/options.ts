@@ -40,6 +40,7 @@ const preset = z.object({
   interruptRemapping: z.boolean(),
   hardwareDirty: z.boolean().optional(),
   vtdRegisters: z.object({ cap: u64, ecap: u64 }).optional(),
+  kernel: z.enum(['6.1', '6.12']).optional(),
 });
 
 const platformNames = Object.keys(PLATFORMS);
@@ -62,6 +63,7 @@ const simulatorFields = {
   pamuType: z.union([z.literal(2), z.literal(7)]).optional(),
   vfio: z.array(z.string().min(1)).optional(),
   hardwareDirty: z.boolean().optional(),
+  kernel: z.enum(['6.1', '6.12']).optional(),
 };
 
 /** The options of createSimulator(). */

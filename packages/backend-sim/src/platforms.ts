@@ -40,6 +40,15 @@ export interface DeviceSpec {
   readonly modelled?: string;
 }
 
+/**
+ * The Linux version whose vfio-pci device answers the simulator gives, where 6.1 and 6.12 differ:
+ * VFIO_DEVICE_GET_INFO's reply length (6.1 copies 16 or 20 bytes, 6.12 `min(argsz, 24)`:
+ * drivers/vfio/pci/vfio_pci_core.c `vfio_pci_ioctl_get_info()`) and a REQ or ERR eventfd below -1
+ * (6.1 ignores it, 6.12 answers EINVAL: drivers/vfio/pci/vfio_pci_intrs.c
+ * `vfio_pci_set_ctx_trigger_single()`). Those are the two kernels the rig's lanes boot.
+ */
+export type SimKernel = '6.1' | '6.12';
+
 /** Everything the simulator needs to know about a platform. */
 export interface PlatformPreset {
   /** The preset's name. */
@@ -104,6 +113,13 @@ export interface PlatformPreset {
     /** ECAP_REG. */
     readonly ecap: bigint;
   };
+  /**
+   * The kernel whose device answers the preset models (see {@link SimKernel}); the simulator option
+   * `kernel` overrides it. Default '6.12'. x86-vtd and arm-smmuv3 name '6.1', the kernel of the
+   * rig's x86 and arm64 lanes, which they were read from; the 6.12 iommufd lane runs on x86-vtd
+   * with `kernel: '6.12'`.
+   */
+  readonly kernel?: SimKernel;
 }
 
 const EDU = { vendor: 0x1234, device: 0x11e8, edu: true } as const;
@@ -192,6 +208,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     hardwareDirty: false,
     // As the 6.12 iommufd lane's guest (QEMU 7.2, legacy mode as the rig boots it) read them (packages/kernel-rig/scripts/probe-dirty.mjs).
     vtdRegisters: { cap: 0x00d2_008c_2226_0286n, ecap: 0x0000_0000_00f0_0f4an },
+    // The rig's x86 lane boots 6.1 (the 6.12 iommufd lane passes kernel: '6.12').
+    kernel: '6.1',
   },
   'arm-smmuv3': {
     name: 'arm-smmuv3',
@@ -222,6 +240,8 @@ export const PLATFORMS: Readonly<Record<PlatformName, PlatformPreset>> = {
     pciDevicesDirectory: '/sys/devices/platform/4010000000.pcie/pci0000:00',
     // QEMU's smmuv3 implements no HTTU: no dirty-state update, so no dirty tracking.
     hardwareDirty: false,
+    // The rig's arm64 lane boots 6.1.
+    kernel: '6.1',
   },
   p4080: {
     name: 'p4080',

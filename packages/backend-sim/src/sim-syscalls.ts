@@ -29,6 +29,8 @@ const VFIO_NR = {
   DEVICE_GET_IRQ_INFO: 109,
   DEVICE_SET_IRQS: 110,
   DEVICE_RESET: 111,
+  DEVICE_GET_PCI_HOT_RESET_INFO: 112,
+  DEVICE_PCI_HOT_RESET: 113,
   IOMMU_GET_INFO: 112,
   IOMMU_MAP_DMA: 113,
   IOMMU_UNMAP_DMA: 114,
@@ -68,8 +70,16 @@ const DEVICE_FLAGS = { RESET: 0x1, PCI: 0x2 } as const;
 const REGION_FLAGS = { READ: 0x1, WRITE: 0x2, MMAP: 0x4 } as const;
 const IRQ_INFO = { EVENTFD: 0x1, MASKABLE: 0x2, AUTOMASKED: 0x4, NORESIZE: 0x8 } as const;
 const IRQ_SET = { DATA_NONE: 0x1, DATA_BOOL: 0x2, DATA_EVENTFD: 0x4, ACTION_MASK: 0x8, ACTION_UNMASK: 0x10, ACTION_TRIGGER: 0x20 } as const;
-const PCI_REGION = { BAR0: 0, CONFIG: 7, COUNT: 9 } as const;
+const PCI_REGION = { BAR0: 0, CONFIG: 7, VGA: 8, COUNT: 9 } as const;
 const PCI_IRQ = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4, COUNT: 5 } as const;
+/**
+ * Vectors per IRQ index, as vfio_pci_get_irq_count() counts them for an edu (every simulated PCI
+ * device is one): INTx 1 (interrupt pin A), MSI 1 (its MSI capability's one vector), MSI-X 0 (no
+ * capability), ERR 0 (not PCIe), REQ 1. An index past the last counts 0.
+ */
+const IRQ_COUNT = [1, 1, 0, 0, 1] as const;
+/** PCI_COMMAND bits the simulator acts on: bus master (DMA, MSI writes) and INTx disable. */
+const PCI_COMMAND = { MASTER: 0x4, INTX_DISABLE: 0x400 } as const;
 /** vfio-pci places region i at file offset i << 40 (VFIO_PCI_OFFSET_SHIFT); callers treat it as opaque. */
 const REGION_SHIFT = 40n;
 const EDU_BAR0_SIZE = 0x10_0000n;
@@ -87,12 +97,49 @@ interface GroupFile {
   closed: boolean;
 }
 
+/** An eventfd's file: what the kernel's eventfd_ctx is, held by vfio while registered (the fd may be closed). */
+interface EventfdFile {
+  kind: 'eventfd';
+  count: bigint;
+  nonblocking: boolean;
+}
+
+/**
+ * A device's interrupt state in vfio-pci (struct vfio_pci_core_device): which of INTx, MSI or
+ * nothing is on (`irq_type`), INTx's trigger, mask and unmask virqfd, MSI's vectors, the REQ
+ * trigger and the virtual INTx-disable bit (`virq_disabled`). Triggers are the eventfds themselves,
+ * as the kernel holds an eventfd_ctx: closing the fd does not unregister them.
+ */
+interface DeviceIrqs {
+  type: 'none' | 'intx' | 'msi';
+  intxTrigger: EventfdFile | undefined;
+  intxMasked: boolean;
+  /** The INTx unmask eventfd (vfio_virqfd_enable): a write to it unmasks. */
+  unmask: EventfdFile | undefined;
+  /** One entry per enabled MSI vector: its eventfd, or undefined when de-assigned. */
+  msi: (EventfdFile | undefined)[];
+  req: EventfdFile | undefined;
+  virqDisabled: boolean;
+}
+
 type File =
   | { kind: 'container'; container: SimVfioContainer }
   | GroupFile
   | { kind: 'device'; device: SimDevice; group: GroupFile | undefined; cdev: { iommufd: SimIommufdContext | undefined; id: number } | undefined }
   | { kind: 'iommufd'; context: SimIommufdContext }
-  | { kind: 'eventfd'; count: bigint; nonblocking: boolean };
+  | EventfdFile;
+
+/** What each VFIO_DEVICE_SET_IRQS action handler gets. */
+interface IrqArgs {
+  readonly device: SimDevice;
+  readonly state: DeviceIrqs;
+  readonly start: number;
+  readonly count: number;
+  /** The one DATA_ flag. */
+  readonly data: number;
+  /** The whole argument: the data starts at byte 20. */
+  readonly view: DataView;
+}
 
 /** The simulator's syscall face: `Syscalls` plus what leak checks need. */
 export interface SimSyscalls extends Syscalls {
@@ -124,10 +171,12 @@ class SimProcess implements Syscalls {
   private readonly little: boolean;
   /** PCI config space of each device, as vfio-pci exposes it (256 bytes). */
   private readonly configSpaces = new Map<SimDevice, Uint8Array>();
-  /** edu BAR0 registers per device. */
-  private readonly eduRegisters = new Map<SimDevice, { liveness: number; interruptStatus: number; dmaSource: bigint; dmaDestination: bigint; dmaCount: bigint; dmaCommand: bigint; buffer: Uint8Array }>();
-  /** MSI eventfds per device. */
-  private readonly msiEventfds = new Map<SimDevice, number[]>();
+  /** edu BAR0 registers per device; `intxLine`: edu asserts its INTx pin (raised while MSI is off, until acked). */
+  private readonly eduRegisters = new Map<SimDevice, { liveness: number; interruptStatus: number; intxLine: boolean; dmaSource: bigint; dmaDestination: bigint; dmaCount: bigint; dmaCommand: bigint; buffer: Uint8Array }>();
+  /** vfio-pci's interrupt state of each device this process has open. */
+  private readonly irqs = new Map<SimDevice, DeviceIrqs>();
+  /** Device fds open per device: the kernel turns the device off at the last close only. */
+  private readonly deviceOpens = new Map<SimDevice, number>();
 
   constructor(
     private readonly simulator: Simulator,
@@ -206,14 +255,42 @@ class SimProcess implements Syscalls {
           if (file.group.closed && file.group.group.openDevices === 0) this.releaseGroup(file.group);
         }
         if (file.cdev?.iommufd !== undefined) file.cdev.iommufd.unbind(file.cdev.id);
-        file.device.disableMsi();
-        this.msiEventfds.delete(file.device);
+        this.deviceClosed(file.device);
         break;
       case 'iommufd':
         file.context.close();
         break;
       case 'eventfd':
+        // Closing an INTx unmask eventfd drops its virqfd (EPOLLHUP, drivers/vfio/virqfd.c
+        // virqfd_wakeup()); a trigger stays registered, as the kernel holds its eventfd_ctx.
+        for (const state of this.irqs.values()) if (state.unmask === file) state.unmask = undefined;
         break;
+    }
+  }
+
+  /**
+   * A device fd's release: only the last close of the device turns it off (6.1 vfio_main.c
+   * vfio_device_fops_release(), 6.12 vfio_df_close(): close_device when open_count is 1), which
+   * vfio_pci_core_disable() does: bus master cleared, the enabled IRQ type disabled, virq_disabled
+   * reset, the ERR and REQ triggers dropped (vfio_pci_core.c).
+   */
+  private deviceClosed(device: SimDevice): void {
+    const opens = (this.deviceOpens.get(device) ?? 1) - 1;
+    if (opens > 0) {
+      this.deviceOpens.set(device, opens);
+      return;
+    }
+    this.deviceOpens.delete(device);
+    const state = this.irqs.get(device);
+    if (state !== undefined) {
+      if (state.type === 'intx') this.intxDisable(state);
+      if (state.type === 'msi') this.msiDisable(device, state);
+    }
+    this.irqs.delete(device);
+    const config = this.configSpaces.get(device);
+    if (config !== undefined) {
+      config[4]! &= ~PCI_COMMAND.MASTER;
+      config[5]! &= ~(PCI_COMMAND.INTX_DISABLE >> 8);
     }
   }
 
@@ -248,6 +325,14 @@ class SimProcess implements Syscalls {
     if (file === undefined) return -ERRNO.EBADF;
     if (file.kind !== 'eventfd' || buffer.byteLength < 8) return -ERRNO.EINVAL;
     file.count += this.view(buffer).getBigUint64(0, this.little);
+    // An INTx unmask eventfd: its virqfd reads the count and unmasks (drivers/vfio/virqfd.c
+    // virqfd_wakeup(); the kernel re-signals a still-pending INTx from a workqueue, here at once).
+    for (const [device, state] of this.irqs) {
+      if (state.unmask === file) {
+        file.count = 0n;
+        if (this.intxUnmaskHandler(device, state)) this.sendIntx(state);
+      }
+    }
     return 8;
   }
 
@@ -315,6 +400,8 @@ class SimProcess implements Syscalls {
       }
     } catch (error) {
       if (error instanceof KernelError) return -error.errno;
+      // A struct field read past the caller's buffer: the kernel's copy_from_user would fault.
+      if (error instanceof RangeError && /outside the bounds of the DataView/.test(error.message)) return -ERRNO.EFAULT;
       throw error;
     }
   }
@@ -658,21 +745,28 @@ class SimProcess implements Syscalls {
     }
     switch (nr) {
       case VFIO_NR.DEVICE_GET_INFO: {
+        // vfio_pci_ioctl_get_info() (drivers/vfio/pci/vfio_pci_core.c): argsz < 16 is EINVAL; the
+        // reply is 16 bytes, or 20 (cap_offset 0) when argsz >= 20 on 6.1; min(argsz, 24) on 6.12,
+        // whose struct has a zeroed pad after cap_offset. No caps on a conventional PCI device.
         const buffer = this.bytes(argument);
         const view = this.argView(buffer, 16);
-        // 6.1's vfio_device_info is 20 bytes; the output is copied for min(argsz, 20).
-        const out = new DataView(new ArrayBuffer(20));
-        out.setUint32(0, view.getUint32(0, this.little), this.little);
+        const argsz = view.getUint32(0, this.little);
+        const length = this.simulator.kernel === '6.1' ? (argsz >= 20 ? 20 : 16) : Math.min(argsz, 24);
+        if (buffer.byteLength < length) return -ERRNO.EFAULT; // copy_to_user past the caller's memory
+        const out = new DataView(new ArrayBuffer(24));
+        out.setUint32(0, argsz, this.little);
         out.setUint32(4, DEVICE_FLAGS.PCI, this.little);
         out.setUint32(8, PCI_REGION.COUNT, this.little);
         out.setUint32(12, PCI_IRQ.COUNT, this.little);
-        buffer.set(new Uint8Array(out.buffer, 0, Math.min(20, buffer.byteLength, view.getUint32(0, this.little))));
+        buffer.set(new Uint8Array(out.buffer, 0, length));
         return 0;
       }
       case VFIO_NR.DEVICE_GET_REGION_INFO: {
         const view = this.argView(this.bytes(argument), 32);
         const index = view.getUint32(8, this.little);
-        if (index >= PCI_REGION.COUNT) return -ERRNO.EINVAL;
+        // vfio_pci_ioctl_get_region_info(): VGA (index 8) only with has_vga, which an edu (class
+        // 0x00ff) has not; past the last region, EINVAL.
+        if (index >= PCI_REGION.COUNT || index === PCI_REGION.VGA) return -ERRNO.EINVAL;
         let size = 0n;
         let flags = 0;
         if (index === PCI_REGION.BAR0 && device.edu) {
@@ -682,8 +776,8 @@ class SimProcess implements Syscalls {
           size = 0x100n;
           flags = REGION_FLAGS.READ | REGION_FLAGS.WRITE;
         }
+        // Without caps the kernel never assigns cap_offset: the caller's value goes back as it was.
         view.setUint32(4, flags, this.little);
-        view.setUint32(12, 0, this.little);
         view.setBigUint64(16, size, this.little);
         view.setBigUint64(24, BigInt(index) << REGION_SHIFT, this.little);
         return 0;
@@ -702,12 +796,30 @@ class SimProcess implements Syscalls {
         return this.setIrqs(device, this.bytes(argument));
       case VFIO_NR.DEVICE_RESET:
         return -ERRNO.EINVAL; // edu does not advertise VFIO_DEVICE_FLAGS_RESET
+      case VFIO_NR.DEVICE_GET_PCI_HOT_RESET_INFO:
+        // vfio_pci_ioctl_get_pci_hot_reset_info(): argsz < 12 is EINVAL; then neither a slot nor a
+        // bus reset can be done for an edu on the root bus (no bridge, no hotplug slot): ENODEV.
+        this.argView(this.bytes(argument), 12);
+        return -ERRNO.ENODEV;
+      case VFIO_NR.DEVICE_PCI_HOT_RESET: {
+        // vfio_pci_ioctl_pci_hot_reset(): argsz < 12 or flags is EINVAL; 6.12 also refuses a group
+        // count on a cdev and none on a group fd (`!!hdr.count == vfio_device_cdev_opened()`); then ENODEV.
+        const view = this.argView(this.bytes(argument), 12);
+        if (view.getUint32(4, this.little) !== 0) return -ERRNO.EINVAL;
+        if (this.simulator.kernel === '6.12' && (view.getUint32(8, this.little) !== 0) === (cdev !== undefined)) return -ERRNO.EINVAL;
+        return -ERRNO.ENODEV;
+      }
       default:
         return -ERRNO.ENOTTY;
     }
   }
 
-  /** VFIO_DEVICE_SET_IRQS for MSI with eventfds (docs/kernel-rules.md#setting-irqs). */
+  /**
+   * VFIO_DEVICE_SET_IRQS (docs/kernel-rules.md#setting-irqs), in the kernel's order: the header
+   * (vfio_main.c vfio_set_irqs_validate_and_prepare(): EINVAL), the data copied in (EFAULT), the
+   * index and action dispatched (vfio_pci_intrs.c vfio_pci_set_irqs_ioctl(): ENOTTY), then the
+   * action itself. Nothing is written back.
+   */
   private setIrqs(device: SimDevice, buffer: Uint8Array): number {
     const view = this.argView(buffer, 20);
     const argsz = view.getUint32(0, this.little);
@@ -715,41 +827,237 @@ class SimProcess implements Syscalls {
     const index = view.getUint32(8, this.little);
     const start = view.getUint32(12, this.little);
     const count = view.getUint32(16, this.little);
+    // vfio_set_irqs_validate_and_prepare(): max is vfio_pci_get_irq_count(index), 0 past the last.
+    const max = IRQ_COUNT[index as 0] ?? 0;
+    if (index >= PCI_IRQ.COUNT || count >= 0xffff_ffff - start || (flags & ~0x3f) !== 0) return -ERRNO.EINVAL;
+    // Bounds apply to count 0 too: an index with no vectors (MSI-X, ERR on an edu) takes nothing.
+    if (start >= max || start + count > max) return -ERRNO.EINVAL;
     const data = flags & (IRQ_SET.DATA_NONE | IRQ_SET.DATA_BOOL | IRQ_SET.DATA_EVENTFD);
-    const action = flags & (IRQ_SET.ACTION_MASK | IRQ_SET.ACTION_UNMASK | IRQ_SET.ACTION_TRIGGER);
-    const known = IRQ_SET.DATA_NONE | IRQ_SET.DATA_BOOL | IRQ_SET.DATA_EVENTFD | IRQ_SET.ACTION_MASK | IRQ_SET.ACTION_UNMASK | IRQ_SET.ACTION_TRIGGER;
-    const single = (bits: number) => bits !== 0 && (bits & (bits - 1)) === 0;
-    if (index >= PCI_IRQ.COUNT || (flags & ~known) !== 0 || !single(data) || !single(action)) return -ERRNO.EINVAL;
-    const available = index === PCI_IRQ.MSIX || index === PCI_IRQ.ERR ? 0 : 1;
-    if (start + count > available && !(count === 0 && data === IRQ_SET.DATA_NONE)) return -ERRNO.EINVAL;
-    const element = data === IRQ_SET.DATA_EVENTFD ? 4 : data === IRQ_SET.DATA_BOOL ? 1 : 0;
+    const element = data === IRQ_SET.DATA_NONE ? 0 : data === IRQ_SET.DATA_BOOL ? 1 : data === IRQ_SET.DATA_EVENTFD ? 4 : -1;
+    if (element < 0) return -ERRNO.EINVAL;
     if (argsz - 20 < count * element) return -ERRNO.EINVAL;
-    if (index !== PCI_IRQ.MSI) return 0; // INTx, REQ: accepted, not simulated further
-    if (action !== IRQ_SET.ACTION_TRIGGER) return -ERRNO.EINVAL;
-    if (data === IRQ_SET.DATA_NONE && count === 0) {
-      device.disableMsi();
-      this.msiEventfds.delete(device);
+    // memdup_user() of the data argsz promises: past the caller's buffer it faults.
+    if (20 + count * element > buffer.byteLength) return -ERRNO.EFAULT;
+    const action = flags & (IRQ_SET.ACTION_MASK | IRQ_SET.ACTION_UNMASK | IRQ_SET.ACTION_TRIGGER);
+    const args: IrqArgs = { device, state: this.irqState(device), start, count, data, view };
+    // vfio_pci_set_irqs_ioctl(): exactly one action, and one the index has; else ENOTTY.
+    if (index === PCI_IRQ.INTX) {
+      if (action === IRQ_SET.ACTION_MASK) return this.intxMaskIoctl(args);
+      if (action === IRQ_SET.ACTION_UNMASK) return this.intxUnmaskIoctl(args);
+      if (action === IRQ_SET.ACTION_TRIGGER) return this.intxTrigger(args);
+    } else if (index === PCI_IRQ.MSI || index === PCI_IRQ.MSIX) {
+      // MSI-X has no vectors on an edu, so the bounds above refuse it first.
+      if (action === IRQ_SET.ACTION_TRIGGER) return this.msiTrigger(args);
+    } else if (index === PCI_IRQ.REQ) {
+      if (action === IRQ_SET.ACTION_TRIGGER) return this.reqTrigger(args);
+    }
+    // ERR: TRIGGER only on PCIe (pci_is_pcie()); an edu is conventional PCI (and ERR counts 0 vectors).
+    return -ERRNO.ENOTTY;
+  }
+
+  private irqState(device: SimDevice): DeviceIrqs {
+    let state = this.irqs.get(device);
+    if (state === undefined) {
+      state = { type: 'none', intxTrigger: undefined, intxMasked: false, unmask: undefined, msi: [], req: undefined, virqDisabled: false };
+      this.irqs.set(device, state);
+    }
+    return state;
+  }
+
+  /** The eventfd behind `fd`, as eventfd_ctx_fdget() finds it: EBADF when not open, EINVAL when not an eventfd. */
+  private eventfdOf(fd: number): EventfdFile {
+    const file = this.files.get(fd);
+    if (file === undefined) throw new KernelError(ERRNO.EBADF, 'VFIO_DEVICE_SET_IRQS', `fd ${fd} is not open`);
+    if (file.kind !== 'eventfd') throw new KernelError(ERRNO.EINVAL, 'VFIO_DEVICE_SET_IRQS', `fd ${fd} is not an eventfd`);
+    return file;
+  }
+
+  /** eventfd_signal(): the count grows, whether or not an fd still names it. */
+  private signalEventfd(file: EventfdFile | undefined): void {
+    if (file !== undefined) file.count += 1n;
+  }
+
+  // --- INTx (vfio_pci_intrs.c) ----------------------------------------------------------------
+
+  /** vfio_pci_set_intx_trigger(). */
+  private intxTrigger({ device, state, start, count, data, view }: IrqArgs): number {
+    if (state.type === 'intx' && count === 0 && data === IRQ_SET.DATA_NONE) {
+      this.intxDisable(state);
       return 0;
     }
-    if (data === IRQ_SET.DATA_NONE) {
-      device.raiseMsi(start);
+    if (!(state.type === 'intx' || state.type === 'none') || start !== 0 || count !== 1) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_EVENTFD) {
+      // Any negative fd means no eventfd: INTx is enabled (or stays on) with no trigger.
+      const fd = view.getInt32(20, this.little);
+      const trigger = fd >= 0 ? this.eventfdOf(fd) : undefined;
+      if (state.type === 'intx') {
+        state.intxTrigger = trigger; // vfio_intx_set_signal()
+        return 0;
+      }
+      // vfio_intx_enable(): masked from the start when INTx is disabled in the command register.
+      state.type = 'intx';
+      state.intxTrigger = trigger;
+      state.intxMasked = state.virqDisabled;
+      this.intxCheck(device, state); // a line already asserted interrupts as soon as the handler is in
       return 0;
     }
-    if (data !== IRQ_SET.DATA_EVENTFD) return -ERRNO.EINVAL;
-    const fds: number[] = [];
-    for (let vector = 0; vector < count; vector++) {
-      const fd = view.getInt32(20 + vector * 4, this.little);
-      if (fd !== -1 && this.files.get(fd)?.kind !== 'eventfd') return -ERRNO.EINVAL;
-      fds.push(fd);
-    }
-    device.enableMsi(fds.map((fd) => (fd === -1 ? undefined : () => this.signal(fd))));
-    this.msiEventfds.set(device, fds);
+    if (state.type !== 'intx') return -ERRNO.EINVAL;
+    // Loopback: vfio_send_intx_eventfd(), whatever the mask.
+    if (data === IRQ_SET.DATA_NONE || view.getUint8(20) !== 0) this.sendIntx(state);
     return 0;
   }
 
-  private signal(fd: number): void {
-    const file = this.files.get(fd);
-    if (file?.kind === 'eventfd') file.count += 1n;
+  /** vfio_pci_set_intx_mask(). */
+  private intxMaskIoctl({ state, start, count, data, view }: IrqArgs): number {
+    if (state.type !== 'intx' || start !== 0 || count !== 1) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_EVENTFD) return -ERRNO.ENOTTY; // "XXX implement me"
+    if (data === IRQ_SET.DATA_NONE || view.getUint8(20) !== 0) state.intxMasked = true;
+    return 0;
+  }
+
+  /** vfio_pci_set_intx_unmask(). */
+  private intxUnmaskIoctl({ device, state, start, count, data, view }: IrqArgs): number {
+    if (state.type !== 'intx' || start !== 0 || count !== 1) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_EVENTFD) {
+      const fd = view.getInt32(20, this.little);
+      if (fd < 0) {
+        state.unmask = undefined; // vfio_virqfd_disable()
+        return 0;
+      }
+      // vfio_virqfd_enable(): EBADF, EINVAL (not an eventfd), then EBUSY when one is registered.
+      const file = this.eventfdOf(fd);
+      if (state.unmask !== undefined) return -ERRNO.EBUSY;
+      state.unmask = file;
+      // A count already pending runs the handler at once (without reading the count).
+      if (file.count > 0n && this.intxUnmaskHandler(device, state)) this.sendIntx(state);
+      return 0;
+    }
+    if (data === IRQ_SET.DATA_NONE || view.getUint8(20) !== 0) {
+      if (this.intxUnmaskHandler(device, state)) this.sendIntx(state);
+    }
+    return 0;
+  }
+
+  /**
+   * vfio_pci_intx_unmask_handler(): a masked INTx (not disabled in the command register) unmasks,
+   * unless the device still asserts the line: then it stays masked and the caller signals again
+   * (returns true).
+   */
+  private intxUnmaskHandler(device: SimDevice, state: DeviceIrqs): boolean {
+    if (state.type !== 'intx' || !state.intxMasked || state.virqDisabled) return false;
+    const pending = this.eduRegisters.get(device)?.intxLine === true;
+    state.intxMasked = pending;
+    return pending;
+  }
+
+  /** vfio_send_intx_eventfd(): INTx on and not disabled in the command register. */
+  private sendIntx(state: DeviceIrqs): void {
+    if (state.type === 'intx' && !state.virqDisabled) this.signalEventfd(state.intxTrigger);
+  }
+
+  /** vfio_intx_handler(): an unmasked INTx whose line is asserted masks itself and signals. */
+  private intxCheck(device: SimDevice, state: DeviceIrqs): void {
+    if (state.type !== 'intx' || state.intxMasked || this.eduRegisters.get(device)?.intxLine !== true) return;
+    state.intxMasked = true;
+    this.sendIntx(state);
+  }
+
+  /** vfio_intx_disable(): the unmask virqfd and the trigger dropped. */
+  private intxDisable(state: DeviceIrqs): void {
+    state.type = 'none';
+    state.intxTrigger = undefined;
+    state.intxMasked = false;
+    state.unmask = undefined;
+  }
+
+  // --- MSI (vfio_pci_intrs.c) -----------------------------------------------------------------
+
+  /** vfio_pci_set_msi_trigger(). */
+  private msiTrigger({ device, state, start, count, data, view }: IrqArgs): number {
+    if (state.type === 'msi' && count === 0 && data === IRQ_SET.DATA_NONE) {
+      this.msiDisable(device, state);
+      return 0;
+    }
+    if (!(state.type === 'msi' || state.type === 'none')) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_EVENTFD) {
+      const fds = Array.from({ length: count }, (_, vector) => view.getInt32(20 + vector * 4, this.little));
+      if (state.type === 'msi') return this.msiSetBlock(state, start, fds);
+      // vfio_msi_enable(): pci_alloc_irq_vectors(pdev, 1, start + count) refuses 0 vectors (ERANGE).
+      const vectors = start + count;
+      if (vectors === 0) return -ERRNO.ERANGE;
+      // The kernel programs the doorbell (it may refuse: PAMU without a bank window).
+      device.enableMsi(Array.from({ length: vectors }, (_, vector) => () => this.signalEventfd(state.msi[vector])));
+      state.type = 'msi';
+      state.msi = new Array<EventfdFile | undefined>(vectors).fill(undefined);
+      const result = this.msiSetBlock(state, start, fds);
+      if (result !== 0) this.msiDisable(device, state);
+      return result;
+    }
+    // Loopback (DATA_NONE / DATA_BOOL): the kernel signals the vectors' eventfds itself.
+    if (state.type !== 'msi') return -ERRNO.EINVAL;
+    if (this.simulator.kernel === '6.1' && start + count > state.msi.length) return -ERRNO.EINVAL;
+    for (let vector = start; vector < start + count; vector++) {
+      if (data === IRQ_SET.DATA_NONE || view.getUint8(20 + vector - start) !== 0) this.signalEventfd(state.msi[vector]);
+    }
+    return 0;
+  }
+
+  /**
+   * vfio_msi_set_block(): each vector's old eventfd is dropped first, then a negative fd leaves it
+   * without one; a failure de-assigns the vectors from `start` to the one that failed, MSI staying on.
+   */
+  private msiSetBlock(state: DeviceIrqs, start: number, fds: readonly number[]): number {
+    if (this.simulator.kernel === '6.1' && (start >= state.msi.length || start + fds.length > state.msi.length)) return -ERRNO.EINVAL;
+    for (let i = 0; i < fds.length; i++) {
+      const vector = start + i;
+      state.msi[vector] = undefined;
+      const fd = fds[i]!;
+      if (fd < 0) continue;
+      try {
+        state.msi[vector] = this.eventfdOf(fd);
+      } catch (error) {
+        for (let undo = start; undo < vector; undo++) state.msi[undo] = undefined;
+        if (error instanceof KernelError) return -error.errno;
+        throw error;
+      }
+    }
+    return 0;
+  }
+
+  /** vfio_msi_disable(). */
+  private msiDisable(device: SimDevice, state: DeviceIrqs): void {
+    device.disableMsi();
+    state.type = 'none';
+    state.msi = [];
+  }
+
+  // --- REQ (vfio_pci_intrs.c) -----------------------------------------------------------------
+
+  /** vfio_pci_set_req_trigger() and vfio_pci_set_ctx_trigger_single(). */
+  private reqTrigger({ state, start, count, data, view }: IrqArgs): number {
+    if (start !== 0 || count > 1) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_NONE) {
+      if (state.req === undefined) return -ERRNO.EINVAL;
+      if (count === 1) this.signalEventfd(state.req);
+      else state.req = undefined;
+      return 0;
+    }
+    if (count === 0) return -ERRNO.EINVAL;
+    if (data === IRQ_SET.DATA_BOOL) {
+      if (view.getUint8(20) !== 0) this.signalEventfd(state.req);
+      return 0;
+    }
+    const fd = view.getInt32(20, this.little);
+    if (fd === -1) {
+      state.req = undefined;
+      return 0;
+    }
+    if (fd >= 0) {
+      state.req = this.eventfdOf(fd);
+      return 0;
+    }
+    // fd <= -2: 6.1 ignores it (returns 0, nothing changes); 6.12 falls through to EINVAL.
+    return this.simulator.kernel === '6.1' ? 0 : -ERRNO.EINVAL;
   }
 
   private iommufdIoctl(context: SimIommufdContext, nr: number, argument: number | Uint8Array): number {
@@ -971,6 +1279,7 @@ class SimProcess implements Syscalls {
       if (write) {
         // Only the command register (offset 4) is writable in this model.
         for (let byte = 0; byte < count; byte++) if (at + byte === 4 || at + byte === 5) config[at + byte] = buffer[byte]!;
+        if (at <= 5 && at + count > 4) this.commandWritten(file.device, config);
       } else {
         buffer.set(config.subarray(at, at + count));
       }
@@ -978,6 +1287,38 @@ class SimProcess implements Syscalls {
     }
     if (index === PCI_REGION.BAR0 && file.device.edu) return this.eduAccess(file.device, buffer, at, write);
     return -ERRNO.EINVAL;
+  }
+
+  /**
+   * A write to PCI_COMMAND: the INTx-disable bit sets or clears virq_disabled, masking or unmasking
+   * INTx (drivers/vfio/pci/vfio_pci_config.c vfio_basic_config_write(), "Emulate INTx disable").
+   */
+  private commandWritten(device: SimDevice, config: Uint8Array): void {
+    const disabled = ((config[4]! | (config[5]! << 8)) & PCI_COMMAND.INTX_DISABLE) !== 0;
+    const state = this.irqState(device);
+    if (disabled && !state.virqDisabled) {
+      state.virqDisabled = true;
+      if (state.type === 'intx') state.intxMasked = true; // vfio_pci_intx_mask()
+    } else if (!disabled && state.virqDisabled) {
+      state.virqDisabled = false;
+      if (this.intxUnmaskHandler(device, state)) this.sendIntx(state); // vfio_pci_intx_unmask()
+    }
+  }
+
+  /**
+   * The edu raises an interrupt (QEMU hw/misc/edu.c edu_raise_irq()): an MSI when the kernel enabled
+   * MSI in it (a memory write, so bus master is needed), else its INTx pin, which stays asserted
+   * until the status is acked.
+   */
+  private eduRaise(device: SimDevice, state: { interruptStatus: number; intxLine: boolean }, busMaster: boolean): void {
+    if (state.interruptStatus === 0) return;
+    if (this.irqs.get(device)?.type === 'msi') {
+      if (busMaster) device.raiseMsi(0);
+      return;
+    }
+    state.intxLine = true;
+    const irqs = this.irqs.get(device);
+    if (irqs !== undefined) this.intxCheck(device, irqs);
   }
 
   private configSpace(device: SimDevice): Uint8Array {
@@ -998,7 +1339,7 @@ class SimProcess implements Syscalls {
   private eduAccess(device: SimDevice, buffer: Uint8Array, at: number, write: boolean): number {
     let state = this.eduRegisters.get(device);
     if (state === undefined) {
-      state = { liveness: 0, interruptStatus: 0, dmaSource: 0n, dmaDestination: 0n, dmaCount: 0n, dmaCommand: 0n, buffer: new Uint8Array(4096) };
+      state = { liveness: 0, interruptStatus: 0, intxLine: false, dmaSource: 0n, dmaDestination: 0n, dmaCount: 0n, dmaCommand: 0n, buffer: new Uint8Array(4096) };
       this.eduRegisters.set(device, state);
     }
     const size = buffer.byteLength;
@@ -1014,10 +1355,12 @@ class SimProcess implements Syscalls {
           break;
         case 0x60:
           state.interruptStatus |= Number(value & 0xffff_ffffn);
-          if (busMaster) device.raiseMsi(0);
+          this.eduRaise(device, state, busMaster);
           break;
         case 0x64:
+          // edu_lower_irq(): the pin goes down once no status bit is left (and MSI is off).
           state.interruptStatus &= ~Number(value & 0xffff_ffffn);
+          if (state.interruptStatus === 0 && this.irqs.get(device)?.type !== 'msi') state.intxLine = false;
           break;
         case 0x80:
           state.dmaSource = value;
@@ -1091,7 +1434,7 @@ class SimProcess implements Syscalls {
     state.dmaCommand &= ~1n;
     if ((state.dmaCommand & 4n) !== 0n) {
       state.interruptStatus |= 0x100;
-      if (busMaster) device.raiseMsi(0);
+      this.eduRaise(device, state, busMaster);
     }
   }
 
@@ -1221,6 +1564,7 @@ class SimProcess implements Syscalls {
   private install(file: File): number {
     const fd = this.nextFd++;
     this.files.set(fd, file);
+    if (file.kind === 'device') this.deviceOpens.set(file.device, (this.deviceOpens.get(file.device) ?? 0) + 1);
     return fd;
   }
 

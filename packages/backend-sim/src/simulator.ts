@@ -2,7 +2,7 @@ import { ERRNO, hex, IoasError, type IovaRange, normalizeRanges } from '@ioas/co
 import { KernelError } from './kernel-error.js';
 import { checkOptions, simulatorOptionsSchema } from './options.js';
 import type { DmaDomain } from './paged-domain.js';
-import { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec } from './platforms.js';
+import { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec, type SimKernel } from './platforms.js';
 import { SimMemory } from './sim-memory.js';
 
 /** Options of {@link createSimulator}. */
@@ -25,6 +25,12 @@ export interface SimulatorOptions {
    * Default: the preset's `hardwareDirty` (false on every preset). Paged platforms only.
    */
   readonly hardwareDirty?: boolean;
+  /**
+   * The Linux version whose vfio-pci device answers to give where 6.1 and 6.12 differ
+   * ({@link SimKernel}). Default: the preset's `kernel` ('6.1' on x86-vtd and arm-smmuv3, the
+   * kernel of the rig's lanes they stand for), else '6.12'.
+   */
+  readonly kernel?: SimKernel;
 }
 
 /** An IOMMU fault, as the kernel logs a DMAR fault or an SMMU event 0x10. */
@@ -355,6 +361,8 @@ export class Simulator {
   readonly pamuType: 2 | 7;
   /** The IOMMU has hardware dirty bits iommufd can use (option `hardwareDirty`, else the preset's). */
   readonly hardwareDirty: boolean;
+  /** The kernel whose device answers the machine gives (option `kernel`, else the preset's, else '6.12'). */
+  readonly kernel: SimKernel;
   /**
    * Bytes pinned: `lockedLarge + lockedSmall`. The map/unmap hot paths count in the number, which
    * stays exact (below 2^52 in magnitude); {@link pin} and {@link unpin} count in the bigint.
@@ -377,6 +385,7 @@ export class Simulator {
     this.allowUnsafeInterrupts = options.allowUnsafeInterrupts ?? false;
     this.pamuType = options.pamuType ?? 7;
     this.hardwareDirty = options.hardwareDirty ?? this.platform.hardwareDirty ?? false;
+    this.kernel = options.kernel ?? this.platform.kernel ?? '6.12';
     if (this.hardwareDirty && this.platform.model === 'windowed') {
       const option = options.hardwareDirty === undefined ? 'platform.hardwareDirty' : 'hardwareDirty';
       throw new IoasError('invalid-argument', `createSimulator(): invalid options: ${option}: the PAMU grants windows and keeps no dirty bits; hardware dirty tracking is for paged IOMMUs (VT-d, SMMUv3)`, {
