@@ -18,6 +18,8 @@ export class VfioDevice {
   private closed = false;
   private readonly regions = new Map<number, RegionInfo>();
   private eventfds: number[] = [];
+  /** IRQ indexes this object enabled (and has not disabled): the kernel refuses to disable any other. */
+  private readonly enabledIrqs = new Set<number>();
   /** Regions this object mapped: a mapping holds the device file open, so close() unmaps them. */
   private mapped: { readonly address: bigint; readonly length: bigint; readonly index: number }[] = [];
 
@@ -125,9 +127,16 @@ export class VfioDevice {
   /**
    * Enables `vectors` MSI vectors, each signalling a new eventfd; returns the eventfds. Rolls back
    * the eventfds if the kernel refuses. With NORESIZE, a different count needs disable first
-   * (docs/kernel-rules.md#setting-irqs).
+   * (docs/kernel-rules.md#setting-irqs). While INTx or another MSI index is on the kernel refuses
+   * (EINVAL): one interrupt type at a time.
+   *
+   * @throws {IoasError} `invalid-argument` when `vectors` is not a whole number from 1 to 2048
+   *   (the kernel would answer ERANGE for 0), before any eventfd is made.
    */
   enableMsi(vectors: number, index = VFIO_PCI_MSI_IRQ_INDEX): number[] {
+    if (!Number.isInteger(vectors) || vectors < 1 || vectors > 2048) {
+      throw new IoasError('invalid-argument', `enableMsi: vectors must be a whole number from 1 to 2048, not ${String(vectors)}`, { operation: 'enableMsi' });
+    }
     const syscalls = this.ioctls.syscalls;
     const fds: number[] = [];
     try {
@@ -142,12 +151,23 @@ export class VfioDevice {
       throw error;
     }
     this.eventfds.push(...fds);
+    this.enabledIrqs.add(index);
     return fds;
   }
 
-  /** Disables every vector of an IRQ index (DATA_NONE | ACTION_TRIGGER with count 0) and closes its eventfds. */
+  /**
+   * Disables every vector of an IRQ index this object enabled (DATA_NONE | ACTION_TRIGGER with
+   * count 0) and closes the eventfds it made. An index it did not enable is left alone: the kernel
+   * answers EINVAL to disabling an index that is not the enabled one
+   * (drivers/vfio/pci/vfio_pci_intrs.c vfio_pci_set_msi_trigger(); docs/kernel-rules.md#setting-irqs),
+   * so there is nothing to ask it. The eventfds are closed either way.
+   */
   disableIrqs(index = VFIO_PCI_MSI_IRQ_INDEX): void {
-    this.ioctls.deviceSetIrqs(this.fd, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, []);
+    if (this.enabledIrqs.has(index)) {
+      this.ioctls.deviceSetIrqs(this.fd, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, index, 0, []);
+      this.enabledIrqs.delete(index);
+    }
+    if (this.enabledIrqs.size > 0) return; // the eventfds belong to the index still on
     for (const fd of this.eventfds) this.ioctls.syscalls.close(fd);
     this.eventfds = [];
   }

@@ -109,6 +109,38 @@ describe('VFIO objects over the simulator syscall face', () => {
     container.close();
   });
 
+  it('disables only the IRQ index it enabled: the kernel answers EINVAL to disabling one that is not on (vfio_pci_intrs.c vfio_pci_set_msi_trigger)', () => {
+    const { ioctls, simulator } = onSim();
+    const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!;
+    const container = VfioContainer.open(ioctls);
+    const group = VfioGroup.open(ioctls, edu.group!);
+    group.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    const device = new VfioDevice(ioctls, group.deviceFd(edu.address), edu.address);
+    const calls: number[] = [];
+    const setIrqs = ioctls.deviceSetIrqs.bind(ioctls);
+    ioctls.deviceSetIrqs = (fd, flags, index, start, fds) => {
+      calls.push(flags);
+      setIrqs(fd, flags, index, start, fds);
+    };
+    // Nothing enabled: nothing asked of the kernel (which would refuse with EINVAL).
+    device.disableIrqs();
+    expect(calls).toEqual([]);
+    // 0 vectors (the kernel's ERANGE) is refused before any eventfd is made.
+    const open = simulator.openHandles();
+    expect(() => device.enableMsi(0)).toThrow(expect.objectContaining({ code: 'invalid-argument' }));
+    expect(simulator.openHandles()).toBe(open);
+    device.enableMsi(1);
+    expect(edu.msiVectors).toBe(1);
+    device.disableIrqs();
+    expect(edu.msiVectors).toBe(0);
+    device.disableIrqs(); // twice: the second is a no-op, not EINVAL
+    expect(calls).toEqual([0x24, 0x21]);
+    device.close();
+    group.close();
+    container.close();
+  });
+
   it('takes a second group into a live container and out again (docs/kernel-rules.md#detaching-a-group)', () => {
     const { ioctls, simulator } = onSim();
     const edu = simulator.devices().find((device) => device.edu)!;
