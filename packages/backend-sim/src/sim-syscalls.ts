@@ -1312,7 +1312,8 @@ class SimProcess implements Syscalls {
    */
   private eduRaise(device: SimDevice, state: { interruptStatus: number; intxLine: boolean }, busMaster: boolean): void {
     if (state.interruptStatus === 0) return;
-    if (this.irqs.get(device)?.type === 'msi') {
+    // The MSI enable bit of the edu's capability: set when the kernel enabled MSI for it.
+    if (device.msiVectors > 0) {
       if (busMaster) device.raiseMsi(0);
       return;
     }
@@ -1360,7 +1361,7 @@ class SimProcess implements Syscalls {
         case 0x64:
           // edu_lower_irq(): the pin goes down once no status bit is left (and MSI is off).
           state.interruptStatus &= ~Number(value & 0xffff_ffffn);
-          if (state.interruptStatus === 0 && this.irqs.get(device)?.type !== 'msi') state.intxLine = false;
+          if (state.interruptStatus === 0 && device.msiVectors === 0) state.intxLine = false;
           break;
         case 0x80:
           state.dmaSource = value;
