@@ -28,6 +28,7 @@ if (lane === undefined) {
         const disagreements: string[] = [];
         const transcript: Transcript = { lane: name, family: family.name, sequences: [] };
         let steps = 0;
+        let disagreeing = 0;
         for (let seed = 1; seed <= family.sequences; seed++) {
           const sequence = family.generate(seed, kernelInterface);
           const kernel: StepOutcome[] = runSteps(real, edu, sequence);
@@ -37,14 +38,15 @@ if (lane === undefined) {
             if (step.op === 'ioctl') answers.set(kernel[index]!.result, (answers.get(kernel[index]!.result) ?? 0) + 1);
           });
           const difference = firstDifference(sequence, kernel, simulated);
-          if (difference !== undefined && disagreements.length < 20) {
-            disagreements.push(`seed ${seed} step ${difference.index} ${describeStep(difference.step)}: kernel ${JSON.stringify(difference.a)}, simulator ${JSON.stringify(difference.b)}`);
+          if (difference !== undefined) {
+            disagreeing++;
+            if (disagreements.length < 40) disagreements.push(`seed ${seed} step ${difference.index} ${describeStep(difference.step)}: kernel ${JSON.stringify(difference.a)}, simulator ${JSON.stringify(difference.b)}`);
           }
           if (TRANSCRIPT_SEEDS.includes(seed)) transcript.sequences.push({ seed, steps: sequence, outcomes: kernel });
         }
         const ioctls = [...answers.values()].reduce((sum, count) => sum + count, 0);
         const errors = [...answers].filter(([answer]) => /^E[A-Z0-9]+$/.test(answer)).reduce((sum, [, count]) => sum + count, 0);
-        const report = { lane: name, family: family.name, sequences: family.sequences, steps, ioctls, errorShare: errors / ioctls, answers: Object.fromEntries(answers), disagreements };
+        const report = { lane: name, family: family.name, sequences: family.sequences, steps, ioctls, errorShare: errors / ioctls, answers: Object.fromEntries(answers), disagreeing, disagreements };
         writeFileSync(`/tmp/results/fidelity-${name}-${family.name}.json`, JSON.stringify(report, null, 2));
         writeFileSync(`/tmp/results/transcript-${name}-${family.name}.json`, JSON.stringify(transcript, (_, value: unknown) => (typeof value === 'bigint' ? `0x${value.toString(16)}` : value)));
         expect(disagreements, disagreements.join('\n')).toEqual([]);

@@ -211,14 +211,19 @@ class Run {
     const view = new DataView(argument.buffer);
     for (const field of spec.fields) this.put(view, field, field.name === 'argsz' && argsz === undefined ? spec.sizeof + extra : fields[field.name], index);
     let at = spec.sizeof;
+    /** Where the argument holds an fd of this side (a role in `data`). */
+    const roles: number[] = [];
     for (const value of step.data ?? []) {
+      if (typeof value !== 'number') roles.push(at);
       view.setInt32(at, typeof value === 'number' ? value : this.fd(value.fd, index), HOST_LITTLE);
       at += 4;
     }
     for (const value of step.bytes ?? []) argument[at++] = value;
     const status = this.syscalls.ioctl(fd, request, argument);
-    // Pointers are each side's addresses: blanked before the comparison, whatever the kernel did.
-    for (const field of spec.fields) if (field.kind === 'pointer') argument.fill(0, field.offset, field.offset + field.size);
+    // Pointers and fds are each side's numbers (addresses; the kernel reuses fd numbers, the
+    // simulator does not): blanked before the comparison, whatever the kernel did.
+    for (const field of spec.fields) if (field.kind === 'pointer' || field.kind === 'fd') argument.fill(0, field.offset, field.offset + field.size);
+    for (const role of roles) argument.fill(0, role, role + 4);
     const result = spec.returnsFd && status >= 0 ? this.named(step.as, status) : status < 0 ? errnoText(status) : String(status);
     return { result, bytes: Buffer.from(argument).toString('hex') };
   }
