@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { IoasError, type Syscalls } from '@ioas/core';
-import { createSimulator, simSyscalls, type PlatformName, type Simulator } from '@ioas/backend-sim';
+import { createSimulator, simSyscalls, type PlatformName, type SimKernel, type Simulator } from '@ioas/backend-sim';
 import { libcSyscalls, Sysfs } from '@ioas/vfio';
 
 /** The lane this process runs in, or undefined outside the guest. */
@@ -14,6 +14,11 @@ export const lane = process.env.IOAS_REAL_KERNEL as 'x86' | 'arm64' | 'iommufd' 
 /** The simulator preset that stands for a lane's machine. */
 export function presetOf(name: 'x86' | 'arm64' | 'iommufd'): PlatformName {
   return name === 'arm64' ? 'arm-smmuv3' : 'x86-vtd';
+}
+
+/** The kernel a lane boots, as the simulator's profile: 6.12 on the iommufd lane, 6.1 on the others. */
+export function kernelOf(name: 'x86' | 'arm64' | 'iommufd'): SimKernel {
+  return name === 'iommufd' ? '6.12' : '6.1';
 }
 
 /** The kernel interface a lane tests. */
@@ -48,7 +53,7 @@ export function realMachine(): Machine {
 
 /** A fresh simulated machine standing for the lane's. */
 export function simMachine(name: 'x86' | 'arm64' | 'iommufd'): Machine {
-  const simulator = createSimulator({ platform: presetOf(name) });
+  const simulator = createSimulator({ platform: presetOf(name), kernel: kernelOf(name) });
   const syscalls = simSyscalls(simulator);
   // The first edu is the one the preset binds to vfio-pci at start; the second sits where rig.mjs
   // puts the guest's (other edus in a preset stand for devices QEMU cannot give the guest).

@@ -67,5 +67,5 @@ export {
   type ReplayOptions,
   type ReplayReport,
 } from './replay.js';
-export { choosePlatform, PLATFORM_NAMES, platformOfArch, type ChosenPlatform } from './replay-platform.js';
+export { choosePlatform, kernelOfRelease, PLATFORM_NAMES, platformOfArch, type ChosenPlatform } from './replay-platform.js';
 export { traceToScenario, type ToScenarioOptions } from './to-scenario.js';

@@ -3,7 +3,7 @@
  * matches the architecture in the trace's header. Shared by the replay and the scenario converter so
  * that both pick the same machine for the same trace.
  */
-import type { PlatformName } from '@ioas/backend-sim';
+import type { PlatformName, SimKernel } from '@ioas/backend-sim';
 import { IoasError } from '@ioas/core';
 import type { TraceHeader } from './trace-format.js';
 
@@ -47,4 +47,17 @@ export function choosePlatform(header: Pick<TraceHeader, 'arch' | 'platform'>, g
     throw new IoasError('invalid-argument', `the trace was recorded on ${JSON.stringify(header.arch)}, which no simulated platform matches: name one (${PLATFORM_NAMES.join(', ')})`);
   }
   return { platform: inferred, source: 'arch' };
+}
+
+/**
+ * The simulator's kernel profile for a recorded kernel release (`uname -r`): '6.12' from 6.12 on,
+ * '6.1' before it (the oldest profile, and the nearest below for 6.2 to 6.11); undefined for a
+ * release that is not a version (`sim`: a simulator recording, replayed on its preset's kernel).
+ */
+export function kernelOfRelease(release: string): SimKernel | undefined {
+  const version = /^(\d+)\.(\d+)/.exec(String(release));
+  if (version === null) return undefined;
+  const major = Number(version[1]);
+  const minor = Number(version[2]);
+  return major > 6 || (major === 6 && minor >= 12) ? '6.12' : '6.1';
 }

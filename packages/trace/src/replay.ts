@@ -16,10 +16,10 @@
  * and the simulator does not model it), the bytes pread and pwrite moved (a trace records no memory
  * contents), and pointers the recording could not name.
  */
-import { createSimulator, simSyscalls, type PlatformName, type Simulator, type SimSyscalls } from '@ioas/backend-sim';
+import { createSimulator, simSyscalls, type PlatformName, type SimKernel, type Simulator, type SimSyscalls } from '@ioas/backend-sim';
 import { errnoName, hex, IoasError, SYSCALL_FLAGS } from '@ioas/core';
 import { compareIoctl, decodeIoctl, encodeIoctl, ioctlName, ioctlSpec, type ComparedIoctl, type CompareOptions, type IoctlDecoding, type PointerNames } from './ioctl-codec.js';
-import { choosePlatform } from './replay-platform.js';
+import { choosePlatform, kernelOfRelease } from './replay-platform.js';
 import type { TraceCall, TraceField, TraceHeader, TracePointer } from './trace-format.js';
 
 /** A trace as {@link replayTrace} reads it: the header and the calls in order (what `readTrace` returns). */
@@ -90,6 +90,8 @@ export interface ReplayReport {
   readonly replayed: number;
   /** The simulated platform. */
   readonly platform: PlatformName;
+  /** The simulator's kernel profile: the recorded kernel's (6.1 or 6.12), else the preset's. */
+  readonly kernel: SimKernel;
   /** Why that platform: `option` (named by the caller), `machine` (the caller's simulator), `header` (the simulator the trace was recorded on), `arch` (inferred from the header's architecture). */
   readonly platformSource: 'option' | 'machine' | 'header' | 'arch';
   /** The header's `syscalls`: `libc` when the recording talked to the kernel, `sim` to a simulator. */
@@ -588,7 +590,9 @@ export function replayTrace(trace: ReplayableTrace, options: ReplayOptions = {})
     platform = chosen.platform;
     source = chosen.source;
   }
-  const machine = options.machine ?? createSimulator({ platform });
+  // A kernel's recording replays on that kernel's profile (where 6.1 and 6.12 answer differently).
+  const kernel = kernelOfRelease(trace.header.kernel);
+  const machine = options.machine ?? createSimulator({ platform, ...(kernel === undefined ? {} : { kernel }) });
   const replay = new Replay(machine, simSyscalls(machine));
   let replayed = 0;
   let divergence: ReplayDivergence | undefined;
@@ -613,7 +617,7 @@ export function replayTrace(trace: ReplayableTrace, options: ReplayOptions = {})
       break;
     }
   }
-  const report = { ok: divergence === undefined, calls: trace.calls.length, replayed, platform, platformSource: source, recordedOn: String(trace.header.syscalls), notReplayed: replay.notReplayed() };
+  const report = { ok: divergence === undefined, calls: trace.calls.length, replayed, platform, kernel: machine.kernel, platformSource: source, recordedOn: String(trace.header.syscalls), notReplayed: replay.notReplayed() };
   return divergence === undefined ? report : { ...report, divergence };
 }
 
