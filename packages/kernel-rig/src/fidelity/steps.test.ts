@@ -33,6 +33,17 @@ describe('the step engine', () => {
     expect(first[13]!.bytes).toBe('ed000001');
   });
 
+  it('gives a role whose call failed, or that was closed, a number no process has open: EBADF, on both sides', () => {
+    const steps: Step[] = [
+      { op: 'open', path: '/dev/vfio/999', as: 'missing' },
+      { op: 'close', fd: 'missing' },
+      { op: 'open', path: '/dev/vfio/vfio', as: 'container' },
+      { op: 'close', fd: 'container' },
+      { op: 'ioctl', fd: 'container', ioctl: 'VFIO_GET_API_VERSION', value: 0 },
+    ];
+    expect(onSim('x86', steps).map((outcome) => outcome.result)).toEqual(['ENOENT', 'EBADF', 'fd', '0', 'EBADF']);
+  });
+
   it('says where two runs part', () => {
     const steps: Step[] = [...openDevice('type1'), { op: 'ioctl', fd: 'device', ioctl: 'VFIO_DEVICE_GET_IRQ_INFO', fields: { index: 0 } }];
     const a = onSim('x86', steps);
@@ -44,7 +55,7 @@ describe('the step engine', () => {
     const machine = simMachine('x86');
     const run = (steps: unknown[]) => () => runSteps(machine.syscalls, machine.edu, steps as Step[]);
     expect(run([{ op: 'fork' }])).toThrow(/^step 0: unknown op "fork"/);
-    expect(run([{ op: 'close', fd: 'nothing' }])).toThrow(/^step 0: no fd has the role "nothing"/);
+    expect(run([{ op: 'close', fd: 'nothing' }])).toThrow(/^step 0: no step gives the role "nothing"/);
     expect(run([{ op: 'open', path: '/dev/vfio/vfio', as: 'c' }, { op: 'ioctl', fd: 'c', ioctl: 'VFIO_NO_SUCH' }])).toThrow(/^step 1: unknown ioctl "VFIO_NO_SUCH"/);
     expect(run([{ op: 'open', path: '/dev/vfio/vfio', as: 'c' }, { op: 'ioctl', fd: 'c', ioctl: 'VFIO_IOMMU_MAP_DMA', fields: { vaddress: 1 } }])).toThrow(/^step 1: VFIO_IOMMU_MAP_DMA has no field "vaddress"/);
     expect(run([{ op: 'open', path: '/dev/vfio/vfio', as: 'c' }, { op: 'ioctl', fd: 'c', ioctl: 'VFIO_SET_IOMMU' }])).toThrow(/^step 1: VFIO_SET_IOMMU takes an integer/);

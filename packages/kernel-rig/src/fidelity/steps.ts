@@ -105,18 +105,25 @@ class Run {
   private readonly mappings = new Map<string, { address: bigint; length: bigint }>();
   private readonly places: Places;
 
+  /** Every role a step of the sequence gives. */
+  private readonly roles: Set<string>;
+
   constructor(
     private readonly syscalls: Syscalls,
     edu: string,
+    steps: readonly Step[],
   ) {
     this.places = placesOf(syscalls, edu);
+    this.roles = new Set(steps.flatMap((step) => ('as' in step && step.as !== undefined && step.op !== 'mmap' ? [step.as] : [])));
   }
 
   private fd(role: string, index: number): number {
-    // A role that is not open: a number no process has open (fdget fails: EBADF), on either side.
-    if (role === 'closed') return 1_000_000;
     const fd = this.fds.get(role);
-    return fd ?? bad(index, `no fd has the role ${JSON.stringify(role)} (give it with "as")`);
+    if (fd !== undefined) return fd;
+    // `closed`, or a role the sequence gives but whose call failed or that it closed: a number no
+    // process has open (fdget fails: EBADF), on either side.
+    if (role === 'closed' || this.roles.has(role)) return 1_000_000;
+    return bad(index, `no step gives the role ${JSON.stringify(role)} (give it with "as")`);
   }
 
   private named(as: string | undefined, status: number): string {
@@ -132,6 +139,7 @@ class Run {
         return { result: this.named(step.as, syscalls.open(resolvePath(step.path, this.places, index), SYSCALL_FLAGS.O_RDWR)) };
       case 'close': {
         const status = syscalls.close(this.fd(step.fd, index));
+        // Closed: the role now names no open file (a close of it again is EBADF).
         this.fds.delete(step.fd);
         return { result: status < 0 ? errnoText(status) : String(status) };
       }
@@ -270,7 +278,7 @@ class Run {
  * naming the step.
  */
 export function runSteps(syscalls: Syscalls, edu: string, steps: readonly Step[]): StepOutcome[] {
-  const run = new Run(syscalls, edu);
+  const run = new Run(syscalls, edu, steps);
   try {
     return steps.map((step, index) => run.run(step, index));
   } finally {
