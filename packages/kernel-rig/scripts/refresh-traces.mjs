@@ -17,8 +17,10 @@ for (const lane of ['x86', 'arm64', 'iommufd']) {
   const traces = existsSync(results) ? readdirSync(results).filter((file) => /^trace-.*\.jsonl$/.test(file)) : [];
   if (traces.length === 0) console.warn(`lane ${lane}: no trace in ${results} (run \`pnpm test:kernel\` first)`);
   for (const file of traces) {
-    // The guest writes traces onto a 9p share, where the recorder's closing truncate does not
-    // reach the host's file: cut at the NUL bytes that follow the last line (the reader's end).
+    // The guest writes traces onto a 9p share, where a mapped file's closing truncate does not
+    // reach the host: a trace recorded with `format: 'lines'` keeps NUL bytes after its last line
+    // (the reader's end), so cut there. (stop() renders a journal into a new file and renames it
+    // over the old one, which does reach the host whole.)
     const bytes = readFileSync(join(results, file));
     const end = bytes.indexOf(0);
     const trace = end < 0 ? bytes : bytes.subarray(0, end);
