@@ -44,6 +44,16 @@ describe('the step engine', () => {
     expect(onSim('x86', steps).map((outcome) => outcome.result)).toEqual(['ENOENT', 'EBADF', 'fd', '0', 'EBADF']);
   });
 
+  it('closes at the end an fd whose role was given again, and one given no role: nothing leaks into the next sequence', () => {
+    const machine = simMachine('x86');
+    runSteps(machine.syscalls, machine.edu, [
+      { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+      { op: 'open', path: '/dev/vfio/vfio', as: 'c' },
+      { op: 'open', path: '/dev/vfio/vfio' },
+    ]);
+    expect(machine.simulator!.openHandles()).toBe(0);
+  });
+
   it('says where two runs part', () => {
     const steps: Step[] = [...openDevice('type1'), { op: 'ioctl', fd: 'device', ioctl: 'VFIO_DEVICE_GET_IRQ_INFO', fields: { index: 0 } }];
     const a = onSim('x86', steps);

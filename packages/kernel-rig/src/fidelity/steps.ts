@@ -102,6 +102,8 @@ function errnoText(status: number | bigint): string {
 /** One run of steps on one face: its fds and mappings by role. */
 class Run {
   private readonly fds = new Map<string, number>();
+  /** Fds no role names any more (given again, or never given a role): closed at the end. */
+  private readonly superseded: number[] = [];
   private readonly mappings = new Map<string, { address: bigint; length: bigint }>();
   private readonly places: Places;
 
@@ -128,7 +130,13 @@ class Run {
 
   private named(as: string | undefined, status: number): string {
     if (status < 0) return errnoText(status);
-    if (as !== undefined) this.fds.set(as, status);
+    if (as !== undefined) {
+      // A role given again while it still names an open fd: the old fd stays open (as it would in
+      // a program), and is closed with the rest at the end, not leaked into the next sequence.
+      const previous = this.fds.get(as);
+      if (previous !== undefined) this.superseded.push(previous);
+      this.fds.set(as, status);
+    } else this.superseded.push(status);
     return 'fd';
   }
 
@@ -264,8 +272,9 @@ class Run {
 
   /** Closes what the sequence left open and unmaps what it mapped (not an outcome: cleanup). */
   close(): void {
-    for (const fd of [...this.fds.values()].reverse()) this.syscalls.close(fd);
+    for (const fd of [...this.fds.values(), ...this.superseded].reverse()) this.syscalls.close(fd);
     this.fds.clear();
+    this.superseded.length = 0;
     for (const { address, length } of this.mappings.values()) this.syscalls.munmap(address, length);
     this.mappings.clear();
   }
