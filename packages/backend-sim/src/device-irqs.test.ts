@@ -6,7 +6,7 @@
 import { ERRNO, IoasError, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import type { SimKernel } from './platforms.js';
-import { simSyscalls } from './sim-syscalls.js';
+import { type1ByHand } from './__fixtures__/type1-by-hand.js';
 import { createSimulator } from './simulator.js';
 
 const NR = { GET_INFO: 107, REGION_INFO: 108, SET_IRQS: 110, HOT_RESET_INFO: 112, HOT_RESET: 113 } as const;
@@ -18,15 +18,7 @@ const CLOSED_FD = 1_000_000;
 const CONFIG = 7n << 40n;
 
 function machine(kernel?: SimKernel) {
-  const simulator = createSimulator({ platform: 'x86-vtd', ...(kernel === undefined ? {} : { kernel }) });
-  const sys = simSyscalls(simulator);
-  const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!;
-  const container = sys.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
-  const group = sys.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR);
-  const fd = new Uint8Array(4);
-  new DataView(fd.buffer).setInt32(0, container, true);
-  expect(sys.ioctl(group, req(104), fd)).toBe(0);
-  expect(sys.ioctl(container, req(102), 3)).toBe(0);
+  const { simulator, sys, edu, container, group } = type1ByHand({ kernel });
   const openDevice = () => {
     const device = sys.ioctl(group, req(106), new TextEncoder().encode(`${edu.address}\0`));
     expect(device).toBeGreaterThan(0);

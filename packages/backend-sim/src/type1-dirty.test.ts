@@ -4,8 +4,7 @@
 // (packages/kernel-rig/scripts/probe-dirty.mjs).
 import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
-import { simSyscalls } from './sim-syscalls.js';
-import { createSimulator } from './simulator.js';
+import { type1ByHand } from './__fixtures__/type1-by-hand.js';
 
 const IO = (nr: number) => 0x3b00 + nr;
 const DIRTY_PAGES = IO(117);
@@ -16,15 +15,7 @@ const STOP = 2;
 const GET = 4;
 
 function setup(type = 3, platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
-  const simulator = createSimulator({ platform });
-  const sys = simSyscalls(simulator);
-  const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!;
-  const container = sys.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
-  const group = sys.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR);
-  const fd = new Uint8Array(4);
-  new DataView(fd.buffer).setInt32(0, container, true);
-  expect(sys.ioctl(group, IO(104), fd)).toBe(0);
-  expect(sys.ioctl(container, IO(102), type)).toBe(0);
+  const { simulator, sys, edu, container, group } = type1ByHand({ platform, type });
   const memory = sys.mmap(0x100_0000n, 3, SYSCALL_FLAGS.MAP_PRIVATE | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
   const map = (iova: bigint, size: bigint, offset = 0n, flags = 3): number => {
     const bytes = new Uint8Array(32);
