@@ -171,7 +171,7 @@ export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = 
  * with a space (else no match), and past the spaces only one `vf_token=<uuid>` may follow, which a
  * device that is neither an SR-IOV PF nor a VF refuses (vfio_pci_validate_vf_token()); any other
  * word is EINVAL. So trailing spaces match. No device matching is ENODEV
- * (docs/kernel-rules.md#device-names). Returns the device or an errno.
+ * (docs/kernel-rules.md#opening-a-device-from-a-group). Returns the device or an errno.
  */
 function findDeviceByName(group: SimGroup, name: string): SimDevice | number {
   for (const device of group.devices) {
@@ -455,7 +455,7 @@ class SimProcess implements Syscalls {
         if ((flags & ~(MAP_FLAGS.READ | MAP_FLAGS.WRITE | MAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
         if ((flags & MAP_FLAGS.VADDR) !== 0) {
           // VADDR alone re-points a mapping whose vaddr was invalidated; with READ/WRITE it is
-          // EINVAL (vfio_dma_do_map(): docs/kernel-rules.md#updating-a-mappings-vaddr).
+          // EINVAL (vfio_dma_do_map(): docs/kernel-rules.md#remapping-a-vaddr).
           if ((flags & (MAP_FLAGS.READ | MAP_FLAGS.WRITE)) !== 0) return -ERRNO.EINVAL;
           const view = this.view(buffer);
           container.remapVaddr(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), view.getBigUint64(24, this.little));
@@ -482,7 +482,7 @@ class SimProcess implements Syscalls {
         const all = (flags & UNMAP_FLAGS.ALL) !== 0;
         if ((flags & UNMAP_FLAGS.VADDR) !== 0) {
           // The mappings stay; their vaddrs are invalidated, and `size` says how many bytes
-          // (vfio_dma_do_unmap(): docs/kernel-rules.md#updating-a-mappings-vaddr).
+          // (vfio_dma_do_unmap(): docs/kernel-rules.md#invalidating-a-vaddr).
           const view = this.view(buffer);
           view.setBigUint64(16, container.unmap(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), all, undefined, true), this.little);
           return 0;

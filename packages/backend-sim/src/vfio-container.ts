@@ -232,7 +232,7 @@ export class SimVfioContainer {
    * type1: the first IOVA of each vfio_dma whose vaddr an UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR
    * invalidated (`dma->vaddr_invalid`; its size is `iommu->vaddr_invalid_count`). The mapping stays
    * in the IOMMU and keeps its pages until a MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR gives it a vaddr
-   * again or it is unmapped (docs/kernel-rules.md#updating-a-mappings-vaddr).
+   * again or it is unmapped (docs/kernel-rules.md#invalidating-a-vaddr).
    */
   private readonly invalidVaddrs = new Set<bigint>();
   /**
@@ -263,7 +263,7 @@ export class SimVfioContainer {
   /**
    * VFIO_CHECK_EXTENSION: 1 or 0, never an error (6.1 drivers/vfio/container.c
    * vfio_container_ioctl_check_extension(), then vfio_iommu_type1.c
-   * vfio_iommu_type1_check_extension(): docs/kernel-rules.md#vfio-check-extension).
+   * vfio_iommu_type1_check_extension(): docs/kernel-rules.md#extensions-before-and-after-the-iommu-is-set).
    */
   checkExtension(extension: number): number {
     this.simulator.checkInjected('VFIO_CHECK_EXTENSION');
@@ -298,7 +298,7 @@ export class SimVfioContainer {
    * no group or a type already set; a type no driver's CHECK_EXTENSION answers is ENODEV; type1
    * answers VFIO_UNMAP_ALL too, but vfio_iommu_type1_open() refuses it (EINVAL); NESTING is v2 with
    * iommu_enable_nesting() on each new domain, which the platform decides (see
-   * {@link nestingRefusal}). docs/kernel-rules.md#selecting-the-iommu-type.
+   * {@link nestingRefusal}). docs/kernel-rules.md#setting-the-iommu-type.
    */
   setIommu(type: number): void {
     const ioctl = 'VFIO_SET_IOMMU';
@@ -530,7 +530,7 @@ export class SimVfioContainer {
    * each mapping removed writes its dirty bits first. With `invalidateVaddr`
    * (VFIO_DMA_UNMAP_FLAG_VADDR) the mappings are not removed but their vaddrs invalidated, and a
    * mapping whose vaddr is invalid already undoes the call's marks: EINVAL
-   * (docs/kernel-rules.md#updating-a-mappings-vaddr).
+   * (docs/kernel-rules.md#invalidating-a-vaddr).
    */
   unmap(iova: bigint, size: bigint, all: boolean, dirty?: Type1UnmapBitmap, invalidateVaddr = false): bigint {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
@@ -594,7 +594,7 @@ export class SimVfioContainer {
    * or size, iova or vaddr unaligned EINVAL, a wrap EINVAL; no mapping overlapping the range
    * ENOENT; one whose vaddr is valid, or that is not exactly the range, EINVAL; otherwise the
    * mapping's vaddr is valid again. The new vaddr is not pinned nor checked: the IOMMU keeps the
-   * pages it had (docs/kernel-rules.md#updating-a-mappings-vaddr).
+   * pages it had (docs/kernel-rules.md#remapping-a-vaddr).
    */
   remapVaddr(vaddr: bigint, iova: bigint, size: bigint): void {
     const ioctl = 'VFIO_IOMMU_MAP_DMA';
