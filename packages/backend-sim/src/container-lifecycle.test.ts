@@ -245,3 +245,18 @@ describe('VFIO_IOMMU_GET_INFO bytes (vfio_iommu_type1_get_info(), vfio_main.c vf
     expect(whole.getUint8(120)).toBe(0xa5);
   });
 });
+
+describe('requests the container does not know (container.c vfio_fops_unl_ioctl(), vfio_iommu_type1_ioctl())', () => {
+  it('are EINVAL before SET_IOMMU, whatever their type or size bits, and ENOTTY after', () => {
+    const { sys, container } = setup({ type: null });
+    const sized = (0x8000_0000 | (4 << 16) | 0x3b00 | NR.API) >>> 0; // _IOR(';', 100, u32)
+    const foreign = 0x7801; // _IO('x', 1)
+    expect(sys.ioctl(container, sized, new Uint8Array(4))).toBe(-ERRNO.EINVAL);
+    expect(sys.ioctl(container, foreign, 0)).toBe(-ERRNO.EINVAL);
+    expect(sys.ioctl(container, REQ(150), 0)).toBe(-ERRNO.EINVAL);
+    expect(sys.ioctl(container, REQ(NR.SET_IOMMU), 3)).toBe(0);
+    expect(sys.ioctl(container, sized, new Uint8Array(4))).toBe(-ERRNO.ENOTTY);
+    expect(sys.ioctl(container, foreign, 0)).toBe(-ERRNO.ENOTTY);
+    expect(sys.ioctl(container, REQ(150), 0)).toBe(-ERRNO.ENOTTY);
+  });
+});
