@@ -197,6 +197,7 @@ describe('GET_DEVICE_FD names (vfio_pci_core.c vfio_pci_core_match(), vfio_main.
     const fd = sys.ioctl(group, REQ(NR.DEVICE_FD), name(`${address}   `));
     expect(fd).toBeGreaterThan(0);
     expect(sys.ioctl(group, REQ(NR.DEVICE_FD), name(`${address} x`))).toBe(-ERRNO.EINVAL);
+    expect(sys.ioctl(group, REQ(NR.DEVICE_FD), name(`${address} \t`))).toBe(-ERRNO.EINVAL); // only ' ' is skipped
     expect(sys.ioctl(group, REQ(NR.DEVICE_FD), name(`${address} vf_token=2ab74924-c335-45f4-9b16-8569e5b08258`))).toBe(-ERRNO.EINVAL);
     expect(sys.ioctl(group, REQ(NR.DEVICE_FD), name(`${address}x`))).toBe(-ERRNO.ENODEV);
     expect(sys.ioctl(group, REQ(NR.DEVICE_FD), name(address.slice(0, -2)))).toBe(-ERRNO.ENODEV);

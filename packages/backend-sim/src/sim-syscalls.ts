@@ -179,7 +179,8 @@ function findDeviceByName(group: SimGroup, name: string): SimDevice | number {
     const rest = name.slice(device.address.length);
     if (rest.length > 0 && rest[0] !== ' ') continue;
     // A vf_token (well formed or not), a second one, or any other word: EINVAL on an edu.
-    if (rest.trim() !== '') return ERRNO.EINVAL;
+    // Only ' ' separates (a tab is a word).
+    if (/[^ ]/.test(rest)) return ERRNO.EINVAL;
     return device;
   }
   return ERRNO.ENODEV;
