@@ -97,7 +97,9 @@ describe('ABI profiles (kernel-rules.md#pamu-iommu-type-numbers)', () => {
   it('uses the profile encoding: asm-generic numbers are not VFIO ioctls on PowerPC', () => {
     const env = pamuOnSim({ profile: definePamuProfile({ name: 'generic-encoding', arch: 'generic' }) });
     const error = caught(() => PamuContainer.open(new PamuIoctls(env.syscalls, env.profile, false), [0]));
-    expect(error.errnoName).toBe('ENOTTY');
+    // GET_API_VERSION's number without the direction bit is no request the container knows, and
+    // with no IOMMU driver set it answers EINVAL itself (vfio_fops_unl_ioctl(): `ret = -EINVAL`).
+    expect(error.errnoName).toBe('EINVAL');
     expect(env.raw.openFiles).toBe(0);
   });
 

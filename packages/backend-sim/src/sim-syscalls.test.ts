@@ -233,7 +233,9 @@ describe('PAMU type 2 through raw ioctls: PowerPC numbers, big-endian structs (k
     const simulator = createSimulator({ platform: 'p4080' });
     const sys = simSyscalls(simulator);
     const container = sys.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
-    expect(sys.ioctl(container, X86(101), 7)).toBe(-ERRNO.ENOTTY); // x86 number on PowerPC
+    // An x86 number on PowerPC is no request the container knows: EINVAL while no IOMMU driver is set
+    // (container.c vfio_fops_unl_ioctl(): `ret = -EINVAL`), ENOTTY from the driver after.
+    expect(sys.ioctl(container, X86(101), 7)).toBe(-ERRNO.EINVAL);
     expect(sys.ioctl(container, PPC(101), 7)).toBe(1);
     expect(sys.ioctl(container, PPC(101), 2)).toBe(0);
     const group = sys.open('/dev/vfio/0', SYSCALL_FLAGS.O_RDWR);

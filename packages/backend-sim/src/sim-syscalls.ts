@@ -163,6 +163,29 @@ export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = 
   return new SimProcess(simulator, options);
 }
 
+/**
+ * VFIO_GROUP_GET_DEVICE_FD's name lookup (6.1 drivers/vfio/vfio_main.c vfio_device_get_from_name(),
+ * 6.12 drivers/vfio/group.c): the group's vfio devices only (members bound to another driver or
+ * none are not on its device_list), each asked by vfio-pci's match (drivers/vfio/pci/vfio_pci_core.c
+ * vfio_pci_core_match()): the name must start with the PCI address; anything after it must start
+ * with a space (else no match), and past the spaces only one `vf_token=<uuid>` may follow, which a
+ * device that is neither an SR-IOV PF nor a VF refuses (vfio_pci_validate_vf_token()); any other
+ * word is EINVAL. So trailing spaces match. No device matching is ENODEV
+ * (docs/kernel-rules.md#opening-a-device-from-a-group). Returns the device or an errno.
+ */
+function findDeviceByName(group: SimGroup, name: string): SimDevice | number {
+  for (const device of group.devices) {
+    if (device.driver !== 'vfio-pci' || !name.startsWith(device.address)) continue;
+    const rest = name.slice(device.address.length);
+    if (rest.length > 0 && rest[0] !== ' ') continue;
+    // A vf_token (well formed or not), a second one, or any other word: EINVAL on an edu.
+    // Only ' ' separates (a tab is a word).
+    if (/[^ ]/.test(rest)) return ERRNO.EINVAL;
+    return device;
+  }
+  return ERRNO.ENODEV;
+}
+
 class SimProcess implements Syscalls {
   readonly name = 'sim';
   private readonly files = new Map<number, File>();
@@ -241,7 +264,8 @@ class SimProcess implements Syscalls {
   private release(file: File): void {
     switch (file.kind) {
       case 'container':
-        file.container.close();
+        // The groups in the container keep it alive (docs/kernel-rules.md#closing-the-container-fd).
+        file.container.closeFile();
         break;
       case 'group':
         // Device fds hold a reference on the group file: its release, which takes the group out of
@@ -383,7 +407,13 @@ class SimProcess implements Syscalls {
     const file = this.files.get(fd);
     if (file === undefined) return -ERRNO.EBADF;
     const base = (request >>> 0) & ~(this.powerpc ? 0x2000_0000 : 0);
-    if ((this.powerpc && ((request >>> 0) & 0x2000_0000) === 0) || (base & 0xff00) !== 0x3b00 || (base & ~0xffff) !== 0) return -ERRNO.ENOTTY;
+    if ((this.powerpc && ((request >>> 0) & 0x2000_0000) === 0) || (base & 0xff00) !== 0x3b00 || (base & ~0xffff) !== 0) {
+      // No VFIO request: the container forwards what it does not know to its IOMMU driver, which
+      // answers ENOTTY, and with none set it answers EINVAL itself (6.1 drivers/vfio/container.c
+      // vfio_fops_unl_ioctl(): `ret = -EINVAL`; docs/kernel-rules.md#container-ioctls-before-the-iommu-is-set).
+      if (file.kind === 'container' && file.container.iommuType === null) return -ERRNO.EINVAL;
+      return -ERRNO.ENOTTY;
+    }
     const nr = base & 0xff;
     try {
       switch (file.kind) {
@@ -419,6 +449,13 @@ class SimProcess implements Syscalls {
     // GET_MSI_BANK_COUNT takes no argument (the value passed is ignored).
     if (container.pamu !== undefined && nr === VFIO_NR.PAMU_GET_MSI_BANK_COUNT) return container.pamu.msiBankCount();
     if (container.pamu === undefined && nr === VFIO_NR.IOMMU_DIRTY_PAGES) return this.type1DirtyPages(container, argument);
+    // A request the driver does not know is ENOTTY before its argument is looked at
+    // (vfio_iommu_type1_ioctl()'s default).
+    const known: readonly number[] =
+      container.pamu === undefined
+        ? [VFIO_NR.IOMMU_GET_INFO, VFIO_NR.IOMMU_MAP_DMA, VFIO_NR.IOMMU_UNMAP_DMA]
+        : [VFIO_NR.IOMMU_MAP_DMA, VFIO_NR.IOMMU_UNMAP_DMA, VFIO_NR.PAMU_GET_ATTR, VFIO_NR.PAMU_SET_ATTR, VFIO_NR.PAMU_MAP_MSI_BANK, VFIO_NR.PAMU_UNMAP_MSI_BANK];
+    if (!known.includes(nr)) return -ERRNO.ENOTTY;
     const buffer = this.bytes(argument);
     if (container.pamu !== undefined) return this.pamuIoctl(container, nr, buffer);
     switch (nr) {
@@ -431,10 +468,12 @@ class SimProcess implements Syscalls {
         const flags = this.u32(buffer, 4);
         if ((flags & ~(MAP_FLAGS.READ | MAP_FLAGS.WRITE | MAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
         if ((flags & MAP_FLAGS.VADDR) !== 0) {
-          // VADDR alone re-points an invalidated range; with READ/WRITE it is EINVAL
-          // (docs/kernel-rules.md#remapping-a-vaddr).
+          // VADDR alone re-points a mapping whose vaddr was invalidated; with READ/WRITE it is
+          // EINVAL (vfio_dma_do_map(): docs/kernel-rules.md#remapping-a-vaddr).
           if ((flags & (MAP_FLAGS.READ | MAP_FLAGS.WRITE)) !== 0) return -ERRNO.EINVAL;
-          return -ERRNO.EINVAL; // the simulator never invalidates vaddrs (no UNMAP VADDR), so no range is waiting
+          const view = this.view(buffer);
+          container.remapVaddr(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), view.getBigUint64(24, this.little));
+          return 0;
         }
         const read = (flags & MAP_FLAGS.READ) !== 0;
         const write = (flags & MAP_FLAGS.WRITE) !== 0;
@@ -454,8 +493,14 @@ class SimProcess implements Syscalls {
         const flags = this.u32(buffer, 4);
         if ((flags & ~(UNMAP_FLAGS.GET_DIRTY_BITMAP | UNMAP_FLAGS.ALL | UNMAP_FLAGS.VADDR)) !== 0) return -ERRNO.EINVAL;
         if ((flags & UNMAP_FLAGS.GET_DIRTY_BITMAP) !== 0) return this.unmapWithDirtyBitmap(container, buffer, flags);
-        if ((flags & UNMAP_FLAGS.VADDR) !== 0) return -ERRNO.EINVAL; // not simulated
         const all = (flags & UNMAP_FLAGS.ALL) !== 0;
+        if ((flags & UNMAP_FLAGS.VADDR) !== 0) {
+          // The mappings stay; their vaddrs are invalidated, and `size` says how many bytes
+          // (vfio_dma_do_unmap(): docs/kernel-rules.md#invalidating-a-vaddr).
+          const view = this.view(buffer);
+          view.setBigUint64(16, container.unmap(view.getBigUint64(8, this.little), view.getBigUint64(16, this.little), all, undefined, true), this.little);
+          return 0;
+        }
         const iova = this.u64Number(buffer, 8);
         const size = this.u64Number(buffer, 16);
         // `size` is written back only on success, as the bytes unmapped
@@ -562,31 +607,36 @@ class SimProcess implements Syscalls {
     for (const commit of this.userBitmapCommits.splice(0)) commit();
   }
 
-  /** VFIO_IOMMU_GET_INFO with the 6.1 argsz protocol and unpadded capability chain
-   * (docs/kernel-rules.md#the-argsz-growth-protocol). */
+  /**
+   * VFIO_IOMMU_GET_INFO (vfio_iommu_type1_get_info(), docs/kernel-rules.md#the-argsz-growth-protocol):
+   * the chain is MIGRATION (32 bytes), DMA_AVAIL, IOVA_RANGE (16 + 16n). 6.1's vfio_info_cap_add()
+   * packs it (DMA_AVAIL 12 bytes), 6.12's aligns each capability to 8 (DMA_AVAIL 16, zero padded).
+   * Too small an argsz gets argsz := the size needed, the header, no caps; 6.1 copies 16 header
+   * bytes below argsz 20, else 20 (cap_offset, never the 4 bytes after it), 6.12 `min(argsz, 24)`
+   * of a zeroed struct (cap_offset and pad 0). A large enough argsz is left as it is, gets the caps
+   * at 24 and cap_offset 24.
+   */
   private type1Info(container: SimVfioContainer, buffer: Uint8Array): number {
     const view = this.argView(buffer, 16);
     const argsz = view.getUint32(0, this.little);
     const info = container.info();
-    // Chain order on 6.1: MIGRATION (32 bytes) -> DMA_AVAIL (12) -> IOVA_RANGE (16 + 16n); no padding.
+    const aligned = this.simulator.kernel !== '6.1';
     const migrationAt = 24;
     const availAt = migrationAt + 32;
-    const rangesAt = availAt + 12;
+    const rangesAt = availAt + (aligned ? 16 : 12);
     const needed = rangesAt + 16 + 16 * info.ranges.length;
     const flags = INFO_FLAGS.PGSIZES | INFO_FLAGS.CAPS;
-    if (argsz < needed) {
-      // Too small for the caps: the kernel rewrites argsz, leaves cap_offset 0 and returns 0;
-      // it copies 16 bytes of the header when argsz < 20, else 20.
-      view.setUint32(0, needed, this.little);
-      view.setUint32(4, flags, this.little);
-      view.setBigUint64(8, info.ioPageSizes, this.little);
-      if (argsz >= 20) view.setUint32(16, 0, this.little);
-      return 0;
-    }
+    const header = aligned ? Math.min(argsz, 24) : argsz >= 20 ? 20 : 16;
     const out = new DataView(new ArrayBuffer(needed));
-    out.setUint32(0, argsz, this.little);
     out.setUint32(4, flags, this.little);
     out.setBigUint64(8, info.ioPageSizes, this.little);
+    if (argsz < needed) {
+      // Too small for the caps: argsz says what is needed, cap_offset stays 0, the call succeeds.
+      out.setUint32(0, needed, this.little);
+      buffer.set(new Uint8Array(out.buffer, 0, Math.min(header, buffer.byteLength)));
+      return 0;
+    }
+    out.setUint32(0, argsz, this.little);
     out.setUint32(16, migrationAt, this.little);
     this.capHeader(out, migrationAt, CAP.MIGRATION, availAt);
     out.setUint32(migrationAt + 8, 0, this.little);
@@ -600,7 +650,9 @@ class SimProcess implements Syscalls {
       out.setBigUint64(rangesAt + 16 + index * 16, range.start, this.little);
       out.setBigUint64(rangesAt + 24 + index * 16, range.last, this.little);
     });
-    buffer.set(new Uint8Array(out.buffer, 0, Math.min(needed, buffer.byteLength)));
+    const bytes = new Uint8Array(out.buffer);
+    buffer.set(bytes.subarray(0, Math.min(header, buffer.byteLength)));
+    if (buffer.byteLength > 24) buffer.set(bytes.subarray(24, Math.min(needed, buffer.byteLength)), 24);
     return 0;
   }
 
@@ -699,9 +751,13 @@ class SimProcess implements Syscalls {
       case VFIO_NR.GROUP_GET_DEVICE_FD: {
         const buffer = this.bytes(argument);
         const end = buffer.indexOf(0);
-        const name = new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.byteLength : end));
-        const device = group.devices.find((candidate) => candidate.address === name);
-        if (device === undefined) return -ERRNO.ENODEV;
+        // strndup_user(arg, PAGE_SIZE): a name with no NUL in its first 4096 bytes is EINVAL.
+        if ((end < 0 ? buffer.byteLength : end) >= 4096) return -ERRNO.EINVAL;
+        if (end < 0) return -ERRNO.EFAULT;
+        const name = new TextDecoder().decode(buffer.subarray(0, end));
+        const found = findDeviceByName(group, name);
+        if (typeof found === 'number') return -found;
+        const device = found;
         if (file.container === undefined || file.container.iommuType === null) return -ERRNO.EINVAL;
         group.openDevices++;
         return this.install({ kind: 'device', device, group: file, cdev: undefined });

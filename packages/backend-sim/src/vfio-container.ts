@@ -224,6 +224,24 @@ export class SimVfioContainer {
   /** type1: VFIO_IOMMU_DIRTY_PAGES START is in force (`iommu->dirty_page_tracking`). */
   dirtyTracking = false;
   /**
+   * type1: v2 unmap semantics (`iommu->v2`): VFIO_TYPE1v2_IOMMU, and VFIO_TYPE1_NESTING_IOMMU, which
+   * is v2 with nesting (vfio_iommu_type1_open()).
+   */
+  private v2 = false;
+  /**
+   * type1: the first IOVA of each vfio_dma whose vaddr an UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR
+   * invalidated (`dma->vaddr_invalid`; its size is `iommu->vaddr_invalid_count`). The mapping stays
+   * in the IOMMU and keeps its pages until a MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR gives it a vaddr
+   * again or it is unmapped (docs/kernel-rules.md#invalidating-a-vaddr).
+   */
+  private readonly invalidVaddrs = new Set<bigint>();
+  /**
+   * The container's fd was closed while groups were still in it: each group holds a reference on
+   * the container (vfio_container_attach_group(): vfio_container_get()), so it lives on, IOMMU and
+   * mappings included, until the last group leaves (docs/kernel-rules.md#closing-the-container-fd).
+   */
+  private fileClosed = false;
+  /**
    * type1, while tracking: per vfio_dma (by first IOVA), its `dma->bitmap` from bit `nbits` up,
    * where a read at a shift leaves carried bits (see {@link updateUserBitmap}); absent when 0.
    */
@@ -242,7 +260,11 @@ export class SimVfioContainer {
     return this.simulator.platform.model === 'windowed';
   }
 
-  /** VFIO_CHECK_EXTENSION: 1 or 0, never an error. */
+  /**
+   * VFIO_CHECK_EXTENSION: 1 or 0, never an error (6.1 drivers/vfio/container.c
+   * vfio_container_ioctl_check_extension(), then vfio_iommu_type1.c
+   * vfio_iommu_type1_check_extension(): docs/kernel-rules.md#extensions-before-and-after-the-iommu-is-set).
+   */
   checkExtension(extension: number): number {
     this.simulator.checkInjected('VFIO_CHECK_EXTENSION');
     if (this.windowed) {
@@ -252,20 +274,45 @@ export class SimVfioContainer {
     }
     const { TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL, UPDATE_VADDR, DMA_CC_IOMMU } = VFIO_EXTENSION;
     const always: number[] = [TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL];
-    // UPDATE_VADDR and DMA_CC_IOMMU answer 0 until SET_IOMMU is done (observed on 6.1).
-    const afterSet: number[] = [UPDATE_VADDR, DMA_CC_IOMMU];
     if (always.includes(extension)) return 1;
-    return this.iommuType !== null && afterSet.includes(extension) ? 1 : 0;
+    // Both need the container's vfio_iommu (`iommu &&`), so they answer 0 until SET_IOMMU is done.
+    if (this.iommuType === null) return 0;
+    // UPDATE_VADDR: 1 with no emulated (mdev) group, which the simulator never has.
+    if (extension === UPDATE_VADDR) return 1;
+    // DMA_CC_IOMMU: vfio_domains_have_enforce_cache_coherency(), which needs every domain's
+    // `enforce_cache_coherency`: VT-d sets it only when every IOMMU has ECAP.SC (snoop control,
+    // bit 7; drivers/iommu/intel/iommu.c intel_iommu_enforce_cache_coherency()), which QEMU's does
+    // not report; SMMUv3 has no such op. 0 on every preset.
+    if (extension === DMA_CC_IOMMU) return this.enforcesCacheCoherency ? 1 : 0;
+    return 0;
   }
 
-  /** VFIO_SET_IOMMU. */
+  /** Whether the platform's IOMMU domains enforce cache coherency (VT-d ECAP.SC; never on SMMUv3). */
+  private get enforcesCacheCoherency(): boolean {
+    const ecap = this.simulator.platform.vtdRegisters?.ecap;
+    return ecap !== undefined && (ecap & 0x80n) !== 0n;
+  }
+
+  /**
+   * VFIO_SET_IOMMU (6.1 drivers/vfio/container.c vfio_ioctl_set_iommu(), 6.12 the same): EINVAL with
+   * no group or a type already set; a type no driver's CHECK_EXTENSION answers is ENODEV; type1
+   * answers VFIO_UNMAP_ALL too, but vfio_iommu_type1_open() refuses it (EINVAL); NESTING is v2 with
+   * iommu_enable_nesting() on each new domain, which the platform decides (see
+   * {@link nestingRefusal}). docs/kernel-rules.md#setting-the-iommu-type.
+   */
   setIommu(type: number): void {
     const ioctl = 'VFIO_SET_IOMMU';
     this.simulator.checkInjected(ioctl);
     if (this.groups.size === 0) throw new KernelError(ERRNO.EINVAL, ioctl, 'no group in the container yet');
     if (this.iommuType !== null) throw new KernelError(ERRNO.EINVAL, ioctl, 'an IOMMU type is already set');
-    const accepted: number[] = this.windowed ? [this.simulator.pamuType] : [VFIO_EXTENSION.TYPE1_IOMMU, VFIO_EXTENSION.TYPE1v2_IOMMU];
+    const { TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU, UNMAP_ALL } = VFIO_EXTENSION;
+    if (!this.windowed && type === UNMAP_ALL) throw new KernelError(ERRNO.EINVAL, ioctl, 'type1 answers CHECK_EXTENSION(VFIO_UNMAP_ALL) but is no IOMMU type of that number');
+    const accepted: number[] = this.windowed ? [this.simulator.pamuType] : [TYPE1_IOMMU, TYPE1v2_IOMMU, TYPE1_NESTING_IOMMU];
     if (!accepted.includes(type)) throw new KernelError(ERRNO.ENODEV, ioctl, `no IOMMU backend accepts type ${type}`);
+    if (type === TYPE1_NESTING_IOMMU) {
+      const refusal = this.nestingRefusal();
+      if (refusal !== undefined) throw new KernelError(refusal.errno, ioctl, refusal.why);
+    }
     if (!this.simulator.platform.interruptRemapping && !this.simulator.allowUnsafeInterrupts) {
       throw new KernelError(ERRNO.EPERM, ioctl, 'no interrupt remapping; set vfio_iommu_type1.allow_unsafe_interrupts=1');
     }
@@ -288,8 +335,23 @@ export class SimVfioContainer {
       throw error;
     }
     this.iommuType = type;
+    this.v2 = type !== TYPE1_IOMMU;
     this.dmaLimit = this.simulator.dmaEntryLimit;
     this.granuleBytes = Number(this.granule);
+  }
+
+  /**
+   * iommu_enable_nesting() on a new type1 domain (vfio_iommu_type1_attach_group(), before the
+   * attach): VT-d has no enable_nesting op (drivers/iommu/iommu.c iommu_enable_nesting(): EINVAL).
+   * SMMUv3 on 6.1 allocates the domain unfinalised, so arm_smmu_enable_nesting() sets the nested
+   * stage, and arm_smmu_domain_finalise() falls back to stage 1 on an SMMU without stage 2 (QEMU's):
+   * the container works as a v2 one. 6.12 allocates the domain for the device, finalised, and
+   * arm_smmu_enable_nesting() refuses it (EPERM).
+   */
+  private nestingRefusal(): { errno: number; why: string } | undefined {
+    if (this.simulator.platform.name !== 'arm-smmuv3') return { errno: ERRNO.EINVAL, why: 'the IOMMU driver has no enable_nesting' };
+    if (this.simulator.kernel !== '6.1') return { errno: ERRNO.EPERM, why: 'the SMMUv3 domain is finalised when it is allocated: nesting cannot be enabled' };
+    return undefined;
   }
 
   /**
@@ -343,8 +405,12 @@ export class SimVfioContainer {
     // PAMU: the domain drops the LIODN from its list (detach_device(): pamu_disable_liodn()).
     for (const device of group.devices) this.pamu?.detach(device);
     for (const device of group.devices) device.domain = undefined;
-    // vfio_group_detach_container(): the last group out deprivileges the container.
-    if (this.groups.size === 0) this.reset();
+    // vfio_group_detach_container(): the last group out deprivileges the container, and frees it
+    // when its fd is closed already (the group held the last reference).
+    if (this.groups.size === 0) {
+      this.reset();
+      if (this.fileClosed) this.simulator.kernelObjects.delete(this);
+    }
   }
 
   /** VFIO_IOMMU_GET_INFO (type1 only: the PAMU backend answers ENOTTY). */
@@ -452,29 +518,36 @@ export class SimVfioContainer {
     if (!domain.removePages(iova / PAGE_BYTES, (iova + size) / PAGE_BYTES - 1)) return -1;
     this.simulator.unpinNumber(size);
     if (this.dirtyTails.size !== 0) this.dirtyTails.delete(BigInt(iova));
+    if (this.invalidVaddrs.size !== 0) this.invalidVaddrs.delete(BigInt(iova));
     return size;
   }
 
-  /** VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics
-   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2); returns the bytes unmapped. With
-   * `dirty` (VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, checked by {@link unmapWithDirtyBitmap}) each
-   * mapping removed writes its dirty bits first. */
-  unmap(iova: bigint, size: bigint, all: boolean, dirty?: Type1UnmapBitmap): bigint {
+  /**
+   * VFIO_IOMMU_UNMAP_DMA with type1/type1v2 semantics, checks in the order of vfio_dma_do_unmap()
+   * (6.1 drivers/vfio/vfio_iommu_type1.c; 6.12 the same): returns the bytes unmapped
+   * (docs/kernel-rules.md#no-bisecting-unmaps-in-type1v2, docs/kernel-rules.md#type1-v1-unmaps).
+   * With `dirty` (VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, checked by {@link unmapWithDirtyBitmap})
+   * each mapping removed writes its dirty bits first. With `invalidateVaddr`
+   * (VFIO_DMA_UNMAP_FLAG_VADDR) the mappings are not removed but their vaddrs invalidated, and a
+   * mapping whose vaddr is invalid already undoes the call's marks: EINVAL
+   * (docs/kernel-rules.md#invalidating-a-vaddr).
+   */
+  unmap(iova: bigint, size: bigint, all: boolean, dirty?: Type1UnmapBitmap, invalidateVaddr = false): bigint {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
     if (this.pamu !== undefined) {
-      if (all) throw new KernelError(ERRNO.EINVAL, ioctl, 'the PAMU backend takes no unmap flags');
+      if (all || invalidateVaddr) throw new KernelError(ERRNO.EINVAL, ioctl, 'the PAMU backend takes no unmap flags');
       this.pamu.unmap(iova, size);
       return size;
     }
     this.simulator.checkInjected(ioctl);
     const domain = this.paged!;
     const granule = this.granule;
+    if (iova % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} is not aligned to ${hex(granule)}`);
     if (all) {
       if (iova !== 0n || size !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'UNMAP_ALL needs iova and size 0');
-      return this.removeAll();
+      return invalidateVaddr ? this.invalidate(domain.all()) : this.removeAll();
     }
-    if (iova % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} is not aligned to ${hex(granule)}`);
     if (size === 0n || size % granule !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `size ${hex(size)} is not a non-zero multiple of ${hex(granule)}`);
     const last = iova + size - 1n;
     if (last > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
@@ -483,17 +556,64 @@ export class SimVfioContainer {
       throw new KernelError(ERRNO.EINVAL, ioctl, this.dirtyTracking ? `dirty bitmaps use ${hex(granule)}-byte pages only, not ${hex(dirty.pgsize)}` : 'dirty tracking is not on (VFIO_IOMMU_DIRTY_PAGES START)');
     }
     const affected = domain.overlapping(iova, last);
-    if (this.iommuType === VFIO_EXTENSION.TYPE1v2_IOMMU) {
+    if (this.v2) {
       // type1v2 refuses to bisect a mapping at either end.
       const first = affected[0];
       const final = affected[affected.length - 1];
       if (first !== undefined && first.start < iova) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)} is inside the mapping at ${hex(first.start)}`);
       if (final !== undefined && final.last > last) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(last)} is inside the mapping ending at ${hex(final.last)}`);
-      return this.removeMappings(affected, dirty === undefined ? undefined : { base: iova, bitmap: dirty.bitmap() });
+    } else if (affected.length > 0 && affected[0]!.start < iova) {
+      // type1 (v1): the walk stops at the first mapping that starts before iova (`!iommu->v2 &&
+      // iova > dma->iova`), and only the first overlapping one can: nothing at all is unmapped,
+      // even the mappings wholly inside the range after it. Otherwise every mapping whose first
+      // byte is in the range goes whole, past the range's end too.
+      return 0n;
     }
-    // type1 (v1): a range starting inside a mapping unmaps nothing from it; covering a mapping's
-    // first byte removes the whole mapping.
-    return this.removeMappings(affected.filter((mapping) => mapping.start >= iova));
+    if (invalidateVaddr) return this.invalidate(affected);
+    return this.removeMappings(affected, dirty === undefined ? undefined : { base: iova, bitmap: dirty.bitmap() });
+  }
+
+  /** UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR's walk: each mapping's vaddr invalidated; one invalid already undoes them all (EINVAL). */
+  private invalidate(mappings: readonly PagedMapping[]): bigint {
+    let bytes = 0n;
+    const marked: bigint[] = [];
+    for (const mapping of mappings) {
+      if (this.invalidVaddrs.has(mapping.start)) {
+        for (const start of marked) this.invalidVaddrs.delete(start);
+        throw new KernelError(ERRNO.EINVAL, 'VFIO_IOMMU_UNMAP_DMA', `the vaddr of the mapping at ${hex(mapping.start)} is invalid already`);
+      }
+      this.invalidVaddrs.add(mapping.start);
+      marked.push(mapping.start);
+      bytes += rangeSize(mapping);
+    }
+    return bytes;
+  }
+
+  /**
+   * VFIO_IOMMU_MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR alone (vfio_dma_do_map(), 6.1 and 6.12): size 0
+   * or size, iova or vaddr unaligned EINVAL, a wrap EINVAL; no mapping overlapping the range
+   * ENOENT; one whose vaddr is valid, or that is not exactly the range, EINVAL; otherwise the
+   * mapping's vaddr is valid again. The new vaddr is not pinned nor checked: the IOMMU keeps the
+   * pages it had (docs/kernel-rules.md#remapping-a-vaddr).
+   */
+  remapVaddr(vaddr: bigint, iova: bigint, size: bigint): void {
+    const ioctl = 'VFIO_IOMMU_MAP_DMA';
+    if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
+    if (this.pamu !== undefined) throw new KernelError(ERRNO.EINVAL, ioctl, 'the PAMU backend takes no VADDR flag');
+    this.simulator.checkInjected(ioctl);
+    const granule = this.granule;
+    if (size === 0n || iova % granule !== 0n || vaddr % granule !== 0n || size % granule !== 0n) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)}, vaddr ${hex(vaddr)} and size ${hex(size)} must be non-zero multiples of ${hex(granule)}`);
+    }
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) throw new KernelError(ERRNO.EINVAL, ioctl, 'range wraps');
+    const last = iova + size - 1n;
+    const overlapping = this.paged!.overlapping(iova, last);
+    if (overlapping.length === 0) throw new KernelError(ERRNO.ENOENT, ioctl, `nothing is mapped at ${hex(iova)}-${hex(last)}`);
+    const dma = overlapping[0]!;
+    if (overlapping.length > 1 || !this.invalidVaddrs.has(dma.start) || dma.start !== iova || dma.last !== last) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)}-${hex(last)} is not exactly one mapping whose vaddr was invalidated`);
+    }
+    this.invalidVaddrs.delete(dma.start);
   }
 
   /**
@@ -529,7 +649,7 @@ export class SimVfioContainer {
     if (this.iommuType === null) throw new KernelError(ERRNO.EINVAL, ioctl, 'SET_IOMMU has not been done');
     if (this.pamu !== undefined) throw new KernelError(ERRNO.ENOTTY, ioctl, 'the PAMU SDK backend has no dirty-page ioctl');
     this.simulator.checkInjected(ioctl);
-    if (this.iommuType !== VFIO_EXTENSION.TYPE1v2_IOMMU) throw new KernelError(ERRNO.EACCES, ioctl, 'dirty tracking needs a type1v2 container');
+    if (!this.v2) throw new KernelError(ERRNO.EACCES, ioctl, 'dirty tracking needs a type1v2 (or nesting) container');
     const { argsz, flags } = header();
     const { START, STOP, GET_BITMAP } = DIRTY_PAGES_FLAGS;
     if (argsz < 8 || (flags & ~(START | STOP | GET_BITMAP)) !== 0) throw new KernelError(ERRNO.EINVAL, ioctl, `argsz ${argsz} below 8 or unknown flags ${hex(flags)}`);
@@ -597,6 +717,21 @@ export class SimVfioContainer {
     this.simulator.kernelObjects.delete(this);
   }
 
+  /**
+   * The release of the container's fd (6.1 drivers/vfio/container.c vfio_fops_release(): only
+   * vfio_container_put()). Each group in the container holds a reference on it, so while one is
+   * left nothing changes: the IOMMU, the mappings and the groups' CONTAINER_SET stay, GET_DEVICE_FD
+   * and UNSET_CONTAINER still work, and the last group to leave frees it
+   * (docs/kernel-rules.md#closing-the-container-fd). With no group it goes at once.
+   */
+  closeFile(): void {
+    if (this.groups.size === 0) {
+      this.close();
+      return;
+    }
+    this.fileClosed = true;
+  }
+
   /** {@link insideOneRange} for pages `[first, last]`. */
   private insidePages(first: number, last: number): boolean {
     let pages = this.rangePages;
@@ -641,6 +776,7 @@ export class SimVfioContainer {
       // before it gone (vfio_dma_do_unmap()).
       if (dirty !== undefined) this.writeDirtyBits(dirty.bitmap, mapping, dirty.base);
       if (this.dirtyTails.size !== 0) this.dirtyTails.delete(mapping.start);
+      if (this.invalidVaddrs.size !== 0) this.invalidVaddrs.delete(mapping.start);
       this.paged!.remove(mapping);
       const size = rangeSize(mapping);
       this.simulator.unpin(size);
@@ -662,6 +798,8 @@ export class SimVfioContainer {
     this.paged = undefined;
     this.pamu = undefined;
     this.iommuType = null;
+    this.v2 = false;
+    this.invalidVaddrs.clear();
     this.domains = [];
     this.setIovaList([]);
   }
@@ -681,6 +819,8 @@ export class SimVfioContainer {
    * failure (docs/kernel-rules.md#attaching-to-a-live-container).
    */
   private attachType1(group: SimGroup, ioctl: string): void {
+    // Attaching could need pinning: refused while a vaddr is invalid (`iommu->vaddr_invalid_count`).
+    if (this.invalidVaddrs.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `${this.invalidVaddrs.size} mapping(s) have no valid vaddr (UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR): remap them first`);
     const domain = this.paged!;
     const aperture = group.aperture;
     if (this.apertureConflict(domain, aperture)) {
