@@ -298,7 +298,7 @@ export class SimVfioContainer {
    * no group or a type already set; a type no driver's CHECK_EXTENSION answers is ENODEV; type1
    * answers VFIO_UNMAP_ALL too, but vfio_iommu_type1_open() refuses it (EINVAL); NESTING is v2 with
    * iommu_enable_nesting() on each new domain, which the platform decides (see
-   * {@link nestingRefusal}). docs/kernel-rules.md#setting-the-iommu-type.
+   * `nestingRefusal()`). docs/kernel-rules.md#setting-the-iommu-type.
    */
   setIommu(type: number): void {
     const ioctl = 'VFIO_SET_IOMMU';
