@@ -4,6 +4,7 @@
 import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import type { SimKernel } from './platforms.js';
+import { type1ByHand, type1MapStruct } from './__fixtures__/type1-by-hand.js';
 import { simSyscalls } from './sim-syscalls.js';
 import { createSimulator } from './simulator.js';
 
@@ -12,16 +13,9 @@ const REQ = (nr: number) => 0x3b00 + nr;
 const PAGE = 0x1000n;
 
 function setup(options: { platform?: 'x86-vtd' | 'arm-smmuv3'; kernel?: SimKernel; type?: number | null } = {}) {
-  const simulator = createSimulator({ platform: options.platform ?? 'x86-vtd', ...(options.kernel === undefined ? {} : { kernel: options.kernel }) });
-  const sys = simSyscalls(simulator);
-  const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!;
-  const container = sys.open('/dev/vfio/vfio', SYSCALL_FLAGS.O_RDWR);
-  const group = sys.open(`/dev/vfio/${edu.group}`, SYSCALL_FLAGS.O_RDWR);
-  expect(sys.ioctl(group, REQ(NR.SET_CONTAINER), fdArg(container))).toBe(0);
-  const type = options.type === undefined ? 3 : options.type;
-  if (type !== null) expect(sys.ioctl(container, REQ(NR.SET_IOMMU), type)).toBe(0);
-  const ram = simulator.memory.allocate(16n * PAGE, PAGE, true).address;
-  return { simulator, sys, edu, container, group, ram };
+  const opened = type1ByHand({ platform: options.platform ?? 'x86-vtd', kernel: options.kernel, type: options.type === undefined ? 3 : options.type });
+  const ram = opened.simulator.memory.allocate(16n * PAGE, PAGE, true).address;
+  return { ...opened, ram };
 }
 
 function fdArg(fd: number): Uint8Array {
@@ -30,16 +24,7 @@ function fdArg(fd: number): Uint8Array {
   return bytes;
 }
 
-function map(flags: number, vaddr: bigint, iova: bigint, size: bigint): Uint8Array {
-  const bytes = new Uint8Array(32);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, 32, true);
-  view.setUint32(4, flags, true);
-  view.setBigUint64(8, vaddr, true);
-  view.setBigUint64(16, iova, true);
-  view.setBigUint64(24, size, true);
-  return bytes;
-}
+const map = type1MapStruct;
 
 function unmap(flags: number, iova: bigint, size: bigint): { bytes: Uint8Array; size: () => bigint } {
   const bytes = new Uint8Array(24);

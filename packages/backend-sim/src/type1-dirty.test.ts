@@ -4,7 +4,7 @@
 // (packages/kernel-rig/scripts/probe-dirty.mjs).
 import { ERRNO, SYSCALL_FLAGS } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
-import { type1ByHand } from './__fixtures__/type1-by-hand.js';
+import { type1ByHand, type1MapStruct } from './__fixtures__/type1-by-hand.js';
 
 const IO = (nr: number) => 0x3b00 + nr;
 const DIRTY_PAGES = IO(117);
@@ -17,16 +17,7 @@ const GET = 4;
 function setup(type = 3, platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd') {
   const { simulator, sys, edu, container, group } = type1ByHand({ platform, type });
   const memory = sys.mmap(0x100_0000n, 3, SYSCALL_FLAGS.MAP_PRIVATE | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
-  const map = (iova: bigint, size: bigint, offset = 0n, flags = 3): number => {
-    const bytes = new Uint8Array(32);
-    const view = new DataView(bytes.buffer);
-    view.setUint32(0, 32, true);
-    view.setUint32(4, flags, true);
-    view.setBigUint64(8, memory + offset, true);
-    view.setBigUint64(16, iova, true);
-    view.setBigUint64(24, size, true);
-    return sys.ioctl(container, MAP, bytes);
-  };
+  const map = (iova: bigint, size: bigint, offset = 0n, flags = 3): number => sys.ioctl(container, MAP, type1MapStruct(flags, memory + offset, iova, size));
   /** DIRTY_PAGES with `flags`; GET_BITMAP of [iova, iova + size) at `pgsize` into `bitmap`. */
   const dirty = (flags: number, get?: { iova: bigint; size: bigint; pgsize?: bigint; bitmap?: Uint8Array; bitmapSize?: bigint; data?: bigint; argsz?: number }): number => {
     const bytes = new Uint8Array(48);
