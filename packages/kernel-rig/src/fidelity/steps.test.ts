@@ -54,6 +54,45 @@ describe('the step engine', () => {
     expect(machine.simulator!.openHandles()).toBe(0);
   });
 
+  it('aligns mappings, writes and reads their bytes, and passes 64-bit tails with their pointers blanked', () => {
+    const steps: Step[] = [
+      ...openDevice('type1'),
+      { op: 'mmap', pages: 4, as: 'ram', align: 512 },
+      { op: 'poke', mapping: 'ram', offset: 8, words: [0x1122_3344_5566_7788n, -1n] },
+      { op: 'peek', mapping: 'ram', offset: 8, length: 16 },
+      { op: 'ioctl', fd: 'container', ioctl: 'VFIO_IOMMU_MAP_DMA', fields: { flags: 3, vaddr: { mapping: 'ram' }, iova: 0x10_0000n, size: 0x2000n } },
+      { op: 'ioctl', fd: 'container', ioctl: 'VFIO_IOMMU_DIRTY_PAGES', fields: { flags: 1 } },
+      // GET_BITMAP's tail: iova, size, then the vfio_bitmap (pgsize, size, data).
+      { op: 'ioctl', fd: 'container', ioctl: 'VFIO_IOMMU_DIRTY_PAGES', fields: { flags: 4 }, words: [0x10_0000n, 0x2000n, 0x1000n, 8n, { mapping: 'ram', offset: 0x1000n }] },
+      { op: 'peek', mapping: 'ram', offset: 0x1000, length: 8 },
+      { op: 'munmap', mapping: 'ram' },
+      // A dangling pointer is still the address it was.
+      { op: 'ioctl', fd: 'container', ioctl: 'VFIO_IOMMU_MAP_DMA', fields: { flags: 3, vaddr: { mapping: 'ram' }, iova: 0x20_0000n, size: 0x1000n } },
+    ];
+    const machine = simMachine('x86');
+    const outcomes = runSteps(machine.syscalls, machine.edu, steps);
+    const at = steps.length - 8;
+    expect(outcomes[at]!.result).toBe('written');
+    expect(outcomes[at + 1]!.bytes).toBe('8877665544332211ffffffffffffffff');
+    expect(outcomes.slice(at + 2).map((outcome) => outcome.result)).toEqual(['0', '0', '0', 'read', '0', 'EFAULT']);
+    // The tail's data pointer is blanked; both pages the device may write are dirty from the start.
+    expect(outcomes[at + 4]!.bytes!.slice(-16)).toBe('0000000000000000');
+    expect(outcomes[at + 5]!.bytes).toBe('0300000000000000');
+    expect(firstDifference(steps, outcomes, onSim('x86', steps))).toBeUndefined();
+  });
+
+  it('refuses memory steps outside their mapping, or into a page it unmapped', () => {
+    const machine = simMachine('x86');
+    const run = (steps: unknown[]) => () => runSteps(machine.syscalls, machine.edu, steps as Step[]);
+    const ram: Step = { op: 'mmap', pages: 2, as: 'ram' };
+    expect(run([ram, { op: 'peek', mapping: 'ram', offset: 0x1ff8, length: 16 }])).toThrow(/^step 1: bytes 8184\.\.8200 are not inside "ram"/);
+    expect(run([ram, { op: 'munmap', mapping: 'ram' }, { op: 'poke', mapping: 'ram', offset: 0x1000, words: [1n] }])).toThrow(/^step 2: "ram" is unmapped/);
+    expect(run([ram, { op: 'munmap', mapping: 'ram' }, { op: 'munmap', mapping: 'ram' }])).toThrow(/^step 2: "ram" is unmapped already/);
+    expect(run([ram, ram])).toThrow(/^step 1: the mapping "ram" exists/);
+    expect(run([{ op: 'mmap', pages: 2, as: 'ram', align: 3 }])).toThrow(/^step 0: mmap of 2 pages aligned to 3/);
+    expect(run([{ op: 'open', path: '/dev/iommu', as: 'i' }, { op: 'ioctl', fd: 'i', ioctl: 'IOMMU_VFIO_IOAS' }])).toThrow(/^step 1: IOMMU_VFIO_IOAS is raw bytes to this engine/);
+  });
+
   it('says where two runs part', () => {
     const steps: Step[] = [...openDevice('type1'), { op: 'ioctl', fd: 'device', ioctl: 'VFIO_DEVICE_GET_IRQ_INFO', fields: { index: 0 } }];
     const a = onSim('x86', steps);

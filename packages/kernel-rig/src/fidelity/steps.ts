@@ -28,8 +28,11 @@ export type Step =
    * that field larger (the rest filled with 0xa5, so that what the kernel writes shows); `fields`
    * sets struct fields (unset ones are 0, `argsz` defaults to the struct's size); `data` appends
    * 32-bit values (eventfds of VFIO_DEVICE_SET_IRQS: fd roles, or numbers such as -1); `bytes`
-   * appends raw bytes (SET_IRQS's DATA_BOOL); `name` passes a string (VFIO_GROUP_GET_DEVICE_FD);
-   * `value` passes an integer. `as` names the fd a successful call returns.
+   * appends raw bytes (SET_IRQS's DATA_BOOL); `words` appends 64-bit values after those (a
+   * struct's tail such as VFIO_IOMMU_DIRTY_PAGES's vfio_iommu_type1_dirty_bitmap_get, whose
+   * pointers are mappings); `name` passes a string (VFIO_GROUP_GET_DEVICE_FD); `value` passes an
+   * integer. An ioctl the codec knows only as raw bytes (IOMMU_VFIO_IOAS) is `bytes` and `words`
+   * alone. `as` names the fd a successful call returns.
    */
   | {
       readonly op: 'ioctl';
@@ -38,6 +41,7 @@ export type Step =
       readonly fields?: Readonly<Record<string, StepValue>>;
       readonly data?: readonly (number | { readonly fd: string })[];
       readonly bytes?: readonly number[];
+      readonly words?: readonly StepValue[];
       readonly name?: string;
       readonly value?: number;
       readonly as?: string;
@@ -49,9 +53,18 @@ export type Step =
   /** pwrite of a little-endian value of `size` bytes (1, 2, 4) at `offset` of vfio-pci region `region` (offset = index << 40). */
   | { readonly op: 'pwrite'; readonly fd: string; readonly region: number; readonly offset: number; readonly size: 1 | 2 | 4; readonly value: number }
   | { readonly op: 'pread'; readonly fd: string; readonly region: number; readonly offset: number; readonly size: 1 | 2 | 4 }
-  /** An anonymous shared read/write mapping of `pages` pages, named for pointers. */
-  | { readonly op: 'mmap'; readonly pages: number; readonly as: string }
+  /**
+   * An anonymous shared read/write mapping of `pages` pages, named for pointers; `align` (pages, a
+   * power of two) aligns its start, so that the low bits of its addresses are the same on every
+   * side (iommufd chooses IOVAs from them).
+   */
+  | { readonly op: 'mmap'; readonly pages: number; readonly as: string; readonly align?: number }
+  /** munmap of a mapping; a pointer into it stays the address it had (a dangling pointer, for EFAULT probes). */
   | { readonly op: 'munmap'; readonly mapping: string }
+  /** Writes 64-bit host-order values into a mapping at byte `offset` (input arrays: IOVA ranges, bitmaps). */
+  | { readonly op: 'poke'; readonly mapping: string; readonly offset?: number; readonly words: readonly bigint[] }
+  /** Reads `length` bytes of a mapping at byte `offset` into the outcome (what the kernel wrote there). */
+  | { readonly op: 'peek'; readonly mapping: string; readonly offset?: number; readonly length: number }
   /** A sysfs read; `{group}`, `{edu}` as in open. */
   | { readonly op: 'readFile'; readonly path: string };
 
@@ -104,7 +117,8 @@ class Run {
   private readonly fds = new Map<string, number>();
   /** Fds no role names any more (given again, or never given a role): closed at the end. */
   private readonly superseded: number[] = [];
-  private readonly mappings = new Map<string, { address: bigint; length: bigint }>();
+  /** Named mappings: the address steps see, and what mmap gave (`base`, `length`: unmapped at the end, unless `gone`). */
+  private readonly mappings = new Map<string, { address: bigint; pages: number; base: bigint; length: bigint; gone: boolean }>();
   private readonly places: Places;
 
   /** Every role a step of the sequence gives. */
@@ -176,17 +190,37 @@ class Run {
         return step.op === 'pread' ? { result: String(status), bytes: Buffer.from(buffer).toString('hex') } : { result: String(status) };
       }
       case 'mmap': {
-        const length = BigInt(step.pages) * PAGE;
-        const address = syscalls.mmap(length, SYSCALL_FLAGS.PROT_READ | SYSCALL_FLAGS.PROT_WRITE, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
-        if (address < 0n) return { result: errnoText(address) };
-        this.mappings.set(step.as, { address, length });
+        const align = step.align ?? 1;
+        if (!Number.isInteger(step.pages) || step.pages < 1 || !Number.isInteger(align) || align < 1 || (align & (align - 1)) !== 0) bad(index, `mmap of ${step.pages} pages aligned to ${align}: a positive count, and a power of two`);
+        if (this.mappings.has(step.as)) bad(index, `the mapping ${JSON.stringify(step.as)} exists: name another`);
+        const length = BigInt(step.pages + align - 1) * PAGE;
+        const base = syscalls.mmap(length, SYSCALL_FLAGS.PROT_READ | SYSCALL_FLAGS.PROT_WRITE, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+        if (base < 0n) return { result: errnoText(base) };
+        const boundary = BigInt(align) * PAGE;
+        const address = ((base + boundary - 1n) / boundary) * boundary;
+        this.mappings.set(step.as, { address, pages: step.pages, base, length, gone: false });
         return { result: 'mapped' };
       }
       case 'munmap': {
-        const mapping = this.mappings.get(step.mapping) ?? bad(index, `no mapping named ${JSON.stringify(step.mapping)}`);
-        this.mappings.delete(step.mapping);
-        const status = syscalls.munmap(mapping.address, mapping.length);
+        const mapping = this.mapping(step.mapping, index);
+        if (mapping.gone) bad(index, `${JSON.stringify(step.mapping)} is unmapped already`);
+        const status = syscalls.munmap(mapping.base, mapping.length);
+        if (status >= 0) mapping.gone = true;
         return { result: status < 0 ? errnoText(status) : String(status) };
+      }
+      case 'poke':
+      case 'peek': {
+        const mapping = this.mapping(step.mapping, index);
+        const offset = step.offset ?? 0;
+        const length = step.op === 'poke' ? step.words.length * 8 : step.length;
+        if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > mapping.pages * Number(PAGE)) bad(index, `bytes ${offset}..${offset + length} are not inside ${JSON.stringify(step.mapping)}`);
+        // Touching an unmapped mapping from here would fault this process, not ask the kernel.
+        if (mapping.gone) bad(index, `${JSON.stringify(step.mapping)} is unmapped`);
+        const memory = syscalls.memory(mapping.address + BigInt(offset), length);
+        if (step.op === 'peek') return { result: 'read', bytes: Buffer.from(memory).toString('hex') };
+        const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+        step.words.forEach((word, at) => view.setBigUint64(at * 8, BigInt.asUintN(64, word), HOST_LITTLE));
+        return { result: 'written' };
       }
       case 'readFile':
         try {
@@ -198,8 +232,19 @@ class Run {
       case 'ioctl':
         return this.ioctl(step, index);
       default:
-        return bad(index, `unknown op ${JSON.stringify((step as { op?: unknown }).op)} (open, close, ioctl, eventfd, read, write, pwrite, pread, mmap, munmap, readFile)`);
+        return bad(index, `unknown op ${JSON.stringify((step as { op?: unknown }).op)} (open, close, ioctl, eventfd, read, write, pwrite, pread, mmap, munmap, poke, peek, readFile)`);
     }
+  }
+
+  private mapping(name: string, index: number) {
+    return this.mappings.get(name) ?? bad(index, `no mapping named ${JSON.stringify(name)}`);
+  }
+
+  /** A step's value as the 64-bit number this side passes. */
+  private number(value: StepValue, index: number): bigint {
+    if (typeof value === 'object' && 'fd' in value) return BigInt(this.fd(value.fd, index));
+    if (typeof value === 'object') return this.mapping(value.mapping, index).address + (value.offset ?? 0n);
+    return BigInt(value);
   }
 
   private ioctl(step: Extract<Step, { op: 'ioctl' }>, index: number): StepOutcome {
@@ -217,11 +262,12 @@ class Run {
       const status = this.syscalls.ioctl(fd, request, bytes);
       return { result: spec.returnsFd && status >= 0 ? this.named(step.as, status) : status < 0 ? errnoText(status) : String(status) };
     }
-    if (spec.argument !== 'struct') bad(index, `${spec.name}: raw ioctls are not steps`);
+    if (spec.argument !== 'struct' && spec.argument !== 'raw') bad(index, `${spec.name}: ${spec.argument} ioctls are not steps`);
     const fields = step.fields ?? {};
     for (const name of Object.keys(fields)) if (!spec.fields.some((field) => field.name === name)) bad(index, `${spec.name} has no field ${JSON.stringify(name)}`);
     const argsz = fields.argsz;
-    const extra = (step.data?.length ?? 0) * 4 + (step.bytes?.length ?? 0);
+    const extra = (step.data?.length ?? 0) * 4 + (step.bytes?.length ?? 0) + (step.words?.length ?? 0) * 8;
+    if (extra === 0 && spec.sizeof === 0) bad(index, `${spec.name} is raw bytes to this engine: give "bytes" or "words"`);
     const length = Math.max(spec.sizeof + extra, typeof argsz === 'number' ? Math.min(argsz, 4096) : 0);
     const argument = new Uint8Array(length).fill(0xa5, spec.sizeof + extra);
     const view = new DataView(argument.buffer);
@@ -235,23 +281,26 @@ class Run {
       at += 4;
     }
     for (const value of step.bytes ?? []) argument[at++] = value;
+    /** Where the argument holds an address of this side (a mapping in `words`). */
+    const pointers: number[] = [];
+    for (const value of step.words ?? []) {
+      if (typeof value === 'object') pointers.push(at);
+      view.setBigUint64(at, BigInt.asUintN(64, this.number(value, index)), HOST_LITTLE);
+      at += 8;
+    }
     const status = this.syscalls.ioctl(fd, request, argument);
     // Pointers and fds are each side's numbers (addresses; the kernel reuses fd numbers, the
     // simulator does not): blanked before the comparison, whatever the kernel did.
-    for (const field of spec.fields) if (field.kind === 'pointer' || field.kind === 'fd') argument.fill(0, field.offset, field.offset + field.size);
+    for (const field of spec.fields) if (field.kind === 'pointer' || field.kind === 'iova-ranges' || field.kind === 'fd') argument.fill(0, field.offset, field.offset + field.size);
     for (const role of roles) argument.fill(0, role, role + 4);
+    for (const pointer of pointers) argument.fill(0, pointer, pointer + 8);
     const result = spec.returnsFd && status >= 0 ? this.named(step.as, status) : status < 0 ? errnoText(status) : String(status);
     return { result, bytes: Buffer.from(argument).toString('hex') };
   }
 
   private put(view: DataView, field: IoctlField, value: StepValue | undefined, index: number): void {
     if (value === undefined || field.offset + field.size > view.byteLength) return;
-    let number: bigint;
-    if (typeof value === 'object' && 'fd' in value) number = BigInt(this.fd(value.fd, index));
-    else if (typeof value === 'object') {
-      const mapping = this.mappings.get(value.mapping) ?? bad(index, `no mapping named ${JSON.stringify(value.mapping)}`);
-      number = mapping.address + (value.offset ?? 0n);
-    } else number = BigInt(value);
+    const number = this.number(value, index);
     switch (field.size) {
       case 1:
         view.setUint8(field.offset, Number(BigInt.asUintN(8, number)));
@@ -275,7 +324,7 @@ class Run {
     for (const fd of [...this.fds.values(), ...this.superseded].reverse()) this.syscalls.close(fd);
     this.fds.clear();
     this.superseded.length = 0;
-    for (const { address, length } of this.mappings.values()) this.syscalls.munmap(address, length);
+    for (const { base, length, gone } of this.mappings.values()) if (!gone) this.syscalls.munmap(base, length);
     this.mappings.clear();
   }
 }
