@@ -18,8 +18,8 @@ export interface Family {
 }
 
 export const FAMILIES: readonly Family[] = [
-  { name: 'device', sequences: 300, interfaces: ['type1', 'iommufd'], generate: deviceSequence },
-  { name: 'container', sequences: 300, interfaces: ['type1'], generate: (seed) => containerSequence(seed) },
+  { name: 'device', sequences: 700, interfaces: ['type1', 'iommufd'], generate: deviceSequence },
+  { name: 'container', sequences: 700, interfaces: ['type1'], generate: (seed) => containerSequence(seed) },
 ];
 
 /**
