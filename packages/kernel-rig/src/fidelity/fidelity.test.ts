@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { lane, realMachine, simMachine } from '../targets.js';
 import { EXPLORING, FAMILIES, FIDELITY_LANES, TRANSCRIPT_SEEDS, type Transcript } from './families.js';
 import { describeStep, firstDifference, runSteps, type StepOutcome } from './steps.js';
+import { encodeTranscript } from './transcript.js';
 
 if (lane === undefined) {
   describe('the fidelity differential', () => {
@@ -55,7 +56,7 @@ if (lane === undefined) {
           writeFileSync(`/tmp/results/fidelity-${name}-${family.name}.json`, JSON.stringify(report, null, 2));
           // Only a proven family's kernel answers become a golden transcript: the simulator must replay them.
           if (!proven) return;
-          writeFileSync(`/tmp/results/transcript-${name}-${family.name}.json`, JSON.stringify(transcript, (_, value: unknown) => (typeof value === 'bigint' ? `0x${value.toString(16)}` : value)));
+          writeFileSync(`/tmp/results/transcript-${name}-${family.name}.json`, encodeTranscript(transcript));
           expect(disagreements, disagreements.join('\n')).toEqual([]);
           // Successes at least as often as errors, else agreement proves little.
           expect(errors / ioctls).toBeLessThanOrEqual(0.5);

@@ -7,12 +7,12 @@ import { describe, expect, it } from 'vitest';
 import { simMachine } from '../targets.js';
 import { FAMILIES, FIDELITY_LANES, guestOf, TRANSCRIPT_SEEDS, type Transcript } from './families.js';
 import { describeStep, firstDifference, runSteps } from './steps.js';
+import { decodeTranscript } from './transcript.js';
 
 const directory = new URL('../../fixtures/transcripts/', import.meta.url);
 
-/** A transcript's JSON: 64-bit step values were written as "0x..." strings. */
-export function readTranscript(text: string): Transcript {
-  return JSON.parse(text, (key, value: unknown) => (typeof value === 'string' && /^0x[0-9a-f]+$/.test(value) && key !== 'bytes' && key !== 'result' ? BigInt(value) : value)) as Transcript;
+function readTranscript(file: string): Transcript {
+  return decodeTranscript(readFileSync(new URL(file, directory), 'utf8'), file);
 }
 
 describe('the golden transcripts', () => {
@@ -24,12 +24,12 @@ describe('the golden transcripts', () => {
       .flatMap((lane) => FAMILIES.filter((family) => family.interfaces.includes(lane.kernelInterface)).map((family) => `transcript-${lane.name}-${family.name}.json`))
       .sort();
     expect(files.sort()).toEqual(expected);
-    for (const file of files) expect(readTranscript(readFileSync(new URL(file, directory), 'utf8')).sequences.map((sequence) => sequence.seed)).toEqual(TRANSCRIPT_SEEDS);
+    for (const file of files) expect(readTranscript(file).sequences.map((sequence) => sequence.seed)).toEqual(TRANSCRIPT_SEEDS);
   });
 
   for (const file of files) {
     it(`${file} replays on the simulator step by step`, () => {
-      const transcript = readTranscript(readFileSync(new URL(file, directory), 'utf8'));
+      const transcript = readTranscript(file);
       const machine = simMachine(guestOf(transcript.lane));
       for (const sequence of transcript.sequences) {
         const outcomes = runSteps(machine.syscalls, machine.edu, sequence.steps);
