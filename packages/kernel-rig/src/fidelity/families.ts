@@ -4,6 +4,7 @@
  */
 import { containerSequence } from './container-family.js';
 import { deviceSequence } from './device-family.js';
+import { dirtySequence } from './dirty-family.js';
 import type { Step, StepOutcome } from './steps.js';
 
 /** A family of sequences. */
@@ -26,7 +27,9 @@ export const FAMILIES: readonly Family[] = [
  * Families whose generators run, but whose simulator side is still being corrected: a lane runs
  * them only when IOAS_FIDELITY_EXPLORE=1 (their reports show what disagrees), never in CI.
  */
-export const EXPLORING: readonly Family[] = [];
+export const EXPLORING: readonly Family[] = [
+  { name: 'dirty', sequences: 600, interfaces: ['type1'], generate: (seed) => dirtySequence(seed) },
+];
 
 /** A fidelity lane: a name for its reports and transcripts, and the kernel interface its sequences use. */
 export interface FidelityLane {
