@@ -5,6 +5,7 @@
 import { containerSequence } from './container-family.js';
 import { deviceSequence } from './device-family.js';
 import { dirtySequence } from './dirty-family.js';
+import { iommufdSequence } from './iommufd-family.js';
 import type { Step, StepOutcome } from './steps.js';
 
 /** A family of sequences. */
@@ -29,6 +30,7 @@ export const FAMILIES: readonly Family[] = [
  */
 export const EXPLORING: readonly Family[] = [
   { name: 'dirty', sequences: 600, interfaces: ['type1'], generate: (seed) => dirtySequence(seed) },
+  { name: 'iommufd', sequences: 1300, interfaces: ['iommufd'], generate: (seed) => iommufdSequence(seed) },
 ];
 
 /** A fidelity lane: a name for its reports and transcripts, and the kernel interface its sequences use. */
