@@ -1,11 +1,13 @@
-import { alignUp, ERRNO, hex, type IovaRange, normalizeRanges, rangeSize, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
+import { ERRNO, hex, intersectRange, type IovaRange, normalizeRanges, rangeSize, rangesOverlap, subtractRanges, U64_MAX } from '@ioas/core';
 import { DirtyPages } from './dirty-pages.js';
 import { KernelError } from './kernel-error.js';
-import { PagedDomain, type Translation, type DmaDomain } from './paged-domain.js';
+import { PagedDomain, type PagedMapping, type Translation, type DmaDomain } from './paged-domain.js';
 import type { SimDevice, Simulator } from './simulator.js';
 import type { UserBitmap } from './user-bitmap.js';
 
 const PAGE = 0x1000n;
+/** HPAGE_SIZE on x86-64: a PMD, 2 MiB. */
+const HPAGE_SIZE = 0x20_0000n;
 const PAGE_BYTES = 4096;
 
 /** iommufd IOAS_MAP flags (include/uapi/linux/iommufd.h; docs/kernel-rules.md#ioas-map). */
@@ -55,6 +57,9 @@ export interface SimHwInfo {
 /** ECAP.SLADS: second-stage access/dirty support (drivers/iommu/intel/iommu.h, ecap_slads()). */
 const ECAP_SLADS = 1n << 45n;
 
+/** IOMMU_OPTION's option ids and ops (include/uapi/linux/iommufd.h, 6.12). */
+const OPTION = { RLIMIT_MODE: 0, HUGE_PAGES: 1, SET: 0, GET: 1 } as const;
+
 /** Every IOAS_MAP flag the kernel knows. */
 const MAP_KNOWN = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
 
@@ -85,6 +90,20 @@ export class Ioas implements DmaDomain {
   readonly domains = new Set<Hwpt>();
   /** Domains among {@link domains} that keep dirty bits: an unmap drops the bits of what it unmapped. */
   dirtyDomains = 0;
+  /**
+   * IOMMU_OPTION_HUGE_PAGES: false once set to 0 (`iopt->disable_large_pages`), which raises the
+   * IOVA alignment to PAGE_SIZE even with no domain (6.12 io_pagetable.c,
+   * iopt_calculate_iova_alignment()).
+   */
+  hugePages = true;
+  /**
+   * Starts of areas that map without WRITEABLE pages first mapped with it (an IOMMU_IOAS_COPY
+   * without WRITEABLE of a writable area): a later WRITEABLE copy of them is allowed, as the kernel
+   * checks `pages->writable`, the property of the original map (io_pagetable.c, iopt_insert_area()).
+   * Every other area's pages are writable exactly when it maps WRITEABLE.
+   * @internal
+   */
+  readonly writablePages = new Set<bigint>();
   /** {@link reserved} as page numbers for the map hot path: [first, last] pairs; rebuilt when devices come or go. */
   private holes: Float64Array | undefined;
 
@@ -113,10 +132,22 @@ export class Ioas implements DmaDomain {
   ranges(): IoasRanges {
     return {
       ranges: subtractRanges([{ start: 0n, last: U64_MAX }], this.reserved()),
-      // Once a domain is in the io_pagetable the alignment is its page size (never above PAGE_SIZE):
-      // iopt_table_add_domain(), iopt_calculate_iova_alignment().
-      alignment: this.domains.size > 0 ? PAGE : 1n,
+      alignment: this.alignment,
     };
+  }
+
+  /**
+   * `iopt->iova_alignment`: 1 byte on a fresh IOAS; the domains' page (4 KiB, never above
+   * PAGE_SIZE) once a domain is in the io_pagetable, and PAGE_SIZE too while HUGE_PAGES is 0 (6.12
+   * io_pagetable.c, iopt_table_add_domain(), iopt_calculate_iova_alignment()).
+   */
+  get alignment(): bigint {
+    return this.domains.size > 0 || !this.hugePages ? PAGE : 1n;
+  }
+
+  /** Whether the pages behind `area` were mapped WRITEABLE (`pages->writable`). */
+  pagesWritable(area: PagedMapping): boolean {
+    return area.write || this.writablePages.has(area.start);
   }
 
   translate(iova: bigint, write: boolean): Translation {
@@ -250,6 +281,18 @@ interface Binding {
  */
 export class SimIommufdContext {
   private readonly objects = new Map<number, Ioas | Binding | Hwpt>();
+  /**
+   * CONFIG_TRANSPARENT_HUGEPAGE of the simulated kernel: the largest alignment the kernel gives an
+   * IOVA it chooses is then HPAGE_SIZE (2 MiB), else PAGE_SIZE (6.12 io_pagetable.c,
+   * iopt_alloc_iova()). Off by default, as in the rig's 6.12 guest: x86_64_defconfig and
+   * kvm_guest.config do not set it, mm/Kconfig gives it no default and nothing selects it.
+   */
+  transparentHugepages = false;
+  /**
+   * IOMMU_OPTION_RLIMIT_MODE: `ictx->account_mode` is IOPT_PAGES_ACCOUNT_MM after SET 1 (GET then
+   * answers 1), IOPT_PAGES_ACCOUNT_USER after SET 0; a new context's is neither (GET answers 0).
+   */
+  private accountMm = false;
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -320,58 +363,108 @@ export class SimIommufdContext {
     return this.ioas(id, 'IOMMU_IOAS_IOVA_RANGES').ranges();
   }
 
-  /** IOMMU_IOAS_ALLOW_IOVAS: replaces the whole allow-list. */
+  /** IOMMU_IOAS_ALLOW_IOVAS: replaces the whole allow-list ({@link allowIovasFrom}). */
   allowIovas(id: number, ranges: readonly IovaRange[]): void {
+    this.allowIovasFrom(id, ranges.length, (index) => ranges[index]!);
+  }
+
+  /**
+   * IOMMU_IOAS_ALLOW_IOVAS with its `count` entries read one at a time by `entry` (which throws
+   * EFAULT for one it cannot read), in the kernel's order (6.12 ioas.c, iommufd_ioas_allow_iovas(),
+   * iommufd_ioas_load_iovas(); io_pagetable.c, iopt_set_allow_iova()): the IOAS (ENOENT) before any
+   * entry is read; then each entry in turn: unreadable EFAULT, `start >= last` EINVAL, overlapping
+   * an earlier one EINVAL; then any range touching a reserved range EADDRINUSE. The old list stays
+   * on any failure; 0 entries clear it. Areas are not checked.
+   */
+  allowIovasFrom(id: number, count: number, entry: (index: number) => IovaRange): void {
     const ioctl = 'IOMMU_IOAS_ALLOW_IOVAS';
     this.simulator.checkInjected(ioctl);
     const ioas = this.ioas(id, ioctl);
-    const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1));
-    for (let index = 0; index < sorted.length; index++) {
-      const range = sorted[index]!;
+    const loaded: IovaRange[] = [];
+    for (let index = 0; index < count; index++) {
+      const range = entry(index);
       if (range.start >= range.last) throw new KernelError(ERRNO.EINVAL, ioctl, `range ${hex(range.start)}-${hex(range.last)} needs start < last`);
-      if (index > 0 && sorted[index - 1]!.last >= range.start) throw new KernelError(ERRNO.EINVAL, ioctl, 'allowed ranges overlap');
+      // `loaded` stays sorted: the first range ending at or after this start is the only one that can overlap it.
+      let low = 0;
+      let high = loaded.length;
+      while (low < high) {
+        const middle = (low + high) >>> 1;
+        if (loaded[middle]!.last < range.start) low = middle + 1;
+        else high = middle;
+      }
+      if (low < loaded.length && loaded[low]!.start <= range.last) throw new KernelError(ERRNO.EINVAL, ioctl, 'allowed ranges overlap');
+      loaded.splice(low, 0, { start: range.start, last: range.last });
     }
     const reserved = ioas.reserved();
-    for (const range of sorted) {
+    for (const range of loaded) {
       if (reserved.some((hole) => rangesOverlap(hole, range))) {
         throw new KernelError(ERRNO.EADDRINUSE, ioctl, `range ${hex(range.start)}-${hex(range.last)} intersects a reserved region`);
       }
     }
-    ioas.allowed = sorted;
+    ioas.allowed = loaded;
   }
 
-  /** IOMMU_IOAS_MAP: returns the IOVA (chosen by the kernel without FIXED_IOVA). */
+  /**
+   * IOMMU_IOAS_MAP: returns the IOVA (chosen by the kernel without FIXED_IOVA). In the kernel's
+   * order (6.12 ioas.c, iommufd_ioas_map(); io_pagetable.c, iopt_map_user_pages()): an unknown flag
+   * EOPNOTSUPP; `iova` or `length` ULONG_MAX EOVERFLOW (FIXED or not); neither READABLE nor
+   * WRITEABLE EINVAL; then the IOAS (ENOENT); the user range (pages.c, iopt_alloc_pages(): length 0
+   * or above SIZE_MAX - PAGE_SIZE EINVAL, `user_va + length` past 2^64 EOVERFLOW); the area's place
+   * ({@link placeArea}); then, only when the IOAS has a domain, the pages are pinned: memory not
+   * mapped EFAULT. With no domain the kernel keeps a lazy reference and touches no memory
+   * (pages.c, iopt_area_fill_domains()): the pin, and its EFAULT, come at the first attach.
+   */
   map(id: number, flags: number, vaddr: bigint, length: bigint, iova: bigint): bigint {
     const ioctl = 'IOMMU_IOAS_MAP';
     this.simulator.checkInjected(ioctl);
     if ((flags & ~MAP_KNOWN) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
-    const ioas = this.ioas(id, ioctl);
     if (iova >= U64_MAX || length >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova or length >= ULONG_MAX');
     const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
     const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
     if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READABLE nor WRITEABLE');
-    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
-    if (vaddr + length - 1n > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'user range wraps');
-    const { alignment } = ioas.ranges();
-    const reserved = ioas.reserved();
-    let start: bigint;
-    if ((flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0) {
-      if (iova + length - 1n > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'range wraps');
-      if (iova % alignment !== 0n || length % alignment !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova and length must be multiples of ${hex(alignment)}`);
-      const range = { start: iova, last: iova + length - 1n };
-      if (reserved.some((hole) => rangesOverlap(hole, range))) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(range.start)}-${hex(range.last)} hits a reserved region`);
-      if (ioas.areas.overlaps(range.start, range.last)) throw new KernelError(ERRNO.EEXIST, ioctl, `${hex(range.start)}-${hex(range.last)} overlaps an existing area`);
-      start = iova;
-    } else {
-      start = this.chooseIova(ioas, length, alignment, reserved);
-    }
-    this.simulator.pin(length, ioctl);
-    if (!this.simulator.memory.isMapped(vaddr, length)) {
-      this.simulator.unpin(length);
+    const ioas = this.ioas(id, ioctl);
+    if (length === 0n || length > U64_MAX - PAGE) throw new KernelError(ERRNO.EINVAL, ioctl, `length ${hex(length)} is 0 or above SIZE_MAX - PAGE_SIZE`);
+    if (vaddr + length > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'user_va + length wraps');
+    const start = this.placeArea(ioas, (flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0, iova, length, vaddr, ioctl);
+    this.insertCheck(ioas, [{ vaddr, writable: write }], write, ioctl);
+    if (ioas.domains.size > 0 && !this.simulator.memory.isMapped(vaddr, length)) {
       throw new KernelError(ERRNO.EFAULT, ioctl, `user_va ${hex(vaddr)}+${hex(length)} is not mapped`);
     }
+    this.simulator.pin(length, ioctl);
     ioas.areas.add({ start, last: start + length - 1n, vaddr, read, write });
     return start;
+  }
+
+  /**
+   * Where a new area of `length` bytes goes (6.12 io_pagetable.c, iopt_alloc_area_pages()): a
+   * length not a multiple of the IOAS's alignment EINVAL; with FIXED_IOVA at `iova`
+   * (iopt_check_iova(): misaligned EINVAL, wrapping EOVERFLOW, on a reserved range EINVAL, on an
+   * area EEXIST; the allow-list does not apply), else where the kernel chooses ({@link allocateIova}).
+   */
+  private placeArea(ioas: Ioas, fixed: boolean, iova: bigint, length: bigint, uptr: bigint, ioctl: string): bigint {
+    const alignment = ioas.alignment;
+    if (length % alignment !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `length ${hex(length)} is not a multiple of ${hex(alignment)}`);
+    if (!fixed) return this.allocateIova(ioas, uptr, length, ioctl);
+    if (iova % alignment !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `iova ${hex(iova)} is not a multiple of ${hex(alignment)}`);
+    const last = iova + length - 1n;
+    if (last > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova + length - 1 wraps');
+    if (ioas.reserved().some((hole) => hole.start <= last && iova <= hole.last)) throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(iova)}-${hex(last)} hits a reserved region`);
+    if (ioas.areas.overlaps(iova, last)) throw new KernelError(ERRNO.EEXIST, ioctl, `${hex(iova)}-${hex(last)} overlaps an existing area`);
+    return iova;
+  }
+
+  /**
+   * iopt_insert_area() for each piece of a new area (6.12 io_pagetable.c), in turn: WRITEABLE over
+   * pages first mapped without it EPERM (only a COPY can ask that); the user address's offset in its
+   * page not a multiple of the IOAS's alignment EINVAL (with a domain, a `user_va` not page-aligned
+   * is EINVAL even when `iova` and `length` are).
+   */
+  private insertCheck(ioas: Ioas, pieces: readonly { vaddr: bigint; writable: boolean }[], write: boolean, ioctl: string): void {
+    const alignment = ioas.alignment;
+    for (const piece of pieces) {
+      if (write && !piece.writable) throw new KernelError(ERRNO.EPERM, ioctl, `WRITEABLE over pages at user_va ${hex(piece.vaddr)} mapped without WRITEABLE`);
+      if ((piece.vaddr % PAGE) % alignment !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, `user_va ${hex(piece.vaddr)} has a page offset not a multiple of ${hex(alignment)}`);
+    }
   }
 
   /**
@@ -386,7 +479,7 @@ export class SimIommufdContext {
     if (simulator.injecting || (flags & ~MAP_KNOWN) !== 0 || (flags & IOAS_MAP_FLAGS.FIXED_IOVA) === 0) return -1;
     const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
     const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
-    if (!(read || write) || length <= 0 || iova % PAGE_BYTES !== 0 || length % PAGE_BYTES !== 0) return -1;
+    if (!(read || write) || length <= 0 || iova % PAGE_BYTES !== 0 || length % PAGE_BYTES !== 0 || vaddr % PAGE_BYTES !== 0) return -1;
     const ioas = this.objects.get(id);
     if (!(ioas instanceof Ioas)) return -1;
     // Multiples of 4 KiB below 2^54 are exact, and so are their quotients.
@@ -408,35 +501,153 @@ export class SimIommufdContext {
     if (this.simulator.injecting || length <= 0 || iova % PAGE_BYTES !== 0 || length % PAGE_BYTES !== 0) return -1;
     const ioas = this.objects.get(id);
     if (!(ioas instanceof Ioas) || !ioas.areas.removePages(iova / PAGE_BYTES, (iova + length) / PAGE_BYTES - 1)) return -1;
+    if (ioas.writablePages.size > 0) ioas.writablePages.delete(BigInt(iova));
     this.simulator.unpinNumber(length);
     if (ioas.dirtyDomains !== 0) ioas.forgetDirty(iova / PAGE_BYTES, (iova + length) / PAGE_BYTES - 1);
     return length;
   }
 
-  /** IOMMU_IOAS_UNMAP: returns the bytes unmapped. */
+  /**
+   * IOMMU_IOAS_UNMAP: returns the bytes unmapped. In the kernel's order (6.12 ioas.c,
+   * iommufd_ioas_unmap(); io_pagetable.c, iopt_unmap_iova(), iopt_unmap_iova_range()): the IOAS
+   * (ENOENT); `iova` 0 with `length` U64_MAX unmaps everything (0 bytes is success); `iova` or
+   * `length` ULONG_MAX EOVERFLOW; `length` 0 EINVAL; wrapping EOVERFLOW; then the areas in the range
+   * in IOVA order, each removed at once, until one sticks out of the range: ENOENT, with the areas
+   * before it gone (not atomic). Nothing in the range: ENOENT.
+   */
   unmap(id: number, iova: bigint, length: bigint): bigint {
     const ioctl = 'IOMMU_IOAS_UNMAP';
     this.simulator.checkInjected(ioctl);
     const ioas = this.ioas(id, ioctl);
     if (iova === 0n && length === U64_MAX) return this.unmapAll(ioas);
-    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
     if (iova >= U64_MAX || length >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova or length >= ULONG_MAX');
+    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
     const last = iova + length - 1n;
     if (last > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'range wraps');
-    const affected = ioas.areas.overlapping(iova, last);
-    if (affected.length === 0) throw new KernelError(ERRNO.ENOENT, ioctl, `nothing is mapped in ${hex(iova)}-${hex(last)}`);
-    if (affected.some((area) => area.start < iova || area.last > last)) {
-      throw new KernelError(ERRNO.ENOENT, ioctl, `${hex(iova)}-${hex(last)} would split an area`);
-    }
     let bytes = 0n;
-    for (const area of affected) {
-      ioas.areas.remove(area);
-      if (ioas.dirtyDomains !== 0) ioas.forgetDirty(Number(area.start / PAGE), Number(area.last / PAGE));
-      const size = rangeSize(area);
-      this.simulator.unpin(size);
-      bytes += size;
+    for (const area of ioas.areas.overlapping(iova, last)) {
+      if (area.start < iova || area.last > last) {
+        throw new KernelError(ERRNO.ENOENT, ioctl, `${hex(area.start)}-${hex(area.last)} sticks out of ${hex(iova)}-${hex(last)}${bytes > 0n ? ` (${hex(bytes)} bytes before it are unmapped)` : ''}`);
+      }
+      bytes += this.removeArea(ioas, area);
     }
+    if (bytes === 0n) throw new KernelError(ERRNO.ENOENT, ioctl, `nothing is mapped in ${hex(iova)}-${hex(last)}`);
     return bytes;
+  }
+
+  /** Takes an area out of its IOAS: its pin, its dirty bits; returns its size. */
+  private removeArea(ioas: Ioas, area: PagedMapping): bigint {
+    ioas.areas.remove(area);
+    ioas.writablePages.delete(area.start);
+    if (ioas.dirtyDomains !== 0) ioas.forgetDirty(Number(area.start / PAGE), Number(area.last / PAGE));
+    const size = rangeSize(area);
+    this.simulator.unpin(size);
+    return size;
+  }
+
+  /**
+   * IOMMU_IOAS_COPY: maps into `dstId` the pages behind `[srcIova, srcIova + length)` of `srcId`;
+   * returns the destination IOVA (chosen by the kernel without FIXED_IOVA). In the kernel's order
+   * (6.12 ioas.c, iommufd_ioas_copy(); io_pagetable.c, iopt_get_pages(), iopt_map_pages()): an
+   * unknown flag EOPNOTSUPP; `length`, `src_iova` or `dst_iova` ULONG_MAX EOVERFLOW; neither
+   * READABLE nor WRITEABLE EINVAL; the source IOAS (ENOENT); `length` 0 EINVAL; the source range
+   * wrapping EOVERFLOW, or not covered by contiguous areas from its first byte ENOENT (it may start
+   * or end inside an area); only then the destination IOAS (ENOENT); the place for the whole length
+   * ({@link placeArea}: one hole for all of it, chosen from the user address of the first byte);
+   * each piece (one per source area) WRITEABLE over pages mapped without it EPERM, or misaligned in
+   * its page EINVAL; memory not mapped EFAULT only when the destination has a domain and the pages
+   * were never pinned (the source has none). All or nothing: one area per piece, so an unmap of the
+   * destination goes by the source's areas.
+   */
+  copy(dstId: number, srcId: number, flags: number, length: bigint, srcIova: bigint, dstIova: bigint): bigint {
+    const ioctl = 'IOMMU_IOAS_COPY';
+    this.simulator.checkInjected(ioctl);
+    if ((flags & ~MAP_KNOWN) !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown flags ${hex(flags)}`);
+    if (length >= U64_MAX || srcIova >= U64_MAX || dstIova >= U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'length, src_iova or dst_iova >= ULONG_MAX');
+    const read = (flags & IOAS_MAP_FLAGS.READABLE) !== 0;
+    const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
+    if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READABLE nor WRITEABLE');
+    const source = this.ioas(srcId, ioctl);
+    if (length === 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'length is 0');
+    const sourceLast = srcIova + length - 1n;
+    if (sourceLast > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'src_iova + length - 1 wraps');
+    const pieces: { vaddr: bigint; length: bigint; writable: boolean }[] = [];
+    let cursor = srcIova;
+    for (const area of source.areas.overlapping(srcIova, sourceLast)) {
+      if (area.start > cursor) break;
+      const last = area.last < sourceLast ? area.last : sourceLast;
+      pieces.push({ vaddr: area.vaddr + (cursor - area.start), length: last - cursor + 1n, writable: source.pagesWritable(area) });
+      cursor = last + 1n;
+      if (last === sourceLast) break;
+    }
+    if (pieces.length === 0 || cursor <= sourceLast) throw new KernelError(ERRNO.ENOENT, ioctl, `${hex(cursor)} in ${hex(srcIova)}-${hex(sourceLast)} is not mapped: contiguous areas must cover the source`);
+    const destination = this.ioas(dstId, ioctl);
+    const start = this.placeArea(destination, (flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0, dstIova, length, pieces[0]!.vaddr, ioctl);
+    this.insertCheck(destination, pieces, write, ioctl);
+    if (destination.domains.size > 0 && source.domains.size === 0) {
+      for (const piece of pieces) {
+        if (!this.simulator.memory.isMapped(piece.vaddr, piece.length)) throw new KernelError(ERRNO.EFAULT, ioctl, `user_va ${hex(piece.vaddr)}+${hex(piece.length)} is not mapped`);
+      }
+    }
+    this.simulator.pin(length, ioctl);
+    let iova = start;
+    for (const piece of pieces) {
+      destination.areas.add({ start: iova, last: iova + piece.length - 1n, vaddr: piece.vaddr, read, write });
+      if (!write && piece.writable) destination.writablePages.add(iova);
+      iova += piece.length;
+    }
+    return start;
+  }
+
+  /**
+   * IOMMU_OPTION: returns `val64` as the kernel writes it back (the value read, or the one set). In
+   * the kernel's order (6.12 main.c, iommufd_option(); ioas.c, iommufd_option_rlimit_mode(),
+   * iommufd_ioas_option()): `__reserved` EOPNOTSUPP; an unknown option EOPNOTSUPP.
+   * RLIMIT_MODE (0): `object_id` not 0 EOPNOTSUPP; GET answers 1 after SET 1, else 0; SET needs
+   * CAP_SYS_RESOURCE (EPERM: the simulated process has it unless `memlockLimit` models an
+   * unprivileged one), then any object in the context EBUSY, a value other than 0 or 1 EINVAL;
+   * another op EOPNOTSUPP. HUGE_PAGES (1): the IOAS `object_id` first (ENOENT, whatever the op);
+   * GET answers 1 unless disabled; SET 0 ({@link disableLargePages}), SET 1 enables, another value
+   * EINVAL; another op EOPNOTSUPP.
+   */
+  option(optionId: number, operation: number, reserved: number, objectId: number, value: bigint): bigint {
+    const ioctl = 'IOMMU_OPTION';
+    this.simulator.checkInjected(ioctl);
+    if (reserved !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, '__reserved must be 0');
+    if (optionId === OPTION.RLIMIT_MODE) {
+      if (objectId !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, 'RLIMIT_MODE takes object_id 0');
+      if (operation === OPTION.GET) return this.accountMm ? 1n : 0n;
+      if (operation !== OPTION.SET) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown op ${operation}`);
+      if (this.simulator.memlockLimit !== undefined) throw new KernelError(ERRNO.EPERM, ioctl, 'RLIMIT_MODE needs CAP_SYS_RESOURCE, which a process under RLIMIT_MEMLOCK is modelled without');
+      if (this.objects.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, 'the context has objects');
+      if (value > 1n) throw new KernelError(ERRNO.EINVAL, ioctl, `RLIMIT_MODE ${value} is neither 0 nor 1`);
+      this.accountMm = value === 1n;
+      return value;
+    }
+    if (optionId !== OPTION.HUGE_PAGES) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown option ${optionId}`);
+    const ioas = this.ioas(objectId, ioctl);
+    if (operation === OPTION.GET) return ioas.hugePages ? 1n : 0n;
+    if (operation !== OPTION.SET) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown op ${operation}`);
+    if (value === 0n) this.disableLargePages(ioas, ioctl);
+    else if (value === 1n) ioas.hugePages = true;
+    else throw new KernelError(ERRNO.EINVAL, ioctl, `HUGE_PAGES ${value} is neither 0 nor 1`);
+    return value;
+  }
+
+  /**
+   * HUGE_PAGES SET 0 (6.12 io_pagetable.c, iopt_disable_large_pages()): nothing when disabled
+   * already; a domain and an area both present EINVAL; with no domain the alignment rises to
+   * PAGE_SIZE, so every area must be page-aligned in IOVA, length and user memory, else EADDRINUSE
+   * (iopt_calculate_iova_alignment(), iopt_check_iova_alignment()), and nothing changes.
+   */
+  private disableLargePages(ioas: Ioas, ioctl: string): void {
+    if (!ioas.hugePages) return;
+    if (ioas.domains.size > 0 && ioas.areas.count > 0) throw new KernelError(ERRNO.EINVAL, ioctl, 'the IOAS has a domain with pages mapped in it');
+    if (ioas.alignment < PAGE) {
+      const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
+      if (unaligned !== undefined) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} (user_va ${hex(unaligned.vaddr)}) is not page-aligned`);
+    }
+    ioas.hugePages = false;
   }
 
   /** VFIO_DEVICE_BIND_IOMMUFD: returns the device id. */
@@ -520,13 +731,9 @@ export class SimIommufdContext {
       // iopt_table_add_domain(): the first domain raises the IOAS's alignment from 1 byte to its
       // page (iopt_check_iova_alignment()), so every area must start, end and sit in its memory on
       // page boundaries; then what it cannot translate is reserved.
-      if (ioas.domains.size === 0) {
-        const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
-        if (unaligned !== undefined) {
-          throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} (user_va ${hex(unaligned.vaddr)}) is not page-aligned, as the first domain needs`);
-        }
-      }
+      this.checkAlignmentForDomain(ioas, ioctl);
       this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
+      this.pinForFirstDomain(ioas, ioctl);
       domain = new Hwpt(this.freeId(), ioas, device.aperture, true, false, false);
       this.objects.set(domain.id, domain);
       ioas.domains.add(domain);
@@ -549,6 +756,34 @@ export class SimIommufdContext {
     const ioctl = 'VFIO_DEVICE_DETACH_IOMMUFD_PT';
     this.simulator.checkInjected(ioctl);
     this.release(this.binding(deviceId, ioctl));
+  }
+
+  /**
+   * A domain joining an IOAS raises its alignment to the domain's page (4 KiB) unless it is there
+   * already (a domain in it, or HUGE_PAGES 0): every area must then start, end and sit in its user
+   * memory on page boundaries, else EADDRINUSE (6.12 io_pagetable.c, iopt_table_add_domain(),
+   * iopt_check_iova_alignment()).
+   */
+  private checkAlignmentForDomain(ioas: Ioas, ioctl: string): void {
+    if (ioas.alignment >= PAGE) return;
+    const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
+    if (unaligned !== undefined) {
+      throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} (user_va ${hex(unaligned.vaddr)}) is not page-aligned, as a domain needs`);
+    }
+  }
+
+  /**
+   * The first domain of an IOAS pins the memory of every area, mapped lazily until then: memory not
+   * mapped EFAULT, and the domain does not join (6.12 io_pagetable.c, iopt_table_add_domain(),
+   * iopt_fill_domain(); a later domain copies from the first and touches no user memory).
+   */
+  private pinForFirstDomain(ioas: Ioas, ioctl: string): void {
+    if (ioas.domains.size > 0) return;
+    for (const area of ioas.areas.all()) {
+      if (!this.simulator.memory.isMapped(area.vaddr, rangeSize(area))) {
+        throw new KernelError(ERRNO.EFAULT, ioctl, `the memory of area ${hex(area.start)}-${hex(area.last)} (user_va ${hex(area.vaddr)}) is not mapped, and a domain pins it`);
+      }
+    }
   }
 
   /** iopt_reserve_iova() for each of `ranges`: EADDRINUSE when an area or an allowed range is there. */
@@ -657,11 +892,9 @@ export class SimIommufdContext {
     const stage2Only = platform.name === 'arm-smmuv3' && !(device.aperture.start === platform.aperture.start && device.aperture.last === platform.aperture.last);
     if (dirty && stage2Only) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `${device.address}'s SMMUv3 translates stage 2 only, which tracks no dirty state (arm_smmu_domain_finalise())`);
     const ioas = target;
-    if (ioas.domains.size === 0) {
-      const unaligned = ioas.areas.all().find((area) => area.start % PAGE !== 0n || (area.last + 1n) % PAGE !== 0n || area.vaddr % PAGE !== 0n);
-      if (unaligned !== undefined) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} is not page-aligned, as a domain needs`);
-    }
+    this.checkAlignmentForDomain(ioas, ioctl);
     this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
+    this.pinForFirstDomain(ioas, ioctl);
     const hwpt = new Hwpt(this.freeId(), ioas, device.aperture, false, dirty, platform.name === 'arm-smmuv3');
     this.objects.set(hwpt.id, hwpt);
     ioas.domains.add(hwpt);
@@ -758,25 +991,49 @@ export class SimIommufdContext {
 
   private unmapAll(ioas: Ioas): bigint {
     let bytes = 0n;
-    for (const area of ioas.areas.all()) {
-      ioas.areas.remove(area);
-      if (ioas.dirtyDomains !== 0) ioas.forgetDirty(Number(area.start / PAGE), Number(area.last / PAGE));
-      const size = rangeSize(area);
-      this.simulator.unpin(size);
-      bytes += size;
-    }
+    for (const area of ioas.areas.all()) bytes += this.removeArea(ioas, area);
     return bytes;
   }
 
-  /** The lowest free, non-reserved IOVA for `length` bytes, inside the allow-list when there is one. */
-  private chooseIova(ioas: Ioas, length: bigint, alignment: bigint, reserved: IovaRange[]): bigint {
-    const base = ioas.allowed.length > 0 ? ioas.allowed : [{ start: 0n, last: U64_MAX }];
-    const used = [...reserved, ...ioas.areas.all()];
-    const align = alignment > PAGE ? alignment : PAGE;
-    for (const free of subtractRanges(base, used)) {
-      const start = alignUp(free.start, align);
-      if (start + length - 1n <= free.last) return start;
+  /**
+   * The IOVA the kernel chooses for `length` bytes of user memory at `uptr` (6.12 io_pagetable.c,
+   * iopt_alloc_iova(), __alloc_iova_check_range()): `length` from ULONG_MAX / 2 EOVERFLOW; the
+   * alignment is `roundup_pow_of_two(length)`, lowered to the lowest set bit of `uptr`, capped at
+   * HPAGE_SIZE with CONFIG_TRANSPARENT_HUGEPAGE (else PAGE_SIZE: {@link SimIommufdContext.transparentHugepages}),
+   * and below the IOAS's alignment EINVAL. The candidates keep the page offset of `uptr`
+   * (`ALIGN_UP(start, align) | page_offset`); each allowed span (the whole space without an
+   * allow-list), clipped to [PAGE_SIZE, ULONG_MAX - PAGE_SIZE], must hold the length from its
+   * aligned start, then the lowest hole of reserved ranges and areas in it that does wins. A
+   * candidate needs `start < last` (a 1-byte hole never fits). So IOVA 0 is never chosen. None: ENOSPC.
+   */
+  private allocateIova(ioas: Ioas, uptr: bigint, length: bigint, ioctl: string): bigint {
+    if (length === 0n || length >= U64_MAX / 2n) throw new KernelError(ERRNO.EOVERFLOW, ioctl, `length ${hex(length)} >= ULONG_MAX / 2`);
+    const pageOffset = uptr % PAGE;
+    let align = 1n;
+    while (align < length) align <<= 1n;
+    if (uptr !== 0n) {
+      const low = 1n << lowestBit(uptr);
+      if (low < align) align = low;
     }
-    throw new KernelError(ERRNO.ENOSPC, 'IOMMU_IOAS_MAP', `no free IOVA range of ${hex(length)} bytes`);
+    const maximum = this.transparentHugepages ? HPAGE_SIZE : PAGE;
+    if (align >= maximum) align = maximum;
+    if (align < ioas.alignment) throw new KernelError(ERRNO.EINVAL, ioctl, `the IOVA alignment ${hex(align)} of a ${hex(length)}-byte map at ${hex(uptr)} is below the IOAS's ${hex(ioas.alignment)}`);
+    const fit = (start: bigint, last: bigint): bigint | undefined => {
+      if (start + align - 1n > U64_MAX) return undefined;
+      const aligned = ((start + align - 1n) & ~(align - 1n)) | pageOffset;
+      return aligned >= last || last - aligned < length - 1n ? undefined : aligned;
+    };
+    const window = { start: PAGE, last: U64_MAX - PAGE };
+    const spans = ioas.allowed.length === 0 ? [window] : normalizeRanges(ioas.allowed).flatMap((range) => intersectRange(range, window) ?? []);
+    const used = [...ioas.reserved(), ...ioas.areas.all()];
+    for (const span of spans) {
+      const start = fit(span.start, span.last);
+      if (start === undefined) continue;
+      for (const hole of subtractRanges([{ start, last: span.last }], used)) {
+        const chosen = fit(hole.start, hole.last);
+        if (chosen !== undefined) return chosen;
+      }
+    }
+    throw new KernelError(ERRNO.ENOSPC, ioctl, `no free IOVA range of ${hex(length)} bytes`);
   }
 }

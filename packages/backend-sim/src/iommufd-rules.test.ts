@@ -1,0 +1,285 @@
+// The iommufd rules corrected for issue 12, one test per rule, each naming the 6.12 kernel function
+// that decides it (drivers/iommu/iommufd/). Every test here failed on the simulator before.
+import { ERRNO, U64_MAX } from '@ioas/core';
+import { describe, expect, it } from 'vitest';
+import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
+import { KernelError } from './kernel-error.js';
+import { createSimulator } from './simulator.js';
+
+function errnoOf(run: () => unknown): number | undefined {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof KernelError) return error.errno;
+    throw error;
+  }
+  return undefined;
+}
+
+const { FIXED_IOVA, READABLE, WRITEABLE } = IOAS_MAP_FLAGS;
+const RW = READABLE | WRITEABLE;
+const FIXED_RW = FIXED_IOVA | RW;
+const PAGE = 0x1000n;
+const SET = 0;
+const GET = 1;
+
+/** An x86 VT-d simulator (aperture 0..2^39-1, MSI window 0xfee00000), an iommufd with one IOAS, 1 MiB of memory (2 MiB-aligned) and an address nothing is mapped at. */
+function setup(options: { memlockLimit?: bigint } = {}) {
+  const simulator = createSimulator({ platform: 'x86-vtd', ...options });
+  const edu = simulator.devices().find((device) => device.edu)!;
+  const iommufd = new SimIommufdContext(simulator);
+  const ioas = iommufd.allocateIoas(0);
+  const region = simulator.memory.allocate(0x40_0000n);
+  const memory = (region.address + 0x1f_ffffn) & ~0x1f_ffffn;
+  const gone = simulator.memory.allocate(0x10000n).address;
+  simulator.memory.free(gone);
+  const attach = (id = ioas): number => iommufd.attach(iommufd.bind(edu), id);
+  return { simulator, edu, iommufd, ioas, memory, gone, attach };
+}
+
+describe('IOMMU_IOAS_MAP with no domain is lazy (pages.c, iopt_area_fill_domains())', () => {
+  it('maps memory that is not there, and the first domain faults on it at attach (io_pagetable.c, iopt_table_add_domain() -> iopt_fill_domain())', () => {
+    const { iommufd, ioas, gone, attach, simulator } = setup();
+    expect(iommufd.map(ioas, FIXED_RW, gone, 0x2000n, 0x10_0000n)).toBe(0x10_0000n);
+    expect(iommufd.map(ioas, RW, gone, 0x1000n, 0n)).toBe(0x1000n);
+    expect(errnoOf(() => attach())).toBe(ERRNO.EFAULT);
+    // The failed attach left no domain: the IOAS is still lazy.
+    expect(iommufd.iovaRanges(ioas).alignment).toBe(1n);
+    expect(simulator.devices().find((device) => device.edu)!.domain).toBeUndefined();
+  });
+
+  it('faults at MAP once a domain is there', () => {
+    const { iommufd, ioas, gone, attach } = setup();
+    attach();
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, gone, 0x2000n, 0x10_0000n))).toBe(ERRNO.EFAULT);
+  });
+
+  it('faults at IOMMU_HWPT_ALLOC too, which adds the first domain the same way', () => {
+    const { iommufd, ioas, gone, edu } = setup();
+    iommufd.map(ioas, FIXED_RW, gone, 0x1000n, 0x10_0000n);
+    const device = iommufd.bind(edu);
+    expect(errnoOf(() => iommufd.allocateHwpt(device, ioas, 0, 0, 0, 0))).toBe(ERRNO.EFAULT);
+  });
+});
+
+describe('the IOVA the kernel chooses (io_pagetable.c, iopt_alloc_iova())', () => {
+  it('is never 0: the search starts at PAGE_SIZE', () => {
+    const { iommufd, ioas, memory } = setup();
+    expect(iommufd.map(ioas, RW, memory, 0x1000n, 0n)).toBe(0x1000n);
+    expect(iommufd.map(ioas, RW, memory, 0x1000n, 0n)).toBe(0x2000n);
+  });
+
+  it("keeps the user address's page offset, and aligns to the length and the address's low bits", () => {
+    const { iommufd, ioas, memory } = setup();
+    expect(iommufd.map(ioas, RW, memory + 0x10n, 0x1000n, 0n)).toBe(0x1010n);
+    // Alignment min(roundup_pow_of_two(0x3000) = 0x4000, lowest bit of the address 0x800) = 0x800,
+    // page offset 0x800: the first candidate past the area at 0x1010-0x200f is 0x2800.
+    expect(iommufd.map(ioas, RW, memory + 0x800n, 0x3000n, 0n)).toBe(0x2800n);
+  });
+
+  it('caps the alignment at HPAGE_SIZE with CONFIG_TRANSPARENT_HUGEPAGE, at PAGE_SIZE without (the rig)', () => {
+    const without = setup();
+    expect(without.iommufd.map(without.ioas, RW, without.memory, 0x2000n, 0n)).toBe(0x1000n);
+    const thp = setup();
+    thp.iommufd.transparentHugepages = true;
+    expect(thp.iommufd.map(thp.ioas, RW, thp.memory, 0x2000n, 0n)).toBe(0x2000n);
+    expect(thp.iommufd.map(thp.ioas, RW, thp.memory, 0x20_0000n, 0n)).toBe(0x20_0000n);
+  });
+
+  it('refuses an alignment below the IOAS\'s: a page offset with a domain is EINVAL', () => {
+    const { iommufd, ioas, memory, attach } = setup();
+    attach();
+    expect(errnoOf(() => iommufd.map(ioas, RW, memory + 0x10n, 0x1000n, 0n))).toBe(ERRNO.EINVAL);
+  });
+
+  it('is EOVERFLOW for a length from ULONG_MAX / 2', () => {
+    const { iommufd, ioas, memory } = setup();
+    expect(errnoOf(() => iommufd.map(ioas, RW, memory, 1n << 63n, 0n))).toBe(ERRNO.EOVERFLOW);
+  });
+
+  it('clips the allowed spans to [PAGE_SIZE, ULONG_MAX - PAGE_SIZE] and needs start < last (a 1-byte hole never fits)', () => {
+    const { iommufd, ioas, memory } = setup();
+    iommufd.allowIovas(ioas, [{ start: 0n, last: 0xfffn }]);
+    expect(errnoOf(() => iommufd.map(ioas, RW, memory, 0x1000n, 0n))).toBe(ERRNO.ENOSPC);
+    iommufd.allowIovas(ioas, [{ start: 0x1000n, last: 0x1001n }]);
+    iommufd.map(ioas, FIXED_RW, memory, 1n, 0x1000n);
+    expect(errnoOf(() => iommufd.map(ioas, RW, memory, 1n, 0n))).toBe(ERRNO.ENOSPC);
+  });
+
+  it('takes the lowest hole that holds the whole length', () => {
+    const { iommufd, ioas, memory } = setup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x2000n);
+    expect(iommufd.map(ioas, RW, memory, 0x2000n, 0n)).toBe(0x3000n);
+    expect(iommufd.map(ioas, RW, memory, 0x1000n, 0n)).toBe(0x1000n);
+  });
+});
+
+describe('IOMMU_IOAS_MAP checks in the kernel\'s order (ioas.c, iommufd_ioas_map(); pages.c, iopt_alloc_pages(); io_pagetable.c, iopt_insert_area())', () => {
+  it('answers EINVAL or EOVERFLOW before looking the IOAS up', () => {
+    const { iommufd, memory } = setup();
+    expect(errnoOf(() => iommufd.map(99, FIXED_IOVA, memory, 0x1000n, 0x1000n))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => iommufd.map(99, FIXED_RW, memory, 0x1000n, U64_MAX))).toBe(ERRNO.EOVERFLOW);
+    expect(errnoOf(() => iommufd.map(99, RW, memory, 0x1000n, U64_MAX))).toBe(ERRNO.EOVERFLOW);
+  });
+
+  it('refuses user_va + length reaching 2^64 (EOVERFLOW) and lengths above SIZE_MAX - PAGE_SIZE (EINVAL)', () => {
+    const { iommufd, ioas } = setup();
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, U64_MAX - 0xfffn, 0x1000n, 0x1000n))).toBe(ERRNO.EOVERFLOW);
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, 0x1000n, U64_MAX - 0x800n, 0x1000n))).toBe(ERRNO.EINVAL);
+  });
+
+  it('refuses a user_va with a page offset once a domain is there, even at an aligned iova and length', () => {
+    const { iommufd, ioas, memory, attach } = setup();
+    attach();
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, memory + 0x10n, 0x1000n, 0x10_0000n))).toBe(ERRNO.EINVAL);
+    expect(iommufd.map(ioas, FIXED_RW, memory + 0x1000n, 0x1000n, 0x10_0000n)).toBe(0x10_0000n);
+  });
+
+  it('checks the alignment of a FIXED iova before its wrap', () => {
+    const { iommufd, ioas, memory, attach } = setup();
+    attach();
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, memory, 0x2000n, U64_MAX - 0x10n))).toBe(ERRNO.EINVAL);
+  });
+});
+
+describe('IOMMU_IOAS_UNMAP (io_pagetable.c, iopt_unmap_iova_range())', () => {
+  it('is not atomic: the whole areas before the one cut are gone when it answers ENOENT', () => {
+    const { iommufd, ioas, memory } = setup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    iommufd.map(ioas, FIXED_RW, memory, 0x2000n, 0x10_1000n);
+    expect(errnoOf(() => iommufd.unmap(ioas, 0x10_0000n, 0x2000n))).toBe(ERRNO.ENOENT);
+    expect(iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n)).toBe(0x10_0000n);
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_1000n))).toBe(ERRNO.EEXIST);
+    expect(iommufd.unmap(ioas, 0n, U64_MAX)).toBe(0x3000n);
+  });
+
+  it('answers EOVERFLOW for iova ULONG_MAX before EINVAL for length 0 (ioas.c, iommufd_ioas_unmap())', () => {
+    const { iommufd, ioas } = setup();
+    expect(errnoOf(() => iommufd.unmap(ioas, U64_MAX, 0n))).toBe(ERRNO.EOVERFLOW);
+  });
+});
+
+describe('IOMMU_IOAS_COPY (ioas.c, iommufd_ioas_copy(); io_pagetable.c, iopt_get_pages(), iopt_map_pages())', () => {
+  function copySetup() {
+    const base = setup();
+    const other = base.iommufd.allocateIoas(0);
+    return { ...base, other };
+  }
+
+  it('refuses WRITEABLE over pages mapped without it (EPERM), but not over pages first mapped writable', () => {
+    const { iommufd, ioas, other, memory } = copySetup();
+    iommufd.map(ioas, FIXED_IOVA | READABLE, memory, 0x1000n, 0x10_0000n);
+    expect(errnoOf(() => iommufd.copy(other, ioas, FIXED_RW, 0x1000n, 0x10_0000n, 0x10_0000n))).toBe(ERRNO.EPERM);
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x20_0000n);
+    // A read-only copy of writable pages keeps them writable: copying it again WRITEABLE is allowed.
+    iommufd.copy(other, ioas, FIXED_IOVA | READABLE, 0x1000n, 0x20_0000n, 0x30_0000n);
+    expect(iommufd.copy(ioas, other, FIXED_RW, 0x1000n, 0x30_0000n, 0x40_0000n)).toBe(0x40_0000n);
+  });
+
+  it('checks flags, overflow, R/W and the whole source before looking the destination up', () => {
+    const { iommufd, ioas, memory } = copySetup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    expect(errnoOf(() => iommufd.copy(99, ioas, 0x8 | RW, 0x1000n, 0x10_0000n, 0n))).toBe(ERRNO.EOPNOTSUPP);
+    expect(errnoOf(() => iommufd.copy(99, ioas, RW, 0x1000n, U64_MAX, 0n))).toBe(ERRNO.EOVERFLOW);
+    expect(errnoOf(() => iommufd.copy(99, ioas, FIXED_IOVA, 0x1000n, 0x10_0000n, 0n))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => iommufd.copy(99, ioas, RW, 0n, 0x10_0000n, 0n))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => iommufd.copy(99, ioas, RW, 0x10n, U64_MAX - 1n, 0n))).toBe(ERRNO.EOVERFLOW);
+    expect(errnoOf(() => iommufd.copy(99, ioas, RW, 0x2000n, 0x10_0000n, 0n))).toBe(ERRNO.ENOENT);
+    expect(errnoOf(() => iommufd.copy(99, ioas, RW, 0x1000n, 0x10_0000n, 0n))).toBe(ERRNO.ENOENT);
+  });
+
+  it('finds one hole for the whole length, from the user address of the first byte, and keeps the source areas as pieces', () => {
+    const { iommufd, ioas, other, memory } = copySetup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    iommufd.map(ioas, FIXED_RW, memory + 0x8000n, 0x1000n, 0x10_1000n);
+    iommufd.map(other, FIXED_RW, memory, 0x1000n, 0x2000n);
+    // The old simulator put the first piece at 0x1000 and the second FIXED at 0x2000: EEXIST.
+    expect(iommufd.copy(other, ioas, RW, 0x2000n, 0x10_0000n, 0n)).toBe(0x3000n);
+    // One destination area per source area: unmapping the first page alone succeeds.
+    expect(iommufd.unmap(other, 0x3000n, 0x1000n)).toBe(0x1000n);
+  });
+
+  it('is atomic: a destination overlap anywhere in the length adds nothing', () => {
+    const { iommufd, ioas, other, memory } = copySetup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    iommufd.map(ioas, FIXED_RW, memory + 0x1000n, 0x1000n, 0x10_1000n);
+    iommufd.map(other, FIXED_RW, memory, 0x1000n, 0x51_000n);
+    expect(errnoOf(() => iommufd.copy(other, ioas, FIXED_RW, 0x2000n, 0x10_0000n, 0x50_000n))).toBe(ERRNO.EEXIST);
+    expect(iommufd.unmap(other, 0n, U64_MAX)).toBe(0x1000n);
+  });
+
+  it('maps copies of lazily mapped memory lazily, and faults only into a domain when the pages were never pinned', () => {
+    const { iommufd, ioas, other, gone, edu } = copySetup();
+    iommufd.map(ioas, FIXED_RW, gone, 0x1000n, 0x10_0000n);
+    const third = iommufd.allocateIoas(0);
+    expect(iommufd.copy(third, ioas, FIXED_RW, 0x1000n, 0x10_0000n, 0x10_0000n)).toBe(0x10_0000n);
+    iommufd.attach(iommufd.bind(edu), other);
+    expect(errnoOf(() => iommufd.copy(other, ioas, FIXED_RW, 0x1000n, 0x10_0000n, 0x10_0000n))).toBe(ERRNO.EFAULT);
+  });
+});
+
+describe('IOMMU_OPTION (main.c, iommufd_option(); ioas.c)', () => {
+  it('sets RLIMIT_MODE as root on an empty context, and GET reflects it (iommufd_option_rlimit_mode())', () => {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const iommufd = new SimIommufdContext(simulator);
+    expect(iommufd.option(0, GET, 0, 0, 0n)).toBe(0n);
+    expect(iommufd.option(0, SET, 0, 0, 1n)).toBe(1n);
+    expect(iommufd.option(0, GET, 0, 0, 7n)).toBe(1n);
+    expect(errnoOf(() => iommufd.option(0, SET, 0, 0, 2n))).toBe(ERRNO.EINVAL);
+    expect(iommufd.option(0, SET, 0, 0, 0n)).toBe(0n);
+    expect(iommufd.option(0, GET, 0, 0, 0n)).toBe(0n);
+    expect(errnoOf(() => iommufd.option(0, SET, 0, 1, 0n))).toBe(ERRNO.EOPNOTSUPP);
+    iommufd.allocateIoas(0);
+    expect(errnoOf(() => iommufd.option(0, SET, 0, 0, 1n))).toBe(ERRNO.EBUSY);
+    expect(errnoOf(() => iommufd.option(0, 2, 0, 0, 1n))).toBe(ERRNO.EOPNOTSUPP);
+  });
+
+  it('refuses RLIMIT_MODE SET without CAP_SYS_RESOURCE, modelled by memlockLimit', () => {
+    const iommufd = new SimIommufdContext(createSimulator({ platform: 'x86-vtd', memlockLimit: 0x10000n }));
+    expect(errnoOf(() => iommufd.option(0, SET, 0, 0, 1n))).toBe(ERRNO.EPERM);
+  });
+
+  it('looks the HUGE_PAGES IOAS up before the op (iommufd_ioas_option())', () => {
+    const { iommufd } = setup();
+    expect(errnoOf(() => iommufd.option(1, 2, 0, 99, 0n))).toBe(ERRNO.ENOENT);
+  });
+
+  it('keeps HUGE_PAGES per IOAS: SET 0 raises the alignment to PAGE_SIZE with no domain (iopt_disable_large_pages(), iopt_calculate_iova_alignment())', () => {
+    const { iommufd, ioas, memory } = setup();
+    expect(iommufd.option(1, GET, 0, ioas, 0n)).toBe(1n);
+    expect(iommufd.option(1, SET, 0, ioas, 0n)).toBe(0n);
+    expect(iommufd.option(1, GET, 0, ioas, 1n)).toBe(0n);
+    expect(iommufd.iovaRanges(ioas).alignment).toBe(PAGE);
+    expect(errnoOf(() => iommufd.map(ioas, FIXED_RW, memory, 0x800n, 0x10_0000n))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => iommufd.map(ioas, RW, memory + 0x10n, 0x1000n, 0n))).toBe(ERRNO.EINVAL);
+    expect(iommufd.option(1, SET, 0, ioas, 1n)).toBe(1n);
+    expect(iommufd.iovaRanges(ioas).alignment).toBe(1n);
+    expect(errnoOf(() => iommufd.option(1, SET, 0, ioas, 2n))).toBe(ERRNO.EINVAL);
+  });
+
+  it('refuses HUGE_PAGES 0 over a sub-page area (EADDRINUSE) and over a domain with areas (EINVAL)', () => {
+    const { iommufd, ioas, memory, attach } = setup();
+    iommufd.map(ioas, FIXED_RW, memory, 0x800n, 0x10_0000n);
+    expect(errnoOf(() => iommufd.option(1, SET, 0, ioas, 0n))).toBe(ERRNO.EADDRINUSE);
+    expect(iommufd.option(1, GET, 0, ioas, 0n)).toBe(1n);
+    iommufd.unmap(ioas, 0n, U64_MAX);
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    attach();
+    expect(errnoOf(() => iommufd.option(1, SET, 0, ioas, 0n))).toBe(ERRNO.EINVAL);
+    iommufd.unmap(ioas, 0n, U64_MAX);
+    expect(iommufd.option(1, SET, 0, ioas, 0n)).toBe(0n);
+  });
+});
+
+describe('IOMMU_IOAS_ALLOW_IOVAS (ioas.c, iommufd_ioas_allow_iovas(), iommufd_ioas_load_iovas())', () => {
+  it('looks the IOAS up before reading any entry, and reads the entries one at a time', () => {
+    const { iommufd, ioas } = setup();
+    const fault = (): never => {
+      throw new KernelError(ERRNO.EFAULT, 'test', 'unreadable');
+    };
+    expect(errnoOf(() => iommufd.allowIovasFrom(99, 4, fault))).toBe(ERRNO.ENOENT);
+    const entries = [{ start: 0x2000n, last: 0x1000n }];
+    expect(errnoOf(() => iommufd.allowIovasFrom(ioas, 0x1_0000_0000 - 1, (index) => entries[index] ?? fault()))).toBe(ERRNO.EINVAL);
+    expect(errnoOf(() => iommufd.allowIovasFrom(ioas, 0x1_0000_0000 - 1, (index) => [{ start: 0x1000n, last: 0x2000n }][index] ?? fault()))).toBe(ERRNO.EFAULT);
+  });
+});
