@@ -1,0 +1,271 @@
+/**
+ * The `/dev/iommu` ioctls (include/uapi/linux/iommufd.h, 6.12): IOMMU_DESTROY, the IOAS ones
+ * (ALLOC, ALLOW_IOVAS, COPY, IOVA_RANGES, MAP, UNMAP), IOMMU_OPTION, IOMMU_GET_HW_INFO and the HWPT
+ * ones, decoded from the calling process's structs (its memory and byte order) and handed to the
+ * fd's {@link SimIommufdContext}. The device cdev's BIND/ATTACH/DETACH_IOMMUFD are device-fd
+ * ioctls: sim-device.ts.
+ */
+import { ERRNO, U64_MAX, type IovaRange } from '@ioas/core';
+import { IOAS_MAP_FLAGS, type SimIommufdContext } from './iommufd.js';
+import { KernelError } from './kernel-error.js';
+import type { SimProcess } from './sim-syscalls.js';
+
+// Request numbers: _IO(IOMMUFD_TYPE ';' = 0x3b, IOMMUFD_CMD_*), as on x86 and arm64 (the dispatcher
+// drops PowerPC's direction bit before comparing).
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_DESTROY = 0x80) */
+const IOMMU_DESTROY = 0x3b80;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOC = 0x81) */
+const IOMMU_IOAS_ALLOC = 0x3b81;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_ALLOW_IOVAS = 0x82) */
+const IOMMU_IOAS_ALLOW_IOVAS = 0x3b82;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_COPY = 0x83) */
+const IOMMU_IOAS_COPY = 0x3b83;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_IOVA_RANGES = 0x84) */
+const IOMMU_IOAS_IOVA_RANGES = 0x3b84;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_MAP = 0x85) */
+const IOMMU_IOAS_MAP = 0x3b85;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_IOAS_UNMAP = 0x86) */
+const IOMMU_IOAS_UNMAP = 0x3b86;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION = 0x87) */
+const IOMMU_OPTION = 0x3b87;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC = 0x89) */
+const IOMMU_HWPT_ALLOC = 0x3b89;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO = 0x8a) */
+const IOMMU_GET_HW_INFO = 0x3b8a;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_SET_DIRTY_TRACKING = 0x8b) */
+const IOMMU_HWPT_SET_DIRTY_TRACKING = 0x3b8b;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP = 0x8c) */
+const IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c;
+
+/**
+ * The ioctls of a `/dev/iommu` fd (drivers/iommu/iommufd/main.c iommufd_fops_ioctl() and its
+ * iommufd_ioctl_ops table), decoded from the process's structs and answered by its iommufd context.
+ */
+export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, request: number, argument: number | Uint8Array): number {
+  const buffer = proc.bytes(argument);
+  // The hot paths, decoded from the bytes (no view, no bigint below 2^53): a struct of exactly the
+  // kernel's size whose common case the context handles at once. Anything else (and any case the
+  // context declines, having changed nothing) goes through the checked decoding below.
+  if (request === IOMMU_IOAS_MAP && buffer.byteLength >= 40 && proc.u32(buffer, 0) === 40 && proc.u32(buffer, 12) === 0) {
+    const vaddr = proc.u64Number(buffer, 16);
+    const length = proc.u64Number(buffer, 24);
+    const iova = proc.u64Number(buffer, 32);
+    if (vaddr >= 0 && length >= 0 && iova >= 0 && context.mapNumbers(proc.u32(buffer, 8), proc.u32(buffer, 4), vaddr, length, iova) >= 0) return 0;
+  } else if (request === IOMMU_IOAS_UNMAP && buffer.byteLength >= 24 && proc.u32(buffer, 0) === 24) {
+    const iova = proc.u64Number(buffer, 8);
+    const length = proc.u64Number(buffer, 16);
+    if (iova >= 0 && length >= 0) {
+      const unmapped = context.unmapNumbers(proc.u32(buffer, 4), iova, length);
+      if (unmapped >= 0) {
+        proc.setU64Number(buffer, 16, unmapped);
+        return 0;
+      }
+    }
+  }
+  switch (request) {
+    case IOMMU_DESTROY: {
+      const view = sized(proc, buffer, 8, 8);
+      context.destroy(view.getUint32(4, proc.little));
+      return 0;
+    }
+    case IOMMU_IOAS_ALLOC: {
+      const view = sized(proc, buffer, 12, 12);
+      view.setUint32(8, context.allocateIoas(view.getUint32(4, proc.little)), proc.little);
+      return 0;
+    }
+    case IOMMU_IOAS_IOVA_RANGES: {
+      const view = sized(proc, buffer, 32, 32);
+      if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
+      const { ranges, alignment } = context.iovaRanges(view.getUint32(4, proc.little));
+      const slots = view.getUint32(8, proc.little);
+      const pointer = view.getBigUint64(16, proc.little);
+      const written = Math.min(slots, ranges.length);
+      if (written > 0) proc.simulator.memory.write(pointer, encodeRanges(proc, ranges.slice(0, written)));
+      // The struct is written back even when the slots are too few: num_iovas is the total
+      // (docs/kernel-rules.md#iova-ranges-two-step-query).
+      view.setUint32(8, ranges.length, proc.little);
+      view.setBigUint64(24, alignment, proc.little);
+      return ranges.length > slots ? -ERRNO.EMSGSIZE : 0;
+    }
+    case IOMMU_IOAS_ALLOW_IOVAS: {
+      const view = sized(proc, buffer, 24, 24);
+      if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
+      const count = view.getUint32(8, proc.little);
+      const ranges = count === 0 ? [] : decodeRanges(proc, proc.simulator.memory.read(view.getBigUint64(16, proc.little), count * 16));
+      context.allowIovas(view.getUint32(4, proc.little), ranges);
+      return 0;
+    }
+    case IOMMU_IOAS_MAP: {
+      const view = sized(proc, buffer, 40, 40);
+      if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
+      const iova = context.map(
+        view.getUint32(8, proc.little),
+        view.getUint32(4, proc.little),
+        view.getBigUint64(16, proc.little),
+        view.getBigUint64(24, proc.little),
+        view.getBigUint64(32, proc.little),
+      );
+      view.setBigUint64(32, iova, proc.little);
+      return 0;
+    }
+    case IOMMU_IOAS_UNMAP: {
+      const view = sized(proc, buffer, 24, 24);
+      const bytes = context.unmap(view.getUint32(4, proc.little), view.getBigUint64(8, proc.little), view.getBigUint64(16, proc.little));
+      view.setBigUint64(16, bytes, proc.little);
+      return 0;
+    }
+    case IOMMU_IOAS_COPY: {
+      const view = sized(proc, buffer, 40, 40);
+      const flags = view.getUint32(4, proc.little);
+      const destination = context.ioas(view.getUint32(8, proc.little), 'IOMMU_IOAS_COPY');
+      const source = context.ioas(view.getUint32(12, proc.little), 'IOMMU_IOAS_COPY');
+      const length = view.getBigUint64(16, proc.little);
+      const sourceIova = view.getBigUint64(32, proc.little);
+      const sourceLast = sourceIova + length - 1n;
+      const areas = source.areas.overlapping(sourceIova, sourceLast);
+      // The 6.12 code answers ENOENT unless contiguous areas cover the source range
+      // (docs/kernel-rules.md#ioas-copy).
+      let cursor = sourceIova;
+      for (const area of areas) {
+        if (area.start > cursor) break;
+        cursor = area.last + 1n;
+      }
+      if (areas.length === 0 || cursor <= sourceLast || areas[0]!.start > sourceIova) return -ERRNO.ENOENT;
+      let iova = view.getBigUint64(24, proc.little);
+      let first = true;
+      for (const area of areas) {
+        const start = area.start > sourceIova ? area.start : sourceIova;
+        const last = area.last < sourceLast ? area.last : sourceLast;
+        const mapped = context.map(
+          destination.id,
+          first ? flags : flags | IOAS_MAP_FLAGS.FIXED_IOVA,
+          area.vaddr + (start - area.start),
+          last - start + 1n,
+          iova,
+        );
+        if (first) view.setBigUint64(24, mapped, proc.little);
+        iova = mapped + (last - start + 1n);
+        first = false;
+      }
+      return 0;
+    }
+    case IOMMU_GET_HW_INFO: {
+      // struct iommu_hw_info: size, flags, dev_id, data_len, data_uptr @16, out_data_type @24,
+      // out_max_pasid_log2 @28, __reserved[3] @29, out_capabilities @32; 40 bytes, 32 at least.
+      const view = sized(proc, buffer, 32, 40);
+      const size = Math.min(view.getUint32(0, proc.little), buffer.byteLength);
+      const info = context.hwInfo(view.getUint32(8, proc.little), view.getUint32(4, proc.little), buffer[29]! | buffer[30]! | buffer[31]!);
+      const userLength = view.getUint32(12, proc.little);
+      const pointer = view.getBigUint64(16, proc.little);
+      const data = new Uint8Array(info.vtd === undefined ? 0 : 24);
+      if (info.vtd !== undefined) {
+        const out = proc.view(data);
+        out.setUint32(0, info.vtd.flags, proc.little);
+        out.setBigUint64(8, info.vtd.cap, proc.little);
+        out.setBigUint64(16, info.vtd.ecap, proc.little);
+      }
+      // copy_to_user() of min(data_len, the kernel's length), then clear_user() of the rest.
+      const copied = Math.min(userLength, data.length);
+      if (copied > 0) proc.simulator.memory.write(pointer, data.subarray(0, copied));
+      if (userLength > copied) proc.simulator.memory.write(pointer + BigInt(copied), new Uint8Array(userLength - copied));
+      view.setUint32(12, data.length, proc.little);
+      view.setUint32(24, info.type, proc.little);
+      buffer[28] = 0; // out_max_pasid_log2: no PASID on the simulated devices
+      if (size >= 40) view.setBigUint64(32, info.capabilities, proc.little);
+      return 0;
+    }
+    case IOMMU_HWPT_ALLOC: {
+      // struct iommu_hwpt_alloc: size, flags, dev_id, pt_id, out_hwpt_id @16, __reserved @20,
+      // data_type @24, data_len @28, data_uptr @32, fault_id @40, __reserved2 @44; 48 bytes, 24 at least.
+      const view = sized(proc, buffer, 24, 48);
+      const size = Math.min(view.getUint32(0, proc.little), buffer.byteLength);
+      const field = (at: number): number => (at + 4 <= size ? view.getUint32(at, proc.little) : 0);
+      const id = context.allocateHwpt(field(8), field(12), field(4), field(24), field(28), field(20));
+      view.setUint32(16, id, proc.little);
+      return 0;
+    }
+    case IOMMU_HWPT_SET_DIRTY_TRACKING: {
+      // struct iommu_hwpt_set_dirty_tracking: size, flags, hwpt_id, __reserved (not checked).
+      const view = sized(proc, buffer, 16, 16);
+      context.setDirtyTracking(view.getUint32(8, proc.little), view.getUint32(4, proc.little));
+      return 0;
+    }
+    case IOMMU_HWPT_GET_DIRTY_BITMAP: {
+      // struct iommu_hwpt_get_dirty_bitmap: size, hwpt_id, flags, __reserved, iova @16,
+      // length @24, page_size @32, data @40; 48 bytes.
+      const view = sized(proc, buffer, 48, 48);
+      const iova = view.getBigUint64(16, proc.little);
+      const length = view.getBigUint64(24, proc.little);
+      const pageSize = view.getBigUint64(32, proc.little);
+      const data = view.getBigUint64(40, proc.little);
+      try {
+        context.dirtyBitmap(view.getUint32(4, proc.little), view.getUint32(8, proc.little), view.getUint32(12, proc.little), iova, length, pageSize, () => {
+          // The words the range needs (iova_bitmap: (length - 1) >> pgshift bits, whole u64s).
+          let shift = 0n;
+          while (shift < 64n && ((pageSize >> shift) & 1n) === 0n) shift++;
+          const bytes = ((((length - 1n) >> shift) / 64n) + 1n) * 8n;
+          return proc.userBitmap(data, bytes, 'IOMMU_HWPT_GET_DIRTY_BITMAP');
+        });
+      } finally {
+        proc.commitUserBitmaps();
+      }
+      return 0;
+    }
+    case IOMMU_OPTION: {
+      const view = sized(proc, buffer, 24, 24);
+      const option = view.getUint32(4, proc.little);
+      const operation = view.getUint16(8, proc.little);
+      if (view.getUint16(10, proc.little) !== 0 || operation > 1) return -ERRNO.EOPNOTSUPP;
+      // RLIMIT_MODE (0): global; GET answers per-user accounting (0). HUGE_PAGES (1): per IOAS, default 1.
+      if (option === 0) {
+        if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
+        if (operation === 1) view.setBigUint64(16, 0n, proc.little);
+        else return -ERRNO.EPERM; // needs CAP_SYS_RESOURCE, which the simulated process lacks
+        return 0;
+      }
+      if (option === 1) {
+        context.ioas(view.getUint32(12, proc.little), 'IOMMU_OPTION');
+        if (operation === 1) view.setBigUint64(16, 1n, proc.little);
+        else if (view.getBigUint64(16, proc.little) > 1n) return -ERRNO.EINVAL;
+        return 0;
+      }
+      return -ERRNO.EOPNOTSUPP; // SW_MSI_START/SIZE (2, 3) were never merged (docs/kernel-rules.md#software-msi-window-options-are-not-merged)
+    }
+    default:
+      return -ERRNO.ENOTTY;
+  }
+}
+
+/**
+ * The struct after iommufd's size check (drivers/iommu/iommufd/main.c iommufd_fops_ioctl(), then
+ * copy_struct_from_user()): `size` below the struct's minimum is EINVAL; bytes past the kernel's
+ * struct must be zero, else E2BIG.
+ */
+function sized(proc: SimProcess, buffer: Uint8Array, minimum: number, kernelSize: number): DataView {
+  const view = proc.view(buffer);
+  const size = view.getUint32(0, proc.little);
+  if (size < minimum || buffer.byteLength < minimum) throw new KernelError(ERRNO.EINVAL, 'iommufd', 'size below the struct minimum');
+  for (let at = kernelSize; at < Math.min(size, buffer.byteLength); at++) if (buffer[at] !== 0) throw new KernelError(ERRNO.E2BIG, 'iommufd', 'unknown trailing bytes');
+  return view;
+}
+
+/** `struct iommu_iova_range` entries, in the process's byte order. */
+function encodeRanges(proc: SimProcess, ranges: readonly IovaRange[]): Uint8Array {
+  const bytes = new Uint8Array(ranges.length * 16);
+  const view = proc.view(bytes);
+  ranges.forEach((range, index) => {
+    view.setBigUint64(index * 16, range.start, proc.little);
+    view.setBigUint64(index * 16 + 8, range.last, proc.little);
+  });
+  return bytes;
+}
+
+/** The `struct iommu_iova_range` entries of `bytes`. */
+function decodeRanges(proc: SimProcess, bytes: Uint8Array): IovaRange[] {
+  const view = proc.view(bytes);
+  const ranges: IovaRange[] = [];
+  for (let at = 0; at + 16 <= bytes.byteLength; at += 16) {
+    ranges.push({ start: view.getBigUint64(at, proc.little), last: view.getBigUint64(at + 8, proc.little) & U64_MAX });
+  }
+  return ranges;
+}
