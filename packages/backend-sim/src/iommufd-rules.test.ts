@@ -1,9 +1,10 @@
 // The iommufd rules corrected for issue 12, one test per rule, each naming the 6.12 kernel function
 // that decides it (drivers/iommu/iommufd/). Every test here failed on the simulator before.
-import { ERRNO, U64_MAX } from '@ioas/core';
+import { ERRNO, SYSCALL_FLAGS, U64_MAX } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
+import { simSyscalls } from './sim-syscalls.js';
 import { createSimulator } from './simulator.js';
 
 function errnoOf(run: () => unknown): number | undefined {
@@ -281,5 +282,92 @@ describe('IOMMU_IOAS_ALLOW_IOVAS (ioas.c, iommufd_ioas_allow_iovas(), iommufd_io
     const entries = [{ start: 0x2000n, last: 0x1000n }];
     expect(errnoOf(() => iommufd.allowIovasFrom(ioas, 0x1_0000_0000 - 1, (index) => entries[index] ?? fault()))).toBe(ERRNO.EINVAL);
     expect(errnoOf(() => iommufd.allowIovasFrom(ioas, 0x1_0000_0000 - 1, (index) => [{ start: 0x1000n, last: 0x2000n }][index] ?? fault()))).toBe(ERRNO.EFAULT);
+  });
+});
+
+describe('the /dev/iommu ioctl handlers (sim-iommufd.ts) decode and leave the order to the context', () => {
+  /** A process with /dev/iommu open, IOAS 1 allocated, and 64 KiB mapped. */
+  function open() {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const sys = simSyscalls(simulator, { littleEndian: true });
+    const fd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
+    const memory = sys.mmap(0x10000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+    const struct = (size: number, fill: (view: DataView) => void): Uint8Array => {
+      const bytes = new Uint8Array(size);
+      const view = new DataView(bytes.buffer);
+      view.setUint32(0, size, true);
+      fill(view);
+      return bytes;
+    };
+    return { simulator, sys, fd, memory, struct };
+  }
+  const option = (id: number, op: number, object: number, value: bigint) => (view: DataView) => {
+    view.setUint32(4, id, true);
+    view.setUint16(8, op, true);
+    view.setUint32(12, object, true);
+    view.setBigUint64(16, value, true);
+  };
+
+  it('IOMMU_OPTION: RLIMIT_MODE SET as root is 0 on an empty context, and only val64 is written back', () => {
+    const { sys, fd, struct } = open();
+    const set = struct(24, option(0, SET, 0, 1n));
+    expect(sys.ioctl(fd, 0x3b87, set)).toBe(0);
+    const get = struct(24, option(0, GET, 0, 9n));
+    expect(sys.ioctl(fd, 0x3b87, get)).toBe(0);
+    expect(new DataView(get.buffer).getBigUint64(16, true)).toBe(1n);
+    // HUGE_PAGES: the IOAS is looked up before the op is checked.
+    expect(sys.ioctl(fd, 0x3b87, struct(24, option(1, 2, 99, 0n)))).toBe(-ERRNO.ENOENT);
+  });
+
+  it('IOMMU_IOAS_COPY: the flags are checked before either IOAS is looked up', () => {
+    const { sys, fd, struct } = open();
+    const copy = struct(40, (view) => {
+      view.setUint32(4, 0x8 | RW, true);
+      view.setUint32(8, 99, true);
+      view.setUint32(12, 98, true);
+      view.setBigUint64(16, 0x1000n, true);
+    });
+    expect(sys.ioctl(fd, 0x3b83, copy)).toBe(-ERRNO.EOPNOTSUPP);
+  });
+
+  it('IOMMU_IOAS_COPY: writes back dst_iova, chosen for the whole length', () => {
+    const { sys, fd, memory, struct } = open();
+    expect(sys.ioctl(fd, 0x3b81, struct(12, () => {}))).toBe(0); // IOAS 1
+    expect(sys.ioctl(fd, 0x3b81, struct(12, () => {}))).toBe(0); // IOAS 2
+    const map = (iova: bigint, vaddr: bigint) =>
+      struct(40, (view) => {
+        view.setUint32(4, FIXED_RW, true);
+        view.setUint32(8, 1, true);
+        view.setBigUint64(16, vaddr, true);
+        view.setBigUint64(24, 0x1000n, true);
+        view.setBigUint64(32, iova, true);
+      });
+    expect(sys.ioctl(fd, 0x3b85, map(0x10_0000n, memory))).toBe(0);
+    expect(sys.ioctl(fd, 0x3b85, map(0x10_1000n, memory + 0x8000n))).toBe(0);
+    const copy = struct(40, (view) => {
+      view.setUint32(4, RW, true);
+      view.setUint32(8, 2, true);
+      view.setUint32(12, 1, true);
+      view.setBigUint64(16, 0x2000n, true);
+      view.setBigUint64(32, 0x10_0000n, true);
+    });
+    expect(sys.ioctl(fd, 0x3b83, copy)).toBe(0);
+    expect(new DataView(copy.buffer).getBigUint64(24, true)).toBe(0x1000n);
+  });
+
+  it('IOMMU_IOAS_ALLOW_IOVAS: an unknown IOAS is ENOENT whatever the pointer, and a huge num_iovas is walked to its first fault', () => {
+    const { simulator, sys, fd, memory, struct } = open();
+    expect(sys.ioctl(fd, 0x3b81, struct(12, () => {}))).toBe(0);
+    const allow = (ioas: number, count: number, pointer: bigint) =>
+      struct(24, (view) => {
+        view.setUint32(4, ioas, true);
+        view.setUint32(8, count, true);
+        view.setBigUint64(16, pointer, true);
+      });
+    expect(sys.ioctl(fd, 0x3b82, allow(99, 1, 0xdead_0000n))).toBe(-ERRNO.ENOENT);
+    // Entries past the 64 KiB mapped: the kernel reads them one by one; the first unreadable is EFAULT.
+    expect(sys.ioctl(fd, 0x3b82, allow(1, 0xffff_ffff, memory + 0xfff0n))).toBe(-ERRNO.EINVAL); // entry 0 is {0, 0}: start >= last
+    simulator.memory.write(memory + 0xfff8n, new Uint8Array([0, 0x10, 0, 0, 0, 0, 0, 0])); // entry 0 becomes {0, 0x1000}
+    expect(sys.ioctl(fd, 0x3b82, allow(1, 0xffff_ffff, memory + 0xfff0n))).toBe(-ERRNO.EFAULT);
   });
 });

@@ -6,7 +6,7 @@
  * ioctls: sim-device.ts.
  */
 import { ERRNO, U64_MAX, type IovaRange } from '@ioas/core';
-import { IOAS_MAP_FLAGS, type SimIommufdContext } from './iommufd.js';
+import type { SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
 import type { SimProcess } from './sim-syscalls.js';
 
@@ -90,9 +90,14 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
     case IOMMU_IOAS_ALLOW_IOVAS: {
       const view = sized(proc, buffer, 24, 24);
       if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
-      const count = view.getUint32(8, proc.little);
-      const ranges = count === 0 ? [] : decodeRanges(proc, proc.simulator.memory.read(view.getBigUint64(16, proc.little), count * 16));
-      context.allowIovas(view.getUint32(4, proc.little), ranges);
+      const pointer = view.getBigUint64(16, proc.little);
+      // The IOAS first, then the entries one at a time (6.12 ioas.c, iommufd_ioas_load_iovas()):
+      // an unreadable one is EFAULT only when the ones before it were good.
+      context.allowIovasFrom(view.getUint32(4, proc.little), view.getUint32(8, proc.little), (index) => {
+        const address = pointer + BigInt(index) * 16n;
+        if (address + 15n > U64_MAX || !proc.simulator.memory.isMapped(address, 16n)) throw new KernelError(ERRNO.EFAULT, 'IOMMU_IOAS_ALLOW_IOVAS', `allowed_iovas[${index}] at ${address.toString(16)} is not readable`);
+        return decodeRanges(proc, proc.simulator.memory.read(address, 16))[0]!;
+      });
       return 0;
     }
     case IOMMU_IOAS_MAP: {
@@ -115,38 +120,18 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       return 0;
     }
     case IOMMU_IOAS_COPY: {
+      // struct iommu_ioas_copy: size, flags, dst_ioas_id @8, src_ioas_id @12, length @16,
+      // dst_iova @24, src_iova @32; the kernel's checks and their order are the context's.
       const view = sized(proc, buffer, 40, 40);
-      const flags = view.getUint32(4, proc.little);
-      const destination = context.ioas(view.getUint32(8, proc.little), 'IOMMU_IOAS_COPY');
-      const source = context.ioas(view.getUint32(12, proc.little), 'IOMMU_IOAS_COPY');
-      const length = view.getBigUint64(16, proc.little);
-      const sourceIova = view.getBigUint64(32, proc.little);
-      const sourceLast = sourceIova + length - 1n;
-      const areas = source.areas.overlapping(sourceIova, sourceLast);
-      // The 6.12 code answers ENOENT unless contiguous areas cover the source range
-      // (docs/kernel-rules.md#ioas-copy).
-      let cursor = sourceIova;
-      for (const area of areas) {
-        if (area.start > cursor) break;
-        cursor = area.last + 1n;
-      }
-      if (areas.length === 0 || cursor <= sourceLast || areas[0]!.start > sourceIova) return -ERRNO.ENOENT;
-      let iova = view.getBigUint64(24, proc.little);
-      let first = true;
-      for (const area of areas) {
-        const start = area.start > sourceIova ? area.start : sourceIova;
-        const last = area.last < sourceLast ? area.last : sourceLast;
-        const mapped = context.map(
-          destination.id,
-          first ? flags : flags | IOAS_MAP_FLAGS.FIXED_IOVA,
-          area.vaddr + (start - area.start),
-          last - start + 1n,
-          iova,
-        );
-        if (first) view.setBigUint64(24, mapped, proc.little);
-        iova = mapped + (last - start + 1n);
-        first = false;
-      }
+      const iova = context.copy(
+        view.getUint32(8, proc.little),
+        view.getUint32(12, proc.little),
+        view.getUint32(4, proc.little),
+        view.getBigUint64(16, proc.little),
+        view.getBigUint64(32, proc.little),
+        view.getBigUint64(24, proc.little),
+      );
+      view.setBigUint64(24, iova, proc.little);
       return 0;
     }
     case IOMMU_GET_HW_INFO: {
@@ -212,24 +197,19 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       return 0;
     }
     case IOMMU_OPTION: {
+      // struct iommu_option: size, option_id @4, op (u16) @8, __reserved (u16) @10, object_id @12,
+      // val64 @16. Only val64 is written back (6.12 main.c, iommufd_option()). SW_MSI_START/SIZE
+      // (2, 3) were never merged: EOPNOTSUPP (docs/kernel-rules.md#software-msi-window-options-are-not-merged).
       const view = sized(proc, buffer, 24, 24);
-      const option = view.getUint32(4, proc.little);
-      const operation = view.getUint16(8, proc.little);
-      if (view.getUint16(10, proc.little) !== 0 || operation > 1) return -ERRNO.EOPNOTSUPP;
-      // RLIMIT_MODE (0): global; GET answers per-user accounting (0). HUGE_PAGES (1): per IOAS, default 1.
-      if (option === 0) {
-        if (view.getUint32(12, proc.little) !== 0) return -ERRNO.EOPNOTSUPP;
-        if (operation === 1) view.setBigUint64(16, 0n, proc.little);
-        else return -ERRNO.EPERM; // needs CAP_SYS_RESOURCE, which the simulated process lacks
-        return 0;
-      }
-      if (option === 1) {
-        context.ioas(view.getUint32(12, proc.little), 'IOMMU_OPTION');
-        if (operation === 1) view.setBigUint64(16, 1n, proc.little);
-        else if (view.getBigUint64(16, proc.little) > 1n) return -ERRNO.EINVAL;
-        return 0;
-      }
-      return -ERRNO.EOPNOTSUPP; // SW_MSI_START/SIZE (2, 3) were never merged (docs/kernel-rules.md#software-msi-window-options-are-not-merged)
+      const value = context.option(
+        view.getUint32(4, proc.little),
+        view.getUint16(8, proc.little),
+        view.getUint16(10, proc.little),
+        view.getUint32(12, proc.little),
+        view.getBigUint64(16, proc.little),
+      );
+      view.setBigUint64(16, value, proc.little);
+      return 0;
     }
     default:
       return -ERRNO.ENOTTY;
