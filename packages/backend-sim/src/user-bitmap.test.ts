@@ -85,6 +85,21 @@ describe('updateUserBitmap (type1 update_user_bitmap)', () => {
     expect([...bytes]).toEqual(Array(8).fill(0));
   });
 
+  it('keeps dma->bitmap shifted when a read at a shift faults, and shows it on the next read (vfio_iova_dirty_bitmap())', () => {
+    // A 10-page dma at bit 10, read into memory that is gone: set, shifted to bits 10-19, EFAULT.
+    let kept: bigint | undefined;
+    expect(() => updateUserBitmap(new UserBitmap(new Uint8Array(0), true, 'test'), 10, 10, true, 0n, (tail) => (kept = tail))).toThrow(/not in the process/);
+    expect(kept).toBe(0x3ffn);
+    // Read again from the dma's own first page: its 10 pages, and the 10 the fault left above them.
+    const bytes = new Uint8Array(8);
+    expect(updateUserBitmap(new UserBitmap(bytes, true, 'test'), 10, 0, true, kept!)).toBe(0x3ffn);
+    expect(new DataView(bytes.buffer).getBigUint64(0, true)).toBe(0xfffffn);
+    // At no shift a fault changes nothing above the dma's pages.
+    kept = undefined;
+    expect(() => updateUserBitmap(new UserBitmap(new Uint8Array(0), true, 'test'), 10, 0, true, 5n, (tail) => (kept = tail))).toThrow(/not in the process/);
+    expect(kept).toBe(5n);
+  });
+
   it('sets bit ranges ORing, in either byte order', () => {
     const little = new UserBitmap(new Uint8Array(16), true, 'test');
     little.setBits(3, 70);

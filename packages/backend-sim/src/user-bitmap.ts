@@ -107,8 +107,14 @@ function ones(bits: number): bigint {
  * dma's last page in its last word are rewritten (with what the shift carried there), and a dma
  * read at a shift keeps carried bits above `nbits`, which later reads at a shift shift into the
  * user's words past the dma. Bytes outside those words are untouched.
+ *
+ * An EFAULT (the user's word cannot be read, or the words cannot be written) leaves dma->bitmap
+ * as far as it got, uncleared: update_user_bitmap() sets and shifts it before it touches user
+ * memory, and vfio_iova_dirty_bitmap() / vfio_dma_do_unmap() return without bitmap_clear(). So
+ * after a fault at a shift the bits the shift carried past `nbits` stay, and a later read shows
+ * them. `faulted` is given that tail before the EFAULT is thrown.
  */
-export function updateUserBitmap(user: UserBitmap, nbits: number, bitOffset: number, pessimistic: boolean, tail: bigint): bigint {
+export function updateUserBitmap(user: UserBitmap, nbits: number, bitOffset: number, pessimistic: boolean, tail: bigint, faulted?: (tail: bigint) => void): bigint {
   const W = Math.ceil(nbits / 64);
   const total = W + 1; // words of dma->bitmap
   const shift = bitOffset % 64;
@@ -124,26 +130,42 @@ export function updateUserBitmap(user: UserBitmap, nbits: number, bitOffset: num
   const wordOf = (value: bigint, index: number): bigint => (value >> BigInt(index * 64)) & ((1n << 64n) - 1n);
   const lim = shift === 0 ? W : Math.ceil((nbits + shift) / 64);
   let first: bigint | undefined;
+  /** dma->bitmap from bit nbits up, as it stands (what stays when the copy faults). */
+  const tailNow = (): bigint => (window >> BigInt(lowBits)) & ones(total * 64 - nbits);
+  /** An EFAULT: dma->bitmap stays as it is now (update_user_bitmap() returns before bitmap_clear()). */
+  const fault = (error: unknown): never => {
+    faulted?.(tailNow());
+    throw error;
+  };
   if (shift !== 0) {
-    const leftover = user.word(copyOffset);
-    user.require(copyOffset, lim);
-    // __bitmap_shift_left(): words below lim shift, carrying from the word below; others stay.
+    // __bitmap_shift_left() first: words below lim shift, carrying from the word below; others stay.
     let shifted = 0n;
     for (let k = k0; k < total; k++) {
       let word: bigint;
       if (k < lim) {
         const below = k === k0 ? (k0 > 0 ? full : 0n) : wordOf(window, k - k0 - 1);
         word = ((wordOf(window, k - k0) << BigInt(shift)) | (k > 0 ? below >> BigInt(64 - shift) : 0n)) & ((1n << 64n) - 1n);
-        if (k === 0) word |= leftover;
       } else {
         word = wordOf(window, k - k0);
       }
       shifted |= word << BigInt((k - k0) * 64);
     }
     window = shifted;
-    if (k0 > 0) first = ((full << BigInt(shift)) & ((1n << 64n) - 1n)) | leftover;
-  } else {
+    // Then copy_from_user() of the user's word the dma's first bit lands in (EFAULT: the shift stays).
+    let leftover = 0n;
+    try {
+      leftover = user.word(copyOffset);
+    } catch (error) {
+      fault(error);
+    }
+    // bitmap_or(.., shift) ORs the whole word in: word 0 of dma->bitmap.
+    if (k0 === 0) window |= leftover;
+    else first = ((full << BigInt(shift)) & ((1n << 64n) - 1n)) | leftover;
+  }
+  try {
     user.require(copyOffset, lim);
+  } catch (error) {
+    fault(error);
   }
   // The copy out: words 0..lim-1 of dma->bitmap at copyOffset.
   if (k0 > 0) {

@@ -690,24 +690,28 @@ export class SimVfioContainer {
     const affected = domain.overlapping(iova, last);
     if (affected.length === 0) return;
     const bitmap = request.bitmap();
-    for (const dma of affected) {
-      const tail = this.writeDirtyBits(bitmap, dma, iova);
-      if (tail === 0n) this.dirtyTails.delete(dma.start);
-      else this.dirtyTails.set(dma.start, tail);
-    }
+    for (const dma of affected) this.writeDirtyBits(bitmap, dma, iova);
   }
 
   /**
    * update_user_bitmap() for one vfio_dma at `base`: every page dirty when a group that pins no
    * pages is in the container (`num_non_pinned_groups`: every vfio-pci group; the simulator has no
    * mdev) and the dma is mapped into an IOMMU domain (`iommu_mapped`: always here, as a container
-   * holds mappings only while a group gives it a domain). Returns dma->bitmap's new tail.
+   * holds mappings only while a group gives it a domain). Keeps dma->bitmap's new tail, also when
+   * the copy faults: update_user_bitmap() has set and shifted dma->bitmap by then, and an EFAULT
+   * returns before vfio_iova_dirty_bitmap()'s bitmap_clear() (6.1 and 6.12
+   * drivers/vfio/vfio_iommu_type1.c), so a dangling bitmap read at a shift changes what the next
+   * read of the dma shows.
    */
-  private writeDirtyBits(bitmap: UserBitmap, dma: PagedMapping, base: bigint): bigint {
+  private writeDirtyBits(bitmap: UserBitmap, dma: PagedMapping, base: bigint): void {
     const pgshift = lowestBit(this.granule);
     const nbits = Number(rangeSize(dma) >> pgshift);
     const bitOffset = Number((dma.start - base) >> pgshift);
-    return updateUserBitmap(bitmap, nbits, bitOffset, this.groups.size > 0, this.dirtyTails.get(dma.start) ?? 0n);
+    const keep = (tail: bigint): void => {
+      if (tail === 0n) this.dirtyTails.delete(dma.start);
+      else this.dirtyTails.set(dma.start, tail);
+    };
+    keep(updateUserBitmap(bitmap, nbits, bitOffset, this.groups.size > 0, this.dirtyTails.get(dma.start) ?? 0n, keep));
   }
 
   /** Closing the container: every mapping dropped, every group released. */
