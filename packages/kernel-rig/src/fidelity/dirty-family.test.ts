@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dirtySequence } from './dirty-family.js';
+import { dirtyHandSequence, dirtySequence } from './dirty-family.js';
 import { firstDifference, runSteps, type Step } from './steps.js';
 import { simMachine } from '../targets.js';
 
@@ -31,4 +31,39 @@ describe('the dirty-pages family on the simulator', () => {
       for (const answer of ['0', 'EINVAL', 'EFAULT', 'EACCES']) expect(results).toContain(answer);
     });
   }
+});
+
+describe('the dirty-pages family by hand', () => {
+  it('answers sequence 1 as the kernel does (6.1 x86 and arm64, 6.12 type1)', () => {
+    const steps = dirtyHandSequence();
+    expect(dirtySequence(1)).toEqual(steps);
+    const outcomes = onSim('x86', steps);
+    const answers = outcomes.map((outcome) => outcome.result);
+    expect(answers).toEqual([
+      ...['mapped', 'mapped', 'mapped', 'fd', 'fd', '0', '0', '0', '0'],
+      // GET_BITMAP before START; STOP before START; START twice; two flags; argsz 4.
+      ...['EINVAL', '0', '0', '0', 'EINVAL', 'EINVAL'],
+      ...['written', '0', 'read'],
+      // Another page size, a bitmap of 0 bytes, a range cutting a mapping, argsz 47.
+      ...['EINVAL', 'EINVAL', 'EINVAL', 'EINVAL'],
+      ...['written', '0', 'read', '0', 'EFAULT'],
+      ...['written', '0', 'read', 'EINVAL', '0', 'EINVAL', '0'],
+      ...['written', '0', 'read', '0', '0'],
+    ]);
+    const peeks = steps.flatMap((step, index) => (step.op === 'peek' ? [outcomes[index]!.bytes] : []));
+    expect(peeks).toEqual([
+      // Bits 7-8 and 22 over the pattern's word (ORed in whole: bits 0 and 63 stay); the next word untouched.
+      '8101400000000080a5a5a5a5a5a5a5a5',
+      // At bit 0 the word is written whole: the mapping's bits 0-1, and bits 7, 8 and 63 that the
+      // read at bit 7 left in the kernel's bitmap of the mapping.
+      '83010000000000800000000000000000',
+      // The dangling read at bit 7 set and shifted the kernel's bitmap (bits 7-8, 14-15) and
+      // faulted before clearing it: the unmap's bitmap shows them.
+      '83c10000000000005555555555555555',
+      // After STOP and START the 1-page mapping's bitmap is new: bit 22 over the pattern.
+      'a5a5e5a5a5a5a5a50000000000000000',
+    ]);
+    // The unmap with the bitmap writes back the size it unmapped.
+    expect(outcomes[28]!.bytes!.slice(32, 48)).toBe('0020000000000000');
+  });
 });
