@@ -371,3 +371,116 @@ describe('the /dev/iommu ioctl handlers (sim-iommufd.ts) decode and leave the or
     expect(sys.ioctl(fd, 0x3b82, allow(1, 0xffff_ffff, memory + 0xfff0n))).toBe(-ERRNO.EFAULT);
   });
 });
+
+describe('IOMMU_VFIO_IOAS and the VFIO compat ioctls on /dev/iommu (vfio_compat.c)', () => {
+  function open() {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const sys = simSyscalls(simulator, { littleEndian: true });
+    const fd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
+    const memory = sys.mmap(0x10000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+    const alloc = new Uint8Array(12);
+    new DataView(alloc.buffer).setUint32(0, 12, true);
+    expect(sys.ioctl(fd, 0x3b81, alloc)).toBe(0); // IOAS 1
+    const vfioIoas = (op: number, id = 0, reserved = 0): { status: number; id: number } => {
+      const bytes = new Uint8Array(12);
+      const view = new DataView(bytes.buffer);
+      view.setUint32(0, 12, true);
+      view.setUint32(4, id, true);
+      view.setUint16(8, op, true);
+      view.setUint16(10, reserved, true);
+      const status = sys.ioctl(fd, 0x3b88, bytes);
+      return { status, id: view.getUint32(4, true) };
+    };
+    const dma = (request: number, flags: number, iova: bigint, size: bigint, vaddr = memory): { status: number; size: bigint } => {
+      const map = request === 0x3b71;
+      const bytes = new Uint8Array(map ? 32 : 24);
+      const view = new DataView(bytes.buffer);
+      view.setUint32(0, bytes.length, true);
+      view.setUint32(4, flags, true);
+      if (map) {
+        view.setBigUint64(8, vaddr, true);
+        view.setBigUint64(16, iova, true);
+        view.setBigUint64(24, size, true);
+      } else {
+        view.setBigUint64(8, iova, true);
+        view.setBigUint64(16, size, true);
+      }
+      const status = sys.ioctl(fd, request, bytes);
+      return { status, size: view.getBigUint64(map ? 24 : 16, true) };
+    };
+    return { simulator, sys, fd, memory, vfioIoas, dma };
+  }
+
+  it('IOMMU_VFIO_IOAS: GET is ENODEV until SET, SET of an unknown id ENOENT, CLEAR forgets, DESTROY of the compat IOAS forgets it (iommufd_vfio_ioas())', () => {
+    const { sys, fd, vfioIoas } = open();
+    expect(vfioIoas(0).status).toBe(-ERRNO.ENODEV);
+    expect(vfioIoas(1, 7).status).toBe(-ERRNO.ENOENT);
+    expect(vfioIoas(1, 1).status).toBe(0);
+    expect(vfioIoas(0)).toEqual({ status: 0, id: 1 });
+    expect(vfioIoas(3).status).toBe(-ERRNO.EOPNOTSUPP);
+    expect(vfioIoas(0, 0, 1).status).toBe(-ERRNO.EOPNOTSUPP);
+    expect(vfioIoas(2).status).toBe(0);
+    expect(vfioIoas(0).status).toBe(-ERRNO.ENODEV);
+    expect(vfioIoas(1, 1).status).toBe(0);
+    const destroy = new Uint8Array(8);
+    new DataView(destroy.buffer).setUint32(0, 8, true);
+    new DataView(destroy.buffer).setUint32(4, 1, true);
+    expect(sys.ioctl(fd, 0x3b80, destroy)).toBe(0);
+    expect(vfioIoas(0).status).toBe(-ERRNO.ENODEV);
+  });
+
+  it('answers VFIO_GET_API_VERSION 0 and CHECK_EXTENSION as iommufd_vfio_check_extension() does; other VFIO requests ENOTTY', () => {
+    const { sys, fd, vfioIoas } = open();
+    expect(sys.ioctl(fd, 0x3b64, 0)).toBe(0);
+    expect([1, 3, 9, 8, 5, 6, 10, 0].map((extension) => sys.ioctl(fd, 0x3b65, extension))).toEqual([1, 1, 1, 0, 0, 0, 0, 0]);
+    expect(sys.ioctl(fd, 0x3b65, 4)).toBe(-ERRNO.ENODEV); // DMA_CC_IOMMU needs the compat IOAS
+    vfioIoas(1, 1);
+    expect(sys.ioctl(fd, 0x3b65, 4)).toBe(1); // no domain in it yet
+    expect(sys.ioctl(fd, 0x3b6b, new Uint8Array(24))).toBe(-ERRNO.ENOTTY); // VFIO_DEVICE_GET_INFO
+    expect(sys.ioctl(fd, 0x3b75, new Uint8Array(24))).toBe(-ERRNO.ENOTTY); // VFIO_IOMMU_DIRTY_PAGES
+  });
+
+  it('SET_IOMMU needs TYPE1 or TYPE1v2 and the compat IOAS; TYPE1 disables large pages, so UNMAP_DMA may cut areas (iommufd_vfio_set_iommu(), iommufd_vfio_unmap_dma())', () => {
+    const { sys, fd, vfioIoas, dma } = open();
+    expect(sys.ioctl(fd, 0x3b66, 7)).toBe(-ERRNO.EINVAL);
+    expect(sys.ioctl(fd, 0x3b66, 3)).toBe(-ERRNO.ENODEV);
+    expect(dma(0x3b71, 3, 0x10_0000n, 0x4000n).status).toBe(-ERRNO.ENODEV);
+    vfioIoas(1, 1);
+    expect(sys.ioctl(fd, 0x3b66, 3)).toBe(0);
+    expect(dma(0x3b71, 3, 0x10_0000n, 0x4000n).status).toBe(0);
+    expect(dma(0x3b71, 4, 0x20_0000n, 0x1000n).status).toBe(-ERRNO.EINVAL); // VADDR is not taken
+    expect(dma(0x3b71, 0, 0x20_0000n, 0x1000n).status).toBe(0); // no READ nor WRITE is allowed
+    // TYPE1v2 semantics: a cut is ENOENT, with size written back 0; nothing there is 0.
+    expect(dma(0x3b72, 0, 0x10_1000n, 0x1000n)).toEqual({ status: -ERRNO.ENOENT, size: 0n });
+    expect(dma(0x3b72, 0, 0x40_0000n, 0x1000n)).toEqual({ status: 0, size: 0n });
+    expect(dma(0x3b72, 2, 0x1000n, 0n).status).toBe(-ERRNO.EINVAL);
+    expect(dma(0x3b72, 2, 0n, 0n)).toEqual({ status: 0, size: 0x5000n });
+    // TYPE1: the same cut now splits the area.
+    expect(sys.ioctl(fd, 0x3b66, 1)).toBe(0);
+    expect(dma(0x3b71, 3, 0x10_0000n, 0x4000n).status).toBe(0);
+    expect(dma(0x3b72, 0, 0x10_1000n, 0x1000n)).toEqual({ status: 0, size: 0x1000n });
+    expect(dma(0x3b72, 0, 0x10_0000n, 0x4000n)).toEqual({ status: 0, size: 0x3000n });
+  });
+
+  it('VFIO_IOMMU_GET_INFO: page sizes and the usable ranges of the compat IOAS, caps where argsz has room (iommufd_vfio_iommu_get_info())', () => {
+    const { sys, fd, vfioIoas } = open();
+    const info = (argsz: number): { status: number; view: DataView } => {
+      const bytes = new Uint8Array(Math.max(argsz, 16));
+      const view = new DataView(bytes.buffer);
+      view.setUint32(0, argsz, true);
+      return { status: sys.ioctl(fd, 0x3b70, bytes), view };
+    };
+    expect(info(16).status).toBe(-ERRNO.ENODEV);
+    vfioIoas(1, 1);
+    const small = info(16);
+    expect(small.status).toBe(0);
+    expect(small.view.getUint32(0, true)).toBe(24 + 16 + 16 + 16); // the total: one range, 0..2^64-1
+    expect(small.view.getUint32(4, true)).toBe(3);
+    expect(small.view.getBigUint64(8, true)).toBe(0xffff_ffff_ffff_f000n);
+    const whole = info(72);
+    expect(whole.view.getUint32(16, true)).toBe(24);
+    expect([whole.view.getUint16(24, true), whole.view.getUint32(28, true), whole.view.getUint32(32, true)]).toEqual([3, 40, 0xffff_ffff]);
+    expect([whole.view.getUint16(40, true), whole.view.getUint32(48, true)]).toEqual([1, 1]);
+    expect([whole.view.getBigUint64(56, true), whole.view.getBigUint64(64, true)]).toEqual([0n, U64_MAX]);
+  });
+});

@@ -60,6 +60,12 @@ const ECAP_SLADS = 1n << 45n;
 /** IOMMU_OPTION's option ids and ops (include/uapi/linux/iommufd.h, 6.12). */
 const OPTION = { RLIMIT_MODE: 0, HUGE_PAGES: 1, SET: 0, GET: 1 } as const;
 
+/** IOMMU_VFIO_IOAS's ops (enum iommufd_vfio_ioas_op). */
+const VFIO_IOAS_OP = { GET: 0, SET: 1, CLEAR: 2 } as const;
+
+/** The VFIO extensions iommufd's compat layer knows (include/uapi/linux/vfio.h). */
+const COMPAT_EXTENSION = { TYPE1: 1, TYPE1v2: 3, DMA_CC: 4, UNMAP_ALL: 9 } as const;
+
 /** Every IOAS_MAP flag the kernel knows. */
 const MAP_KNOWN = IOAS_MAP_FLAGS.FIXED_IOVA | IOAS_MAP_FLAGS.WRITEABLE | IOAS_MAP_FLAGS.READABLE;
 
@@ -293,6 +299,8 @@ export class SimIommufdContext {
    * answers 1), IOPT_PAGES_ACCOUNT_USER after SET 0; a new context's is neither (GET answers 0).
    */
   private accountMm = false;
+  /** `ictx->vfio_ioas`: the IOAS the VFIO compat ioctls on `/dev/iommu` act on. */
+  private compat: Ioas | undefined;
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -340,6 +348,8 @@ export class SimIommufdContext {
       if (object.domains.size > 0) throw new KernelError(ERRNO.EBUSY, ioctl, `IOAS ${id} has a HWPT allocated on it`);
       this.unmapAll(object);
       this.objects.delete(id);
+      // Destroying the compat IOAS forgets it (6.12 main.c, iommufd_object_remove()).
+      if (this.compat === object) this.compat = undefined;
       return;
     }
     if (object instanceof Hwpt) {
@@ -423,9 +433,19 @@ export class SimIommufdContext {
     const write = (flags & IOAS_MAP_FLAGS.WRITEABLE) !== 0;
     if (!read && !write) throw new KernelError(ERRNO.EINVAL, ioctl, 'neither READABLE nor WRITEABLE');
     const ioas = this.ioas(id, ioctl);
+    return this.mapArea(ioas, (flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0, iova, vaddr, length, read, write, ioctl);
+  }
+
+  /**
+   * iopt_map_user_pages() (6.12 io_pagetable.c), shared by IOMMU_IOAS_MAP and the VFIO compat
+   * MAP_DMA: the user range (pages.c, iopt_alloc_pages(): length 0 or above SIZE_MAX - PAGE_SIZE
+   * EINVAL, `user_va + length` past 2^64 EOVERFLOW); the area's place ({@link placeArea}); its page
+   * offset ({@link insertCheck}); then the pin, only when the IOAS has a domain (EFAULT).
+   */
+  private mapArea(ioas: Ioas, fixed: boolean, iova: bigint, vaddr: bigint, length: bigint, read: boolean, write: boolean, ioctl: string): bigint {
     if (length === 0n || length > U64_MAX - PAGE) throw new KernelError(ERRNO.EINVAL, ioctl, `length ${hex(length)} is 0 or above SIZE_MAX - PAGE_SIZE`);
     if (vaddr + length > U64_MAX) throw new KernelError(ERRNO.EOVERFLOW, ioctl, 'user_va + length wraps');
-    const start = this.placeArea(ioas, (flags & IOAS_MAP_FLAGS.FIXED_IOVA) !== 0, iova, length, vaddr, ioctl);
+    const start = this.placeArea(ioas, fixed, iova, length, vaddr, ioctl);
     this.insertCheck(ioas, [{ vaddr, writable: write }], write, ioctl);
     if (ioas.domains.size > 0 && !this.simulator.memory.isMapped(vaddr, length)) {
       throw new KernelError(ERRNO.EFAULT, ioctl, `user_va ${hex(vaddr)}+${hex(length)} is not mapped`);
@@ -648,6 +668,151 @@ export class SimIommufdContext {
       if (unaligned !== undefined) throw new KernelError(ERRNO.EADDRINUSE, ioctl, `area ${hex(unaligned.start)}-${hex(unaligned.last)} (user_va ${hex(unaligned.vaddr)}) is not page-aligned`);
     }
     ioas.hugePages = false;
+  }
+
+  /**
+   * IOMMU_VFIO_IOAS (6.12 vfio_compat.c, iommufd_vfio_ioas()): `__reserved` EOPNOTSUPP; GET answers
+   * the compat IOAS's id (none: ENODEV); SET makes `ioasId` the compat IOAS (ENOENT when it is not
+   * an IOAS; no reference is held: destroying it clears it); CLEAR forgets it; another op
+   * EOPNOTSUPP. Returns the id GET writes back, else undefined (nothing is written back).
+   */
+  vfioIoas(operation: number, reserved: number, ioasId: number): number | undefined {
+    const ioctl = 'IOMMU_VFIO_IOAS';
+    this.simulator.checkInjected(ioctl);
+    if (reserved !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, '__reserved must be 0');
+    switch (operation) {
+      case VFIO_IOAS_OP.GET:
+        return this.compatIoas(ioctl).id;
+      case VFIO_IOAS_OP.SET:
+        this.compat = this.ioas(ioasId, ioctl);
+        return undefined;
+      case VFIO_IOAS_OP.CLEAR:
+        this.compat = undefined;
+        return undefined;
+      default:
+        throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, `unknown op ${operation}`);
+    }
+  }
+
+  /** get_compat_ioas() (6.12 vfio_compat.c): the compat IOAS, or ENODEV. */
+  private compatIoas(ioctl: string): Ioas {
+    if (this.compat === undefined) throw new KernelError(ERRNO.ENODEV, ioctl, 'no compat IOAS (IOMMU_VFIO_IOAS SET, or a group given this iommufd as its container)');
+    return this.compat;
+  }
+
+  /**
+   * VFIO_CHECK_EXTENSION on `/dev/iommu` (6.12 vfio_compat.c, iommufd_vfio_check_extension()):
+   * TYPE1, TYPE1v2 and UNMAP_ALL 1; NOIOMMU 0 (no CONFIG_VFIO_NOIOMMU); DMA_CC_IOMMU ENODEV without a
+   * compat IOAS, else 1 unless a domain on it does not enforce cache coherency (VT-d without
+   * ECAP.SC, SMMUv3: every preset); anything else 0.
+   */
+  compatCheckExtension(extension: number): number {
+    const ioctl = 'VFIO_CHECK_EXTENSION';
+    this.simulator.checkInjected(ioctl);
+    if (extension === COMPAT_EXTENSION.TYPE1 || extension === COMPAT_EXTENSION.TYPE1v2 || extension === COMPAT_EXTENSION.UNMAP_ALL) return 1;
+    if (extension !== COMPAT_EXTENSION.DMA_CC) return 0;
+    const ioas = this.compatIoas(ioctl);
+    const ecap = this.simulator.platform.vtdRegisters?.ecap;
+    const enforces = ecap !== undefined && (ecap & 0x80n) !== 0n;
+    return ioas.domains.size === 0 || enforces ? 1 : 0;
+  }
+
+  /**
+   * VFIO_IOMMU_GET_INFO on `/dev/iommu` (6.12 vfio_compat.c, iommufd_vfio_iommu_get_info()), after
+   * the handler's argsz check: no compat IOAS ENODEV; else `iova_pgsizes` (iommufd_get_pagesizes():
+   * the domains' page sizes ANDed, all of them with no domain, below PAGE_SIZE folded into it, at
+   * least the IOAS's alignment) and the usable ranges (the holes of the reserved ranges only, not
+   * the allow-list) for the DMA_AVAIL and IOVA_RANGE capabilities.
+   */
+  compatInfo(): { pageSizes: bigint; ranges: IovaRange[] } {
+    const ioctl = 'VFIO_IOMMU_GET_INFO';
+    this.simulator.checkInjected(ioctl);
+    const ioas = this.compatIoas(ioctl);
+    let pageSizes = ioas.domains.size > 0 ? this.simulator.platform.ioPageSizes : U64_MAX;
+    if ((pageSizes & (PAGE - 1n)) !== 0n) pageSizes = (pageSizes & ~(PAGE - 1n) & U64_MAX) | PAGE;
+    if (pageSizes < ioas.alignment) pageSizes = ioas.alignment;
+    return { pageSizes, ranges: ioas.ranges().ranges };
+  }
+
+  /**
+   * VFIO_SET_IOMMU on `/dev/iommu` (6.12 vfio_compat.c, iommufd_vfio_set_iommu()): a type other
+   * than TYPE1 or TYPE1v2 EINVAL; no compat IOAS ENODEV; TYPE1 disables large pages on it (as
+   * HUGE_PAGES 0, with its EINVAL and EADDRINUSE), so that unmaps may cut areas.
+   */
+  compatSetIommu(type: number): void {
+    const ioctl = 'VFIO_SET_IOMMU';
+    this.simulator.checkInjected(ioctl);
+    if (type !== COMPAT_EXTENSION.TYPE1 && type !== COMPAT_EXTENSION.TYPE1v2) throw new KernelError(ERRNO.EINVAL, ioctl, `type ${type} is neither TYPE1 nor TYPE1v2`);
+    const ioas = this.compatIoas(ioctl);
+    if (type === COMPAT_EXTENSION.TYPE1) this.disableLargePages(ioas, ioctl);
+  }
+
+  /**
+   * VFIO_IOMMU_MAP_DMA on `/dev/iommu` after the handler's argsz and flags checks (6.12
+   * vfio_compat.c, iommufd_vfio_map_dma()): no compat IOAS ENODEV; then a map at `iova` exactly as
+   * IOMMU_IOAS_MAP with FIXED_IOVA ({@link mapArea}), with no READ or WRITE allowed.
+   */
+  compatMap(read: boolean, write: boolean, vaddr: bigint, iova: bigint, size: bigint): void {
+    const ioctl = 'VFIO_IOMMU_MAP_DMA';
+    this.simulator.checkInjected(ioctl);
+    this.mapArea(this.compatIoas(ioctl), true, iova, vaddr, size, read, write, ioctl);
+  }
+
+  /**
+   * VFIO_IOMMU_UNMAP_DMA on `/dev/iommu` after the handler's argsz and flags checks (6.12
+   * vfio_compat.c, iommufd_vfio_unmap_dma()): no compat IOAS ENODEV; ALL with an iova or size EINVAL,
+   * else everything unmapped; otherwise, with large pages disabled (TYPE1), the areas are first cut
+   * at `iova + size - 1` and `iova - 1` (iopt_cut_iova(): EINVAL at a cut off the alignment), then
+   * the range is unmapped as IOMMU_IOAS_UNMAP does, except that nothing there is success. Returns
+   * the bytes unmapped, which the kernel writes back into `size` whatever iopt_unmap_iova() answered,
+   * with its error, if any (size 0, wrapping, an area cut); the errors before it are thrown (nothing
+   * is written back).
+   */
+  compatUnmap(all: boolean, iova: bigint, size: bigint): { bytes: bigint; error: KernelError | undefined } {
+    const ioctl = 'VFIO_IOMMU_UNMAP_DMA';
+    this.simulator.checkInjected(ioctl);
+    const ioas = this.compatIoas(ioctl);
+    if (all) {
+      if (iova !== 0n || size !== 0n) throw new KernelError(ERRNO.EINVAL, ioctl, 'VFIO_DMA_UNMAP_FLAG_ALL takes iova and size 0');
+      return { bytes: this.unmapAll(ioas), error: undefined };
+    }
+    if (!ioas.hugePages) {
+      const cuts = [(iova + size - 1n) & U64_MAX, ...(iova !== 0n ? [iova - 1n] : [])];
+      for (const cut of cuts) this.splitArea(ioas, cut, ioctl);
+    }
+    // iopt_unmap_iova()'s errors come back with `size` written back (0).
+    if (size === 0n) return { bytes: 0n, error: new KernelError(ERRNO.EINVAL, ioctl, 'size is 0') };
+    const last = iova + size - 1n;
+    if (last > U64_MAX) return { bytes: 0n, error: new KernelError(ERRNO.EOVERFLOW, ioctl, 'iova + size - 1 wraps') };
+    let bytes = 0n;
+    for (const area of ioas.areas.overlapping(iova, last)) {
+      if (area.start < iova || area.last > last) return { bytes, error: new KernelError(ERRNO.ENOENT, ioctl, `${hex(area.start)}-${hex(area.last)} sticks out of ${hex(iova)}-${hex(last)}`) };
+      bytes += this.removeArea(ioas, area);
+    }
+    return { bytes, error: undefined };
+  }
+
+  /**
+   * iopt_area_split() (6.12 io_pagetable.c): the area holding byte `iova` becomes two, the first
+   * ending at `iova`; nothing when `iova` is its first or last byte or no area holds it; EINVAL when
+   * `iova + 1` or its place in the user memory is off the IOAS's alignment.
+   */
+  private splitArea(ioas: Ioas, iova: bigint, ioctl: string): void {
+    const area = ioas.areas.find(iova);
+    if (area === undefined || iova === area.start || iova === area.last) return;
+    const alignment = ioas.alignment;
+    const newStart = iova + 1n;
+    if (newStart % alignment !== 0n || (area.vaddr + (newStart - area.start)) % alignment !== 0n) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `cannot cut area ${hex(area.start)}-${hex(area.last)} after ${hex(iova)}: off the alignment ${hex(alignment)}`);
+    }
+    const writablePages = ioas.writablePages.delete(area.start);
+    ioas.areas.remove(area);
+    ioas.areas.add({ ...area, last: iova });
+    ioas.areas.add({ ...area, start: newStart, vaddr: area.vaddr + (newStart - area.start) });
+    if (writablePages) {
+      ioas.writablePages.add(area.start);
+      ioas.writablePages.add(newStart);
+    }
   }
 
   /** VFIO_DEVICE_BIND_IOMMUFD: returns the device id. */
@@ -980,6 +1145,7 @@ export class SimIommufdContext {
     for (const [id, object] of this.objects) if (!(object instanceof Ioas) && !(object instanceof Hwpt)) this.unbind(id);
     for (const object of this.objects.values()) if (object instanceof Ioas) this.unmapAll(object);
     this.objects.clear();
+    this.compat = undefined;
     this.simulator.kernelObjects.delete(this);
   }
 

@@ -28,6 +28,8 @@ const IOMMU_IOAS_MAP = 0x3b85;
 const IOMMU_IOAS_UNMAP = 0x3b86;
 /** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_OPTION = 0x87) */
 const IOMMU_OPTION = 0x3b87;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_VFIO_IOAS = 0x88) */
+const IOMMU_VFIO_IOAS = 0x3b88;
 /** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_ALLOC = 0x89) */
 const IOMMU_HWPT_ALLOC = 0x3b89;
 /** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_GET_HW_INFO = 0x8a) */
@@ -42,6 +44,10 @@ const IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c;
  * iommufd_ioctl_ops table), decoded from the process's structs and answered by its iommufd context.
  */
 export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, request: number, argument: number | Uint8Array): number {
+  // iommufd_fops_ioctl(): an nr outside IOMMUFD_CMD_BASE..the last command goes to the VFIO compat
+  // layer, which matches whole request numbers (vfio_compat.c, iommufd_vfio_ioctl()).
+  const nr = request & 0xff;
+  if (nr < 0x80 || nr > 0x8e) return compatIoctl(proc, context, request, argument);
   const buffer = proc.bytes(argument);
   // The hot paths, decoded from the bytes (no view, no bigint below 2^53): a struct of exactly the
   // kernel's size whose common case the context handles at once. Anything else (and any case the
@@ -159,6 +165,14 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       if (size >= 40) view.setBigUint64(32, info.capabilities, proc.little);
       return 0;
     }
+    case IOMMU_VFIO_IOAS: {
+      // struct iommu_vfio_ioas: size, ioas_id @4, op (u16) @8, __reserved (u16) @10. GET writes the
+      // struct back with the compat IOAS's id.
+      const view = sized(proc, buffer, 12, 12);
+      const id = context.vfioIoas(view.getUint16(8, proc.little), view.getUint16(10, proc.little), view.getUint32(4, proc.little));
+      if (id !== undefined) view.setUint32(4, id, proc.little);
+      return 0;
+    }
     case IOMMU_HWPT_ALLOC: {
       // struct iommu_hwpt_alloc: size, flags, dev_id, pt_id, out_hwpt_id @16, __reserved @20,
       // data_type @24, data_len @28, data_uptr @32, fault_id @40, __reserved2 @44; 48 bytes, 24 at least.
@@ -215,6 +229,118 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       return -ERRNO.ENOTTY;
   }
 }
+
+// The VFIO container ioctls iommufd answers for compatibility: _IO(VFIO_TYPE ';', VFIO_BASE + n).
+/** VFIO_GET_API_VERSION, _IO(';', 100). */
+const VFIO_GET_API_VERSION = 0x3b64;
+/** VFIO_CHECK_EXTENSION, _IO(';', 101). */
+const VFIO_CHECK_EXTENSION = 0x3b65;
+/** VFIO_SET_IOMMU, _IO(';', 102). */
+const VFIO_SET_IOMMU = 0x3b66;
+/** VFIO_IOMMU_GET_INFO, _IO(';', 112). */
+const VFIO_IOMMU_GET_INFO = 0x3b70;
+/** VFIO_IOMMU_MAP_DMA, _IO(';', 113). */
+const VFIO_IOMMU_MAP_DMA = 0x3b71;
+/** VFIO_IOMMU_UNMAP_DMA, _IO(';', 114). */
+const VFIO_IOMMU_UNMAP_DMA = 0x3b72;
+
+/**
+ * The VFIO compat layer of `/dev/iommu` (6.12 drivers/iommu/iommufd/vfio_compat.c,
+ * iommufd_vfio_ioctl()): six container ioctls acting on the compat IOAS (IOMMU_VFIO_IOAS); any
+ * other request ENOTTY (-ENOIOCTLCMD), VFIO_IOMMU_DIRTY_PAGES included.
+ */
+function compatIoctl(proc: SimProcess, context: SimIommufdContext, request: number, argument: number | Uint8Array): number {
+  switch (request) {
+    case VFIO_GET_API_VERSION:
+      return 0; // VFIO_API_VERSION
+    case VFIO_CHECK_EXTENSION:
+      return context.compatCheckExtension(Number(argument));
+    case VFIO_SET_IOMMU:
+      context.compatSetIommu(Number(argument));
+      return 0;
+    case VFIO_IOMMU_GET_INFO: {
+      // iommufd_vfio_iommu_get_info(): copy 16 bytes (EFAULT), argsz < 16 EINVAL; the compat IOAS
+      // (ENODEV); then the caps after the 24-byte struct, each written only where argsz has room:
+      // DMA_AVAIL (12 bytes, avail U32_MAX, padded to 16), IOVA_RANGE (16 + 16 a range). argsz
+      // becomes the total, cap_offset 24 when all fit, flags PGSIZES | CAPS; min(argsz, 24) bytes
+      // of the struct are written back.
+      const buffer = proc.bytes(argument);
+      if (buffer.byteLength < 16) return -ERRNO.EFAULT;
+      const view = proc.view(buffer);
+      const argsz = view.getUint32(0, proc.little);
+      if (argsz < 16) return -ERRNO.EINVAL;
+      const { pageSizes, ranges } = context.compatInfo();
+      const availAt = 24;
+      const rangesAt = availAt + 16;
+      const total = rangesAt + 16 + 16 * ranges.length;
+      const out = new DataView(new ArrayBuffer(total));
+      const put = (from: number, to: number): void => buffer.set(new Uint8Array(out.buffer, from, Math.max(0, Math.min(to, buffer.byteLength) - from)), from);
+      if (argsz - availAt >= 12) {
+        out.setUint16(availAt, CAP_DMA_AVAIL, proc.little);
+        out.setUint16(availAt + 2, 1, proc.little);
+        if (argsz >= rangesAt) out.setUint32(availAt + 4, rangesAt, proc.little); // last_cap->next
+        out.setUint32(availAt + 8, 0xffff_ffff, proc.little);
+        put(availAt, availAt + 12);
+      }
+      if (argsz > rangesAt) {
+        const avail = argsz - rangesAt;
+        ranges.forEach((range, index) => {
+          if (avail < 16 + 16 * (index + 1)) return;
+          out.setBigUint64(rangesAt + 16 + 16 * index, range.start, proc.little);
+          out.setBigUint64(rangesAt + 24 + 16 * index, range.last, proc.little);
+          put(rangesAt + 16 + 16 * index, rangesAt + 32 + 16 * index);
+        });
+        if (avail >= 16 + 16 * ranges.length) {
+          out.setUint16(rangesAt, CAP_IOVA_RANGE, proc.little);
+          out.setUint16(rangesAt + 2, 1, proc.little);
+          out.setUint32(rangesAt + 8, ranges.length, proc.little);
+          put(rangesAt, rangesAt + 16);
+        }
+      }
+      const header = new DataView(new ArrayBuffer(24));
+      header.setUint32(0, total, proc.little);
+      header.setUint32(4, VFIO_INFO_FLAGS.PGSIZES | VFIO_INFO_FLAGS.CAPS, proc.little);
+      header.setBigUint64(8, pageSizes, proc.little);
+      header.setUint32(16, argsz >= total ? 24 : 0, proc.little);
+      buffer.set(new Uint8Array(header.buffer, 0, Math.min(argsz, 24, buffer.byteLength)));
+      return 0;
+    }
+    case VFIO_IOMMU_MAP_DMA: {
+      // struct vfio_iommu_type1_dma_map: argsz, flags, vaddr @8, iova @16, size @24. Copy 32
+      // (EFAULT); argsz < 32 or a flag beyond READ | WRITE EINVAL; no flag at all is allowed.
+      const buffer = proc.bytes(argument);
+      if (buffer.byteLength < 32) return -ERRNO.EFAULT;
+      const view = proc.view(buffer);
+      const flags = view.getUint32(4, proc.little);
+      if (view.getUint32(0, proc.little) < 32 || (flags & ~0x3) !== 0) return -ERRNO.EINVAL;
+      context.compatMap((flags & 0x1) !== 0, (flags & 0x2) !== 0, view.getBigUint64(8, proc.little), view.getBigUint64(16, proc.little), view.getBigUint64(24, proc.little));
+      return 0;
+    }
+    case VFIO_IOMMU_UNMAP_DMA: {
+      // struct vfio_iommu_type1_dma_unmap: argsz, flags, iova @8, size @16. Copy 24 (EFAULT);
+      // argsz < 24 or a flag beyond ALL (GET_DIRTY_BITMAP, VADDR) EINVAL; `size` gets the bytes
+      // unmapped once the unmap ran, whatever it answered.
+      const buffer = proc.bytes(argument);
+      if (buffer.byteLength < 24) return -ERRNO.EFAULT;
+      const view = proc.view(buffer);
+      const flags = view.getUint32(4, proc.little);
+      if (view.getUint32(0, proc.little) < 24 || (flags & ~0x2) !== 0) return -ERRNO.EINVAL;
+      const { bytes, error } = context.compatUnmap((flags & 0x2) !== 0, view.getBigUint64(8, proc.little), view.getBigUint64(16, proc.little));
+      view.setBigUint64(16, bytes, proc.little);
+      if (error !== undefined) throw error;
+      return 0;
+    }
+    default:
+      return -ERRNO.ENOTTY;
+  }
+}
+
+/** VFIO_IOMMU_INFO_* flags. */
+const VFIO_INFO_FLAGS = { PGSIZES: 0x1, CAPS: 0x2 } as const;
+/** VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE. */
+const CAP_IOVA_RANGE = 1;
+/** VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL. */
+const CAP_DMA_AVAIL = 3;
 
 /**
  * The struct after iommufd's size check (drivers/iommu/iommufd/main.c iommufd_fops_ioctl(), then
