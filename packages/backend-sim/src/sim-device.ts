@@ -7,7 +7,7 @@
  */
 import { ERRNO } from '@ioas/core';
 import { KernelError } from './kernel-error.js';
-import type { SimDevice } from './simulator.js';
+import type { SimDevice, Simulator } from './simulator.js';
 import type { DeviceFile, EventfdFile, SimProcess } from './sim-syscalls.js';
 
 // Request numbers (include/uapi/linux/vfio.h): _IO(VFIO_TYPE ';' = 0x3b, VFIO_BASE 100 + n), as on
@@ -225,7 +225,7 @@ function setIrqs(proc: SimProcess, device: SimDevice, buffer: Uint8Array): numbe
   // memdup_user() of the data argsz promises: past the caller's buffer it faults.
   if (20 + count * element > buffer.byteLength) return -ERRNO.EFAULT;
   const action = flags & (IRQ_SET.ACTION_MASK | IRQ_SET.ACTION_UNMASK | IRQ_SET.ACTION_TRIGGER);
-  const args: IrqArgs = { device, state: irqState(proc, device), start, count, data, view };
+  const args: IrqArgs = { device, state: irqState(device), start, count, data, view };
   // vfio_pci_set_irqs_ioctl(): exactly one action, and one the index has; else ENOTTY.
   if (index === PCI_IRQ.INTX) {
     if (action === IRQ_SET.ACTION_MASK) return intxMaskIoctl(proc, args);
@@ -241,13 +241,9 @@ function setIrqs(proc: SimProcess, device: SimDevice, buffer: Uint8Array): numbe
   return -ERRNO.ENOTTY;
 }
 
-function irqState(proc: SimProcess, device: SimDevice): DeviceIrqs {
-  let state = proc.irqs.get(device);
-  if (state === undefined) {
-    state = { type: 'none', intxTrigger: undefined, intxMasked: false, unmask: undefined, msi: [], req: undefined, virqDisabled: false };
-    proc.irqs.set(device, state);
-  }
-  return state;
+function irqState(device: SimDevice): DeviceIrqs {
+  device.irqs ??= { type: 'none', intxTrigger: undefined, intxMasked: false, unmask: undefined, msi: [], req: undefined, virqDisabled: false };
+  return device.irqs;
 }
 
 /** The eventfd behind `fd`, as eventfd_ctx_fdget() finds it: EBADF when not open, EINVAL when not an eventfd. */
@@ -284,7 +280,7 @@ function intxTrigger(proc: SimProcess, { device, state, start, count, data, view
     state.type = 'intx';
     state.intxTrigger = trigger;
     state.intxMasked = state.virqDisabled;
-    intxCheck(proc, device, state); // a line already asserted interrupts as soon as the handler is in
+    intxCheck(device, state); // a line already asserted interrupts as soon as the handler is in
     return 0;
   }
   if (state.type !== 'intx') return -ERRNO.EINVAL;
@@ -315,11 +311,11 @@ function intxUnmaskIoctl(proc: SimProcess, { device, state, start, count, data, 
     if (state.unmask !== undefined) return -ERRNO.EBUSY;
     state.unmask = file;
     // A count already pending runs the handler at once (without reading the count).
-    if (file.count > 0n && intxUnmaskHandler(proc, device, state)) sendIntx(state);
+    if (file.count > 0n && intxUnmaskHandler(device, state)) sendIntx(state);
     return 0;
   }
   if (data === IRQ_SET.DATA_NONE || view.getUint8(20) !== 0) {
-    if (intxUnmaskHandler(proc, device, state)) sendIntx(state);
+    if (intxUnmaskHandler(device, state)) sendIntx(state);
   }
   return 0;
 }
@@ -329,9 +325,9 @@ function intxUnmaskIoctl(proc: SimProcess, { device, state, start, count, data, 
  * unless the device still asserts the line: then it stays masked and the caller signals again
  * (returns true).
  */
-function intxUnmaskHandler(proc: SimProcess, device: SimDevice, state: DeviceIrqs): boolean {
+function intxUnmaskHandler(device: SimDevice, state: DeviceIrqs): boolean {
   if (state.type !== 'intx' || !state.intxMasked || state.virqDisabled) return false;
-  const pending = proc.eduRegisters.get(device)?.intxLine === true;
+  const pending = device.eduRegisters?.intxLine === true;
   state.intxMasked = pending;
   return pending;
 }
@@ -342,8 +338,8 @@ function sendIntx(state: DeviceIrqs): void {
 }
 
 /** vfio_intx_handler(): an unmasked INTx whose line is asserted masks itself and signals. */
-function intxCheck(proc: SimProcess, device: SimDevice, state: DeviceIrqs): void {
-  if (state.type !== 'intx' || state.intxMasked || proc.eduRegisters.get(device)?.intxLine !== true) return;
+function intxCheck(device: SimDevice, state: DeviceIrqs): void {
+  if (state.type !== 'intx' || state.intxMasked || device.eduRegisters?.intxLine !== true) return;
   state.intxMasked = true;
   sendIntx(state);
 }
@@ -457,7 +453,7 @@ export function regionAccess(proc: SimProcess, fd: number, buffer: Uint8Array, o
   const index = Number(offset >> REGION_SHIFT);
   const at = Number(offset & ((1n << REGION_SHIFT) - 1n));
   if (index === PCI_REGION.CONFIG) {
-    const config = configSpace(proc, file.device);
+    const config = configSpace(file.device);
     if (at >= config.length) return 0;
     const count = Math.min(buffer.byteLength, config.length - at);
     if (write) {
@@ -479,13 +475,13 @@ export function regionAccess(proc: SimProcess, fd: number, buffer: Uint8Array, o
  */
 function commandWritten(proc: SimProcess, device: SimDevice, config: Uint8Array): void {
   const disabled = ((config[4]! | (config[5]! << 8)) & PCI_COMMAND.INTX_DISABLE) !== 0;
-  const state = irqState(proc, device);
+  const state = irqState(device);
   if (disabled && !state.virqDisabled) {
     state.virqDisabled = true;
     if (state.type === 'intx') state.intxMasked = true; // vfio_pci_intx_mask()
   } else if (!disabled && state.virqDisabled) {
     state.virqDisabled = false;
-    if (intxUnmaskHandler(proc, device, state)) sendIntx(state); // vfio_pci_intx_unmask()
+    if (intxUnmaskHandler(device, state)) sendIntx(state); // vfio_pci_intx_unmask()
   }
 }
 
@@ -494,7 +490,7 @@ function commandWritten(proc: SimProcess, device: SimDevice, config: Uint8Array)
  * MSI in it (a memory write, so bus master is needed), else its INTx pin, which stays asserted
  * until the status is acked.
  */
-function eduRaise(proc: SimProcess, device: SimDevice, state: { interruptStatus: number; intxLine: boolean }, busMaster: boolean): void {
+function eduRaise(device: SimDevice, state: { interruptStatus: number; intxLine: boolean }, busMaster: boolean): void {
   if (state.interruptStatus === 0) return;
   // The MSI enable bit of the edu's capability: set when the kernel enabled MSI for it.
   if (device.msiVectors > 0) {
@@ -502,12 +498,11 @@ function eduRaise(proc: SimProcess, device: SimDevice, state: { interruptStatus:
     return;
   }
   state.intxLine = true;
-  const irqs = proc.irqs.get(device);
-  if (irqs !== undefined) intxCheck(proc, device, irqs);
+  if (device.irqs !== undefined) intxCheck(device, device.irqs);
 }
 
-function configSpace(proc: SimProcess, device: SimDevice): Uint8Array {
-  let config = proc.configSpaces.get(device);
+function configSpace(device: SimDevice): Uint8Array {
+  let config = device.configSpace;
   if (config === undefined) {
     config = new Uint8Array(256);
     const view = new DataView(config.buffer);
@@ -515,24 +510,20 @@ function configSpace(proc: SimProcess, device: SimDevice): Uint8Array {
     view.setUint16(0, device.vendor, true);
     view.setUint16(2, device.deviceId, true);
     view.setUint8(0x0b, 0x00);
-    proc.configSpaces.set(device, config);
+    device.configSpace = config;
   }
   return config;
 }
 
 /** The edu device's BAR0 registers (docs/kernel-rules.md#edu-registers): identification, liveness, DMA engine, interrupts. */
 function eduAccess(proc: SimProcess, device: SimDevice, buffer: Uint8Array, at: number, write: boolean): number {
-  let state = proc.eduRegisters.get(device);
-  if (state === undefined) {
-    state = { liveness: 0, interruptStatus: 0, intxLine: false, dmaSource: 0n, dmaDestination: 0n, dmaCount: 0n, dmaCommand: 0n, buffer: new Uint8Array(4096) };
-    proc.eduRegisters.set(device, state);
-  }
+  const state = (device.eduRegisters ??= { liveness: 0, interruptStatus: 0, intxLine: false, dmaSource: 0n, dmaDestination: 0n, dmaCount: 0n, dmaCommand: 0n, buffer: new Uint8Array(4096) });
   const size = buffer.byteLength;
   if (size !== 4 && size !== 8) return -ERRNO.EINVAL;
   // MMIO registers are little-endian on the PCI bus.
   const view = proc.view(buffer);
   const value = size === 8 ? view.getBigUint64(0, true) : BigInt(view.getUint32(0, true));
-  const busMaster = (configSpace(proc, device)[4]! & 0x4) !== 0;
+  const busMaster = (configSpace(device)[4]! & 0x4) !== 0;
   if (write) {
     switch (at) {
       case 0x04:
@@ -540,7 +531,7 @@ function eduAccess(proc: SimProcess, device: SimDevice, buffer: Uint8Array, at: 
         break;
       case 0x60:
         state.interruptStatus |= Number(value & 0xffff_ffffn);
-        eduRaise(proc, device, state, busMaster);
+        eduRaise(device, state, busMaster);
         break;
       case 0x64:
         // edu_lower_irq(): the pin goes down once no status bit is left (and MSI is off).
@@ -619,7 +610,7 @@ function eduDma(proc: SimProcess, device: SimDevice, state: EduRegisters, busMas
   state.dmaCommand &= ~1n;
   if ((state.dmaCommand & 4n) !== 0n) {
     state.interruptStatus |= 0x100;
-    eduRaise(proc, device, state, busMaster);
+    eduRaise(device, state, busMaster);
   }
 }
 
@@ -629,20 +620,17 @@ function eduDma(proc: SimProcess, device: SimDevice, state: EduRegisters, busMas
  * vfio_pci_core_disable() does: bus master cleared, the enabled IRQ type disabled, virq_disabled
  * reset, the ERR and REQ triggers dropped (vfio_pci_core.c).
  */
-export function deviceClosed(proc: SimProcess, device: SimDevice): void {
-  const opens = (proc.deviceOpens.get(device) ?? 1) - 1;
-  if (opens > 0) {
-    proc.deviceOpens.set(device, opens);
-    return;
-  }
-  proc.deviceOpens.delete(device);
-  const state = proc.irqs.get(device);
+export function deviceClosed(device: SimDevice): void {
+  device.openCount--;
+  if (device.openCount > 0) return;
+  device.openCount = 0;
+  const state = device.irqs;
   if (state !== undefined) {
     if (state.type === 'intx') intxDisable(state);
     if (state.type === 'msi') msiDisable(device, state);
   }
-  proc.irqs.delete(device);
-  const config = proc.configSpaces.get(device);
+  device.irqs = undefined;
+  const config = device.configSpace;
   if (config !== undefined) {
     config[4]! &= ~PCI_COMMAND.MASTER;
     config[5]! &= ~(PCI_COMMAND.INTX_DISABLE >> 8);
@@ -653,8 +641,8 @@ export function deviceClosed(proc: SimProcess, device: SimDevice): void {
  * An eventfd's fd is closed: an INTx unmask eventfd's virqfd goes (EPOLLHUP, drivers/vfio/virqfd.c
  * virqfd_wakeup()); a trigger stays registered, as the kernel holds its eventfd_ctx.
  */
-export function eventfdClosed(proc: SimProcess, file: EventfdFile): void {
-  for (const state of proc.irqs.values()) if (state.unmask === file) state.unmask = undefined;
+export function eventfdClosed(simulator: Simulator, file: EventfdFile): void {
+  for (const device of simulator.devices()) if (device.irqs?.unmask === file) device.irqs.unmask = undefined;
 }
 
 /**
@@ -662,11 +650,12 @@ export function eventfdClosed(proc: SimProcess, file: EventfdFile): void {
  * (drivers/vfio/virqfd.c virqfd_wakeup(); the kernel re-signals a still-pending INTx from a
  * workqueue, here at once).
  */
-export function eventfdWritten(proc: SimProcess, file: EventfdFile): void {
-  for (const [device, state] of proc.irqs) {
-    if (state.unmask === file) {
+export function eventfdWritten(simulator: Simulator, file: EventfdFile): void {
+  for (const device of simulator.devices()) {
+    const state = device.irqs;
+    if (state?.unmask === file) {
       file.count = 0n;
-      if (intxUnmaskHandler(proc, device, state)) sendIntx(state);
+      if (intxUnmaskHandler(device, state)) sendIntx(state);
     }
   }
 }

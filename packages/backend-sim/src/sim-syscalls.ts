@@ -16,7 +16,7 @@ import { SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
 import type { PlatformName } from './platforms.js';
 import { containerIoctl, groupDeviceClosed, groupFileClosed, groupIoctl } from './sim-container.js';
-import { deviceClosed, deviceIoctl, eventfdClosed, eventfdWritten, regionAccess, type DeviceIrqs, type EduRegisters } from './sim-device.js';
+import { deviceClosed, deviceIoctl, eventfdClosed, eventfdWritten, regionAccess } from './sim-device.js';
 import { iommufdIoctl } from './sim-iommufd.js';
 import * as sysfs from './sim-sysfs.js';
 import type { SimDevice, SimGroup, Simulator } from './simulator.js';
@@ -70,7 +70,9 @@ export interface SimSyscallsOptions {
 
 /**
  * The syscall face of a simulated machine. One instance is one process: its own file descriptor
- * table over the shared machine.
+ * table (containers, iommufd contexts, eventfds) over the shared machine. Several over one
+ * simulator see one machine, as processes on Linux do: a driver_override or a driver binding one
+ * writes, a group one holds open (EBUSY for the others), a device's open count and registers.
  */
 export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = {}): SimSyscalls {
   return new SimProcess(simulator, options);
@@ -78,7 +80,10 @@ export function simSyscalls(simulator: Simulator, options: SimSyscallsOptions = 
 
 /**
  * One simulated process: its file descriptor table over the shared machine. The ioctl handlers of
- * the sim-*.ts modules take it as their context (its fds, its memory, its byte order).
+ * the sim-*.ts modules take it as their context (its fds, its byte order). Everything that Linux
+ * keeps per machine (drivers and driver_override, group and device opens, vfio-pci's device state,
+ * the devices' registers) lives on the {@link Simulator}, so that processes made by
+ * {@link simSyscalls} over one simulator see one machine.
  *
  * @internal
  */
@@ -89,17 +94,6 @@ export class SimProcess implements Syscalls {
   readonly powerpc: boolean;
   /** Struct byte order. */
   readonly little: boolean;
-  /** PCI config space of each device, as vfio-pci exposes it (256 bytes). */
-  readonly configSpaces = new Map<SimDevice, Uint8Array>();
-  /** edu BAR0 registers per device. */
-  readonly eduRegisters = new Map<SimDevice, EduRegisters>();
-  /** vfio-pci's interrupt state of each device this process has open. */
-  readonly irqs = new Map<SimDevice, DeviceIrqs>();
-  /** Device fds open per device: the kernel turns the device off at the last close only. */
-  readonly deviceOpens = new Map<SimDevice, number>();
-  /** Each device's driver_override. */
-  readonly overrides = new Map<SimDevice, string>();
-
   constructor(
     readonly simulator: Simulator,
     options: SimSyscallsOptions,
@@ -172,13 +166,13 @@ export class SimProcess implements Syscalls {
       case 'device':
         if (file.group !== undefined) groupDeviceClosed(file.group);
         if (file.cdev?.iommufd !== undefined) file.cdev.iommufd.unbind(file.cdev.id);
-        deviceClosed(this, file.device);
+        deviceClosed(file.device);
         break;
       case 'iommufd':
         file.context.close();
         break;
       case 'eventfd':
-        eventfdClosed(this, file);
+        eventfdClosed(this.simulator, file);
         break;
     }
   }
@@ -203,7 +197,7 @@ export class SimProcess implements Syscalls {
     if (file === undefined) return -ERRNO.EBADF;
     if (file.kind !== 'eventfd' || buffer.byteLength < 8) return -ERRNO.EINVAL;
     file.count += this.view(buffer).getBigUint64(0, this.little);
-    eventfdWritten(this, file);
+    eventfdWritten(this.simulator, file);
     return 8;
   }
 
@@ -286,23 +280,23 @@ export class SimProcess implements Syscalls {
   // --- sysfs (sim-sysfs.ts) ---------------------------------------------------------------------
 
   readFile(path: string): string {
-    return sysfs.readFile(this, path);
+    return sysfs.readFile(this.simulator, path);
   }
 
   writeFile(path: string, data: string): void {
-    sysfs.writeFile(this, path, data);
+    sysfs.writeFile(this.simulator, path, data);
   }
 
   readLink(path: string): string {
-    return sysfs.readLink(this, path);
+    return sysfs.readLink(this.simulator, path);
   }
 
   readDir(path: string): string[] {
-    return sysfs.readDir(this, path);
+    return sysfs.readDir(this.simulator, path);
   }
 
   exists(path: string): boolean {
-    return sysfs.exists(this, path);
+    return sysfs.exists(this.simulator, path);
   }
 
   // --- helpers for the handlers -----------------------------------------------------------------
@@ -311,7 +305,7 @@ export class SimProcess implements Syscalls {
   install(file: File): number {
     const fd = this.nextFd++;
     this.files.set(fd, file);
-    if (file.kind === 'device') this.deviceOpens.set(file.device, (this.deviceOpens.get(file.device) ?? 0) + 1);
+    if (file.kind === 'device') file.device.openCount++;
     return fd;
   }
 

@@ -3,6 +3,7 @@ import { KernelError } from './kernel-error.js';
 import { checkOptions, simulatorOptionsSchema } from './options.js';
 import type { DmaDomain } from './paged-domain.js';
 import { PLATFORMS, type DeviceSpec, type PlatformName, type PlatformPreset, type ReservedRegionSpec, type SimKernel } from './platforms.js';
+import type { DeviceIrqs, EduRegisters } from './sim-device.js';
 import { SimMemory } from './sim-memory.js';
 
 /** Options of {@link createSimulator}. */
@@ -119,6 +120,28 @@ export class SimDevice {
    * group's `/dev/vfio/N` cannot be opened (drivers/vfio/group.c, vfio_group_fops_open()).
    */
   boundTo: object | undefined;
+  /**
+   * Its sysfs `driver_override` (drivers/pci/pci-sysfs.c driver_override_store()): the driver
+   * drivers_probe binds it to; undefined reads `(null)`. One per device, whichever process wrote it.
+   */
+  driverOverride: string | undefined = undefined;
+  /**
+   * vfio device fds open on it, from every process (struct vfio_device `open_count`): only the last
+   * close turns it off (6.1 drivers/vfio/vfio_main.c vfio_device_fops_release(), 6.12 vfio_df_close()).
+   */
+  openCount = 0;
+  /**
+   * PCI config space as vfio-pci exposes it (256 bytes; made at the first access): the device's, so
+   * one for every process (drivers/vfio/pci/vfio_pci_config.c, struct vfio_pci_core_device `vconfig`).
+   */
+  configSpace: Uint8Array | undefined = undefined;
+  /** The edu's BAR0 registers and DMA buffer (made at the first access): the hardware's, so one for every process. */
+  eduRegisters: EduRegisters | undefined = undefined;
+  /**
+   * vfio-pci's interrupt state while the device is open (struct vfio_pci_core_device: `irq_type`,
+   * the triggers, `virq_disabled`); undefined once the last close turned the device off.
+   */
+  irqs: DeviceIrqs | undefined = undefined;
   /** Handlers of enabled MSI vectors, and the address the kernel programmed into the device. */
   private msiHandlers: (MsiHandler | undefined)[] = [];
   private msiAddress: bigint | undefined;
