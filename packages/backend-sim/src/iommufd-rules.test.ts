@@ -484,3 +484,25 @@ describe('IOMMU_VFIO_IOAS and the VFIO compat ioctls on /dev/iommu (vfio_compat.
     expect([whole.view.getBigUint64(56, true), whole.view.getBigUint64(64, true)]).toEqual([0n, U64_MAX]);
   });
 });
+
+describe('closing /dev/iommu with a device bound (main.c, iommufd_ctx_from_fd(), iommufd_fops_release())', () => {
+  it('keeps the context and its objects until the last device unbinds', () => {
+    const { iommufd, ioas, memory, edu, simulator } = setup();
+    const device = iommufd.bind(edu);
+    iommufd.map(ioas, FIXED_RW, memory, 0x1000n, 0x10_0000n);
+    iommufd.releaseFile();
+    expect(simulator.kernelObjects.has(iommufd)).toBe(true);
+    expect(iommufd.attach(device, ioas)).toBe(3); // IOAS 1, device 2, its automatic domain 3
+    expect(iommufd.mappingCount).toBe(1);
+    iommufd.unbind(device);
+    expect(simulator.kernelObjects.has(iommufd)).toBe(false);
+    expect(iommufd.mappingCount).toBe(0);
+    expect(edu.boundTo).toBeUndefined();
+  });
+
+  it('releases at once with no device bound', () => {
+    const { iommufd, simulator } = setup();
+    iommufd.releaseFile();
+    expect(simulator.kernelObjects.has(iommufd)).toBe(false);
+  });
+});

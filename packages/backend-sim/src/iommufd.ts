@@ -299,6 +299,10 @@ export class SimIommufdContext {
    * answers 1), IOPT_PAGES_ACCOUNT_USER after SET 0; a new context's is neither (GET answers 0).
    */
   private accountMm = false;
+  /** The `/dev/iommu` fd is open ({@link releaseFile}). */
+  private fileOpen = true;
+  /** Released: {@link close} ran. */
+  private released = false;
   /** `ictx->vfio_ioas`: the IOAS the VFIO compat ioctls on `/dev/iommu` act on. */
   private compat: Ioas | undefined;
 
@@ -861,6 +865,8 @@ export class SimIommufdContext {
     this.release(binding);
     this.objects.delete(deviceId);
     if (binding.device.boundTo === this) binding.device.boundTo = undefined;
+    // The last device gone from a context whose fd is closed releases it (iommufd_fops_release()).
+    if (!this.fileOpen && !this.released && !this.hasBindings()) this.close();
   }
 
   /**
@@ -1140,8 +1146,26 @@ export class SimIommufdContext {
     throw new KernelError(ERRNO.EINVAL, ioctl, `${hex(cursor)} in ${hex(iova)}-${hex(last)} is not mapped: the range must be covered by areas`);
   }
 
+  /**
+   * The last close of the `/dev/iommu` fd. A bound device holds a reference on the file
+   * (main.c, iommufd_ctx_from_fd(); device.c, iommufd_device_bind(): iommufd_ctx_get()), so while
+   * one is bound nothing happens: the context and its objects live on for the device's cdev (ATTACH,
+   * DETACH keep working) and are released with the last unbind (iommufd_fops_release()). With none
+   * bound it is {@link close} at once. The syscall face's close of the fd should call this.
+   */
+  releaseFile(): void {
+    this.fileOpen = false;
+    if (!this.hasBindings()) this.close();
+  }
+
+  private hasBindings(): boolean {
+    for (const object of this.objects.values()) if (!(object instanceof Ioas) && !(object instanceof Hwpt)) return true;
+    return false;
+  }
+
   /** Closing `/dev/iommu`: every device unbound, every IOAS destroyed. */
   close(): void {
+    this.released = true;
     for (const [id, object] of this.objects) if (!(object instanceof Ioas) && !(object instanceof Hwpt)) this.unbind(id);
     for (const object of this.objects.values()) if (object instanceof Ioas) this.unmapAll(object);
     this.objects.clear();
