@@ -506,3 +506,57 @@ describe('closing /dev/iommu with a device bound (main.c, iommufd_ctx_from_fd(),
     expect(simulator.kernelObjects.has(iommufd)).toBe(false);
   });
 });
+
+describe('IOMMU_HWPT_INVALIDATE and IOMMU_IOAS_IOVA_RANGES write-backs (hw_pagetable.c, iommufd_hwpt_invalidate(); ioas.c, iommufd_ioas_iova_ranges())', () => {
+  function open() {
+    const simulator = createSimulator({ platform: 'x86-vtd' });
+    const sys = simSyscalls(simulator, { littleEndian: true });
+    const fd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
+    const memory = sys.mmap(0x10000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
+    const alloc = new Uint8Array(12);
+    new DataView(alloc.buffer).setUint32(0, 12, true);
+    expect(sys.ioctl(fd, 0x3b81, alloc)).toBe(0);
+    return { simulator, sys, fd, memory };
+  }
+
+  it('HWPT_INVALIDATE: EOPNOTSUPP, EINVAL, then ENOENT (no nested HWPT), entry_num written back 0 each time', () => {
+    const { sys, fd } = open();
+    const invalidate = (fill: (view: DataView) => void): { status: number; done: number } => {
+      const bytes = new Uint8Array(32);
+      const view = new DataView(bytes.buffer);
+      view.setUint32(0, 32, true);
+      view.setUint32(4, 1, true);
+      view.setUint32(24, 5, true);
+      fill(view);
+      return { status: sys.ioctl(fd, 0x3b8d, bytes), done: view.getUint32(24, true) };
+    };
+    expect(invalidate((view) => view.setUint32(28, 1, true))).toEqual({ status: -ERRNO.EOPNOTSUPP, done: 0 });
+    expect(invalidate(() => {})).toEqual({ status: -ERRNO.EINVAL, done: 0 }); // 5 entries, no data_uptr
+    expect(invalidate((view) => view.setUint32(24, 0, true))).toEqual({ status: -ERRNO.ENOENT, done: 0 }); // IOAS 1 is not nested
+  });
+
+  it('IOVA_RANGES: entries written one by one up to the first fault, the struct not written back', () => {
+    const { simulator, sys, fd, memory } = open();
+    const edu = simulator.devices().find((device) => device.edu)!;
+    const cdev = sys.open(`/dev/vfio/devices/vfio0`, SYSCALL_FLAGS.O_RDWR);
+    const bind = new DataView(new ArrayBuffer(16));
+    bind.setUint32(0, 16, true);
+    bind.setInt32(8, fd, true);
+    expect(sys.ioctl(cdev, 0x3b00 + 118, new Uint8Array(bind.buffer))).toBe(0);
+    const attach = new DataView(new ArrayBuffer(12));
+    attach.setUint32(0, 12, true);
+    attach.setUint32(8, 1, true);
+    expect(sys.ioctl(cdev, 0x3b00 + 119, new Uint8Array(attach.buffer))).toBe(0);
+    expect(edu.domain).toBeDefined();
+    // Two ranges on the VT-d preset; the second slot is past the mapping.
+    const bytes = new Uint8Array(32);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, 32, true);
+    view.setUint32(4, 1, true);
+    view.setUint32(8, 2, true);
+    view.setBigUint64(16, memory + 0x10000n - 16n, true);
+    expect(sys.ioctl(fd, 0x3b84, bytes)).toBe(-ERRNO.EFAULT);
+    expect(view.getUint32(8, true)).toBe(2); // not written back
+    expect(simulator.memory.read(memory + 0x10000n - 8n, 8)).toEqual(new Uint8Array([0xff, 0xff, 0xdf, 0xfe, 0, 0, 0, 0]));
+  });
+});

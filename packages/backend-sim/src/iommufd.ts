@@ -1075,6 +1075,23 @@ export class SimIommufdContext {
   }
 
   /**
+   * IOMMU_HWPT_INVALIDATE (6.12 hw_pagetable.c, iommufd_hwpt_invalidate()): `__reserved` EOPNOTSUPP;
+   * entries asked for with no `data_uptr`, an `entry_len` of 0 or above PAGE_SIZE, or more than
+   * 2^19 of them EINVAL; then `hwpt_id` must be a nested HWPT, which no simulated IOMMU makes
+   * (IOMMU_HWPT_ALLOC refuses NEST_PARENT): ENOENT. The caller writes `entry_num` 0 back whatever
+   * the answer.
+   */
+  invalidateHwpt(hwptId: number, reserved: number, dataUptr: bigint, entryLength: number, entryCount: number): never {
+    const ioctl = 'IOMMU_HWPT_INVALIDATE';
+    this.simulator.checkInjected(ioctl);
+    if (reserved !== 0) throw new KernelError(ERRNO.EOPNOTSUPP, ioctl, '__reserved must be 0');
+    if (entryCount !== 0 && (dataUptr === 0n || entryLength === 0 || entryLength > PAGE_BYTES || entryCount > 1 << 19)) {
+      throw new KernelError(ERRNO.EINVAL, ioctl, `${entryCount} entries of ${entryLength} bytes at ${hex(dataUptr)}`);
+    }
+    throw new KernelError(ERRNO.ENOENT, ioctl, `object ${hwptId} is not a nested HWPT`);
+  }
+
+  /**
    * IOMMU_HWPT_SET_DIRTY_TRACKING (6.12 hw_pagetable.c, iommufd_hwpt_set_dirty_tracking();
    * io_pagetable.c, iopt_set_dirty_tracking()): a flag other than ENABLE EOPNOTSUPP; not a paging
    * HWPT ENOENT; a HWPT without dirty_ops EOPNOTSUPP. Enabling first clears every dirty bit

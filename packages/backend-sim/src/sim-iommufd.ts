@@ -38,6 +38,8 @@ const IOMMU_GET_HW_INFO = 0x3b8a;
 const IOMMU_HWPT_SET_DIRTY_TRACKING = 0x3b8b;
 /** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_GET_DIRTY_BITMAP = 0x8c) */
 const IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c;
+/** _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HWPT_INVALIDATE = 0x8d) */
+const IOMMU_HWPT_INVALIDATE = 0x3b8d;
 
 /**
  * The ioctls of a `/dev/iommu` fd (drivers/iommu/iommufd/main.c iommufd_fops_ioctl() and its
@@ -85,8 +87,9 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       const { ranges, alignment } = context.iovaRanges(view.getUint32(4, proc.little));
       const slots = view.getUint32(8, proc.little);
       const pointer = view.getBigUint64(16, proc.little);
-      const written = Math.min(slots, ranges.length);
-      if (written > 0) proc.simulator.memory.write(pointer, encodeRanges(proc, ranges.slice(0, written)));
+      // One entry at a time (iommufd_ioas_iova_ranges()): an unwritable one is EFAULT, with the
+      // entries before it written and the struct not.
+      ranges.slice(0, Math.min(slots, ranges.length)).forEach((range, index) => proc.simulator.memory.write(pointer + BigInt(index * 16), encodeRanges(proc, [range])));
       // The struct is written back even when the slots are too few: num_iovas is the total
       // (docs/kernel-rules.md#iova-ranges-two-step-query).
       view.setUint32(8, ranges.length, proc.little);
@@ -172,6 +175,17 @@ export function iommufdIoctl(proc: SimProcess, context: SimIommufdContext, reque
       const id = context.vfioIoas(view.getUint16(8, proc.little), view.getUint16(10, proc.little), view.getUint32(4, proc.little));
       if (id !== undefined) view.setUint32(4, id, proc.little);
       return 0;
+    }
+    case IOMMU_HWPT_INVALIDATE: {
+      // struct iommu_hwpt_invalidate: size, hwpt_id @4, data_uptr @8, data_type @16, entry_len @20,
+      // entry_num @24, __reserved @28. The struct goes back with entry_num (0: none done) whatever
+      // the answer (iommufd_hwpt_invalidate()).
+      const view = sized(proc, buffer, 32, 32);
+      try {
+        context.invalidateHwpt(view.getUint32(4, proc.little), view.getUint32(28, proc.little), view.getBigUint64(8, proc.little), view.getUint32(20, proc.little), view.getUint32(24, proc.little));
+      } finally {
+        view.setUint32(24, 0, proc.little);
+      }
     }
     case IOMMU_HWPT_ALLOC: {
       // struct iommu_hwpt_alloc: size, flags, dev_id, pt_id, out_hwpt_id @16, __reserved @20,
