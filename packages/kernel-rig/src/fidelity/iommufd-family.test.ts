@@ -30,4 +30,28 @@ describe('the iommufd family', () => {
     // Every sequence cleans up after itself: nothing stays open into the next.
     expect(machine.simulator!.openHandles()).toBe(0);
   });
+
+  it('chooses the IOVAs the 6.12 kernel of the iommufd lane chose (no THP there: alignment capped at a page)', () => {
+    // The lane's guest has no /sys/kernel/mm/transparent_hugepage: iopt_alloc_iova()'s max_alignment
+    // is PAGE_SIZE, so 2 pages at an 8 KiB-aligned, not 2 MiB-aligned user_va land at 0x1000 (with
+    // THP: 0x2000). The lowest fit from 0x1000 up; a sub-page user_va keeps its page offset.
+    const steps: Step[] = [
+      { op: 'mmap', pages: 8, as: 'ram', align: 512 },
+      { op: 'open', path: '/dev/iommu', as: 'iommufd' },
+      { op: 'ioctl', fd: 'iommufd', ioctl: 'IOMMU_IOAS_ALLOC', fields: { size: 12 } },
+      { op: 'ioctl', fd: 'iommufd', ioctl: 'IOMMU_IOAS_MAP', fields: { size: 40, flags: 6, ioas_id: 1, user_va: { mapping: 'ram', offset: 0x2000n }, length: 0x2000n } },
+      { op: 'ioctl', fd: 'iommufd', ioctl: 'IOMMU_IOAS_MAP', fields: { size: 40, flags: 6, ioas_id: 1, user_va: { mapping: 'ram' }, length: 0x4000n } },
+      { op: 'ioctl', fd: 'iommufd', ioctl: 'IOMMU_IOAS_MAP', fields: { size: 40, flags: 6, ioas_id: 1, user_va: { mapping: 'ram', offset: 0x10n }, length: 0x800n } },
+    ];
+    const machine = simMachine('iommufd');
+    // The kernel's outcomes (iommufd lane, 6.12.118): the struct after each call, user_va blanked.
+    expect(runSteps(machine.syscalls, machine.edu, steps)).toEqual([
+      { result: 'mapped' },
+      { result: 'fd' },
+      { result: '0', bytes: '0c0000000000000001000000' },
+      { result: '0', bytes: '28000000060000000100000000000000000000000000000000200000000000000010000000000000' },
+      { result: '0', bytes: '28000000060000000100000000000000000000000000000000400000000000000030000000000000' },
+      { result: '0', bytes: '28000000060000000100000000000000000000000000000000080000000000001070000000000000' },
+    ]);
+  });
 });
