@@ -353,6 +353,21 @@ describe('INTx: vfio_pci_intrs.c vfio_pci_set_intx_trigger(), _mask(), _unmask()
     expect(m.set(SET.EVENTFD | SET.UNMASK, IRQ.INTX, 0, 1, [unmask])).toBe(0); // the closed one was dropped
   });
 
+  it('a trigger sharing its eventfd with the UNMASK virqfd: every signal wakes the virqfd, which reads the count first (virqfd_wakeup()), so nothing is left to read', () => {
+    const m = machine();
+    const shared = m.eventfd();
+    expect(m.set(SET.EVENTFD | SET.TRIGGER, IRQ.INTX, 0, 1, [shared])).toBe(0);
+    expect(m.set(SET.EVENTFD | SET.UNMASK, IRQ.INTX, 0, 1, [shared])).toBe(0);
+    expect(m.set(SET.BOOL | SET.TRIGGER, IRQ.INTX, 0, 1, [1])).toBe(0);
+    expect(m.count(shared)).toBe(0n);
+    expect(m.set(SET.NONE | SET.TRIGGER, IRQ.INTX, 0, 1)).toBe(0);
+    expect(m.count(shared)).toBe(0n);
+    // Once the virqfd is dropped (-1), the trigger's count stays for the user.
+    expect(m.set(SET.EVENTFD | SET.UNMASK, IRQ.INTX, 0, 1, [-1])).toBe(0);
+    expect(m.set(SET.NONE | SET.TRIGGER, IRQ.INTX, 0, 1)).toBe(0);
+    expect(m.count(shared)).toBe(1n);
+  });
+
   it('INTx disable in the command register (virq_disabled) masks INTx and silences even the loopback; clearing it unmasks (vfio_pci_config.c)', () => {
     const m = machine();
     const e = m.eventfd();

@@ -254,9 +254,42 @@ function eventfdOf(proc: SimProcess, fd: number): EventfdFile {
   return file;
 }
 
-/** eventfd_signal(): the count grows, whether or not an fd still names it. */
+/**
+ * eventfd_signal(): the count grows, whether or not an fd still names it, and the eventfd's waiters
+ * wake: an INTx unmask virqfd on the same eventfd reads the count at once (virqfd_wakeup()), so a
+ * trigger that shares its eventfd with the unmask leaves nothing for the user to read.
+ */
 function signalEventfd(file: EventfdFile | undefined): void {
-  if (file !== undefined) file.count += 1n;
+  if (file === undefined) return;
+  file.count += 1n;
+  file.virqfd?.();
+}
+
+/** Set while an unmask virqfd runs: its re-signal of a still-pending INTx does not wake it again at once (the kernel's runs from a workqueue). */
+let waking = false;
+
+/** The INTx unmask virqfd goes (vfio_virqfd_disable()): its eventfd wakes nothing any more. */
+function dropUnmask(state: DeviceIrqs): void {
+  if (state.unmask !== undefined) state.unmask.virqfd = undefined;
+  state.unmask = undefined;
+}
+
+/** The INTx unmask virqfd of `device` registered on `file` (vfio_virqfd_enable()). */
+function setUnmask(device: SimDevice, state: DeviceIrqs, file: EventfdFile): void {
+  dropUnmask(state);
+  state.unmask = file;
+  // virqfd_wakeup(): eventfd_ctx_do_read() empties the count, then vfio_pci_intx_unmask_handler()
+  // runs, and vfio_send_intx_eventfd() signals again when the line is still asserted.
+  file.virqfd = () => {
+    if (waking) return;
+    waking = true;
+    try {
+      file.count = 0n;
+      if (intxUnmaskHandler(device, state)) sendIntx(state);
+    } finally {
+      waking = false;
+    }
+  };
 }
 
 // --- INTx (vfio_pci_intrs.c) ----------------------------------------------------------------
@@ -303,13 +336,13 @@ function intxUnmaskIoctl(proc: SimProcess, { device, state, start, count, data, 
   if (data === IRQ_SET.DATA_EVENTFD) {
     const fd = view.getInt32(20, proc.little);
     if (fd < 0) {
-      state.unmask = undefined; // vfio_virqfd_disable()
+      dropUnmask(state); // vfio_virqfd_disable()
       return 0;
     }
     // vfio_virqfd_enable(): EBADF, EINVAL (not an eventfd), then EBUSY when one is registered.
     const file = eventfdOf(proc, fd);
     if (state.unmask !== undefined) return -ERRNO.EBUSY;
-    state.unmask = file;
+    setUnmask(device, state, file);
     // A count already pending runs the handler at once (without reading the count).
     if (file.count > 0n && intxUnmaskHandler(device, state)) sendIntx(state);
     return 0;
@@ -349,7 +382,7 @@ function intxDisable(state: DeviceIrqs): void {
   state.type = 'none';
   state.intxTrigger = undefined;
   state.intxMasked = false;
-  state.unmask = undefined;
+  dropUnmask(state);
 }
 
 // --- MSI (vfio_pci_intrs.c) -----------------------------------------------------------------
@@ -642,20 +675,14 @@ export function deviceClosed(device: SimDevice): void {
  * virqfd_wakeup()); a trigger stays registered, as the kernel holds its eventfd_ctx.
  */
 export function eventfdClosed(simulator: Simulator, file: EventfdFile): void {
-  for (const device of simulator.devices()) if (device.irqs?.unmask === file) device.irqs.unmask = undefined;
+  for (const device of simulator.devices()) if (device.irqs?.unmask === file) dropUnmask(device.irqs);
 }
 
 /**
- * A write to an eventfd: an INTx unmask eventfd's virqfd reads the count and unmasks
- * (drivers/vfio/virqfd.c virqfd_wakeup(); the kernel re-signals a still-pending INTx from a
- * workqueue, here at once).
+ * A write to an eventfd wakes its waiters as a signal does: an INTx unmask virqfd on it reads the
+ * count and unmasks (drivers/vfio/virqfd.c virqfd_wakeup(); the kernel re-signals a still-pending
+ * INTx from a workqueue, here at once).
  */
-export function eventfdWritten(simulator: Simulator, file: EventfdFile): void {
-  for (const device of simulator.devices()) {
-    const state = device.irqs;
-    if (state?.unmask === file) {
-      file.count = 0n;
-      if (intxUnmaskHandler(device, state)) sendIntx(state);
-    }
-  }
+export function eventfdWritten(file: EventfdFile): void {
+  file.virqfd?.();
 }

@@ -41,6 +41,11 @@ export interface EventfdFile {
   kind: 'eventfd';
   count: bigint;
   nonblocking: boolean;
+  /**
+   * The INTx unmask virqfd waiting on this eventfd (vfio_virqfd_enable() adds it to the eventfd's
+   * wait queue): what runs when the eventfd is signalled or written (drivers/vfio/virqfd.c virqfd_wakeup()).
+   */
+  virqfd?: (() => void) | undefined;
 }
 
 /** A device fd: from a group fd (`group`) or a device cdev (`cdev`: the iommufd it is bound to, and its id there). */
@@ -197,7 +202,7 @@ export class SimProcess implements Syscalls {
     if (file === undefined) return -ERRNO.EBADF;
     if (file.kind !== 'eventfd' || buffer.byteLength < 8) return -ERRNO.EINVAL;
     file.count += this.view(buffer).getBigUint64(0, this.little);
-    eventfdWritten(this.simulator, file);
+    eventfdWritten(file);
     return 8;
   }
 
