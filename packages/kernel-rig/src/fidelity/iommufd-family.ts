@@ -649,7 +649,10 @@ export function iommufdSequence(seed: number): Step[] {
     const src = withAreas();
     if (src === undefined) return map();
     const sorted = [...src.areas].sort((a, b) => (a.iova < b.iova ? -1 : 1));
-    const index = random.int(0, sorted.length - 1);
+    // Now and then a read-only source copied WRITEABLE: EPERM (iopt_insert_area).
+    const readOnly = sorted.filter((candidate) => !candidate.pagesWritable);
+    const denied = readOnly.length > 0 && random.next() < 0.12;
+    const index = denied ? sorted.indexOf(pick(random, readOnly)) : random.int(0, sorted.length - 1);
     const area = sorted[index]!;
     let srcIova = area.iova;
     let length = area.length;
@@ -663,7 +666,7 @@ export function iommufdSequence(seed: number): Step[] {
       length = area.length + sorted[index + 1]!.length;
     }
     const writable = sorted.slice(index).every((candidate) => candidate.pagesWritable || candidate.iova > srcIova + length - 1n);
-    let flags = writable && random.next() < 0.7 ? MAP_FLAGS.READABLE | MAP_FLAGS.WRITEABLE : MAP_FLAGS.READABLE;
+    let flags = denied || (writable && random.next() < 0.7) ? MAP_FLAGS.READABLE | MAP_FLAGS.WRITEABLE : MAP_FLAGS.READABLE;
     const others = [...belief.ioas.values()].filter((ioas) => ioas !== src);
     const dst = others.length > 0 && random.next() < 0.65 ? pick(random, others) : src;
     let dstIova = 0n;
