@@ -472,7 +472,8 @@ export function iommufdSequence(seed: number): Step[] {
   if (random.next() < 0.1) {
     steps.push({ op: 'open', path: '/dev/vfio/{group}', as: 'group' });
     belief.groupOpen = true;
-    bind();
+    // The group's block comes before the fd is looked at: EBUSY even for a closed fd.
+    bind(random.next() < 0.4 ? { iommufd: { fd: 'closed' } } : {});
     steps.push({ op: 'close', fd: 'group' });
     belief.groupOpen = false;
   }
