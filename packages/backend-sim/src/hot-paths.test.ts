@@ -241,7 +241,8 @@ describe('iommufd IOAS_MAP / IOAS_UNMAP hot paths agree with the checked paths',
         const flags = next() < 0.85 ? 1 | (2 * (1 + Math.floor(next() * 3))) : [0, 2, 4, 6, 8, 9][Math.floor(next() * 6)]!;
         const iova = pick(next, near, 24);
         const length = next() < 0.85 ? BigInt(PAGE * (1 + Math.floor(next() * 3))) : pick(next, 0, 3);
-        const offset = BigInt(next() < 0.8 ? Math.floor(next() * 60) * PAGE : Math.floor(next() * 70 * PAGE));
+        // Whole pages past the 64 mapped ones fault once a domain pins them (no domain: a lazy map, no fault).
+        const offset = BigInt(next() < 0.8 ? Math.floor(next() * 66) * PAGE : Math.floor(next() * 70 * PAGE));
         const size = next() < 0.97 ? 40 : 48;
         both(machines, X86(0x85), (machine) => iommufdMap(flags, machine.memory + offset, length, iova, size), probes);
       } else if (roll < 0.97) {
@@ -254,7 +255,7 @@ describe('iommufd IOAS_MAP / IOAS_UNMAP hot paths agree with the checked paths',
       }
     }
     expect(domainOf(machines[0]).all()).toEqual(domainOf(machines[1]).all());
-    expectCoverage([ERRNO.EINVAL, ERRNO.EEXIST, ERRNO.EFAULT, ERRNO.ENOENT, ERRNO.EOPNOTSUPP]);
+    expectCoverage([ERRNO.EINVAL, ERRNO.EEXIST, ...(attach ? [ERRNO.EFAULT] : []), ERRNO.ENOENT, ERRNO.EOPNOTSUPP]);
   }, 60_000);
 });
 

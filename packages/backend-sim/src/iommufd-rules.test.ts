@@ -507,6 +507,69 @@ describe('closing /dev/iommu with a device bound (main.c, iommufd_ctx_from_fd(),
   });
 });
 
+describe('VFIO_DEVICE_BIND_IOMMUFD through the syscall face (6.12 device_cdev.c, vfio_df_ioctl_bind_iommufd())', () => {
+  const BIND = 0x3b76;
+  const ATTACH = 0x3b77;
+  const bind = (sys: ReturnType<typeof simSyscalls>, device: number, iommufd: number, flags = 0): number => {
+    const bytes = new Uint8Array(16);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, 16, true);
+    view.setUint32(4, flags, true);
+    view.setInt32(8, iommufd, true);
+    return sys.ioctl(device, BIND, bytes);
+  };
+  const machine = (kernel: '6.1' | '6.12') => {
+    const simulator = createSimulator({ platform: 'x86-vtd', kernel });
+    const sys = simSyscalls(simulator);
+    const edu = simulator.devices().find((device) => device.edu && device.driver === 'vfio-pci')!;
+    return { simulator, sys, edu, group: `/dev/vfio/${edu.group}` };
+  };
+  const rdwr = SYSCALL_FLAGS.O_RDWR;
+
+  it('on a device fd got from its group: EINVAL on 6.12 (bind is dispatched before the driver), ENOTTY on 6.1, which has no cdevs', () => {
+    for (const [kernel, answer] of [['6.12', -ERRNO.EINVAL], ['6.1', -ERRNO.ENOTTY]] as const) {
+      const { sys, edu, group } = machine(kernel);
+      const container = sys.open('/dev/vfio/vfio', rdwr);
+      const groupFd = sys.open(group, rdwr);
+      const int = new Uint8Array(4);
+      new DataView(int.buffer).setInt32(0, container, true);
+      expect(sys.ioctl(groupFd, 0x3b68, int)).toBe(0); // VFIO_GROUP_SET_CONTAINER
+      expect(sys.ioctl(container, 0x3b66, 3)).toBe(0); // VFIO_SET_IOMMU type1v2
+      const device = sys.ioctl(groupFd, 0x3b6a, new TextEncoder().encode(`${edu.address}\0`));
+      expect(device).toBeGreaterThan(0);
+      expect(bind(sys, device, sys.open('/dev/iommu', rdwr)), kernel).toBe(answer);
+    }
+  });
+
+  it('with the group open elsewhere: EBUSY before the iommufd fd is looked at (vfio_device_block_group())', () => {
+    const { simulator, sys, group } = machine('6.12');
+    const other = simSyscalls(simulator);
+    expect(other.open(group, rdwr)).toBeGreaterThan(0);
+    const device = sys.open('/dev/vfio/devices/vfio0', rdwr);
+    expect(bind(sys, device, 1_000_000)).toBe(-ERRNO.EBUSY);
+    expect(bind(sys, device, sys.eventfd(0, 0))).toBe(-ERRNO.EBUSY);
+    expect(bind(sys, device, -1)).toBe(-ERRNO.EINVAL);
+  });
+
+  it('closing /dev/iommu leaves a bound cdev working: the bind holds the iommufd file (iommufd_ctx_from_fd())', () => {
+    const { sys } = machine('6.12');
+    const iommufd = sys.open('/dev/iommu', rdwr);
+    const device = sys.open('/dev/vfio/devices/vfio0', rdwr);
+    expect(bind(sys, device, iommufd)).toBe(0);
+    const alloc = new Uint8Array(12);
+    new DataView(alloc.buffer).setUint32(0, 12, true);
+    expect(sys.ioctl(iommufd, 0x3b81, alloc)).toBe(0); // IOMMU_IOAS_ALLOC
+    const ioas = new DataView(alloc.buffer).getUint32(8, true);
+    expect(sys.close(iommufd)).toBe(0);
+    const attach = new Uint8Array(12);
+    const view = new DataView(attach.buffer);
+    view.setUint32(0, 12, true);
+    view.setUint32(8, ioas, true);
+    expect(sys.ioctl(device, ATTACH, attach)).toBe(0);
+    expect(sys.close(device)).toBe(0);
+  });
+});
+
 describe('IOMMU_HWPT_INVALIDATE and IOMMU_IOAS_IOVA_RANGES write-backs (hw_pagetable.c, iommufd_hwpt_invalidate(); ioas.c, iommufd_ioas_iova_ranges())', () => {
   function open() {
     const simulator = createSimulator({ platform: 'x86-vtd' });

@@ -99,20 +99,26 @@ interface IrqArgs {
  */
 export function deviceIoctl(proc: SimProcess, file: DeviceFile, request: number, argument: number | Uint8Array): number {
   const { device, cdev } = file;
+  if (request === VFIO_DEVICE_BIND_IOMMUFD && (cdev !== undefined || proc.simulator.kernel === '6.12')) {
+    // 6.12 drivers/vfio/device_cdev.c, vfio_df_ioctl_bind_iommufd(), on any device fd (vfio_main.c
+    // dispatches it first; 6.1 has no cdevs, and vfio-pci answers a group's device fd ENOTTY), in order: argsz, flags or iommufd < 0 EINVAL; a group-obtained fd
+    // EINVAL; /dev/vfio/N open EBUSY (group.c, vfio_device_block_group()); this fd bound already
+    // EINVAL; then the iommufd fd (EBADF, EBADFD) and the bind itself.
+    const view = proc.argView(proc.bytes(argument), 16);
+    const fd = view.getInt32(8, proc.little);
+    if (view.getUint32(4, proc.little) !== 0 || fd < 0 || cdev === undefined) return -ERRNO.EINVAL;
+    const group = device.group === undefined ? undefined : proc.simulator.group(device.group);
+    if (group?.opened) return -ERRNO.EBUSY;
+    if (cdev.iommufd !== undefined) return -ERRNO.EINVAL;
+    const target = proc.files.get(fd);
+    if (target === undefined) return -ERRNO.EBADF;
+    if (target.kind !== 'iommufd') return -ERRNO.EBADFD;
+    cdev.id = target.context.bind(device);
+    cdev.iommufd = target.context;
+    view.setUint32(12, cdev.id, proc.little);
+    return 0;
+  }
   if (cdev !== undefined) {
-    if (request === VFIO_DEVICE_BIND_IOMMUFD) {
-      const view = proc.argView(proc.bytes(argument), 16);
-      if (view.getUint32(4, proc.little) !== 0 || cdev.iommufd !== undefined) return -ERRNO.EINVAL;
-      const fd = view.getInt32(8, proc.little);
-      if (fd < 0) return -ERRNO.EINVAL;
-      const target = proc.files.get(fd);
-      if (target === undefined) return -ERRNO.EBADF;
-      if (target.kind !== 'iommufd') return -ERRNO.EBADFD;
-      cdev.id = target.context.bind(device);
-      cdev.iommufd = target.context;
-      view.setUint32(12, cdev.id, proc.little);
-      return 0;
-    }
     // Before bind every other device ioctl is EINVAL (docs/kernel-rules.md#binding-a-device-cdev).
     if (cdev.iommufd === undefined) return -ERRNO.EINVAL;
     if (request === VFIO_DEVICE_ATTACH_IOMMUFD_PT) {

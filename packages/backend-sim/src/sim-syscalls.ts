@@ -174,7 +174,7 @@ export class SimProcess implements Syscalls {
         deviceClosed(file.device);
         break;
       case 'iommufd':
-        file.context.close();
+        file.context.releaseFile();
         break;
       case 'eventfd':
         eventfdClosed(this.simulator, file);
