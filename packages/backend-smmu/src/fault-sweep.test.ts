@@ -3,7 +3,7 @@
 // typed IoasError, and nothing changed: the container's record, the simulated kernel's table, the
 // IOMMU's translation, and the process's open fds. A close() that meets a fault still releases
 // every fd and reports what failed, once.
-import { Container, ERRNO, errnoName, IoasError } from '@ioas/core';
+import { Container, ERRNO, errnoName, hex, IoasError } from '@ioas/core';
 import { createSimulator, Hwpt, Ioas, PagedDomain, simSyscalls, type SimDevice, type Simulator } from '@ioas/backend-sim';
 import { FaultySyscalls } from '@ioas/backend-sim/testing';
 import { allocateDmaMemory, type VfioDevice } from '@ioas/vfio';
@@ -273,6 +273,9 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
   clean.face.recording = false;
   const count = clean.face.calls - start;
   const cleanAfter = world(clean, scenario.probes, opened ?? cleanCtx.container);
+  // The kernel once the caller has closed the device fd it holds, too.
+  cleanCtx.device?.close();
+  const cleanReleased = world(clean, scenario.probes, opened ?? cleanCtx.container);
   for (const label of clean.face.log) {
     const kind = label.split(' ')[0]!;
     outcome.calls.set(kind, (outcome.calls.get(kind) ?? 0) + 1);
@@ -315,7 +318,15 @@ async function sweep(scenario: Scenario, errnos: readonly number[], outcome: Out
       if (scenario.closing) {
         // A failed close still releases everything, reports once, and a second close does nothing.
         if (after.fds !== cleanAfter.fds) outcome.fdLeaks.push(`${where}: ${after.fds} fds left open, a clean close leaves ${cleanAfter.fds} (the caller's device fds)`);
-        if (after.kernel !== cleanAfter.kernel || after.translation !== cleanAfter.translation) outcome.notReleased.push(`${where}: kernel state differs from a clean close`);
+        if (ctx.device !== undefined && after.kernel !== cleanAfter.kernel) {
+          // The caller's device would not detach: bound, it keeps the iommufd context and stays
+          // attached until the caller closes it (iommufd_ctx_from_fd() holds the file). Its DMA
+          // must stop with the close all the same, and the rest go with the caller's close.
+          const reaches = scenario.probes.filter((iova) => m.device.domain?.translate(iova, true).kind === 'memory');
+          if (reaches.length > 0) outcome.notReleased.push(`${where}: the caller's device still reaches memory at ${reaches.map(hex).join(', ')} after the close`);
+          ctx.device.close();
+          if (world(m, scenario.probes, container).kernel !== cleanReleased.kernel) outcome.notReleased.push(`${where}: kernel state differs from a clean close once the caller closes its device`);
+        } else if (after.kernel !== cleanAfter.kernel || after.translation !== cleanAfter.translation) outcome.notReleased.push(`${where}: kernel state differs from a clean close`);
         try {
           container!.close();
         } catch (second) {

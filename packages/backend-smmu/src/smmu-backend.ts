@@ -6,6 +6,7 @@ import {
   IoasError,
   rangeSize,
   subtractRanges,
+  U64_MAX,
   type AttachPreview,
   type DirtyReadCall,
   type DirtyTracking,
@@ -584,15 +585,33 @@ function openIommufd(ioctls: VfioIoctls, sysfs: Sysfs, addresses: string[], reso
   /** Each member group's reserved regions, and its members bound to vfio-pci (all of them make the group whole), from sysfs. */
   const groupInfo = new Map<number, { readonly bound: readonly string[]; readonly reserved: readonly ReservedRange[] }>();
   // A device fd the caller still holds keeps the iommufd context, and so the IOAS and its mappings,
-  // alive after /dev/iommu closes (the bind holds a reference): detach it first, so that DMA stops
-  // with the container. Then the device fds this handle holds (closing one unbinds and detaches
-  // it), then /dev/iommu. A failing step does not stop the others.
-  const release = (): void =>
+  // alive after /dev/iommu closes (the bind holds a reference: iommufd_ctx_from_fd() takes the
+  // file): detach it first, so that DMA stops with the container. When a detach fails, the device
+  // stays attached until the caller closes it: the IOAS is emptied (IOAS_UNMAP of everything)
+  // so that its DMA stops all the same. Then the device fds this handle holds (closing one unbinds
+  // and detaches it), then /dev/iommu. A failing step does not stop the others.
+  const release = (): void => {
+    let stillAttached = false;
+    const detach = (device: IommufdDevice) => () => {
+      try {
+        device.detach();
+      } catch (error) {
+        stillAttached = true;
+        throw error;
+      }
+    };
     releaseAll(
-      [...handedOut.filter((device) => !device.isClosed).map((device) => () => device.detach()), ...bound.map((device) => () => device.close()), () => context.close()],
+      [
+        ...handedOut.filter((device) => !device.isClosed).map(detach),
+        // IOVA 0 and length U64_MAX unmap everything (iommufd_ioas_unmap()).
+        () => void (stillAttached && context.unmap(ioas, 0n, U64_MAX)),
+        ...bound.map((device) => () => device.close()),
+        () => context.close(),
+      ],
       'closing the iommufd context',
       'smmu',
     );
+  };
   let ioas: number;
   let msi: MsiModel;
   let dirtyTracking: DirtyTracking;
