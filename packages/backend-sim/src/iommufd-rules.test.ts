@@ -2,7 +2,7 @@
 // that decides it (drivers/iommu/iommufd/). Every test here failed on the simulator before.
 import { ERRNO, SYSCALL_FLAGS, U64_MAX } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
-import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
+import { Hwpt, IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError } from './kernel-error.js';
 import { simSyscalls } from './sim-syscalls.js';
 import { createSimulator } from './simulator.js';
@@ -482,6 +482,32 @@ describe('IOMMU_VFIO_IOAS and the VFIO compat ioctls on /dev/iommu (vfio_compat.
     expect([whole.view.getUint16(24, true), whole.view.getUint32(28, true), whole.view.getUint32(32, true)]).toEqual([3, 40, 0xffff_ffff]);
     expect([whole.view.getUint16(40, true), whole.view.getUint32(48, true)]).toEqual([1, 1]);
     expect([whole.view.getBigUint64(56, true), whole.view.getBigUint64(64, true)]).toEqual([0n, U64_MAX]);
+  });
+});
+
+describe('ATTACH to another IOAS: a replace adds the new domain before it reserves the device\'s regions (device.c, iommufd_device_replace(); hw_pagetable.c, iommufd_hwpt_paging_alloc())', () => {
+  // IOAS 2 allows exactly the MSI window and holds a lazy area over memory that is gone.
+  const prepare = () => {
+    const context = setup();
+    const { iommufd, gone } = context;
+    const other = iommufd.allocateIoas(0);
+    iommufd.allowIovas(other, [{ start: 0xfee0_0000n, last: 0xfeef_ffffn }]);
+    iommufd.map(other, FIXED_IOVA | READABLE, gone, 0x1000n, 0x19_4000n);
+    return { ...context, other };
+  };
+
+  it('replacing: the new domain pins the lazy area first, EFAULT (as the 6.12 lane answered)', () => {
+    const { iommufd, edu, ioas, other } = prepare();
+    const device = iommufd.bind(edu);
+    iommufd.attach(device, ioas);
+    expect(errnoOf(() => iommufd.attach(device, other))).toBe(ERRNO.EFAULT);
+    expect(edu.domain instanceof Hwpt && edu.domain.ioas.id).toBe(ioas);
+  });
+
+  it('a first attach reserves the MSI window first: EADDRINUSE', () => {
+    const { iommufd, edu, other } = prepare();
+    expect(errnoOf(() => iommufd.attach(iommufd.bind(edu), other))).toBe(ERRNO.EADDRINUSE);
+    expect(edu.domain).toBeUndefined();
   });
 });
 

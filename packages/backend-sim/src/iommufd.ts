@@ -894,7 +894,14 @@ export class SimIommufdContext {
     // Automatic selection never picks a HWPT allocated by IOMMU_HWPT_ALLOC.
     let domain = target instanceof Hwpt ? target : [...this.objects.values()].find((object): object is Hwpt => object instanceof Hwpt && object.auto && object.ioas === ioas && object.takes(device));
     if (domain !== undefined && domain === binding.domain) return domain.id;
-    this.enforceReserved(ioas, device.reserved.filter((region) => region.kind !== 'direct-relaxable'), ioctl, `${device.address}'s reserved region`);
+    const reserveRegions = () => this.enforceReserved(ioas, device.reserved.filter((region) => region.kind !== 'direct-relaxable'), ioctl, `${device.address}'s reserved region`);
+    // A device already attached is replaced (iommufd_device_replace()): a new automatic domain is
+    // added to the IOAS first and its reserved regions come after (iommufd_hwpt_paging_alloc() with
+    // immediate_attach false, then iommufd_group_do_replace_reserved_iova()); a first attach
+    // reserves them first (iommufd_hw_pagetable_attach() before iopt_table_add_domain(),
+    // hw_pagetable.c). The order decides between EADDRINUSE and EFAULT.
+    const replacing = binding.domain !== undefined;
+    if (domain !== undefined || !replacing) reserveRegions();
     if (domain !== undefined && !domain.takes(device)) {
       throw new KernelError(ERRNO.EINVAL, ioctl, `domain ${domain.id} belongs to another IOMMU than ${device.address}'s`);
     }
@@ -905,6 +912,7 @@ export class SimIommufdContext {
       this.checkAlignmentForDomain(ioas, ioctl);
       this.enforceReserved(ioas, outsideAperture(device.aperture), ioctl, `the IOVA ${device.address}'s IOMMU cannot translate,`);
       this.pinForFirstDomain(ioas, ioctl);
+      if (replacing) reserveRegions();
       domain = new Hwpt(this.freeId(), ioas, device.aperture, true, false, false);
       this.objects.set(domain.id, domain);
       ioas.domains.add(domain);
