@@ -3,19 +3,11 @@
 import { ERRNO, SYSCALL_FLAGS, U64_MAX } from '@ioas/core';
 import { describe, expect, it } from 'vitest';
 import { Hwpt, IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
+import { errnoOf, iommufdByHand } from './__fixtures__/iommufd-by-hand.js';
 import { KernelError } from './kernel-error.js';
 import { simSyscalls } from './sim-syscalls.js';
 import { createSimulator } from './simulator.js';
 
-function errnoOf(run: () => unknown): number | undefined {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof KernelError) return error.errno;
-    throw error;
-  }
-  return undefined;
-}
 
 const { FIXED_IOVA, READABLE, WRITEABLE } = IOAS_MAP_FLAGS;
 const RW = READABLE | WRITEABLE;
@@ -374,13 +366,7 @@ describe('the /dev/iommu ioctl handlers (sim-iommufd.ts) decode and leave the or
 
 describe('IOMMU_VFIO_IOAS and the VFIO compat ioctls on /dev/iommu (vfio_compat.c)', () => {
   function open() {
-    const simulator = createSimulator({ platform: 'x86-vtd' });
-    const sys = simSyscalls(simulator, { littleEndian: true });
-    const fd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
-    const memory = sys.mmap(0x10000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
-    const alloc = new Uint8Array(12);
-    new DataView(alloc.buffer).setUint32(0, 12, true);
-    expect(sys.ioctl(fd, 0x3b81, alloc)).toBe(0); // IOAS 1
+    const { simulator, sys, fd, memory } = iommufdByHand();
     const vfioIoas = (op: number, id = 0, reserved = 0): { status: number; id: number } => {
       const bytes = new Uint8Array(12);
       const view = new DataView(bytes.buffer);
@@ -597,16 +583,7 @@ describe('VFIO_DEVICE_BIND_IOMMUFD through the syscall face (6.12 device_cdev.c,
 });
 
 describe('IOMMU_HWPT_INVALIDATE and IOMMU_IOAS_IOVA_RANGES write-backs (hw_pagetable.c, iommufd_hwpt_invalidate(); ioas.c, iommufd_ioas_iova_ranges())', () => {
-  function open() {
-    const simulator = createSimulator({ platform: 'x86-vtd' });
-    const sys = simSyscalls(simulator, { littleEndian: true });
-    const fd = sys.open('/dev/iommu', SYSCALL_FLAGS.O_RDWR);
-    const memory = sys.mmap(0x10000n, 3, SYSCALL_FLAGS.MAP_SHARED | SYSCALL_FLAGS.MAP_ANONYMOUS, -1, 0n);
-    const alloc = new Uint8Array(12);
-    new DataView(alloc.buffer).setUint32(0, 12, true);
-    expect(sys.ioctl(fd, 0x3b81, alloc)).toBe(0);
-    return { simulator, sys, fd, memory };
-  }
+  const open = iommufdByHand;
 
   it('HWPT_INVALIDATE: EOPNOTSUPP, EINVAL, then ENOENT (no nested HWPT), entry_num written back 0 each time', () => {
     const { sys, fd } = open();

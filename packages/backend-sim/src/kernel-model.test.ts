@@ -4,18 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { IOAS_MAP_FLAGS, SimIommufdContext } from './iommufd.js';
 import { KernelError, KernelOops } from './kernel-error.js';
 import { PAMU_ATTRIBUTE } from './pamu-domain.js';
+import { errnoOf } from './__fixtures__/iommufd-by-hand.js';
 import { createSimulator } from './simulator.js';
 import { VFIO_EXTENSION, SimVfioContainer } from './vfio-container.js';
 
-function errnoOf(run: () => unknown): number | undefined {
-  try {
-    run();
-  } catch (error) {
-    if (error instanceof KernelError) return error.errno;
-    throw error;
-  }
-  return undefined;
-}
 
 function type1(platform: 'x86-vtd' | 'arm-smmuv3' = 'x86-vtd', dmaEntryLimit?: number) {
   const simulator = createSimulator({ platform, ...(dmaEntryLimit === undefined ? {} : { dmaEntryLimit }) });
