@@ -305,6 +305,13 @@ export class SimIommufdContext {
   private released = false;
   /** `ictx->vfio_ioas`: the IOAS the VFIO compat ioctls on `/dev/iommu` act on. */
   private compat: Ioas | undefined;
+  /**
+   * References VFIO groups hold on the context: a group given this fd as its container
+   * (6.12 drivers/vfio/group.c, vfio_group_ioctl_set_container(): iommufd_ctx_from_file() takes
+   * one, dropped by UNSET_CONTAINER or the group file's release). While one is held, closing the
+   * `/dev/iommu` fd does not release the context ({@link hold}, {@link drop}).
+   */
+  private groupHolds = 0;
 
   constructor(private readonly simulator: Simulator) {
     simulator.kernelObjects.add(this);
@@ -819,8 +826,49 @@ export class SimIommufdContext {
     }
   }
 
+  /**
+   * A VFIO group takes a reference on the context (6.12 drivers/vfio/group.c,
+   * vfio_group_ioctl_set_container(): iommufd_ctx_from_file()), and creates the compat IOAS when
+   * there is none (drivers/iommu/iommufd/vfio_compat.c, iommufd_vfio_compat_ioas_create(): a new
+   * IOAS at the lowest free id becomes `ictx->vfio_ioas`; an existing one is kept).
+   */
+  holdForGroup(): void {
+    if (this.compat === undefined) {
+      const id = this.freeId();
+      const ioas = new Ioas(id, this.simulator);
+      this.objects.set(id, ioas);
+      this.compat = ioas;
+    }
+    this.groupHolds++;
+  }
+
+  /** The group drops its reference (vfio_group_ioctl_unset_container(), vfio_group_fops_release(): iommufd_ctx_put()). */
+  dropForGroup(): void {
+    this.groupHolds--;
+    if (!this.fileOpen && !this.released && !this.hasBindings() && this.groupHolds === 0) this.close();
+  }
+
+  /**
+   * A device opened through a group whose container is this context (6.12 drivers/vfio/group.c,
+   * vfio_df_group_open(): vfio_df_open() binds it, drivers/vfio/iommufd.c vfio_df_iommufd_bind(),
+   * then vfio_iommufd_compat_attach_ioas() attaches it to the compat IOAS: none ENODEV
+   * (vfio_compat.c, iommufd_vfio_compat_ioas_get_id()), and a failed attach unbinds it again).
+   * The group path takes no vfio_device_block_group(). Returns the device id.
+   */
+  bindFromGroup(device: SimDevice): number {
+    const id = this.bind(device, true);
+    try {
+      if (this.compat === undefined) throw new KernelError(ERRNO.ENODEV, 'VFIO_GROUP_GET_DEVICE_FD', 'no compat IOAS (it was destroyed)');
+      this.attach(id, this.compat.id);
+    } catch (error) {
+      this.unbind(id);
+      throw error;
+    }
+    return id;
+  }
+
   /** VFIO_DEVICE_BIND_IOMMUFD: returns the device id. */
-  bind(device: SimDevice): number {
+  bind(device: SimDevice, viaGroup = false): number {
     const ioctl = 'VFIO_DEVICE_BIND_IOMMUFD';
     this.simulator.checkInjected(ioctl);
     // 6.12 drivers/vfio/device_cdev.c, vfio_df_ioctl_bind_iommufd(): the group is blocked first
@@ -828,7 +876,7 @@ export class SimIommufdContext {
     // which a cdev may do only once, whichever iommufd asks (vfio_main.c, vfio_df_open(): EINVAL;
     // docs/kernel-rules.md#a-device-binds-once).
     const group = device.group === undefined ? undefined : this.simulator.group(device.group);
-    if (group?.opened) throw new KernelError(ERRNO.EBUSY, ioctl, `group ${group.id} is open through /dev/vfio/${group.id}`);
+    if (!viaGroup && group?.opened) throw new KernelError(ERRNO.EBUSY, ioctl, `group ${group.id} is open through /dev/vfio/${group.id}`);
     if (device.boundTo !== undefined) {
       throw new KernelError(ERRNO.EINVAL, ioctl, `${device.address} is already bound to ${device.boundTo === this ? 'this' : 'another'} iommufd (a device cdev opens once)`);
     }
@@ -866,7 +914,7 @@ export class SimIommufdContext {
     this.objects.delete(deviceId);
     if (binding.device.boundTo === this) binding.device.boundTo = undefined;
     // The last device gone from a context whose fd is closed releases it (iommufd_fops_release()).
-    if (!this.fileOpen && !this.released && !this.hasBindings()) this.close();
+    if (!this.fileOpen && !this.released && !this.hasBindings() && this.groupHolds === 0) this.close();
   }
 
   /**
@@ -1180,7 +1228,7 @@ export class SimIommufdContext {
    */
   releaseFile(): void {
     this.fileOpen = false;
-    if (!this.hasBindings()) this.close();
+    if (!this.hasBindings() && this.groupHolds === 0) this.close();
   }
 
   private hasBindings(): boolean {

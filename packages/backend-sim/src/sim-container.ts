@@ -8,6 +8,16 @@ import type { SimDevice, SimGroup } from './simulator.js';
 import type { GroupFile, SimProcess } from './sim-syscalls.js';
 import { iommuIoctl } from './sim-type1.js';
 import type { SimVfioContainer } from './vfio-container.js';
+import type { SimIommufdContext } from './iommufd.js';
+import { KernelError } from './kernel-error.js';
+
+/**
+ * `group->iommufd` (6.12 drivers/vfio/group.c): the iommufd context a group file was given as its
+ * container by VFIO_GROUP_SET_CONTAINER with a `/dev/iommu` fd (the iommufd VFIO compat path).
+ */
+const groupIommufd = new WeakMap<GroupFile, SimIommufdContext>();
+/** Devices opened through a group holding an iommufd: the context they are bound to and their id there. */
+const groupBindings = new WeakMap<SimDevice, { context: SimIommufdContext; id: number }>();
 
 // Request numbers (include/uapi/linux/vfio.h): _IO(VFIO_TYPE ';' = 0x3b, VFIO_BASE 100 + n), as on
 // x86 and arm64 (the dispatcher drops PowerPC's direction bit before comparing).
@@ -51,7 +61,8 @@ export function groupIoctl(proc: SimProcess, file: GroupFile, request: number, a
   switch (request) {
     case VFIO_GROUP_GET_STATUS: {
       const view = proc.argView(proc.bytes(argument), 8);
-      const set = group.owner !== undefined;
+      // vfio_group_has_iommu(): a container or an iommufd (6.12 group.c, vfio_group_ioctl_get_status()).
+      const set = group.owner !== undefined || groupIommufd.has(file);
       view.setUint32(4, (group.viable || set ? GROUP_FLAGS.VIABLE : 0) | (set ? GROUP_FLAGS.CONTAINER_SET : 0), proc.little);
       return 0;
     }
@@ -60,14 +71,52 @@ export function groupIoctl(proc: SimProcess, file: GroupFile, request: number, a
       if (buffer.byteLength < 4) return -ERRNO.EFAULT;
       const target = proc.files.get(proc.view(buffer).getInt32(0, proc.little));
       if (target === undefined) return -ERRNO.EBADF;
-      if (target.kind !== 'container') return -ERRNO.EINVAL; // 6.1: only VFIO containers
-      target.container.addGroup(group);
-      file.container = target.container;
-      return 0;
+      if (proc.simulator.kernel === '6.1') {
+        // 6.1 drivers/vfio/vfio_main.c, vfio_group_ioctl_set_container(): a group in a container
+        // EINVAL (addGroup()), then any fd that is not a container EINVAL.
+        if (target.kind !== 'container') return -ERRNO.EINVAL;
+        target.container.addGroup(group);
+        file.container = target.container;
+        return 0;
+      }
+      // 6.12 drivers/vfio/group.c, vfio_group_ioctl_set_container(): EBADF, then a group with a
+      // container or an iommufd (vfio_group_has_iommu()) EINVAL, then a container, then an iommufd
+      // (iommufd_ctx_from_file()), and any other fd EBADFD.
+      if (file.container !== undefined || group.owner !== undefined || groupIommufd.has(file)) {
+        proc.simulator.checkInjected('VFIO_GROUP_SET_CONTAINER');
+        return -ERRNO.EINVAL;
+      }
+      if (target.kind === 'container') {
+        // A device still bound to an iommufd (opened while the group held one, then UNSET) keeps
+        // the group's DMA ownership: iommu_group_claim_dma_owner() EPERM (6.12 drivers/iommu/iommu.c).
+        if (group.devices.some((member) => member.boundTo !== undefined)) {
+          throw new KernelError(ERRNO.EPERM, 'VFIO_GROUP_SET_CONTAINER', `group ${group.id}'s DMA is owned by an iommufd`);
+        }
+        target.container.addGroup(group);
+        file.container = target.container;
+        return 0;
+      }
+      if (target.kind === 'iommufd') {
+        proc.simulator.checkInjected('VFIO_GROUP_SET_CONTAINER');
+        target.context.holdForGroup();
+        groupIommufd.set(file, target.context);
+        return 0;
+      }
+      proc.simulator.checkInjected('VFIO_GROUP_SET_CONTAINER');
+      return -ERRNO.EBADFD;
     }
     case VFIO_GROUP_UNSET_CONTAINER: {
       // EINVAL out of a container, EBUSY with a device fd open; the last group out takes the
       // IOMMU and the mappings (docs/kernel-rules.md#detaching-from-a-live-container).
+      const context = groupIommufd.get(file);
+      if (context !== undefined) {
+        // 6.12 group.c, vfio_group_ioctl_unset_container(): an iommufd is dropped whatever devices
+        // are open (they stay bound: the bind holds its own reference on the context).
+        proc.simulator.checkInjected('VFIO_GROUP_UNSET_CONTAINER');
+        groupIommufd.delete(file);
+        context.dropForGroup();
+        return 0;
+      }
       if (file.container === undefined) {
         proc.simulator.checkInjected('VFIO_GROUP_UNSET_CONTAINER');
         return -ERRNO.EINVAL;
@@ -86,6 +135,15 @@ export function groupIoctl(proc: SimProcess, file: GroupFile, request: number, a
       const found = findDeviceByName(group, name);
       if (typeof found === 'number') return -found;
       const device = found;
+      const context = groupIommufd.get(file);
+      if (context !== undefined) {
+        // 6.12 group.c, vfio_df_group_open(): the first open binds the device to the group's
+        // iommufd and attaches it to the compat IOAS (iommufd.c, vfio_df_iommufd_bind(),
+        // vfio_iommufd_compat_attach_ioas()); a later open of the same device does neither.
+        if (device.openCount === 0) groupBindings.set(device, { context, id: context.bindFromGroup(device) });
+        group.openDevices++;
+        return proc.install({ kind: 'device', device, group: file, cdev: undefined });
+      }
       if (file.container === undefined || file.container.iommuType === null) return -ERRNO.EINVAL;
       group.openDevices++;
       return proc.install({ kind: 'device', device, group: file, cdev: undefined });
@@ -127,8 +185,19 @@ export function groupFileClosed(file: GroupFile): void {
   if (file.group.openDevices === 0) releaseGroup(file);
 }
 
-/** A device fd from a group fd is closed: it drops its reference on the group file. */
-export function groupDeviceClosed(file: GroupFile): void {
+/**
+ * A device fd from a group fd is closed: it drops its reference on the group file. The device's
+ * last close unbinds it from the iommufd it was bound to through the group (6.12 vfio_main.c,
+ * vfio_df_close(), vfio_df_device_last_close(): vfio_df_iommufd_unbind()).
+ */
+export function groupDeviceClosed(file: GroupFile, device?: SimDevice): void {
+  if (device !== undefined && device.openCount === 1) {
+    const binding = groupBindings.get(device);
+    if (binding !== undefined) {
+      groupBindings.delete(device);
+      binding.context.unbind(binding.id);
+    }
+  }
   file.group.openDevices--;
   if (file.closed && file.group.openDevices === 0) releaseGroup(file);
 }
@@ -139,6 +208,12 @@ export function groupDeviceClosed(file: GroupFile): void {
  * drivers/vfio/group.c, vfio_group_fops_release()).
  */
 function releaseGroup(file: GroupFile): void {
+  // 6.12 group.c, vfio_group_fops_release(): the group's iommufd reference is put.
+  const context = groupIommufd.get(file);
+  if (context !== undefined) {
+    groupIommufd.delete(file);
+    context.dropForGroup();
+  }
   if (file.container !== undefined && file.group.owner === file.container) file.container.removeGroup(file.group);
   file.container = undefined;
   file.group.opened = false;

@@ -169,7 +169,7 @@ export class SimProcess implements Syscalls {
         groupFileClosed(file);
         break;
       case 'device':
-        if (file.group !== undefined) groupDeviceClosed(file.group);
+        if (file.group !== undefined) groupDeviceClosed(file.group, file.device);
         if (file.cdev?.iommufd !== undefined) file.cdev.iommufd.unbind(file.cdev.id);
         deviceClosed(file.device);
         break;
