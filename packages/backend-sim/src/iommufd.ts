@@ -431,7 +431,7 @@ export class SimIommufdContext {
    * EOPNOTSUPP; `iova` or `length` ULONG_MAX EOVERFLOW (FIXED or not); neither READABLE nor
    * WRITEABLE EINVAL; then the IOAS (ENOENT); the user range (pages.c, iopt_alloc_pages(): length 0
    * or above SIZE_MAX - PAGE_SIZE EINVAL, `user_va + length` past 2^64 EOVERFLOW); the area's place
-   * ({@link placeArea}); then, only when the IOAS has a domain, the pages are pinned: memory not
+   * (`placeArea()`); then, only when the IOAS has a domain, the pages are pinned: memory not
    * mapped EFAULT. With no domain the kernel keeps a lazy reference and touches no memory
    * (pages.c, iopt_area_fill_domains()): the pin, and its EFAULT, come at the first attach.
    */
@@ -450,7 +450,7 @@ export class SimIommufdContext {
   /**
    * iopt_map_user_pages() (6.12 io_pagetable.c), shared by IOMMU_IOAS_MAP and the VFIO compat
    * MAP_DMA: the user range (pages.c, iopt_alloc_pages(): length 0 or above SIZE_MAX - PAGE_SIZE
-   * EINVAL, `user_va + length` past 2^64 EOVERFLOW); the area's place ({@link placeArea}); its page
+   * EINVAL, `user_va + length` past 2^64 EOVERFLOW); the area's place (`placeArea()`); its page
    * offset ({@link insertCheck}); then the pin, only when the IOAS has a domain (EFAULT).
    */
   private mapArea(ioas: Ioas, fixed: boolean, iova: bigint, vaddr: bigint, length: bigint, read: boolean, write: boolean, ioctl: string): bigint {
@@ -584,7 +584,7 @@ export class SimIommufdContext {
    * READABLE nor WRITEABLE EINVAL; the source IOAS (ENOENT); `length` 0 EINVAL; the source range
    * wrapping EOVERFLOW, or not covered by contiguous areas from its first byte ENOENT (it may start
    * or end inside an area); only then the destination IOAS (ENOENT); the place for the whole length
-   * ({@link placeArea}: one hole for all of it, chosen from the user address of the first byte);
+   * (`placeArea()`: one hole for all of it, chosen from the user address of the first byte);
    * each piece (one per source area) WRITEABLE over pages mapped without it EPERM, or misaligned in
    * its page EINVAL; memory not mapped EFAULT only when the destination has a domain and the pages
    * were never pinned (the source has none). All or nothing: one area per piece, so an unmap of the
@@ -638,7 +638,7 @@ export class SimIommufdContext {
    * CAP_SYS_RESOURCE (EPERM: the simulated process has it unless `memlockLimit` models an
    * unprivileged one), then any object in the context EBUSY, a value other than 0 or 1 EINVAL;
    * another op EOPNOTSUPP. HUGE_PAGES (1): the IOAS `object_id` first (ENOENT, whatever the op);
-   * GET answers 1 unless disabled; SET 0 ({@link disableLargePages}), SET 1 enables, another value
+   * GET answers 1 unless disabled; SET 0 (`disableLargePages()`), SET 1 enables, another value
    * EINVAL; another op EOPNOTSUPP.
    */
   option(optionId: number, operation: number, reserved: number, objectId: number, value: bigint): bigint {
@@ -734,6 +734,7 @@ export class SimIommufdContext {
    * the domains' page sizes ANDed, all of them with no domain, below PAGE_SIZE folded into it, at
    * least the IOAS's alignment) and the usable ranges (the holes of the reserved ranges only, not
    * the allow-list) for the DMA_AVAIL and IOVA_RANGE capabilities.
+   * @internal
    */
   compatInfo(): { pageSizes: bigint; ranges: IovaRange[] } {
     const ioctl = 'VFIO_IOMMU_GET_INFO';
@@ -761,7 +762,7 @@ export class SimIommufdContext {
   /**
    * VFIO_IOMMU_MAP_DMA on `/dev/iommu` after the handler's argsz and flags checks (6.12
    * vfio_compat.c, iommufd_vfio_map_dma()): no compat IOAS ENODEV; then a map at `iova` exactly as
-   * IOMMU_IOAS_MAP with FIXED_IOVA ({@link mapArea}), with no READ or WRITE allowed.
+   * IOMMU_IOAS_MAP with FIXED_IOVA (`mapArea()`), with no READ or WRITE allowed.
    */
   compatMap(read: boolean, write: boolean, vaddr: bigint, iova: bigint, size: bigint): void {
     const ioctl = 'VFIO_IOMMU_MAP_DMA';
@@ -778,6 +779,7 @@ export class SimIommufdContext {
    * the bytes unmapped, which the kernel writes back into `size` whatever iopt_unmap_iova() answered,
    * with its error, if any (size 0, wrapping, an area cut); the errors before it are thrown (nothing
    * is written back).
+   * @internal
    */
   compatUnmap(all: boolean, iova: bigint, size: bigint): { bytes: bigint; error: KernelError | undefined } {
     const ioctl = 'VFIO_IOMMU_UNMAP_DMA';

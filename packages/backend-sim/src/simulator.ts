@@ -135,11 +135,15 @@ export class SimDevice {
    * one for every process (drivers/vfio/pci/vfio_pci_config.c, struct vfio_pci_core_device `vconfig`).
    */
   configSpace: Uint8Array | undefined = undefined;
-  /** The edu's BAR0 registers and DMA buffer (made at the first access): the hardware's, so one for every process. */
+  /**
+   * The edu's BAR0 registers and DMA buffer (made at the first access): the hardware's, so one for every process.
+   * @internal
+   */
   eduRegisters: EduRegisters | undefined = undefined;
   /**
    * vfio-pci's interrupt state while the device is open (struct vfio_pci_core_device: `irq_type`,
    * the triggers, `virq_disabled`); undefined once the last close turned the device off.
+   * @internal
    */
   irqs: DeviceIrqs | undefined = undefined;
   /** Handlers of enabled MSI vectors, and the address the kernel programmed into the device. */
