@@ -62,8 +62,11 @@ export function groupIoctl(proc: SimProcess, file: GroupFile, request: number, a
     case VFIO_GROUP_GET_STATUS: {
       const view = proc.argView(proc.bytes(argument), 8);
       // vfio_group_has_iommu(): a container or an iommufd (6.12 group.c, vfio_group_ioctl_get_status()).
+      // Out of one, VIABLE needs the group's DMA unclaimed (!iommu_group_dma_owner_claimed()): a
+      // device still bound to an iommufd (opened through it, then UNSET) holds the claim.
       const set = group.owner !== undefined || groupIommufd.has(file);
-      view.setUint32(4, (group.viable || set ? GROUP_FLAGS.VIABLE : 0) | (set ? GROUP_FLAGS.CONTAINER_SET : 0), proc.little);
+      const claimed = group.devices.some((member) => member.boundTo !== undefined);
+      view.setUint32(4, ((group.viable && !claimed) || set ? GROUP_FLAGS.VIABLE : 0) | (set ? GROUP_FLAGS.CONTAINER_SET : 0), proc.little);
       return 0;
     }
     case VFIO_GROUP_SET_CONTAINER: {
