@@ -5,6 +5,8 @@
  * SET_CONTAINER and UNSET_CONTAINER (with a device open, twice), GET_DEVICE_FD by good and bad
  * names, VFIO_IOMMU_GET_INFO at every argsz, MAP_DMA and UNMAP_DMA with every flag (v1 and v2),
  * VFIO_IOMMU_DIRTY_PAGES, and closing the container or the group while the other is still in use.
+ * A tenth of the sequences first give the group an eventfd as its container (6.12 EBADFD, 6.1
+ * EINVAL); on a 6.12 lane a tenth are the `/dev/iommu` compat container instead ({@link compatSequence}).
  *
  * As in the device family, the generator keeps what it expects of the state only to aim two calls
  * in three at success; what they answer is the kernel's.
@@ -28,8 +30,21 @@ function ioctl(fd: string, name: string, fields?: Record<string, StepValue>, ext
   return { op: 'ioctl', fd, ioctl: name, ...(fields === undefined ? {} : { fields }), ...extra };
 }
 
-/** The steps of sequence `seed` (type1 only: the iommufd lanes' containers are the iommufd family's). */
-export function containerSequence(seed: number): Step[] {
+/** The share of sequences that take a variant: the eventfd probe (every kernel), the /dev/iommu compat container (6.12). */
+const VARIANT_SHARE = 0.1;
+
+/**
+ * The steps of sequence `seed` (type1 only: the iommufd lanes' containers are the iommufd family's).
+ * `kernel` is the lane's kernel: on '6.12' a tenth of the sequences give the group a `/dev/iommu`
+ * fd as its container ({@link compatSequence}); on '6.1', which has no `/dev/iommu`, never. On
+ * every kernel a tenth of the others first give the group an eventfd as its container (6.12
+ * drivers/vfio/group.c vfio_group_ioctl_set_container(): EBADFD; 6.1 vfio_main.c: EINVAL). The
+ * variants draw from their own generator, so the other sequences are what they always were.
+ */
+export function containerSequence(seed: number, kernel: '6.1' | '6.12' = '6.1'): Step[] {
+  const variant = generator(seed + 0xc0_3a71);
+  if (variant.next() < VARIANT_SHARE && kernel === '6.12') return compatSequence(seed);
+  const probe = variant.next() < VARIANT_SHARE;
   const random = generator(seed + 0xc0_17a1);
   const steps: Step[] = [{ op: 'mmap', pages: 16, as: 'ram' }];
   const version = random.next() < 0.8 ? 3 : 1;
@@ -39,7 +54,15 @@ export function containerSequence(seed: number): Step[] {
   if (random.next() < 0.3) steps.push(ioctl('container', 'VFIO_SET_IOMMU', undefined, { value: version }));
   steps.push({ op: 'open', path: '/dev/vfio/{group}', as: 'group' });
   steps.push(ioctl('group', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+  if (probe) {
+    // An fd that is no container: 6.12 EBADFD, 6.1 EINVAL, and the group stays out.
+    steps.push({ op: 'eventfd', as: 'eventfd' });
+    steps.push(ioctl('group', 'VFIO_GROUP_SET_CONTAINER', { fd: { fd: 'eventfd' } }));
+    steps.push(ioctl('group', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+  }
   steps.push(ioctl('group', 'VFIO_GROUP_SET_CONTAINER', { fd: { fd: 'container' } }));
+  // With a container set, any fd is EINVAL first (vfio_group_has_iommu() comes before the fd's kind).
+  if (probe) steps.push(ioctl('group', 'VFIO_GROUP_SET_CONTAINER', { fd: { fd: 'eventfd' } }));
   // Sometimes a type the kernel refuses (or, NESTING on arm64 6.1, takes) first: a type is only
   // ever tried with a group in the container, where the refusal is the type's own.
   const probeType = (): void => {
@@ -159,5 +182,76 @@ export function containerSequence(seed: number): Step[] {
   steps.push({ op: 'open', path: '/dev/vfio/{group}', as: 'again' });
   steps.push(ioctl('again', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
   steps.push({ op: 'close', fd: 'again' });
+  if (probe) steps.push({ op: 'close', fd: 'eventfd' });
+  return steps;
+}
+
+/**
+ * A 6.12 sequence whose group's container is a `/dev/iommu` fd (6.12 drivers/vfio/group.c
+ * vfio_group_ioctl_set_container(): iommufd_vfio_compat_ioas_create() gives the context a compat
+ * IOAS; vfio_df_group_open() binds the device and attaches it to it; the VFIO container ioctls on
+ * the `/dev/iommu` fd act on it, drivers/iommu/iommufd/vfio_compat.c), with an eventfd tried as a
+ * container on the way (EBADFD, or EINVAL with one set), UNSET_CONTAINER with the device open, and
+ * the `/dev/iommu` fd closed while the group holds the context.
+ */
+export function compatSequence(seed: number): Step[] {
+  const random = generator(seed + 0xc0_3a72);
+  const steps: Step[] = [{ op: 'mmap', pages: 16, as: 'ram' }];
+  steps.push({ op: 'open', path: '/dev/iommu', as: 'iommufd' });
+  steps.push({ op: 'open', path: '/dev/vfio/{group}', as: 'group' });
+  steps.push({ op: 'eventfd', as: 'eventfd' });
+  if (random.next() < 0.5) steps.push(ioctl('iommufd', 'VFIO_IOMMU_GET_INFO', { argsz: 4096 }));
+  steps.push(ioctl('group', 'VFIO_GROUP_SET_CONTAINER', { fd: { fd: random.next() < 0.3 ? 'eventfd' : 'iommufd' } }));
+  steps.push(ioctl('group', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+  let device = false;
+  let open = true;
+  const mapped: bigint[] = [];
+  const length = random.int(10, 22);
+  for (let step = 0; step < length; step++) {
+    const roll = random.next();
+    if (roll < 0.1) {
+      steps.push(ioctl('group', 'VFIO_GROUP_SET_CONTAINER', { fd: { fd: pick(random, ['iommufd', 'iommufd', 'eventfd']) } }));
+    } else if (roll < 0.16) {
+      steps.push(ioctl('group', 'VFIO_GROUP_UNSET_CONTAINER', undefined, { value: 0 }));
+    } else if (roll < 0.22) {
+      steps.push(ioctl('group', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+    } else if (roll < 0.32) {
+      if (!device) {
+        steps.push(ioctl('group', 'VFIO_GROUP_GET_DEVICE_FD', undefined, { name: '{edu}', as: 'device' }));
+        device = true;
+      } else {
+        steps.push({ op: 'close', fd: 'device' });
+        device = false;
+      }
+    } else if (roll < 0.36) {
+      steps.push(ioctl('iommufd', 'VFIO_GET_API_VERSION', undefined, { value: 0 }));
+    } else if (roll < 0.42) {
+      steps.push(ioctl('iommufd', 'VFIO_CHECK_EXTENSION', undefined, { value: pick(random, [1, 3, 4, 5, 8, 9, 0]) }));
+    } else if (roll < 0.47) {
+      steps.push(ioctl('iommufd', 'VFIO_SET_IOMMU', undefined, { value: pick(random, [3, 3, 1, 0, 8]) }));
+    } else if (roll < 0.53) {
+      steps.push(ioctl('iommufd', 'VFIO_IOMMU_GET_INFO', { argsz: pick(random, [4096, 4096, 16, 0]) }));
+    } else if (roll < 0.75) {
+      const iova = BASE + BigInt(random.int(0, 15)) * 4n * PAGE;
+      steps.push(ioctl('iommufd', 'VFIO_IOMMU_MAP_DMA', { flags: MAP_FLAGS.READ | MAP_FLAGS.WRITE, vaddr: { mapping: 'ram', offset: BigInt(random.int(0, 12)) * PAGE }, iova, size: BigInt(random.int(1, 4)) * PAGE }));
+      mapped.push(iova);
+    } else if (roll < 0.9) {
+      const iova = mapped.length > 0 && random.next() < 0.8 ? mapped.splice(random.int(0, mapped.length - 1), 1)[0]! : BASE;
+      steps.push(ioctl('iommufd', 'VFIO_IOMMU_UNMAP_DMA', { iova, size: BigInt(random.int(1, 4)) * PAGE }));
+    } else if (roll < 0.93 && open) {
+      // The context outlives its fd while the group holds it; the fd's role is then a closed fd.
+      steps.push({ op: 'close', fd: 'iommufd' });
+      open = false;
+    } else {
+      steps.push(ioctl('group', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+    }
+  }
+  if (device) steps.push({ op: 'close', fd: 'device' });
+  steps.push({ op: 'close', fd: 'group' });
+  if (open) steps.push({ op: 'close', fd: 'iommufd' });
+  steps.push({ op: 'open', path: '/dev/vfio/{group}', as: 'again' });
+  steps.push(ioctl('again', 'VFIO_GROUP_GET_STATUS', { argsz: 8 }));
+  steps.push({ op: 'close', fd: 'again' });
+  steps.push({ op: 'close', fd: 'eventfd' });
   return steps;
 }
