@@ -15,15 +15,16 @@ export interface Family {
   readonly sequences: number;
   /** The kernel interfaces it runs on (a lane of another interface skips it). */
   readonly interfaces: readonly ('type1' | 'iommufd')[];
-  /** The steps of sequence `seed` (the same seed gives the same steps on every machine). */
-  generate(seed: number, kernelInterface: 'type1' | 'iommufd'): Step[];
+  /** The steps of sequence `seed` on `lane` (the same seed and lane give the same steps on every machine). */
+  generate(seed: number, lane: FidelityLane): Step[];
   /** The seeds of its golden transcript, when not {@link TRANSCRIPT_SEEDS}. */
   readonly transcriptSeeds?: readonly number[];
 }
 
 export const FAMILIES: readonly Family[] = [
-  { name: 'device', sequences: 700, interfaces: ['type1', 'iommufd'], generate: deviceSequence },
-  { name: 'container', sequences: 700, interfaces: ['type1'], generate: (seed) => containerSequence(seed) },
+  { name: 'device', sequences: 700, interfaces: ['type1', 'iommufd'], generate: (seed, lane) => deviceSequence(seed, lane.kernelInterface) },
+  // On 6.12 a tenth of its sequences make a /dev/iommu fd the group's container (6.1 has no /dev/iommu).
+  { name: 'container', sequences: 700, interfaces: ['type1'], generate: (seed, lane) => containerSequence(seed, lane.kernel) },
   // Its sequences read bitmaps back after most calls: four keep its transcripts to tens of KiB.
   { name: 'dirty', sequences: 600, interfaces: ['type1'], generate: (seed) => dirtySequence(seed), transcriptSeeds: [1, 2, 3, 4] },
   { name: 'iommufd', sequences: 1300, interfaces: ['iommufd'], generate: (seed) => iommufdSequence(seed) },
@@ -39,6 +40,8 @@ export const EXPLORING: readonly Family[] = [];
 export interface FidelityLane {
   readonly name: FidelityLaneName;
   readonly kernelInterface: 'type1' | 'iommufd';
+  /** The kernel the lane boots. */
+  readonly kernel: '6.1' | '6.12';
 }
 
 /** The four lanes: 6.1 on x86 and arm64 through type1, and 6.12 through iommufd and through type1. */
@@ -46,11 +49,11 @@ export type FidelityLaneName = 'x86' | 'arm64' | 'iommufd' | 'type1-6.12';
 
 /** The fidelity lanes each guest runs. */
 export const FIDELITY_LANES: Readonly<Record<'x86' | 'arm64' | 'iommufd', readonly FidelityLane[]>> = {
-  x86: [{ name: 'x86', kernelInterface: 'type1' }],
-  arm64: [{ name: 'arm64', kernelInterface: 'type1' }],
+  x86: [{ name: 'x86', kernelInterface: 'type1', kernel: '6.1' }],
+  arm64: [{ name: 'arm64', kernelInterface: 'type1', kernel: '6.1' }],
   iommufd: [
-    { name: 'iommufd', kernelInterface: 'iommufd' },
-    { name: 'type1-6.12', kernelInterface: 'type1' },
+    { name: 'iommufd', kernelInterface: 'iommufd', kernel: '6.12' },
+    { name: 'type1-6.12', kernelInterface: 'type1', kernel: '6.12' },
   ],
 };
 

@@ -19,7 +19,8 @@ if (lane === undefined) {
   });
 } else {
   const guest = lane;
-  for (const { name, kernelInterface } of FIDELITY_LANES[guest]) {
+  for (const fidelityLane of FIDELITY_LANES[guest]) {
+    const { name, kernelInterface } = fidelityLane;
     describe(`the fidelity differential, lane ${name}`, () => {
       const exploring = process.env.IOAS_FIDELITY_EXPLORE === '1';
       for (const family of [...FAMILIES, ...EXPLORING]) {
@@ -36,7 +37,7 @@ if (lane === undefined) {
           let steps = 0;
           let disagreeing = 0;
           for (let seed = 1; seed <= family.sequences; seed++) {
-            const sequence = family.generate(seed, kernelInterface);
+            const sequence = family.generate(seed, fidelityLane);
             const kernel: StepOutcome[] = runSteps(real, edu, sequence);
             const simulated = runSteps(sim.syscalls, sim.edu, sequence);
             steps += sequence.length;
